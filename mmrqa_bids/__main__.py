@@ -1,0 +1,5 @@
+import sys
+
+from mmrqa_bids.cli.run import main
+
+sys.exit(main())

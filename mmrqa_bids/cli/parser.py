@@ -1,0 +1,101 @@
+"""The argument parser: BIDS-App positional arguments plus option groups. No side effects."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmrqa_bids import __version__
+from mmrqa_bids.settings import MODALITIES
+
+NIPYPE_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
+                  "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor", "DAGMan", "OAR")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmrqa",
+        description="MMRQA: MRI quality grades (Good/Medium/Bad) and clinical narratives from "
+                    "signal metrics and a multimodal LLM, as a BIDS App.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="the root folder of a BIDS dataset")
+    parser.add_argument("output_dir", type=Path,
+                        help="where derivatives go (e.g. BIDS_DIR/derivatives/mmrqa)")
+    parser.add_argument("analysis_level", choices=["participant", "group", "train"],
+                        help="participant: grade each run; group: dataset tables and report; "
+                             "train: fine-tune on expert ratings")
+    parser.add_argument("--version", action="version", version=f"mmrqa {__version__}")
+
+    sel = parser.add_argument_group("Selecting runs")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                     metavar="LABEL", help="participants to process (with or without 'sub-')")
+    sel.add_argument("--session-id", nargs="+", default=[], metavar="ID")
+    sel.add_argument("--run-id", nargs="+", default=[], metavar="ID")
+    sel.add_argument("--task-id", nargs="+", default=[], metavar="ID")
+    sel.add_argument("-m", "--modalities", nargs="+", choices=MODALITIES,
+                     default=list(MODALITIES), metavar="SUFFIX",
+                     help=f"suffixes to assess, among {', '.join(MODALITIES)}")
+    sel.add_argument("--bids-filter-file", type=Path, metavar="FILE.json",
+                     help='extra pybids filters per suffix, e.g. {"t1w": {"acquisition": "mprage"}}')
+
+    ex = parser.add_argument_group("Execution")
+    ex.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory "
+                    "(default: OUTPUT_DIR/../mmrqa_work or ./work); reused by --resume")
+    ex.add_argument("--nprocs", "--n_procs", type=_positive_int, default=1)
+    ex.add_argument("--omp-nthreads", type=_positive_int, default=1)
+    ex.add_argument("--mem-gb", type=float)
+    ex.add_argument("--plugin", choices=NIPYPE_PLUGINS, default=None,
+                    help="Nipype execution plugin (default: MultiProc when --nprocs > 1)")
+    ex.add_argument("--plugin-args", type=Path, metavar="FILE.json",
+                    help="JSON object of arguments for the Nipype plugin")
+    ex.add_argument("--mriqc-dir", type=Path, help="reuse MRIQC's IQMs from this output folder")
+    ex.add_argument("--no-reports", action="store_true", help="skip HTML reports")
+    ex.add_argument("--resume", action="store_true",
+                    help="keep the work directory and reuse finished steps")
+    ex.add_argument("-v", "--verbose", action="count", default=0)
+
+    gr = parser.add_argument_group("Grading")
+    gr.add_argument("--grader", choices=["classifier", "llava", "openai"], default="classifier",
+                    help="classifier: embedded metric model (CPU, no download); llava: "
+                         "LLaVA-OneVision (+LoRA) in process; openai: an OpenAI-compatible server")
+    gr.add_argument("--model", metavar="ID_OR_PATH", help="LLaVA-OneVision hub id or local folder")
+    gr.add_argument("--adapter", type=Path, metavar="PATH", help="LoRA adapter folder")
+    gr.add_argument("--llm-base-url", metavar="URL",
+                    help="OpenAI-compatible endpoint; the API key is read from MMRQA_LLM_API_KEY "
+                         "or OPENAI_API_KEY, never from the command line")
+    gr.add_argument("--llm-model", metavar="NAME", help="model name on that endpoint")
+    gr.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="runs graded per batch (participant; default 4) or per optimiser step "
+                         "(train; default 8)")
+    gr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    gr.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+
+    tr = parser.add_argument_group("Training (analysis level 'train')")
+    tr.add_argument("--labels", type=Path, metavar="RATINGS.tsv", help="expert ratings")
+    tr.add_argument("--simulate", type=int, default=0, metavar="N",
+                    help="degraded copies per run with simulated artifacts")
+    tr.add_argument("--holdout-fraction", type=_fraction, default=0.3)
+    tr.add_argument("--qa-source", choices=["template", "llm"], default="template")
+    tr.add_argument("--qa-fraction", type=_fraction, default=1.0)
+    tr.add_argument("--lora-r", type=_positive_int, default=16)
+    tr.add_argument("--lora-alpha", type=_positive_int, default=16)
+    tr.add_argument("--learning-rate", type=float, default=1e-4)
+    tr.add_argument("--epochs", type=_positive_int, default=1)
+    tr.add_argument("--base-model", metavar="ID_OR_PATH")
+    tr.add_argument("--output-model", type=Path, metavar="DIR")
+    tr.add_argument("--seed", type=int, default=0)
+    return parser

@@ -1,0 +1,210 @@
+"""``mmrqa BIDS_DIR OUTPUT_DIR {participant,group,train}``: parse, build Settings, dispatch."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+# Nipype's telemetry check would try the network at import time; there is none on clusters.
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
+from mmrqa_bids.cli.parser import build_parser  # noqa: E402
+from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
+
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read {what} ({' '.join(str(exc).split())})") from exc
+    if not isinstance(value, dict):
+        raise DatasetError(f"{path}: {what} must be a JSON object")
+    return value
+
+
+def default_work_dir(output_dir: Path) -> Path:
+    """A per-output-folder work directory under the system temp dir (writable in containers)."""
+    import hashlib
+    key = hashlib.sha1(str(output_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"mmrqa_work_{key}"
+
+
+def build_settings(args) -> Settings:
+    output_dir = args.output_dir.resolve()
+    plugin = args.plugin or ("MultiProc" if args.nprocs > 1 else "Linear")
+    batch = args.batch_size
+    execution = Execution(
+        bids_dir=args.bids_dir.resolve(),
+        output_dir=output_dir,
+        analysis_level=args.analysis_level,
+        work_dir=(args.work_dir or default_work_dir(output_dir)).resolve(),
+        participant_label=tuple(args.participant_label),
+        session_id=tuple(args.session_id),
+        run_id=tuple(args.run_id),
+        task_id=tuple(args.task_id),
+        modalities=tuple(args.modalities),
+        bids_filters=_read_json_object(args.bids_filter_file, "BIDS filter file")
+        if args.bids_filter_file else {},
+        nprocs=args.nprocs,
+        omp_nthreads=args.omp_nthreads,
+        mem_gb=args.mem_gb,
+        plugin=plugin,
+        plugin_args=_read_json_object(args.plugin_args, "plugin arguments")
+        if args.plugin_args else {},
+        mriqc_dir=args.mriqc_dir.resolve() if args.mriqc_dir else None,
+        reports=not args.no_reports,
+        resume=args.resume,
+        verbose=args.verbose,
+    )
+    grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
+                      llm_base_url=args.llm_base_url, llm_model=args.llm_model,
+                      batch_size=batch or 4, device=args.device, dtype=args.dtype)
+    training = Training(labels=args.labels, simulate=args.simulate,
+                        holdout_fraction=args.holdout_fraction, qa_source=args.qa_source,
+                        qa_fraction=args.qa_fraction, lora_r=args.lora_r,
+                        lora_alpha=args.lora_alpha, learning_rate=args.learning_rate,
+                        epochs=args.epochs, batch_size=batch or 8, base_model=args.base_model,
+                        output_model=args.output_model, seed=args.seed)
+    return Settings(execution=execution, grading=grading, training=training)
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    try:
+        (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".mmrqa-write-test"):
+            pass
+    except OSError as exc:
+        raise DatasetError(f"{output_dir}: output directory is not writable "
+                           f"({exc.strerror or exc})") from exc
+
+
+def save_settings(settings: Settings) -> Path:
+    from mmrqa_bids.io import atomic_write_text
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    path = settings.execution.output_dir / "logs" / \
+        f"settings_{settings.execution.analysis_level}_{stamp}.toml"
+    return atomic_write_text(path, settings.to_toml())
+
+
+def run_participant(settings: Settings) -> int:
+    from mmrqa_bids.bids import collect_runs
+    from mmrqa_bids.outputs import write_dataset_description
+    from mmrqa_bids.workflows.participant import init_participant_wf
+
+    ex = settings.execution
+    t0 = time.perf_counter()
+    runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
+                        participant_label=ex.participant_label, session_id=ex.session_id,
+                        run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
+    print(f"[mmrqa] {len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
+          f"grader: {settings.grading.grader}", flush=True)
+    write_dataset_description(ex.output_dir, ex.bids_dir)
+    wf = init_participant_wf(runs, settings)
+    wf_dir = Path(ex.work_dir) / wf.name
+    if not ex.resume and wf_dir.exists():
+        shutil.rmtree(wf_dir)
+    wf.config["execution"] = {
+        "crashdump_dir": str(ex.output_dir / "logs"),
+        "crashfile_format": "txt",
+        "stop_on_first_crash": "false",
+        "parameterize_dirs": "false",
+        "hash_method": "content",
+        "remove_unnecessary_outputs": "false",
+        "poll_sleep_duration": 0.2,
+    }
+    wf.config["logging"] = _nipype_logging(ex.verbose)
+    plugin_args = dict(ex.plugin_args)
+    plugin_args.setdefault("poll_sleep_duration", 0.2)
+    if ex.plugin in ("MultiProc", "LegacyMultiProc"):
+        plugin_args.setdefault("n_procs", ex.nprocs)
+        if ex.mem_gb:
+            plugin_args.setdefault("memory_gb", ex.mem_gb)
+    crashed = None
+    try:
+        graph = wf.run(plugin=ex.plugin, plugin_args=plugin_args)
+    except RuntimeError as exc:  # Nipype raises after running every branch it could
+        crashed, graph = " ".join(str(exc).split())[:500], None
+    statuses = _statuses(graph)
+    elapsed = time.perf_counter() - t0
+    counts = Counter(statuses)
+    failed = counts.pop("failed", 0) + counts.pop("unparsed", 0)
+    print(f"[mmrqa] done in {elapsed:.1f} s: {len(statuses)} run(s) processed, {failed} failed; "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    if crashed:
+        print(f"[mmrqa] ERROR: some workflow steps crashed; see crash files in "
+              f"{ex.output_dir / 'logs'} ({crashed})", file=sys.stderr, flush=True)
+        return EXIT_RUNS_FAILED
+    if ex.reports:
+        print(f"[mmrqa] individual reports: {ex.output_dir}/sub-*.html", flush=True)
+    return EXIT_RUNS_FAILED if failed or len(statuses) < len(runs) else EXIT_OK
+
+
+def _statuses(graph) -> list[str]:
+    if graph is None:
+        return []
+    out: list[str] = []
+    for node in graph.nodes():
+        if node.name == "write" and node.result is not None:
+            status = node.result.outputs.status
+            out.extend(status if isinstance(status, list) else [status])
+    return out
+
+
+def run_group(settings: Settings) -> int:
+    from mmrqa_bids.group import run_group as _run_group
+    ex = settings.execution
+    written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports)
+    for key, path in sorted(written.items()):
+        print(f"[mmrqa] group {key.split('.')[-1].upper()}: {path}", flush=True)
+    return EXIT_OK
+
+
+def run_train(settings: Settings) -> int:
+    raise DatasetError("the train level is not available in this version of mmrqa yet")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = build_settings(args)
+        ex = settings.execution
+        if ex.analysis_level != "group":
+            check_dataset(ex.bids_dir, ex.output_dir)
+        prepare_output_dir(ex.output_dir)
+        _configure_logging(ex.verbose)
+        save_settings(settings)
+        level = {"participant": run_participant, "group": run_group, "train": run_train}
+        return level[ex.analysis_level](settings)
+    except DatasetError as exc:
+        print(f"mmrqa: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mmrqa: interrupted", file=sys.stderr)
+        return 130
+
+
+def _nipype_logging(verbose: int) -> dict[str, str]:
+    level = "WARNING" if verbose == 0 else ("INFO" if verbose == 1 else "DEBUG")
+    return {"workflow_level": level, "interface_level": level, "utils_level": level}
+
+
+def _configure_logging(verbose: int) -> None:
+    """Nipype's own loggers: quiet unless -v (mmrqa prints its own progress lines)."""
+    from nipype import config, logging
+    config.update_config({"logging": _nipype_logging(verbose)})
+    logging.update_logging(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces around mmrqa's pure functions."""

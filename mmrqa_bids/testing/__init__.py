@@ -1,0 +1,1 @@
+"""Test and demo helpers: synthetic BIDS datasets from real template volumes."""
