@@ -1,0 +1,98 @@
+"""`--plugin SLURM` on a real one-node SLURM cluster (slurmctld + slurmd + munged on
+127.0.0.1, started for this module by scripts/ci/start_slurm.sh and stopped afterwards).
+
+Nipype's own SLURM plugin submits one batch job per node with `sbatch`, polls `squeue` and
+reads the node's result file when the job has left the queue. The cluster has no slurmdbd,
+so `sacct` has nothing to report: the jobs are checked in the scheduler's job-completion log
+(jobcomp/filetxt), with `scontrol show job` and with the job output files Nipype asked for.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from scaleout_common import (PLANS, REPO, assert_same_derivatives, cli_env, make_dataset,
+                             run_cli)
+
+pytestmark = pytest.mark.slow
+SCRIPTS = REPO / "scripts" / "ci"
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """SLURM_CONF of a running one-node cluster; the daemons are stopped at teardown."""
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        pytest.skip("SLURM is not installed and there is no apt-get to install slurm-wlm")
+    install = subprocess.run([str(SCRIPTS / "install_slurm.sh")], capture_output=True,
+                             text=True, timeout=1200)
+    if install.returncode:
+        pytest.skip("apt-get could not install slurm-wlm and munge: "
+                    + " ".join((install.stderr or install.stdout).split()[-40:]))
+    root = tmp_path_factory.mktemp("slurm")
+    start = subprocess.run([str(SCRIPTS / "start_slurm.sh"), str(root)], capture_output=True,
+                           text=True, timeout=120)
+    try:
+        assert start.returncode == 0, f"the SLURM cluster did not start:\n{start.stderr}"
+        conf = start.stdout.strip().split("=", 1)[1]
+        yield {"conf": conf, "root": root}
+    finally:
+        subprocess.run([str(SCRIPTS / "stop_slurm.sh"), str(root)], timeout=60)
+        for pidfile in ("slurmctld.pid", "slurmd.pid", "munge/munged.pid"):
+            assert not (root / pidfile).exists(), f"{pidfile} still there after stop_slurm.sh"
+
+
+def _jobcomp(root: Path) -> list[dict[str, str]]:
+    log = root / "jobcomp.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in lines]
+
+
+def test_participant_level_through_slurm_matches_multiproc(slurm, tmp_path):
+    bids = make_dataset(tmp_path / "bids")
+    env = cli_env(SLURM_CONF=slurm["conf"], LOGNAME=os.environ.get("LOGNAME", "mmrqa"))
+    # Smoke-test the cluster with the client tools the plugin relies on.
+    probe = subprocess.run(["sbatch", "--parsable", "--wait", "-o", str(tmp_path / "probe.out"),
+                            "--wrap", "echo scheduled"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert (tmp_path / "probe.out").read_text().strip() == "scheduled"
+
+    plugin_args = tmp_path / "slurm.json"
+    plugin_args.write_text(json.dumps({
+        "sbatch_args": "--time=00:10:00 --cpus-per-task=1 --mem=1G",
+        "poll_sleep_duration": 0.5,
+        "max_jobs": 4,
+    }))
+    work = tmp_path / "work_slurm"
+    proc = run_cli(bids, tmp_path / "slurm_out", "participant", "--plugin", "SLURM",
+                   "--plugin-args", plugin_args, "-w", work, env=env, timeout=900)
+    n = len(PLANS)
+    assert f"{n} run(s) processed, 0 failed" in proc.stdout
+
+    # Every node went through the scheduler and completed there.
+    jobs = [j for j in _jobcomp(slurm["root"]) if j.get("Name") != "wrap"]
+    assert jobs, "no job in the SLURM job-completion log"
+    assert all(j["JobState"] == "COMPLETED" and j["NodeList"] == "mmrqa-node" for j in jobs), jobs
+    kinds = Counter(next((k for k in ("measure", "mosaics", "grade", "_write")
+                          if k in j["Name"]), "other") for j in jobs)
+    assert kinds["measure"] == n and kinds["mosaics"] == n and kinds["grade"] == 1
+    assert kinds["_write"] == n, kinds
+    show = subprocess.run(["scontrol", "show", "job", jobs[0]["JobId"]], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert "JobState=COMPLETED" in show.stdout, show.stdout + show.stderr
+    batch = work / "mmrqa_participant_wf" / "batch"
+    assert len(list(batch.glob("batchscript_*.sh"))) >= 2 * n + 1
+    outs = {p.name for p in batch.glob("slurm-*.out")}
+    assert {f"slurm-{j['JobId']}.out" for j in jobs if "measure" in j["Name"]} <= outs
+
+    # Same metrics and grades as the same dataset on MultiProc.
+    run_cli(bids, tmp_path / "multi_out", "participant", "--nprocs", "2",
+            "-w", tmp_path / "work_multi", env=env)
+    assert_same_derivatives(tmp_path / "slurm_out", tmp_path / "multi_out")
