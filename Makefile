@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: env env-test demo test clean
+.PHONY: env env-test system-tools demo test clean
 
 $(VENV)/.core-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ demo: env
 	@ls $(DEMO_DIR)/bids/derivatives/mmrqa/group_*.html | sed 's/^/  group:      /'
 	@ls $(DEMO_DIR)/bids/derivatives/mmrqa/sub-*.html | head -n 3 | sed 's/^/  individual: /'
 
-test: env-test
+# Debian's slurm-wlm and munge for the SLURM scale-out test (it skips, saying why, if apt fails).
+system-tools:
+	@scripts/ci/install_slurm.sh || echo "make: slurm-wlm/munge could not be installed; the SLURM test will skip"
+
+test: env-test system-tools
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 clean:

@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -77,7 +79,8 @@ def test_participant_level_through_slurm_matches_multiproc(slurm, tmp_path):
     assert f"{n} run(s) processed, 0 failed" in proc.stdout
 
     # Every node went through the scheduler and completed there.
-    jobs = [j for j in _jobcomp(slurm["root"]) if j.get("Name") != "wrap"]
+    jobs = [j for j in _jobcomp(slurm["root"])
+            if j.get("Name") != "wrap" and not j.get("Name", "").startswith("mmrqa-")]
     assert jobs, "no job in the SLURM job-completion log"
     assert all(j["JobState"] == "COMPLETED" and j["NodeList"] == "mmrqa-node" for j in jobs), jobs
     kinds = Counter(next((k for k in ("measure", "mosaics", "grade", "_write")
@@ -96,3 +99,43 @@ def test_participant_level_through_slurm_matches_multiproc(slurm, tmp_path):
     run_cli(bids, tmp_path / "multi_out", "participant", "--nprocs", "2",
             "-w", tmp_path / "work_multi", env=env)
     assert_same_derivatives(tmp_path / "slurm_out", tmp_path / "multi_out")
+
+
+def _wait_for_job(job_id: str, env: dict[str, str], timeout: float = 600) -> str:
+    """Poll `scontrol show job` until the job has ended; returns its final state."""
+    deadline = time.monotonic() + timeout
+    state = "UNKNOWN"
+    while time.monotonic() < deadline:
+        show = subprocess.run(["scontrol", "show", "job", job_id], env=env,
+                              capture_output=True, text=True, timeout=60)
+        match = re.search(r"JobState=(\w+)", show.stdout)
+        state = match.group(1) if match else state
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            return state
+        time.sleep(1.0)
+    raise AssertionError(f"job {job_id} still {state} after {timeout} s")
+
+
+def test_bids_app_array_then_group(slurm, tmp_path):
+    """examples/slurm_array.sh: one participant per array task, the group level after."""
+    bids = make_dataset(tmp_path / "bids")
+    out = tmp_path / "derivatives" / "mmrqa"
+    env = cli_env(SLURM_CONF=slurm["conf"], MMRQA=f"{sys.executable} -m mmrqa_bids",
+                  CPUS="1", MEM="1G", TIME="00:10:00", MAX_PARALLEL="2")
+    proc = subprocess.run([str(REPO / "examples" / "slurm_array.sh"), str(bids), str(out),
+                           "--no-reports"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"participant array (\d+) \((\d+) tasks\), group job (\d+)", proc.stdout)
+    assert match, proc.stdout
+    array, n_tasks, group = match.groups()
+    assert int(n_tasks) == len({p.subject for p in PLANS})
+    assert _wait_for_job(group, env) == "COMPLETED"
+    for task in range(1, int(n_tasks) + 1):
+        assert _wait_for_job(f"{array}_{task}", env) == "COMPLETED"
+        log = (out / "logs" / "slurm" / f"participant_{array}_{task}.out").read_text()
+        assert "1 run(s) processed, 0 failed" in log, log
+    rows = (out / "group_T1w.tsv").read_text().splitlines()
+    assert len(rows) == 1 + len(PLANS)
+    work_root = tmp_path / "derivatives" / "mmrqa_work"
+    assert sorted(p.name for p in work_root.iterdir() if p.is_dir()) == ["01", "02", "03"]

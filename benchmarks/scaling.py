@@ -1,0 +1,171 @@
+"""Participant-level wall time, Linear vs MultiProc, and the overhead Nipype adds per run.
+
+    python benchmarks/scaling.py [--runs 8] [--nprocs 2] [--voxel-size 2] [--repeats 2]
+                                 [--poll 0.2 0.05]
+
+For each plugin the real CLI runs on the same generated dataset (T1w runs of the demo head,
+a third of them with simulated motion), with a fresh work directory. Figures:
+
+- wall: the whole command (interpreter start, imports, indexing, workflow, exit);
+- workflow: what the CLI reports as ``done in`` minus its indexing time, i.e. building and
+  running the Nipype workflow and writing the derivatives;
+- node sum: the sum over every executed node (MapNode sub-nodes included) of the duration
+  Nipype records in the node's result file (``runtime.duration``: the interface's own run);
+- overhead per run (Linear, where nodes run one after another):
+  ``(workflow - node sum) / runs``: graph expansion, hashing, pickling inputs and results,
+  node directories and reports, polling; everything Nipype adds around the computations;
+- speedup: Linear workflow time / MultiProc workflow time (same dataset, same session).
+
+``--poll`` also runs MultiProc with other ``poll_sleep_duration`` values (the CLI's default is
+0.2 s), to show how much of MultiProc's time is the scheduler's polling.
+Targets (issue 9): speedup >= 1.6x with 2 processes on 2 cores; overhead < 0.5 s per run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset  # noqa: E402
+
+DONE = re.compile(r"done in ([0-9.]+) s")
+INDEX = re.compile(r"\(([0-9.]+) s to index\)")
+
+
+@dataclass(frozen=True)
+class Measure:
+    label: str
+    wall: float
+    workflow: float
+    node_sum: float
+    n_nodes: int
+    cpu: float  # user + system CPU seconds of the command and all its worker processes
+
+    @property
+    def cores(self) -> float:
+        """CPU seconds per wall second: the cores the command actually got."""
+        return self.cpu / self.wall
+
+
+def plans(n_runs: int) -> list[RunPlan]:
+    return [RunPlan(f"{i + 1:02d}", "T1w", artifact="motion" if i % 3 == 2 else None,
+                    severity=0.6) for i in range(n_runs)]
+
+
+def node_durations(work_dir: Path) -> list[float]:
+    """``runtime.duration`` of every node that ran (MapNode parents skipped: their result
+    repeats the sub-nodes')."""
+    from nipype.utils.filemanip import loadpkl
+
+    out = []
+    for path in work_dir.rglob("result_*.pklz"):
+        runtime = loadpkl(path).runtime
+        if isinstance(runtime, list):
+            continue
+        duration = getattr(runtime, "duration", None)
+        if duration is not None:
+            out.append(float(duration))
+    return out
+
+
+def run_once(label: str, bids: Path, scratch: Path, args: list[str]) -> Measure:
+    out, work = scratch / f"out_{label}", scratch / f"work_{label}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "mmrqa_bids", str(bids), str(out), "participant",
+           "-w", str(work), *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    done, index = DONE.search(proc.stdout), INDEX.search(proc.stdout)
+    if not (done and index):
+        raise SystemExit(f"unexpected CLI output (no 'done in' / 'to index'):\n{proc.stdout}")
+    durations = node_durations(work)
+    return Measure(label, wall, float(done.group(1)) - float(index.group(1)),
+                   sum(durations), len(durations), cpu)
+
+
+def median_run(label: str, runs: list[Measure]) -> Measure:
+    """The run with the median workflow time (a shared machine: the median resists a noisy
+    neighbour), its wall time replaced by the median wall time."""
+    pick = sorted(runs, key=lambda m: m.workflow)[(len(runs) - 1) // 2]
+    return Measure(label, statistics.median(m.wall for m in runs), pick.workflow,
+                   pick.node_sum, pick.n_nodes, pick.cpu * statistics.median(
+                       m.wall for m in runs) / pick.wall)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--voxel-size", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--poll", type=float, nargs="*", default=[],
+                        help="extra MultiProc runs with these poll_sleep_duration values")
+    parser.add_argument("--no-reports", action="store_true")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="mmrqa_scaling_") as tmp:
+        scratch = Path(tmp)
+        bids = scratch / "bids"
+        build_dataset(bids, plans(args.runs), voxel_size=args.voxel_size)
+        extra = ["--no-reports"] if args.no_reports else []
+        print(f"participant level, {args.runs} T1w runs at {args.voxel_size} mm, "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"median of {args.repeats}", flush=True)
+        configs = {"Linear": ["--plugin", "Linear"],
+                   f"MultiProc-{args.nprocs}": ["--nprocs", str(args.nprocs)]}
+        for poll in args.poll:
+            pa = scratch / f"poll_{poll}.json"
+            pa.write_text(json.dumps({"poll_sleep_duration": poll}))
+            configs[f"MultiProc-{args.nprocs} poll {poll:g}s"] = [
+                "--nprocs", str(args.nprocs), "--plugin-args", str(pa)]
+        # Interleaved, so that every configuration sees the same machine load.
+        runs: dict[str, list[Measure]] = {label: [] for label in configs}
+        for r in range(args.repeats):
+            for label, cli_args in configs.items():
+                runs[label].append(run_once(f"{label.replace(' ', '_')}_{r}", bids, scratch,
+                                            cli_args + extra))
+        linear, multi, *polled = (median_run(label, ms) for label, ms in runs.items())
+
+    print(f"{'plugin':<26}{'wall s':>9}{'workflow s':>12}{'node sum s':>12}{'nodes':>7}"
+          f"{'cpu s':>8}{'cores got':>11}")
+    for m in [linear, multi, *polled]:
+        print(f"{m.label:<26}{m.wall:>9.2f}{m.workflow:>12.2f}{m.node_sum:>12.2f}{m.n_nodes:>7}"
+              f"{m.cpu:>8.2f}{m.cores:>11.2f}")
+    speedup = linear.workflow / multi.workflow
+    overhead = (linear.workflow - linear.node_sum) / args.runs
+    startup = (linear.wall - linear.workflow)
+    print(f"speedup MultiProc-{args.nprocs} vs Linear (workflow): {speedup:.2f}x "
+          f"(target >= 1.6x) {'OK' if speedup >= 1.6 else 'MISSED'}")
+    print(f"speedup MultiProc-{args.nprocs} vs Linear (whole command): "
+          f"{linear.wall / multi.wall:.2f}x")
+    print(f"Nipype overhead per run (Linear, workflow - node sum): {overhead:.3f} s "
+          f"(target < 0.5 s) {'OK' if overhead < 0.5 else 'MISSED'}")
+    print(f"compute per run (Linear node sum / runs): {linear.node_sum / args.runs:.3f} s; "
+          f"start-up + indexing (wall - workflow): {startup:.2f} s")
+    print(f"'cores got' = CPU seconds / wall seconds of the command and its workers: with "
+          f"{args.nprocs} processes MultiProc can only approach {args.nprocs}x when the machine "
+          f"gives it {args.nprocs} cores (load average now {os.getloadavg()[0]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
