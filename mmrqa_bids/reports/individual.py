@@ -44,12 +44,19 @@ def _data_uri(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _signed(value: float) -> str:
+    """``+1.2`` / ``-0.4``; never ``-0.0``."""
+    text = f"{value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
 def _metrics_context(document: dict[str, Any], context: DatasetContext | None) -> dict[str, Any]:
     n = max((c.get("n", 0) for c in (context or {}).values()), default=0)
+    shown = {name: {**c, "z_text": _signed(float(c["robust_z"]))} for name, c in (context or {}).items()}
     return {
         "meta": document["bids_meta"],
         "metrics": list(document.get("metrics", {}).items()),
-        "context": dict(context) if context else None,
+        "context": shown or None,
         "context_n": n,
         "context_date": _dt.date.today().isoformat(),
         "cutoff": ROBUST_Z_CUTOFF,

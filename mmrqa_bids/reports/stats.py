@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 ROBUST_Z_CUTOFF = 3.5  # Iglewicz & Hoaglin (1993)
+TUKEY_K = 1.5
 MIN_RUNS_FOR_OUTLIERS = 5
 
 
@@ -54,13 +55,30 @@ def robust_z(values: Sequence[float]) -> np.ndarray:
     return z
 
 
+def tukey_fences(values: Sequence[float], k: float = TUKEY_K) -> tuple[float, float]:
+    """Tukey's fences ``[Q1 - k IQR, Q3 + k IQR]`` of the finite values (NaN when none)."""
+    arr = finite(values)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    q1, q3 = np.percentile(arr, [25, 75])
+    return float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
+
+
 def outlier_flags(values: Sequence[float], cutoff: float = ROBUST_Z_CUTOFF,
                   min_runs: int = MIN_RUNS_FOR_OUTLIERS) -> np.ndarray:
-    """``|robust z| > cutoff``; nothing is flagged with fewer than ``min_runs`` finite values."""
+    """A value is an outlier when ``|robust z| > cutoff`` *and* it lies outside Tukey's
+    fences: requiring both keeps a small dataset split into two groups (e.g. a few clean
+    runs among degraded ones, where the MAD is small) from flagging a whole group.
+    Nothing is flagged with fewer than ``min_runs`` finite values."""
     z = robust_z(values)
     if np.isfinite(z).sum() < min_runs:
         return np.zeros(z.shape, dtype=bool)
-    return np.abs(np.nan_to_num(z, nan=0.0)) > cutoff
+    low, high = tukey_fences(values)
+    x = np.array([float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                  else np.nan for v in values], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        outside = (x < low) | (x > high)
+    return (np.abs(np.nan_to_num(z, nan=0.0)) > cutoff) & outside
 
 
 def metric_names(rows: Iterable[Mapping[str, Any]], exclude: Iterable[str] = ()) -> list[str]:
