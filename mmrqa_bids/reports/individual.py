@@ -70,15 +70,18 @@ def render_individual(document: dict[str, Any], mosaic_paths: Mapping[str, str],
     (``mllm`` is skipped: it is the grader's input, not a report figure)."""
     images = {name: _data_uri(p) for name, p in mosaic_paths.items()
               if name != "mllm" and Path(p).is_file()}
-    meta = document["bids_meta"]
+    meta = {"source": None, "checksum": None, "shape": None, "voxel_size_mm": None,
+            **document["bids_meta"]}
     grade = document.get("grade") or {}
-    prov = dict(document.get("provenance") or {})
+    prov = {"software": "mmrqa", "version": "", "backend": None, "model_id": None,
+            "adapter": None, "adapter_checksum": None, **(document.get("provenance") or {})}
     probs = grade.get("probabilities") or {}
     narrative = document.get("narrative") or {}
     settings = prov.get("settings")
     return template_env(html=True).get_template("report/individual.html.j2").render(
-        doc=document,
         meta=meta,
+        parse_error=document.get("parse_error"),
+        raw_answer=document.get("raw_answer"),
         label=grade.get("label"),
         confidence=float(grade.get("confidence") or 0.0),
         probabilities=[(k, float(probs[k])) for k in LABELS if isinstance(probs.get(k), (int, float))],

@@ -142,15 +142,18 @@ def mllm_mosaic(vol: np.ndarray, head: np.ndarray, size: int = 384) -> bytes:
 
 
 def report_mosaic(vol: np.ndarray, head: np.ndarray, view: str, n: int = 7,
-                  tile: int = 160, contours: bool = True) -> bytes:
+                  tile: int = 160, contours: bool = True,
+                  background: np.ndarray | None = None) -> bytes:
     """A row of ``n`` slices (20%..80% of the axis) in one view, for the individual report,
-    with the head (cyan) and background (orange) mask contours unless ``contours`` is False."""
+    with the head (cyan) and background (orange) mask contours unless ``contours`` is False.
+    ``background`` defaults to :func:`~mmrqa_bids.metrics.masks.background_mask` of ``head``."""
     low, high = window(vol, head)
     fracs = tuple(np.linspace(0.2, 0.8, n))
     grey = grid(vol, (view,), fracs, tile, low, high)
     if not contours:
         return png_bytes(grey)
-    layers = [(mask_grid(background_mask(head), (view,), fracs, tile, outside=True), AIR_RGB),
+    air = background_mask(head) if background is None else background
+    layers = [(mask_grid(air, (view,), fracs, tile, outside=True), AIR_RGB),
               (mask_grid(head, (view,), fracs, tile), HEAD_RGB)]
     return png_bytes(overlay(grey, layers))
 

@@ -95,7 +95,6 @@
   function refreshCount() {
     var n = ratedNames().length;
     document.getElementById("rated-count").textContent = n + " rated";
-    document.getElementById("export").disabled = n === 0;
   }
   function update(name, change) {
     var r = ratings[name] || {};
