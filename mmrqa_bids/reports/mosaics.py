@@ -141,18 +141,36 @@ def mllm_mosaic(vol: np.ndarray, head: np.ndarray, size: int = 384) -> bytes:
     return png_bytes(grid(vol, VIEWS, (0.35, 0.5, 0.65), tile, low, high))
 
 
+def head_box(head: np.ndarray, margin: float = 0.08, min_margin: int = 6) -> tuple[slice, ...]:
+    """Bounding box of the head mask, grown by ``margin`` of its extent (at least
+    ``min_margin`` voxels) on each side and clipped to the volume; the whole volume when the
+    mask is empty."""
+    if not head.any():
+        return tuple(slice(0, n) for n in head.shape)
+    box = []
+    for axis, n in enumerate(head.shape):
+        hit = np.flatnonzero(head.any(axis=tuple(a for a in range(head.ndim) if a != axis)))
+        pad = max(min_margin, int(round(margin * (hit[-1] - hit[0] + 1))))
+        box.append(slice(max(0, hit[0] - pad), min(n, hit[-1] + 1 + pad)))
+    return tuple(box)
+
+
 def report_mosaic(vol: np.ndarray, head: np.ndarray, view: str, n: int = 7,
-                  tile: int = 160, contours: bool = True,
+                  tile: int = 192, contours: bool = True,
                   background: np.ndarray | None = None) -> bytes:
     """A row of ``n`` slices (20%..80% of the axis) in one view, for the individual report,
     with the head (cyan) and background (orange) mask contours unless ``contours`` is False.
-    ``background`` defaults to :func:`~mmrqa_bids.metrics.masks.background_mask` of ``head``."""
+    ``background`` defaults to :func:`~mmrqa_bids.metrics.masks.background_mask` of ``head``.
+    Tiles are cropped to the head (:func:`head_box`); the background view shows the whole
+    field of view."""
     low, high = window(vol, head)
     fracs = tuple(np.linspace(0.2, 0.8, n))
+    air = background_mask(head) if background is None else background
+    box = head_box(head)
+    vol, head, air = vol[box], head[box], air[box]
     grey = grid(vol, (view,), fracs, tile, low, high)
     if not contours:
         return png_bytes(grey)
-    air = background_mask(head) if background is None else background
     layers = [(mask_grid(air, (view,), fracs, tile, outside=True), AIR_RGB),
               (mask_grid(head, (view,), fracs, tile), HEAD_RGB)]
     return png_bytes(overlay(grey, layers))

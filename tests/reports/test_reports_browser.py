@@ -5,7 +5,6 @@ Screenshots are kept under ``test-artifacts/reports/``."""
 from __future__ import annotations
 
 import io
-import json
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from PIL import Image
 from mmrqa_bids.group import group_tables
 from mmrqa_bids.ratings import COLUMNS, read_ratings
 
-from conftest import ARTIFACTS
+from reports_helpers import ARTIFACTS
 
 pytestmark = pytest.mark.slow
 

@@ -1,11 +1,10 @@
-import csv
 import json
 import re
 
 from mmrqa_bids.group import FIXED_COLUMNS, group_tables, run_group
 from mmrqa_bids.reports.group import render_group, review_order
 
-from conftest import EVIL_ACQ
+from reports_helpers import EVIL_ACQ
 
 
 def test_group_report_escapes_and_inlines_plotly_once(derivatives):
@@ -51,7 +50,7 @@ def test_tsv_columns_kept_and_individual_reports_updated(derivatives):
 
 
 def test_group_level_without_individual_reports_warns(tmp_path, capsys):
-    from conftest import build_derivatives
+    from reports_helpers import build_derivatives
     out, work = tmp_path / "out", tmp_path / "work"
     work.mkdir()
     build_derivatives(out, work, n_runs=2)

@@ -5,7 +5,7 @@ from pathlib import Path
 from mmrqa_bids.reports.individual import (METRICS_END, METRICS_START, QA_QUESTIONS,
                                            inject_dataset_context, render_individual)
 
-from conftest import EVIL_ACQ, EVIL_NARRATIVE, build_derivatives
+from reports_helpers import EVIL_ACQ, EVIL_NARRATIVE, build_derivatives
 
 EXTERNAL = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:|//)|@import|url\(\s*["']?(https?:|//)""", re.I)
 

@@ -6,7 +6,7 @@ from PIL import Image
 from mmrqa_bids.metrics import measure
 from mmrqa_bids.reports import mosaics
 
-from conftest import phantom
+from reports_helpers import phantom
 
 
 def _decode(png: bytes) -> np.ndarray:
