@@ -90,6 +90,9 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
                                 and browser.events.index(e) >= mark
                                 and e["params"]["targetInfo"]["url"].endswith(".html"), timeout=10)
     assert opened["params"]["targetInfo"]["url"] == _url(derivatives / f"{name}.html")
+    # Back to the group report (a background tab gets its input events late).
+    browser.send("Target.closeTarget", {"targetId": opened["params"]["targetInfo"]["targetId"]})
+    page.send("Page.bringToFront")
 
     # Ratings: export before and after clicking a rating button.
     def export(folder: Path) -> Path:
