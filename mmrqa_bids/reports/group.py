@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
+import numpy as np
+
 from mmrqa_bids import __version__
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.grading.narrative import ARTIFACT_FACTS
@@ -53,9 +55,20 @@ def rating_ids(row: Mapping[str, Any], suffix: str) -> dict[str, str]:
             "run_id": ent("run", "run"), "suffix": suffix, "bids_name": row["bids_name"]}
 
 
+def tukey_box(values: Sequence[float]) -> dict[str, list[float]]:
+    """Box statistics with Tukey whiskers: quartiles, median, and the most extreme values
+    still inside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (plotly's precomputed-box fields)."""
+    arr = np.asarray(values, dtype=float)
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    low, high = stats.tukey_fences(arr)
+    inside = arr[(arr >= low) & (arr <= high)]
+    return {"q1": [float(q1)], "median": [float(med)], "q3": [float(q3)],
+            "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
+
+
 def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context):
     """One box + strip subplot per metric; one point per run, coloured by grade, outliers
-    ringed in red; ``customdata`` = [run, report link, grade, robust z] for hover and click."""
+    ringed in black; ``customdata`` = [run, report link, grade, robust z] for hover and click."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -67,9 +80,10 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
         pts = [(row, _number(row.get(name))) for row in rows]
         pts = [(row, v) for row, v in pts if v is not None]
         ys = [v for _, v in pts]
-        fig.add_trace(go.Box(y=ys, x=[0.0] * len(ys), name=name, boxpoints=False,
-                             fillcolor="rgba(148,163,184,.18)", line={"color": "#94a3b8", "width": 1},
-                             hoverinfo="skip", showlegend=False, width=0.7), row=r, col=c)
+        if ys:
+            fig.add_trace(go.Box(x=[0.0], name=name, **tukey_box(ys),
+                                 fillcolor="rgba(148,163,184,.18)", line={"color": "#94a3b8", "width": 1},
+                                 hoverinfo="skip", showlegend=False, width=0.7), row=r, col=c)
         ctx = [context.get(row["bids_name"], {}).get(name, {}) for row, _ in pts]
         outlier = [bool(x.get("outlier")) for x in ctx]
         fig.add_trace(go.Scatter(
@@ -78,7 +92,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
             marker={"size": [10 if o else 7 for o in outlier],
                     "color": [GRADE_COLOURS.get(row.get("grade"), GRADE_COLOURS["n/a"]) for row, _ in pts],
                     "line": {"width": [2.5 if o else 0.5 for o in outlier],
-                             "color": ["#e11d48" if o else "#ffffff" for o in outlier]},
+                             "color": ["#111827" if o else "#ffffff" for o in outlier]},
                     "opacity": 0.9},
             customdata=[[row["bids_name"], quote(f"{row['bids_name']}.html"), row.get("grade", "n/a"),
                          round(x.get("robust_z", float("nan")), 2) if x else "n/a"]

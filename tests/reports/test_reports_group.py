@@ -65,3 +65,10 @@ def test_render_group_with_only_failed_runs():
                                   "grade": "n/a", "confidence": "n/a", "artifact": "n/a",
                                   "error": "truncated file"}])
     assert "No metrics to plot" in html and "truncated file" in html
+
+
+def test_tukey_box_whiskers_stop_at_the_fences():
+    from mmrqa_bids.reports.group import tukey_box
+    box = tukey_box([1.0, 2.0, 3.0, 4.0, 5.0, 100.0])
+    assert box["median"] == [3.5] and box["q1"] == [2.25] and box["q3"] == [4.75]
+    assert box["lowerfence"] == [1.0] and box["upperfence"] == [5.0]
