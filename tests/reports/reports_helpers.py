@@ -1,5 +1,8 @@
-"""Helpers of the report tests: a synthetic derivatives folder written with the real report
-code, and a headless Chromium driven over the DevTools protocol (stdlib only)."""
+"""Helpers and fixtures of the report tests: a synthetic derivatives folder written with the
+real report code, and a headless Chromium driven over the DevTools protocol (stdlib only).
+
+Test modules import the fixtures they use from here (no conftest.py: a second module named
+``conftest`` would shadow the top-level one that other tests import from)."""
 from __future__ import annotations
 
 import base64
@@ -8,12 +11,14 @@ import os
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.grading.base import LABELS
@@ -263,3 +268,36 @@ class Page:
     def type(self, selector: str, text: str) -> None:
         self.click(selector)
         self.send("Input.insertText", {"text": text})
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def derivatives(tmp_path_factory) -> Path:
+    """A derivatives folder after the participant *and* group levels (read-only)."""
+    from mmrqa_bids.group import run_group
+
+    root = tmp_path_factory.mktemp("reports")
+    out, work = root / "out", root / "work"
+    work.mkdir()
+    build_derivatives(out, work)
+    run_group(out, ("T1w",), reports=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set MMRQA_CHROMIUM); "
+                    "`make test` installs it where apt works")
+    profile = Path(tempfile.mkdtemp(prefix="mmrqa-chromium-"))
+    b = Browser(exe, profile)
+    try:
+        b.send("Browser.getVersion", timeout=60)
+    except RuntimeError as exc:
+        b.close()
+        pytest.skip(f"{exe} does not start headless here: {exc}")
+    yield b
+    b.close()
+    shutil.rmtree(profile, ignore_errors=True)

@@ -16,7 +16,7 @@ from PIL import Image
 from mmrqa_bids.group import group_tables
 from mmrqa_bids.ratings import COLUMNS, read_ratings
 
-from reports_helpers import ARTIFACTS
+from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import re
 from mmrqa_bids.group import FIXED_COLUMNS, group_tables, run_group
 from mmrqa_bids.reports.group import render_group, review_order
 
-from reports_helpers import EVIL_ACQ
+from reports_helpers import EVIL_ACQ, derivatives  # noqa: F401 (fixture)
 
 
 def test_group_report_escapes_and_inlines_plotly_once(derivatives):
