@@ -59,6 +59,13 @@ class Measure:
         return self.cpu / self.wall
 
 
+def _autogroup() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def plans(n_runs: int) -> list[RunPlan]:
     return [RunPlan(f"{i + 1:02d}", "T1w", artifact="motion" if i % 3 == 2 else None,
                     severity=0.6) for i in range(n_runs)]
@@ -161,9 +168,18 @@ def main(argv: list[str] | None = None) -> int:
           f"(target < 0.5 s) {'OK' if overhead < 0.5 else 'MISSED'}")
     print(f"compute per run (Linear node sum / runs): {linear.node_sum / args.runs:.3f} s; "
           f"start-up + indexing (wall - workflow): {startup:.2f} s")
+    bound = linear.cpu / (multi.cpu / args.nprocs)
+    print(f"CPU seconds MultiProc-{args.nprocs} / Linear: {multi.cpu / linear.cpu:.2f} "
+          f"(worker start-up, per-worker imports, scheduling); speedup if the machine gave the "
+          f"command {args.nprocs} idle cores (Linear CPU / (MultiProc CPU / {args.nprocs})): "
+          f"{bound:.2f}x [estimate, not a wall-time measurement]")
     print(f"'cores got' = CPU seconds / wall seconds of the command and its workers: with "
-          f"{args.nprocs} processes MultiProc can only approach {args.nprocs}x when the machine "
-          f"gives it {args.nprocs} cores (load average now {os.getloadavg()[0]:.1f})")
+          f"{args.nprocs} processes MultiProc can only approach {args.nprocs}x when it gets "
+          f"{args.nprocs} cores (load average now {os.getloadavg()[0]:.1f})")
+    if _autogroup() and os.getloadavg()[0] > (os.cpu_count() or 1):
+        print("note: the kernel's autogroup scheduling is on and the machine is busy: every "
+              "session gets an equal CPU share whatever its number of processes, so here "
+              "MultiProc's workers split the share Linear had alone")
     return 0
 
 
