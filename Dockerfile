@@ -26,8 +26,9 @@
 # Without baked weights, mount a model folder instead (-v /models:/models:ro --model /models/...).
 #
 # Read-only use (what CI checks):
-#   docker run --rm --read-only --tmpfs /tmp -v "$PWD/bids:/data:ro" -v "$PWD/out:/out" \
-#     -e HF_HUB_OFFLINE=1 mmrqa:latest /data /out participant
+#   docker run --rm --read-only --tmpfs /tmp -u "$(id -u):$(id -g)" \
+#     -v "$PWD/bids:/data:ro" -v "$PWD/out:/out" -e HF_HUB_OFFLINE=1 mmrqa:latest /data /out participant
+# (any uid works: nothing needs a passwd entry; without -u the image's uid 1000 runs it).
 # Everything mmrqa writes goes to OUTPUT_DIR, the work directory (default under /tmp) and the
 # caches redirected to /tmp below.
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -96,15 +97,32 @@ def test_extras_resolve_with_the_pinned_torch(wheel, tmp_path):
     assert resolved["torch"].split("+")[0] == _torch_pin()
 
 
-def test_fresh_venv_install_and_participant_run(wheel, tmp_path):
+def _as_other_user(uid: int) -> list[str]:
+    """A command prefix that drops root for ``uid`` (no passwd entry, as `docker run -u`)."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or not setpriv:
+        return []
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+
+def test_fresh_venv_install_and_participant_run(wheel):
+    """Then, as in `docker run --read-only --tmpfs /tmp -u UID`: the levels run as a user
+    without a passwd entry who can write only TMPDIR and the output folder (the venv, the
+    dataset and HOME belong to root); when the test runs as root, setpriv drops to uid 4242.
+    """
     version = wheel.name.split("-")[1]
-    venv = tmp_path / "venv"
+    # Not under pytest's tmp_path: its root folder is private to the user running pytest.
+    base = Path(tempfile.mkdtemp(prefix="mmrqa-wheel-"))
+    base.chmod(0o755)
+    uid = 4242
+    drop = _as_other_user(uid)
+    venv = base / "venv"
     try:
         # No pip inside (ensurepip takes a while): the outer pip installs into it.
         _run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=300)
         py = venv / "bin" / "python"
         torch_pin = _torch_pin()
-        constraints = tmp_path / "constraints.txt"
+        constraints = base / "constraints.txt"
         constraints.write_text(f"torch=={torch_pin}\n")
         pip = [sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-compile",
                "--constraint", constraints]
@@ -113,15 +131,21 @@ def test_fresh_venv_install_and_participant_run(wheel, tmp_path):
         else:
             _run(pip + [wheel], env=_clean_env(venv), timeout=900)
 
-        env = _clean_env(venv, HF_HUB_OFFLINE="1", TMPDIR=str(tmp_path / "tmp"))
-        (tmp_path / "tmp").mkdir()
-        out = _run([venv / "bin" / "mmrqa", "--version"], env=env, cwd=tmp_path, timeout=60)
+        home, tmp, deriv = base / "home", base / "tmp", base / "derivatives"
+        for folder in (home, tmp, deriv):
+            folder.mkdir()
+        if drop:
+            for folder in (tmp, deriv):
+                os.chown(folder, uid, uid)
+        env = _clean_env(venv, HF_HUB_OFFLINE="1", TMPDIR=str(tmp), HOME=str(home),
+                         LOGNAME="mmrqa")
+        out = _run([*drop, venv / "bin" / "mmrqa", "--version"], env=env, cwd=tmp, timeout=60)
         assert out.stdout.strip() == f"mmrqa {version}"
 
         heavy = ", torch, transformers, peft, torchio, openai" if FULL_EXTRAS else ""
         probe = _run([py, "-c", f"import sys, mmrqa_bids{heavy}; print(mmrqa_bids.__file__);"
                       "print('torch' in sys.modules)"],
-                     env=env, cwd=tmp_path, timeout=300).stdout.split()
+                     env=env, cwd=tmp, timeout=300).stdout.split()
         assert Path(probe[0]).is_relative_to(venv), f"imported from {probe[0]}, not the venv"
         if not FULL_EXTRAS:
             # The core install is torch-free: the default grader must not need it.
@@ -129,17 +153,17 @@ def test_fresh_venv_install_and_participant_run(wheel, tmp_path):
             gone = subprocess.run([py, "-c", "import torch"], env=env, capture_output=True)
             assert gone.returncode != 0, "torch leaked into the core install"
 
-        bids = tmp_path / "bids"
+        bids = base / "bids"
         build_dataset(bids, [RunPlan("01", "T1w"),
                              RunPlan("02", "T1w", artifact="motion", severity=0.8),
                              RunPlan("02", "bold", task="rest", n_volumes=8)], voxel_size=3.0)
-        deriv = tmp_path / "derivatives"
-        # No -w: the default work directory must land in the temp dir (a tmpfs in containers).
-        run = _run([venv / "bin" / "mmrqa", bids, deriv, "participant", "--nprocs", "2"],
-                   env=env, cwd=tmp_path, timeout=600)
+        # No -w: the default work directory must land in TMPDIR (a tmpfs in containers).
+        run = _run([*drop, venv / "bin" / "mmrqa", bids, deriv, "participant", "--nprocs", "2"],
+                   env=env, cwd=tmp, timeout=600)
         assert "3 run(s) processed, 0 failed" in run.stdout, run.stdout
-        assert list((tmp_path / "tmp").glob("mmrqa_work_*/mmrqa_participant_wf"))
-        _run([venv / "bin" / "mmrqa", bids, deriv, "group"], env=env, cwd=tmp_path, timeout=300)
+        assert list(tmp.glob("mmrqa_work_*/mmrqa_participant_wf"))
+        _run([*drop, venv / "bin" / "mmrqa", bids, deriv, "group"], env=env, cwd=tmp,
+             timeout=300)
 
         docs = sorted(deriv.glob("sub-*/*/*.json"))
         assert [d.name for d in docs] == ["sub-01_T1w.json", "sub-02_T1w.json",
@@ -151,5 +175,9 @@ def test_fresh_venv_install_and_participant_run(wheel, tmp_path):
         assert len(list(deriv.glob("sub-*.html"))) == 3
         assert (deriv / "group_T1w.tsv").read_text().count("\n") >= 3
         assert (deriv / "group_bold.tsv").exists()
+        if drop:
+            written = {p.stat().st_uid for p in deriv.rglob("*")}
+            assert written == {uid}, "outputs belong to the unprivileged user"
+            assert not any(home.iterdir()) and not list(bids.glob("derivatives"))
     finally:
-        shutil.rmtree(venv, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
