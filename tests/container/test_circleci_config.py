@@ -199,3 +199,10 @@ def test_validator_catches_breakage(config, breakage, expected):
     breakage(broken)
     errors = validate_circleci(broken)
     assert any(expected in e for e in errors), errors
+
+
+def test_image_name_matches_the_boutiques_descriptor(config):
+    import json
+    image = config["executors"]["docker-host"]["environment"]["IMAGE"]
+    descriptor = json.loads((REPO / "boutiques" / "mmrqa.json").read_text())
+    assert descriptor["container-image"]["image"].rsplit(":", 1)[0] == image
