@@ -69,7 +69,6 @@ def test_participant_level_through_slurm_matches_multiproc(slurm, tmp_path):
     plugin_args = tmp_path / "slurm.json"
     plugin_args.write_text(json.dumps({
         "sbatch_args": "--time=00:10:00 --cpus-per-task=1 --mem=1G",
-        "poll_sleep_duration": 0.5,
         "max_jobs": 4,
     }))
     work = tmp_path / "work_slurm"
