@@ -8,6 +8,8 @@ import numpy as np
 
 from mmrqa_bids.metrics import anatomical, functional
 from mmrqa_bids.metrics.masks import background_mask, head_mask
+from mmrqa_bids.metrics.names import (ANAT_FEATURES, ANAT_METRICS, FUNC_FEATURES,  # noqa: F401
+                                      FUNC_METRICS)
 
 
 @dataclass(frozen=True)
