@@ -13,6 +13,11 @@ over the one-second budget of the whole metric set; the polynomial field is fitt
 milliseconds. Measured on the 2 mm MNI phantom (T1w, noise 2%) with a known exponential
 field: an estimated P95-P5 range of 0.03 / 0.05 / 0.10 / 0.15 for true ranges 0 / 0.10 /
 0.19 / 0.39, i.e. monotone but shrunk for strong fields, where the classes overlap.
+
+Known limit: the brain mask (:func:`mmrqa_bids.metrics.masks.brain_mask_lowres`) keeps the
+tissue brighter than the skull. In FLAIR, CSF is as dark as bone, so the CSF outside the
+brain is lost with the skull and the three classes are fitted mostly to GM/WM; the FLAIR
+tissue metrics are then comparable between FLAIR runs, not with T1w/T2w values.
 """
 from __future__ import annotations
 
