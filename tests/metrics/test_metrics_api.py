@@ -54,6 +54,7 @@ def test_demo_artifacts_move_their_metrics(head):
     assert ghosted["qi_1"] > base["qi_1"] + 0.001
     assert ghosted["snrd_total"] < base["snrd_total"]
     assert ghosted["fber"] < base["fber"]
-    # Noise lowers every SNR.
-    for k in ("snr_total", "snrd_total", "cnr", "mrqy_SNR1", "mrqy_PSNR"):
+    # Noise lowers every SNR. (Not mrqy_PSNR on this 3 mm head: its peak is the slice maximum,
+    # which rises with the noise, while its median-filter residual is dominated by anatomy.)
+    for k in ("snr_total", "snr_wm", "snrd_total", "cnr", "mrqy_SNR1", "mrqy_SNR2"):
         assert noisy[k] < base[k], k
