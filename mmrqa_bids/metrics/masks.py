@@ -35,19 +35,30 @@ def mask_factor(shape: tuple[int, ...]) -> int:
     return 2 if int(np.prod(shape)) > _BIG_VOLUME else 1
 
 
+def _pair_reduce(a: np.ndarray, axis: int, factor: int, op) -> np.ndarray:
+    n = a.shape[axis] // factor
+    parts = []
+    for i in range(factor):
+        sl = [slice(None)] * a.ndim
+        sl[axis] = slice(i, n * factor, factor)
+        parts.append(a[tuple(sl)])
+    out = parts[0].copy()
+    for p in parts[1:]:
+        op(out, p, out=out)
+    return out
+
+
 def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     """Mean over non-overlapping ``factor``^3 blocks; a trailing partial block is dropped
-    (:func:`upsample` replicates the last block to restore it)."""
+    (:func:`upsample` replicates the last block to restore it). Reduced one axis at a time
+    (last axis first), so the full-size array is read once."""
     data = data.astype(np.float32, copy=False)
     if factor == 1:
         return data
-    x, y, z = (s // factor for s in data.shape)
-    out = np.zeros((x, y, z), np.float32)
-    for i in range(factor):
-        for j in range(factor):
-            for k in range(factor):
-                out += data[i:x * factor:factor, j:y * factor:factor, k:z * factor:factor]
-    out /= factor ** 3
+    out = data
+    for axis in (2, 1, 0):
+        out = _pair_reduce(out, axis, factor, np.add)
+    out *= np.float32(1.0 / factor ** 3)
     return out
 
 
@@ -55,12 +66,9 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     """True where any voxel of the ``factor``^3 block is True (partial blocks dropped)."""
     if factor == 1:
         return mask
-    x, y, z = (s // factor for s in mask.shape)
-    out = np.zeros((x, y, z), bool)
-    for i in range(factor):
-        for j in range(factor):
-            for k in range(factor):
-                out |= mask[i:x * factor:factor, j:y * factor:factor, k:z * factor:factor]
+    out = mask
+    for axis in (2, 1, 0):
+        out = _pair_reduce(out, axis, factor, np.logical_or)
     return out
 
 
@@ -69,8 +77,13 @@ def upsample(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarr
     block is repeated over a trailing partial block)."""
     if factor == 1:
         return small
-    idx = [np.minimum(np.arange(n) // factor, m - 1) for n, m in zip(shape, small.shape)]
-    return small[np.ix_(*idx)]
+    x, y, z = small.shape
+    out = np.broadcast_to(small[:, None, :, None, :, None],
+                          (x, factor, y, factor, z, factor)).reshape(x * factor, y * factor,
+                                                                     z * factor)
+    if out.shape != tuple(shape):
+        out = np.pad(out, [(0, n - o) for n, o in zip(shape, out.shape)], mode="edge")
+    return out
 
 
 def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...]) -> np.ndarray:
@@ -115,11 +128,10 @@ def fill_holes(mask: np.ndarray, axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarra
     return mask | ~touching[labels]
 
 
-def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    """Fill holes slice by slice along every axis (closes heads cut open by the field of view)."""
-    for axis in range(3):
-        mask = fill_holes(mask, tuple(a for a in range(3) if a != axis))
-    return mask
+def _fill_slices(mask: np.ndarray, axis: int = 2) -> np.ndarray:
+    """Fill holes slice by slice along ``axis`` (the superior-inferior axis of a RAS volume:
+    closes heads cut open at the neck or the vertex by the field of view)."""
+    return fill_holes(mask, tuple(a for a in range(3) if a != axis))
 
 
 def head_mask_lowres(small: np.ndarray) -> np.ndarray:
@@ -128,7 +140,7 @@ def head_mask_lowres(small: np.ndarray) -> np.ndarray:
     Otsu threshold of the non-zero voxels of a lightly smoothed copy (gain-free; zero-filled
     borders ignored), closing, hole filling (dark skull and CSF stay inside), largest
     connected component (drops noise specks and ghosts that do not touch the head), then a
-    plane-wise hole filling along each axis for heads cut open by the field of view.
+    slice-wise hole filling (axial slices) for heads cut open by the field of view.
     """
     smooth = ndi.gaussian_filter(small, sigma=0.75)
     positive = smooth[smooth > 0]
@@ -179,7 +191,7 @@ def brain_mask_lowres(small: np.ndarray, head: np.ndarray) -> np.ndarray:
         return inner
     brain = ndi.binary_dilation(core, iterations=2) & tissue
     brain = fill_holes(ndi.binary_closing(brain, iterations=2))
-    return _fill_slices(brain) & head
+    return brain & head
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,17 @@ def median5(a: np.ndarray, axis: int) -> np.ndarray:
         return p[tuple(sl)]
 
     a0, a1, a3, a4, e = shifted(0), shifted(1), shifted(3), shifted(4), shifted(2)
-    lo = np.maximum(np.minimum(a0, a1), np.minimum(a3, a4))
-    hi = np.minimum(np.maximum(a0, a1), np.maximum(a3, a4))
-    return np.maximum(np.minimum(e, lo), np.minimum(np.maximum(e, lo), hi))
+    lo = np.minimum(a0, a1)
+    tmp = np.minimum(a3, a4)
+    np.maximum(lo, tmp, out=lo)  # lo = max(min(a0, a1), min(a3, a4))
+    hi = np.maximum(a0, a1)
+    np.maximum(a3, a4, out=tmp)
+    np.minimum(hi, tmp, out=hi)  # hi = min(max(a0, a1), max(a3, a4))
+    np.minimum(e, lo, out=tmp)
+    np.maximum(e, lo, out=lo)
+    np.minimum(lo, hi, out=lo)
+    np.maximum(tmp, lo, out=tmp)  # med3(e, lo, hi) = max(min(e, lo), min(max(e, lo), hi))
+    return tmp
 
 
 def _patches(img: np.ndarray) -> np.ndarray:
@@ -139,8 +147,11 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
     std_f, std_b = np.sqrt(var_f), np.sqrt(var_b)
 
     big = np.float32(np.finfo(np.float32).max)
-    rng = (np.where(mb, db, -big).max(axis=(0, 1)).astype(np.float64)
-           - np.where(mb, db, big).min(axis=(0, 1)).astype(np.float64))
+    peak = F.max(axis=(0, 1)).astype(np.float64)
+    fg_min = np.where(mb, db, big).min(axis=(0, 1)).astype(np.float64)
+    # max over f is max F when the foreground is non-negative (magnitude images).
+    fg_max = peak if fg_min.min() >= 0 else np.where(mb, db, -big).max(axis=(0, 1))
+    rng = fg_max - fg_min
 
     # CPP: 3x3 high-pass response (9F - box3x3(F)) / 8, mean |.| over the foreground.
     box3 = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=0, mode="constant"), 3, axis=1,
@@ -155,7 +166,6 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
     med = median5(median5(F, 0), 1)
     med -= F
     mse = np.square(med).sum(axis=(0, 1), dtype=np.float64) / npix
-    peak = F.max(axis=(0, 1)).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         psnr = 20.0 * np.log10(peak / np.sqrt(mse))
     del med
@@ -176,9 +186,10 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
 
     # FBER: medians of f^2 and b^2 per slice, from every second pixel in-plane.
     fber = np.full(nz, np.nan)
-    ds, ms = d[::2, ::2], m[::2, ::2]
+    ds = np.ascontiguousarray(np.moveaxis(d[::2, ::2], 2, 0))
+    ms = np.ascontiguousarray(np.moveaxis(m[::2, ::2], 2, 0))
     for z in np.nonzero(valid & (n_f > 0) & (n_b > 0))[0]:
-        sl, mz = ds[:, :, z], ms[:, :, z]
+        sl, mz = ds[z], ms[z]
         if mz.all() or not mz.any():
             continue
         bg_mu = np.median(np.square(sl[~mz], dtype=np.float64))

@@ -43,8 +43,9 @@ def test_fber_and_wm2max_closed_form(make_sphere):
     ph = make_sphere(SIGMA)
     res = measure(ph.image, "T1w")
     fg, air = ph.image[res.head], ph.image[res.background]
+    # (the medians are taken on every third plane: a 1/3 sample)
     assert res.metrics["fber"] == pytest.approx(np.median(fg ** 2.0) / np.median(air ** 2.0),
-                                                rel=1e-6)
+                                                rel=0.02)
     # median(air^2) of a Rayleigh(sigma) is 2 ln 2 sigma^2.
     assert np.median(air.astype(np.float64) ** 2) == pytest.approx(2 * np.log(2) * SIGMA ** 2,
                                                                    rel=0.02)
