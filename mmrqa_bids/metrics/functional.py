@@ -86,11 +86,12 @@ def gsr(mean_epi: np.ndarray, mask: np.ndarray, axis: int) -> float:
     return float((mean_epi[ghost].mean() - mean_epi[other].mean()) / signal)
 
 
-def aor(ts: np.ndarray, qthr: float = 0.001) -> float:
+def aor(ts: np.ndarray, qthr: float = 0.001, detrended: np.ndarray | None = None) -> float:
     """AFNI outlier ratio (3dToutcount; MRIQC ``aor``): mean over time of the fraction of
     voxels whose quadratic-detrended value departs from the voxel median by more than
-    alpha * MAD, alpha = Phi^-1(1 - qthr / T) sqrt(pi / 2)."""
-    x = detrend(ts)
+    alpha * MAD, alpha = Phi^-1(1 - qthr / T) sqrt(pi / 2). ``detrended``: detrend(ts)
+    when the caller already has it."""
+    x = detrend(ts) if detrended is None else detrended
     med = np.median(x, axis=1, keepdims=True)
     mad = np.median(np.abs(x - med), axis=1, keepdims=True)
     alpha = norm.isf(qthr / ts.shape[1]) * np.sqrt(np.pi / 2)
@@ -98,10 +99,10 @@ def aor(ts: np.ndarray, qthr: float = 0.001) -> float:
     return float(out.mean())
 
 
-def gcor(ts: np.ndarray) -> float:
+def gcor(ts: np.ndarray, detrended: np.ndarray | None = None) -> float:
     """Global correlation (Saad et al., Brain Connect 2013): the mean of the voxel-by-voxel
     correlation matrix, = ||mean_v u_v||^2 with u_v the unit-norm detrended series."""
-    x = detrend(ts)
+    x = detrend(ts) if detrended is None else detrended
     norms = np.linalg.norm(x, axis=1)
     u = x[norms > 0] / norms[norms > 0, None]
     if u.shape[0] == 0:
@@ -121,14 +122,17 @@ def _rotation(w: np.ndarray) -> np.ndarray:
 
 
 def realign(data4d: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float],
-            iterations: int = 6, reference: int | None = None) -> np.ndarray:
+            iterations: int = 8, reference: int | None = None,
+            max_points: int = 40_000) -> np.ndarray:
     """Rigid-body motion of every volume relative to a reference (the middle volume).
 
-    Gauss-Newton least squares on intensities (Friston et al., Hum Brain Mapp 1995, as in
-    SPM realign), on the volumes smoothed with a 1-voxel Gaussian: for each volume, find
-    p = (w, t) (rotation vector in rad about the mask centroid, translation in mm) minimising
-    sum_{x in mask} (V_t(R(w)(x - c) + c + t) - V_ref(x))^2, linearised with the gradient of
-    the resampled volume. Returns (T, 6) parameters (wx, wy, wz, tx, ty, tz).
+    Gauss-Newton least squares on intensities with the Jacobian taken from the reference's
+    spatial gradient, computed once (Friston et al., Hum Brain Mapp 1995; SPM realign), on
+    volumes smoothed with a 1-voxel Gaussian: for each volume, find p = (w, t) (rotation
+    vector in rad about the mask centroid, translation in mm) minimising
+    sum_x (V_t(R(w)(x - c) + c + t) - V_ref(x))^2 over (at most ``max_points``) voxels of the
+    eroded mask, with dW/dt = grad V_ref(x) and dW/dw = (x - c) x grad V_ref(x).
+    Returns (T, 6) parameters (wx, wy, wz, tx, ty, tz).
     """
     n_t = data4d.shape[3]
     ref_idx = n_t // 2 if reference is None else reference
@@ -137,34 +141,28 @@ def realign(data4d: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, flo
     if sel.sum() < 50:
         sel = mask
     idx = np.array(np.nonzero(sel), dtype=np.float64)  # (3, N) voxel indices
+    idx = idx[:, :: max(1, idx.shape[1] // max_points)]
     x = idx * vox[:, None]  # mm
     c = x.mean(axis=1, keepdims=True)
     xc = x - c
     ref = ndi.gaussian_filter(data4d[..., ref_idx].astype(np.float32), 1.0)
-    target = ref[sel].astype(np.float64)
+    ii = tuple(idx.astype(np.intp))
+    target = ref[ii].astype(np.float64)
+    grad = np.stack([g[ii] for g in np.gradient(ref, *vox)])  # (3, N), per mm
+    jac = np.hstack([np.cross(xc.T, grad.T), grad.T])  # (N, 6)
+    h_inv_jt = np.linalg.solve(jac.T @ jac + 1e-9 * np.eye(6), jac.T)  # (6, N)
     params = np.zeros((n_t, 6))
     for t in range(n_t):
         if t == ref_idx:
             continue
         vol = ndi.gaussian_filter(data4d[..., t].astype(np.float32), 1.0)
-        grads = np.gradient(vol, *vox)  # per mm
-        p = params[t - 1].copy() if t - 1 != ref_idx and t > 0 else np.zeros(6)
+        p = params[t - 1].copy() if t > 0 and t - 1 != ref_idx else np.zeros(6)
         for _ in range(iterations):
-            rot = _rotation(p[:3])
-            pts = rot @ xc + c + p[3:, None]
-            coords = pts / vox[:, None]
+            coords = (_rotation(p[:3]) @ xc + c + p[3:, None]) / vox[:, None]
             warped = ndi.map_coordinates(vol, coords, order=1, mode="nearest")
-            g = np.stack([ndi.map_coordinates(gr, coords, order=1, mode="nearest")
-                          for gr in grads])  # (3, N) gradient at the moved points
-            # d pts / d w_k ~ e_k x (R xc)  (small-angle update about the current rotation)
-            rx = rot @ xc
-            jac_w = np.cross(rx.T, g.T)  # (N, 3): g . (e_k x r) = e_k . (r x g)
-            jac = np.hstack([jac_w, g.T])
-            resid = warped - target
-            h = jac.T @ jac + 1e-9 * np.eye(6)
-            dp = np.linalg.solve(h, -jac.T @ resid)
+            dp = -h_inv_jt @ (warped - target)
             p += dp
-            if np.abs(dp[3:]).max() < 1e-3 and np.abs(dp[:3]).max() < 1e-5:
+            if np.abs(dp[3:]).max() < 1e-3 and np.abs(dp[:3]).max() < 2e-5:
                 break
         params[t] = p
     return params
@@ -186,8 +184,10 @@ def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
     out["dvars_nstd"], out["dvars_std"], out["dvars_vstd"] = dvars(ts)
     out["gsr_x"] = gsr(mean_epi, head, 0)
     out["gsr_y"] = gsr(mean_epi, head, 1)
-    out["aor"] = aor(ts)
-    out["gcor"] = gcor(ts)
+    detrended = detrend(ts)
+    out["aor"] = aor(ts, detrended=detrended)
+    out["gcor"] = gcor(ts, detrended=detrended)
+    del detrended
     fd = framewise_displacement(realign(data4d, head, zooms))
     out["fd_mean"] = float(fd.mean())
     out["fd_num"] = float(np.count_nonzero(fd > FD_THRESHOLD_MM))
