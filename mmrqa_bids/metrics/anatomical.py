@@ -52,6 +52,13 @@ def summary_stats(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def snr1_volume(fg: np.ndarray, air: np.ndarray) -> float:
+    """MRQy's SNR1 over the whole volume: std(fg) / std(air) (``snr1``; the slice-averaged
+    MRQy value is ``mrqy_SNR1``). Scale-free."""
+    sd_air = float(np.std(air)) if air.size else 0.0
+    return float(np.std(fg) / sd_air) if sd_air > 0 else NAN
+
+
 def snr(mu: float, sigma: float, n: float) -> float:
     """Tissue SNR (MRIQC ``snr_*``): mu / (sigma sqrt(n / (n - 1))); scale-free."""
     if n < 2 or sigma <= 0:
@@ -241,6 +248,7 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     out["cjv"] = cjv(wm["median"], gm["median"], wm["mad"], gm["mad"])
     out["efc"] = efc(data)
     out["fber"] = fber(fg, air)
+    out["snr1"] = snr1_volume(fg, air)
     out["wm2max"] = wm2max(data, wm["median"])
     out["qi_1"] = qi_1(masks.small, masks.background_small)
     fx, fy, fz = fwhm(data, masks.head, zooms)

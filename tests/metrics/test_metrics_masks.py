@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from metrics_phantoms import make_sphere, sphere_labels  # noqa: F401 (fixtures)
 from mmrqa_bids.metrics import masks as M
 
 

@@ -1,4 +1,7 @@
-"""Closed-form phantoms for the metric tests (no template download, milliseconds to build)."""
+"""Closed-form phantoms for the metric tests (no template download, milliseconds to build).
+
+Test modules import the fixtures they use from here (no conftest.py: a second module named
+``conftest`` would shadow the top-level one)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
