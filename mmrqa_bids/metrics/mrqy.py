@@ -37,6 +37,7 @@ from mmrqa_bids.metrics.names import MRQY_NAMES
 
 EPS = 1e-16
 PATCH = 5
+CHUNK = 16  # slices per block: keeps the temporaries in cache
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -77,19 +78,19 @@ def median5(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _patches(img: np.ndarray) -> np.ndarray:
-    """Per slice (last axis), the PATCH x PATCH block centred on the first brightest pixel
-    (row-major order, as numpy.where in MRQy), zero-padded: shape (n_slices, 25)."""
-    nx, ny, nz = img.shape
-    flat = img.reshape(nx * ny, nz)
-    arg = np.argmax(flat, axis=0)
+    """Per slice (first axis; in-plane axes 1, 2), the PATCH x PATCH block centred on the
+    first brightest pixel in row-major order (as numpy.where in MRQy), zero outside the
+    image: shape (n_slices, 25)."""
+    nz, nx, ny = img.shape
+    arg = np.argmax(img.reshape(nz, nx * ny), axis=1)
     ax, ay = np.divmod(arg, ny)
-    h = PATCH // 2
-    padded = np.pad(img, ((h, h), (h, h), (0, 0)))
-    off = np.arange(PATCH)
-    rows = (ax[:, None, None] + off[None, :, None])
-    cols = (ay[:, None, None] + off[None, None, :])
-    zs = np.arange(nz)[:, None, None]
-    return padded[rows, cols, zs].reshape(nz, PATCH * PATCH).astype(np.float64)
+    off = np.arange(PATCH) - PATCH // 2
+    rows = ax[:, None, None] + off[None, :, None]
+    cols = ay[:, None, None] + off[None, None, :]
+    inside = (rows >= 0) & (rows < nx) & (cols >= 0) & (cols < ny)
+    zs = np.broadcast_to(np.arange(nz)[:, None, None], inside.shape)
+    vals = img[zs, np.clip(rows, 0, nx - 1), np.clip(cols, 0, ny - 1)].astype(np.float64)
+    return np.where(inside, vals, 0.0).reshape(nz, PATCH * PATCH)
 
 
 def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
@@ -121,21 +122,36 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
         raise ValueError(f"mrqy metrics need a 3-D volume and a mask of the same shape, got "
                          f"{data.shape} and {fg_mask.shape}")
     start = 1 if skip_first else 0
-    d = data[:, :, start:].astype(np.float32, copy=False)
+    d = data[:, :, start:]
     m = fg_mask[:, :, start:]
-    nx, ny, nz = d.shape
+    box = _bbox(m, margin=3)[:2]
+    parts = [_chunk_values(np.ascontiguousarray(np.moveaxis(d[:, :, z0:z0 + CHUNK], 2, 0),
+                                                dtype=np.float32),
+                           np.ascontiguousarray(np.moveaxis(m[:, :, z0:z0 + CHUNK], 2, 0)),
+                           box)
+             for z0 in range(0, d.shape[2], CHUNK)]
+    per_slice = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    valid = per_slice.pop("valid").astype(bool)
+    return {name: _nanmean(per_slice[name][valid]) for name in MRQY_NAMES}
+
+
+def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
+                  ) -> dict[str, np.ndarray]:
+    """Per-slice MRQy values of a chunk of slices laid out (slice, row, column)."""
+    nz, nx, ny = d.shape
     npix = nx * ny
-    s_all = d.sum(axis=(0, 1), dtype=np.float64)
-    ss_all = np.square(d).sum(axis=(0, 1), dtype=np.float64)
+    axes = (1, 2)
+    s_all = d.sum(axis=axes, dtype=np.float64)
+    ss_all = np.square(d).sum(axis=axes, dtype=np.float64)
     # Everything that involves F is computed in the in-plane bounding box of the foreground
     # (with a 3-pixel margin, so filters see the same zeros as on the whole slice).
-    box = _bbox(m, margin=3)
-    db, mb = d[box], m[box]
+    inplane = (slice(None),) + box
+    db, mb = d[inplane], m[inplane]
     F = db * mb
-    n_f = mb.sum(axis=(0, 1)).astype(np.float64)
+    n_f = mb.sum(axis=axes).astype(np.float64)
     n_b = npix - n_f
-    s_f = F.sum(axis=(0, 1), dtype=np.float64)
-    ss_f = np.square(F).sum(axis=(0, 1), dtype=np.float64)
+    s_f = F.sum(axis=axes, dtype=np.float64)
+    ss_f = np.square(F).sum(axis=axes, dtype=np.float64)
     s_b, ss_b = s_all - s_f, ss_all - ss_f
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_f, mean_b = s_f / n_f, s_b / n_b
@@ -147,47 +163,44 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
     std_f, std_b = np.sqrt(var_f), np.sqrt(var_b)
 
     big = np.float32(np.finfo(np.float32).max)
-    peak = F.max(axis=(0, 1)).astype(np.float64)
-    fg_min = np.where(mb, db, big).min(axis=(0, 1)).astype(np.float64)
+    peak = F.max(axis=axes).astype(np.float64)
+    fg_min = np.where(mb, db, big).min(axis=axes).astype(np.float64)
     # max over f is max F when the foreground is non-negative (magnitude images).
-    fg_max = peak if fg_min.min() >= 0 else np.where(mb, db, -big).max(axis=(0, 1))
+    fg_max = peak if fg_min.min() >= 0 else np.where(mb, db, -big).max(axis=axes)
     rng = fg_max - fg_min
 
     # CPP: 3x3 high-pass response (9F - box3x3(F)) / 8, mean |.| over the foreground.
-    box3 = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=0, mode="constant"), 3, axis=1,
-                                mode="constant")
-    box3 *= 9.0
-    hp = np.abs(9.0 * F - box3)
+    hp = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=1, mode="constant"), 3, axis=2,
+                              mode="constant")
+    hp *= -9.0
+    hp += 9.0 * F
+    np.abs(hp, out=hp)
     hp *= mb
-    cpp = _ratio(hp.sum(axis=(0, 1), dtype=np.float64) / 8.0, n_f)
-    del box3, hp
+    cpp = _ratio(hp.sum(axis=axes, dtype=np.float64) / 8.0, n_f)
 
     # PSNR against the (separable) 5x5 median of F itself; outside the box F = median = 0.
-    med = median5(median5(F, 0), 1)
+    med = median5(median5(F, 1), 2)
     med -= F
-    mse = np.square(med).sum(axis=(0, 1), dtype=np.float64) / npix
+    mse = np.square(med).sum(axis=axes, dtype=np.float64) / npix
     with np.errstate(divide="ignore", invalid="ignore"):
         psnr = 20.0 * np.log10(peak / np.sqrt(mse))
-    del med
 
     B = d.copy()
-    B[box] -= F
+    B[inplane] -= F
     pf, pb = _patches(F), _patches(B)
-    del B
     pf_mean, pf_std, pb_std = pf.mean(axis=1), pf.std(axis=1), pb.std(axis=1)
 
-    # EFC per slice from the foreground voxels (F is 0 elsewhere and adds nothing).
-    zidx = np.broadcast_to(np.arange(nz, dtype=np.intp), mb.shape)[mb]
-    vals = np.abs(db[mb]).astype(np.float64)
-    x = vals / np.maximum(np.sqrt(ss_f)[zidx], EPS)
-    ent = np.bincount(zidx, weights=x * np.log(x + EPS), minlength=nz)
+    # EFC per slice (F is 0 outside the foreground and adds nothing there).
+    x = F * (1.0 / np.maximum(np.sqrt(ss_f), EPS)).astype(np.float32)[:, None, None]
+    np.add(x, np.float32(EPS), out=med)
+    np.log(med, out=med)
+    ent = np.einsum("ijk,ijk->i", x, med, dtype=np.float64)
     e_max = np.sqrt(npix) * np.log(1.0 / np.sqrt(npix))
     efc = ent / e_max
 
     # FBER: medians of f^2 and b^2 per slice, from every second pixel in-plane.
     fber = np.full(nz, np.nan)
-    ds = np.ascontiguousarray(np.moveaxis(d[::2, ::2], 2, 0))
-    ms = np.ascontiguousarray(np.moveaxis(m[::2, ::2], 2, 0))
+    ds, ms = d[:, ::2, ::2], m[:, ::2, ::2]
     for z in np.nonzero(valid & (n_f > 0) & (n_b > 0))[0]:
         sl, mz = ds[z], ms[z]
         if mz.all() or not mz.any():
@@ -196,11 +209,11 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
         if bg_mu > 0:
             fber[z] = np.median(np.square(sl[mz], dtype=np.float64)) / bg_mu
 
-    per_slice = {
+    return {
+        "valid": valid.astype(np.float64),
         "MEAN": mean_f, "RNG": rng, "VAR": var_f, "CV": 100.0 * _ratio(std_f, mean_f),
         "CPP": cpp, "PSNR": psnr, "SNR1": _ratio(std_f, std_b), "SNR2": _ratio(pf_mean, std_b),
         "SNR3": _ratio(pf_mean, pf_std), "SNR4": _ratio(pf_mean, pb_std),
         "CNR": _ratio((pf - pb).mean(axis=1), pb_std), "CVP": _ratio(pf_std, pf_mean),
         "CJV": _ratio(std_f + std_b, np.abs(mean_f - mean_b)), "EFC": efc, "FBER": fber,
     }
-    return {name: _nanmean(per_slice[name][valid]) for name in MRQY_NAMES}
