@@ -10,7 +10,7 @@ MRQy set is returned as ``mrqy_<NAME>`` (``mrqy_MEAN``, ``mrqy_SNR1``, ...), see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import nibabel as nb
 import numpy as np
@@ -21,6 +21,7 @@ from mmrqa_bids.metrics.masks import compute_masks
 from mmrqa_bids.metrics.mrqy import mrqy_metrics
 from mmrqa_bids.metrics.names import (ANAT_FEATURES, ANAT_METRICS, FUNC_FEATURES,  # noqa: F401
                                       FUNC_METRICS)
+from mmrqa_bids.metrics.tissues import TISSUE_CODES
 
 __all__ = ["ANAT_FEATURES", "ANAT_METRICS", "FUNC_FEATURES", "FUNC_METRICS", "Measured",
            "compute", "measure"]
@@ -32,8 +33,15 @@ class Measured:
     head: np.ndarray
     background: np.ndarray
     reference: np.ndarray  # 3-D volume the masks belong to (mean over time for bold)
-    #: tissue-class (csf/gm/wm) masks of anatomical runs; empty for bold.
-    tissues: dict[str, np.ndarray] = field(default_factory=dict)
+    #: tissue label map of anatomical runs (codes in ``tissues.TISSUE_CODES``); None for bold.
+    tissue_labels: np.ndarray | None = None
+
+    @property
+    def tissues(self) -> dict[str, np.ndarray]:
+        """csf/gm/wm masks from :attr:`tissue_labels` (empty for bold)."""
+        if self.tissue_labels is None:
+            return {}
+        return {name: self.tissue_labels == code for name, code in TISSUE_CODES.items()}
 
 
 def measure(data: np.ndarray, suffix: str,
@@ -57,15 +65,15 @@ def measure(data: np.ndarray, suffix: str,
     masks = compute_masks(ref, with_brain=data.ndim == 3)
     if not masks.head.any() or masks.head.all():
         raise RunInputError("no head found: the image has no foreground distinct from air")
-    tissues: dict[str, np.ndarray] = {}
+    labels = None
     if data.ndim == 4:
         metrics = functional.functional_metrics(data, ref, masks, vox)
     else:
-        metrics, tissues = anatomical.anatomical_metrics(data, masks, suffix, vox,
+        metrics, labels = anatomical.anatomical_metrics(data, masks, suffix, vox,
                                                          return_tissues=True)
     metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head).items()})
     return Measured(metrics=metrics, head=masks.head, background=masks.background,
-                    reference=ref, tissues=tissues)
+                    reference=ref, tissue_labels=labels)
 
 
 def compute(img: nb.Nifti1Image, suffix: str) -> dict[str, float]:

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mmrqa_bids.metrics.masks import Masks
-from mmrqa_bids.metrics.tissues import TISSUES, classify, fit_tissues
+from mmrqa_bids.metrics.tissues import TISSUE_CODES, TISSUES, classify, fit_tissues
 
 EPS = 1e-16
 #: sqrt(2 ln 2): median of a unit Rayleigh distribution (the air of a magnitude image).
@@ -220,7 +220,11 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
                        zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
                        return_tissues: bool = False):
     """Every volume-wise MRIQC-style metric of a structural 3-D volume (a dict), and with
-    ``return_tissues`` also the full-resolution csf/gm/wm masks."""
+    ``return_tissues`` also the tissue label map (:data:`~mmrqa_bids.metrics.tissues.
+    TISSUE_CODES`; None when no brain could be classified).
+
+    As in MRIQC, tissue SNR and CNR use the tissue median and standard deviation, CJV the
+    median and MAD, and the air's standard deviation enters the CNR."""
     # Medians and spreads of the head and the air from every 3rd sagittal plane (whole
     # planes keep the reads contiguous); counts are exact.
     fg = data[::3][masks.head[::3]]
@@ -228,12 +232,13 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     out: dict[str, float] = {}
     stats = {"bg": summary_stats(air)}
     stats["bg"]["n"] = float(np.count_nonzero(masks.background))
-    tissue: dict[str, np.ndarray] = {}
+    labels = None
     model = fit_tissues(masks.small, masks.brain_small, suffix)
     if model is not None:
-        tissue = classify(data, masks.brain, model, masks.factor)
+        labels, box = classify(data, masks.brain, model, masks.factor)
+        data_box, labels_box = data[box], labels[box]
         for t in TISSUES:
-            stats[t] = summary_stats(data[tissue[t]])
+            stats[t] = summary_stats(data_box[labels_box == TISSUE_CODES[t]])
         out["inu_med"], out["inu_range"] = inu_stats(model.field_small, masks.brain_small)
     else:
         for t in TISSUES:
@@ -262,4 +267,4 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     for region, s in stats.items():
         for k, v in s.items():
             out[f"summary_{region}_{k}"] = v
-    return (out, tissue) if return_tissues else out
+    return (out, labels) if return_tissues else out

@@ -29,6 +29,8 @@ from scipy import ndimage as ndi
 from mmrqa_bids.metrics.masks import upsample_box
 
 TISSUES = ("csf", "gm", "wm")
+#: Codes of the tissue label map (0 = not brain), whatever the contrast.
+TISSUE_CODES = {"csf": 1, "gm": 2, "wm": 3}
 # Tissues by increasing intensity in each contrast; anything else is treated as T1-like.
 _ORDER = {
     "T1w": ("csf", "gm", "wm"),
@@ -70,7 +72,7 @@ def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 50,
 
 def nearest_class(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the nearest of the sorted ``centres`` (comparisons with the midpoints)."""
-    labels = np.zeros(values.shape, np.intp)
+    labels = np.zeros(values.shape, np.uint8)
     for t in (centres[1:] + centres[:-1]) / 2:
         labels += values > t
     return labels
@@ -160,20 +162,19 @@ def binomial_smooth(data: np.ndarray) -> np.ndarray:
 
 
 def classify(data: np.ndarray, brain: np.ndarray, model: TissueModel,
-             factor: int) -> dict[str, np.ndarray]:
-    """Full-resolution tissue masks: the k-means thresholds applied, inside the brain, to a
+             factor: int) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
+    """Full-resolution tissue label map (:data:`TISSUE_CODES`, 0 outside the brain) and the
+    box that holds the brain: the k-means thresholds applied, inside the brain, to a
     binomially smoothed (sigma ~0.7 voxel) and bias-corrected copy of ``data``."""
-    nz = np.nonzero(brain.any(axis=(1, 2)))[0], np.nonzero(brain.any(axis=(0, 2)))[0], \
-        np.nonzero(brain.any(axis=(0, 1)))[0]
+    labels = np.zeros(data.shape, np.uint8)
+    nz = (np.nonzero(brain.any(axis=(1, 2)))[0], np.nonzero(brain.any(axis=(0, 2)))[0],
+          np.nonzero(brain.any(axis=(0, 1)))[0])
     if any(a.size == 0 for a in nz):
-        return {t: np.zeros(data.shape, bool) for t in TISSUES}
+        return labels, (slice(0, 0),) * 3
     box = tuple(slice(max(a[0] - 2, 0), a[-1] + 3) for a in nz)
     crop = binomial_smooth(data[box])
-    field = upsample_box(model.field_small, factor, box)
-    klass = nearest_class(crop / field, model.centres)
-    out = {}
-    for i, name in enumerate(model.order):
-        mask = np.zeros(data.shape, bool)
-        mask[box] = (klass == i) & brain[box]
-        out[name] = mask
-    return out
+    crop /= upsample_box(model.field_small, factor, box)
+    klass = nearest_class(crop, model.centres)
+    codes = np.array([TISSUE_CODES[name] for name in model.order], np.uint8)
+    labels[box] = np.where(brain[box], codes[klass], 0)
+    return labels, box
