@@ -63,7 +63,7 @@ def measure(data: np.ndarray, suffix: str,
             raise RunInputError(f"an anatomical run must be 3-D, got shape {data.shape}")
         ref = data
     masks = compute_masks(ref, with_brain=data.ndim == 3)
-    if not masks.head.any() or masks.head.all():
+    if not masks.head_small.any() or masks.head_small.all():
         raise RunInputError("no head found: the image has no foreground distinct from air")
     labels = None
     if data.ndim == 4:

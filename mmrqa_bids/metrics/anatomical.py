@@ -259,7 +259,7 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     out["snr1"] = snr1_volume(fg, air)
     out["wm2max"] = wm2max(data, wm["median"])
     out["qi_1"] = qi_1(masks.small, masks.background_small)
-    fx, fy, fz = fwhm(data, masks.head, zooms)
+    fx, fy, fz = fwhm(data, masks.head, zooms, stride=3 if data.size > 8_000_000 else 2)
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
     n_icv = sum(stats[t]["n"] for t in TISSUES)
     for t in TISSUES:
