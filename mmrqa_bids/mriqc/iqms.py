@@ -168,8 +168,10 @@ def find_run_iqms(mriqc_dir: str | Path, bids_name: str, suffix: str, datatype: 
     file for it exists but is unusable (corrupt JSON, broken table).
     """
     path = run_json_path(mriqc_dir, bids_name, datatype, entities)
-    if path.is_file():
-        return read_iqm_json(path)
+    legacy = Path(mriqc_dir) / "derivatives" / f"{bids_name}.json"
+    for candidate in (path, legacy):
+        if candidate.is_file():
+            return read_iqm_json(candidate)
     table = Path(mriqc_dir) / f"group_{suffix}.tsv"
     if table.is_file():
         for record in read_group_tsv(table, suffix):
@@ -191,10 +193,10 @@ def collect_mriqc(mriqc_dir: str | Path, suffix: str) -> tuple[list[IqmRecord], 
     table = mriqc_dir / f"group_{suffix}.tsv"
     if table.is_file():
         return read_group_tsv(table, suffix), []
-    paths = sorted(p for p in mriqc_dir.glob(f"sub-*/**/*_{suffix}.json") if p.is_file())
+    paths = _run_jsons(mriqc_dir, suffix)
     if not paths:
-        raise MriqcError(f"{mriqc_dir}: no MRIQC outputs for {suffix} "
-                         f"(neither group_{suffix}.tsv nor sub-*/**/*_{suffix}.json)")
+        raise MriqcError(f"{mriqc_dir}: no MRIQC outputs for {suffix} (neither group_{suffix}.tsv "
+                         f"nor sub-*/**/*_{suffix}.json nor derivatives/sub-*_{suffix}.json)")
     records, errors = [], []
     for path in paths:
         try:
@@ -204,8 +206,15 @@ def collect_mriqc(mriqc_dir: str | Path, suffix: str) -> tuple[list[IqmRecord], 
     return records, errors
 
 
+def _run_jsons(mriqc_dir: Path, suffix: str) -> list[Path]:
+    """Per-run JSONs: ``sub-*/**/`` (MRIQC >= 0.10, BIDS-derivatives layout) or flat in
+    ``derivatives/`` (the layout of earlier versions)."""
+    found = set(mriqc_dir.glob(f"sub-*/**/*_{suffix}.json"))
+    found |= set(mriqc_dir.glob(f"derivatives/sub-*_{suffix}.json"))
+    return sorted(p for p in found if p.is_file())
+
+
 def available_suffixes(mriqc_dir: str | Path, candidates: Iterable[str]) -> list[str]:
     mriqc_dir = Path(mriqc_dir)
     return [s for s in candidates
-            if (mriqc_dir / f"group_{s}.tsv").is_file()
-            or any(mriqc_dir.glob(f"sub-*/**/*_{s}.json"))]
+            if (mriqc_dir / f"group_{s}.tsv").is_file() or _run_jsons(mriqc_dir, s)]
