@@ -1,10 +1,15 @@
-"""Helpers for the MRIQC tests: hand-written MRIQC outputs of two versions."""
+"""Helpers and fixtures of the MRIQC tests: hand-written MRIQC outputs of two versions.
+
+Test modules import the fixtures they use from here (no conftest.py: a second module named
+``conftest`` would shadow the top-level one)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 DATA = Path(__file__).parent / "data"
 NEW_JSON = DATA / "mriqc_23.1" / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_T1w.json"
@@ -28,3 +33,19 @@ def write_site(root: Path, n: int, template: Path = NEW_JSON, seed: int = 0,
         path.write_text(json.dumps(run))
         names.append(name)
     return names
+
+
+@pytest.fixture
+def mriqc_site(tmp_path):
+    """An MRIQC 23.1 output folder of 14 T1w runs."""
+    root = tmp_path / "mriqc"
+    write_site(root, 14)
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A writable copy of the hand-written fixtures."""
+    out = tmp_path / "data"
+    shutil.copytree(DATA, out)
+    return out

@@ -1,7 +1,7 @@
 import csv
 import json
 
-from mriqc_testdata import write_site
+from mriqc_testdata import mriqc_site, write_site  # noqa: F401 (fixture)
 
 from mmrqa_bids.mriqc.cli import main
 

@@ -1,5 +1,5 @@
 import pytest
-from mriqc_testdata import DATA, NEW_JSON, OLD_JSON
+from mriqc_testdata import DATA, NEW_JSON, OLD_JSON, data_dir, mriqc_site  # noqa: F401 (fixtures)
 
 from mmrqa_bids.mriqc.iqms import (MriqcError, canonical_iqms, canonical_name, collect_mriqc,
                                    find_run_iqms, read_group_tsv, read_iqm_json)
