@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.mriqc.iqms import IqmRecord
-from mmrqa_bids.mriqc.model import LABELS, IqmModel, site_robust_scale
+from mmrqa_bids.mriqc.model import LABELS, IqmModel
 
 FIXED_COLUMNS = ("bids_name", "grade", "p_good", "p_medium", "p_bad", "confidence",
                  "drivers", "missing_iqms")
@@ -36,8 +36,8 @@ def grade_records(records: Sequence[IqmRecord], model: IqmModel, suffix: str, so
     present = sorted({name for r in records for name in r.iqms})
     missing = model.check_features(present, source)
     X = model.design([r.iqms for r in records])
-    proba = model.predict_proba(X, ["site"] * len(records))  # checks min_site_runs
-    Z = site_robust_scale(X, ["site"] * len(records), model.clip)
+    Z = model.scale(X)  # one site; refuses fewer than model.min_site_runs runs
+    proba = model.proba_from_scaled(Z)
     rows = []
     for record, p, z, x in zip(records, proba, Z, X):
         probs = dict(zip(LABELS, (float(v) for v in p)))

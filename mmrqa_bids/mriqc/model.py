@@ -117,6 +117,10 @@ class IqmModel:
 
     def predict_proba(self, X: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
         """(n_runs, 3) probabilities in :data:`LABELS` order from raw IQMs (NaN = missing)."""
+        return self.proba_from_scaled(self.scale(X, sites))
+
+    def scale(self, X: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
+        """Per-site robust scaling; refuses a site with fewer than ``min_site_runs`` runs."""
         sites = np.asarray(sites if sites is not None else ["site"] * len(X))
         for site in np.unique(sites):
             n = int((sites == site).sum())
@@ -124,8 +128,7 @@ class IqmModel:
                 raise ModelInputError(
                     f"site {site!r} has {n} run(s); scaling IQMs to a site needs at least "
                     f"{self.min_site_runs} runs of the same scanner and protocol")
-        Z = site_robust_scale(X, sites, self.clip)
-        return self.proba_from_scaled(Z)
+        return site_robust_scale(X, sites, self.clip)
 
     def scores(self, Z: np.ndarray) -> np.ndarray:
         return np.nan_to_num(Z, nan=0.0) @ self.coef.T + self.intercept
