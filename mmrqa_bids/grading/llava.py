@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmrqa_bids.grading.base import LABELS, Grade, GraderError, GradeRequest
-from mmrqa_bids.grading.parse import parse_answer
+from mmrqa_bids.grading.parse import failed_grade, parse_answer
 from mmrqa_bids.grading.prompts import load_mosaic, render_prompt_text
 from mmrqa_bids.settings import Grading
 
@@ -267,8 +267,7 @@ class LlavaGrader:
             try:
                 image = load_mosaic(request)
             except GraderError as exc:  # one unreadable mosaic fails that run only
-                grades[i] = Grade(label=None, probabilities={}, confidence=0.0, artifacts=[],
-                                  narrative={}, parse_error=str(exc))
+                grades[i] = failed_grade(str(exc))
                 continue
             t1 = time.perf_counter()
             texts.append(render_prompt_text(self.processor, request))

@@ -86,6 +86,13 @@ def normalise_probabilities(scores: Mapping[str, float] | None) -> dict[str, flo
     return {k: clean.get(k, 0.0) / total for k in LABELS} if total > 0 else {}
 
 
+def failed_grade(reason: str, raw: str | None = None) -> Grade:
+    """A run the grader could not grade: no label, empty narrative sections, the reason and
+    whatever the model said."""
+    return Grade(label=None, probabilities={}, confidence=0.0, artifacts=[],
+                 narrative=dict.fromkeys(NARRATIVE_SECTIONS, ""), raw=raw, parse_error=reason)
+
+
 def parse_answer(text: str, label_probabilities: Mapping[str, float] | None = None) -> Grade:
     """Model text -> :class:`Grade`; ``label=None`` with ``parse_error`` when it does not parse.
 
@@ -110,8 +117,7 @@ def parse_answer(text: str, label_probabilities: Mapping[str, float] | None = No
     if missing:
         problems.append("missing section(s): " + ", ".join(missing))
     if problems:
-        return Grade(label=None, probabilities={}, confidence=0.0, artifacts=[], narrative={},
-                     raw=raw, parse_error="unparseable answer: " + "; ".join(problems))
+        return failed_grade("unparseable answer: " + "; ".join(problems), raw)
     probabilities = normalise_probabilities(label_probabilities)
     return Grade(label=label, probabilities=probabilities,
                  confidence=confidence_from(probabilities),
