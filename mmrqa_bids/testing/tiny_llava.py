@@ -160,7 +160,7 @@ def _declare_processor_class(out: Path) -> None:
                 doc["processor_class"] = "LlavaOnevisionProcessor"
             if doc.get("tokenizer_class") == "TokenizersBackend":  # its name before transformers 5
                 doc["tokenizer_class"] = "PreTrainedTokenizerFast"
-                path.write_text(json.dumps(doc, indent=2) + "\n")
+            path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
