@@ -1,0 +1,118 @@
+"""Throughput of the LLaVA grader on the offline tiny model at batch sizes 1, 4 and 8.
+
+    python benchmarks/grading_throughput.py [--runs 16] [--max-new-tokens 64] [--threads 1]
+
+Each batch size runs in its own process (so peak memory is its own): load the grader once,
+warm up, then grade ``--runs`` runs. Per-run cost is split into mosaic (render the 384 px
+PNG from a volume + load it), prompt (chat template, image preprocessing, tokenisation),
+generate and parse. The tiny model has random weights and never emits end-of-answer, so
+every run generates exactly ``--max-new-tokens`` tokens: the comparison is like for like.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(model: str, batch: int, runs: int, max_new_tokens: int, workdir: Path,
+          threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+
+    from mmrqa_bids.grading.base import GradeRequest
+    from mmrqa_bids.grading.llava import LlavaGrader
+    from mmrqa_bids.reports.mosaics import mllm_mosaic
+    from mmrqa_bids.settings import Grading
+
+    rng = np.random.default_rng(0)
+    grid = np.mgrid[-1:1:60j, -1:1:72j, -1:1:60j]
+    head = np.sqrt((grid ** 2).sum(axis=0)) < 0.8
+    base = head * (100 + 40 * np.cos(5 * grid[0])).astype(np.float32)
+
+    def requests(n: int, tag: str) -> tuple[list[GradeRequest], float]:
+        t0 = time.perf_counter()
+        out = []
+        for i in range(n):
+            png = workdir / f"{tag}_{i}.png"
+            png.write_bytes(mllm_mosaic(base + rng.random(base.shape, dtype=np.float32) * 10, head))
+            out.append(GradeRequest(bids_name=f"sub-{i:02d}_T1w", suffix="T1w",
+                                    metrics={"snr1": float(5 + i), "cjv": 0.4 + i / 100,
+                                             "efc": 0.5, "fber": 1200.0 + i}, mosaic=png))
+        return out, time.perf_counter() - t0
+
+    grader = LlavaGrader.from_settings(Grading(grader="llava", model=model, batch_size=batch,
+                                               device="cpu", dtype="float32",
+                                               max_new_tokens=max_new_tokens))
+    warm, _ = requests(batch, "warm")
+    grader.grade(warm)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    todo, render_s = requests(runs, "run")
+    split = {"mosaic": render_s, "prompt": 0.0, "generate": 0.0, "parse": 0.0}
+    t0 = time.perf_counter()
+    for i in range(0, runs, batch):
+        grader.grade(todo[i:i + batch])
+        for key, value in grader.last_timings.items():
+            split[key] += value
+    grade_s = time.perf_counter() - t0
+    return {"batch": batch, "runs": runs, "runs_per_s": runs / (grade_s + render_s),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_after_load_mb": rss_loaded,
+            "per_run_ms": {k: 1000 * v / runs for k, v in split.items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: reproducible on a shared machine)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--model", help="checkpoint folder (default: build the tiny model)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.model, args.child, args.runs, args.max_new_tokens, args.workdir,
+                               args.threads)))
+        return 0
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with tempfile.TemporaryDirectory(prefix="mmrqa_bench_") as tmp:
+        model = args.model
+        if model is None:
+            sys.path.insert(0, str(ROOT))
+            from mmrqa_bids.testing.tiny_llava import build_tiny_llava
+            model = str(build_tiny_llava(Path(tmp) / "tiny"))
+        results = []
+        for batch in args.batch_sizes:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(batch), "--runs", str(args.runs),
+                 "--max-new-tokens", str(args.max_new_tokens), "--model", model,
+                 "--threads", str(args.threads),
+                 "--workdir", tmp], capture_output=True, text=True, env=env, check=True)
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"LLaVA grader, {Path(model).name} model, CPU ({os.cpu_count()} cores, "
+          f"{args.threads} torch thread(s)), {args.runs} runs, {args.max_new_tokens} new tokens per run")
+    print(f"{'batch':>5} {'runs/s':>8} {'x batch1':>9} {'peak RSS MB':>12} {'after load':>11} "
+          f"{'mosaic ms':>10} {'prompt ms':>10} {'generate ms':>12} {'parse ms':>9}")
+    ref = results[0]["runs_per_s"]
+    for r in results:
+        ms = r["per_run_ms"]
+        print(f"{r['batch']:>5} {r['runs_per_s']:>8.2f} {r['runs_per_s'] / ref:>9.2f} "
+              f"{r['peak_rss_mb']:>12.0f} {r['rss_after_load_mb']:>11.0f} {ms['mosaic']:>10.1f} "
+              f"{ms['prompt']:>10.1f} {ms['generate']:>12.1f} {ms['parse']:>9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
