@@ -167,8 +167,11 @@ def load_model(model: str, adapter: str | Path | None = None, device: str = "aut
     if config.model_type != "llava_onevision":
         raise GraderError(f"{model}: a {config.model_type!r} checkpoint, not LLaVA-OneVision")
     processor = load_processor(model, config)
-    net = LlavaOnevisionForConditionalGeneration.from_pretrained(
-        model, dtype=resolve_dtype(dtype, device))
+    try:
+        net = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            model, dtype=resolve_dtype(dtype, device))
+    except (OSError, ValueError) as exc:
+        raise GraderError(f"{model}: cannot load the model weights ({str(exc).splitlines()[0]})") from exc
     if adapter is not None:
         from peft import PeftModel
 
@@ -276,7 +279,14 @@ class LlavaGrader:
             timings["mosaic"] += t1 - t0
             timings["prompt"] += time.perf_counter() - t1
         if rows:
-            answers, probabilities = self._generate(images, texts, timings)
+            try:
+                answers, probabilities = self._generate(images, texts, timings)
+            except RuntimeError as exc:  # e.g. out of memory: this batch fails, not the dataset
+                reason = f"generation failed: {' '.join(str(exc).split())[:300]}"
+                for row in rows:
+                    grades[row] = failed_grade(reason)
+                self.last_timings = timings
+                return [g for g in grades if g is not None]
             t0 = time.perf_counter()
             for row, answer, probs in zip(rows, answers, probabilities):
                 grades[row] = parse_answer(answer, probs)

@@ -155,3 +155,14 @@ def test_cli_participant_with_llava_and_adapter(tiny_llava_dir, tiny_adapter_dir
         assert doc["grade"]["label"] is None and doc["parse_error"].startswith("unparseable answer")
         assert isinstance(doc["raw_answer"], str)
         assert prov["settings"]["grading"]["max_new_tokens"] == 6
+
+
+def test_generation_failure_fails_the_batch_not_the_dataset(grader, mosaic_png, monkeypatch):
+    def out_of_memory(**kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(grader.model, "generate", out_of_memory)
+    grades = grader.grade([req("a", mosaic_png), req("b", mosaic_png)])
+    assert [g.label for g in grades] == [None, None]
+    assert all(g.parse_error == "generation failed: CUDA out of memory. Tried to allocate 2.00 GiB"
+               for g in grades)

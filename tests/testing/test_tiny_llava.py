@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
+    """Built through the module's command line (in-process: torch is imported once)."""
+    import contextlib
+    import io
+
+    from mmrqa_bids.testing.tiny_llava import main
+
     out = tmp_path_factory.mktemp("tiny_cli") / "model"
-    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.testing.tiny_llava", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "tiny LLaVA-OneVision written to" in proc.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([str(out)]) == 0
+    assert "tiny LLaVA-OneVision written to" in printed.getvalue()
     return out
 
 
@@ -35,6 +39,7 @@ def test_layout_matches_the_real_checkpoints(tiny_dir):
 
 def test_real_loaders_read_it_and_the_budget_is_as_documented(tiny_dir):
     import numpy as np
+    import torch
     from PIL import Image
     from transformers import AutoConfig, AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
@@ -58,7 +63,8 @@ def test_real_loaders_read_it_and_the_budget_is_as_documented(tiny_dir):
     # 384 px: 6 x 6 crops of 64 px pooled to 24 x 24 (anyres_max_9) + 24 newlines + 64 base
     assert int((inputs["input_ids"] == config.image_token_id).sum()) == 664
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny_dir)
-    logits = model(**inputs).logits
+    with torch.inference_mode():
+        logits = model(**inputs).logits
     assert logits.shape[-1] == model.config.text_config.vocab_size
 
 
