@@ -107,6 +107,21 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def require_extra(*modules: str) -> None:
+    """The ``[llm]`` extra is installed (found without importing it)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise GraderError(f"the multimodal graders need the [llm] extra (pip install 'mmrqa[llm]'); "
+                          f"missing: {', '.join(missing)}")
+
+
+def check(settings: Grading) -> None:
+    """Module-level hook of :func:`mmrqa_bids.grading.check_grader`."""
+    LlavaGrader.check(settings)
+
+
 # --------------------------------------------------------------------------- loading
 @lru_cache(maxsize=1)
 def image_only_processor_class() -> type:
@@ -242,6 +257,7 @@ class LlavaGrader:
         """Validate the settings without loading the model (cheap; for exit code 2)."""
         check_model(settings.model)
         check_adapter(settings.adapter)
+        require_extra("torch", "transformers", *(("peft",) if settings.adapter else ()))
         if settings.device == "cuda":
             resolve_device("cuda")
 
