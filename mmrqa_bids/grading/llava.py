@@ -171,7 +171,6 @@ def load_processor(model: str, config: Any = None) -> Any:
 def load_model(model: str, adapter: str | Path | None = None, device: str = "auto",
                dtype: str = "auto") -> tuple[Any, Any, str]:
     """(model, processor, device): the checkpoint, with the LoRA adapter merged in when given."""
-    import torch  # noqa: F401
     from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
 
     device = resolve_device(device)
@@ -301,12 +300,11 @@ class LlavaGrader:
                 reason = f"generation failed: {' '.join(str(exc).split())[:300]}"
                 for row in rows:
                     grades[row] = failed_grade(reason)
-                self.last_timings = timings
-                return [g for g in grades if g is not None]
-            t0 = time.perf_counter()
-            for row, answer, probs in zip(rows, answers, probabilities):
-                grades[row] = parse_answer(answer, probs)
-            timings["parse"] += time.perf_counter() - t0
+            else:
+                t0 = time.perf_counter()
+                for row, answer, probs in zip(rows, answers, probabilities):
+                    grades[row] = parse_answer(answer, probs)
+                timings["parse"] += time.perf_counter() - t0
         self.last_timings = timings
         return [g for g in grades if g is not None]
 
