@@ -1,6 +1,9 @@
 """Throughput of the LLaVA grader on the offline tiny model at batch sizes 1, 4 and 8.
 
     python benchmarks/grading_throughput.py [--runs 16] [--max-new-tokens 64] [--threads 1]
+    # on a GPU, the real 0.5B architecture with random weights (nothing downloaded):
+    python -m mmrqa_bids.testing.tiny_llava /tmp/real05 --shape real-0.5b
+    python benchmarks/grading_throughput.py --model /tmp/real05 --device cuda --dtype bfloat16
 
 Each batch size runs in its own process (so peak memory is its own): load the grader once,
 warm up, then grade ``--runs`` runs. Per-run cost is split into mosaic (render the 384 px
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def child(model: str, batch: int, runs: int, max_new_tokens: int, workdir: Path,
-          threads: int) -> dict:
+          threads: int, device: str, dtype: str) -> dict:
     import numpy as np
     import torch
 
@@ -52,7 +55,7 @@ def child(model: str, batch: int, runs: int, max_new_tokens: int, workdir: Path,
         return out, time.perf_counter() - t0
 
     grader = LlavaGrader.from_settings(Grading(grader="llava", model=model, batch_size=batch,
-                                               device="cpu", dtype="float32",
+                                               device=device, dtype=dtype,
                                                max_new_tokens=max_new_tokens))
     warm, _ = requests(batch, "warm")
     grader.grade(warm)
@@ -65,7 +68,9 @@ def child(model: str, batch: int, runs: int, max_new_tokens: int, workdir: Path,
         for key, value in grader.last_timings.items():
             split[key] += value
     grade_s = time.perf_counter() - t0
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     return {"batch": batch, "runs": runs, "runs_per_s": runs / (grade_s + render_s),
+            "gpu_peak_mb": gpu_peak,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_after_load_mb": rss_loaded,
             "per_run_ms": {k: 1000 * v / runs for k, v in split.items()}}
@@ -79,12 +84,14 @@ def main() -> int:
                         help="torch CPU threads (1: reproducible on a shared machine)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--model", help="checkpoint folder (default: build the tiny model)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.model, args.child, args.runs, args.max_new_tokens, args.workdir,
-                               args.threads)))
+                               args.threads, args.device, args.dtype)))
         return 0
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with tempfile.TemporaryDirectory(prefix="mmrqa_bench_") as tmp:
@@ -98,18 +105,20 @@ def main() -> int:
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", str(batch), "--runs", str(args.runs),
                  "--max-new-tokens", str(args.max_new_tokens), "--model", model,
-                 "--threads", str(args.threads),
+                 "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
                  "--workdir", tmp], capture_output=True, text=True, env=env, check=True)
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"LLaVA grader, {Path(model).name} model, CPU ({os.cpu_count()} cores, "
-          f"{args.threads} torch thread(s)), {args.runs} runs, {args.max_new_tokens} new tokens per run")
+    print(f"LLaVA grader, {Path(model).name} model, {args.device} {args.dtype} ({os.cpu_count()} "
+          f"cores, {args.threads} torch thread(s)), {args.runs} runs, {args.max_new_tokens} new "
+          f"tokens per run")
     print(f"{'batch':>5} {'runs/s':>8} {'x batch1':>9} {'peak RSS MB':>12} {'after load':>11} "
-          f"{'mosaic ms':>10} {'prompt ms':>10} {'generate ms':>12} {'parse ms':>9}")
+          f"{'GPU peak MB':>12} {'mosaic ms':>10} {'prompt ms':>10} {'generate ms':>12} {'parse ms':>9}")
     ref = results[0]["runs_per_s"]
     for r in results:
         ms = r["per_run_ms"]
         print(f"{r['batch']:>5} {r['runs_per_s']:>8.2f} {r['runs_per_s'] / ref:>9.2f} "
-              f"{r['peak_rss_mb']:>12.0f} {r['rss_after_load_mb']:>11.0f} {ms['mosaic']:>10.1f} "
+              f"{r['peak_rss_mb']:>12.0f} {r['rss_after_load_mb']:>11.0f} {r['gpu_peak_mb']:>12.0f} "
+              f"{ms['mosaic']:>10.1f} "
               f"{ms['prompt']:>10.1f} {ms['generate']:>12.1f} {ms['parse']:>9.2f}")
     return 0
 

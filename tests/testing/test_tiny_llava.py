@@ -80,3 +80,22 @@ def test_processor_without_image_processor_is_refused(tiny_dir, tmp_path):
     (broken / "processor_config.json").unlink()
     with pytest.raises(GraderError, match="no_image_processor"):
         load_processor(str(broken))
+
+
+def test_real_shape_budget_is_1485_tokens_for_the_384px_mosaic():
+    """The documented budget, from the real 0.5B processor configuration (no weights built)."""
+    import numpy as np
+    from PIL import Image
+
+    from mmrqa_bids.testing.tiny_llava import (REAL_0_5B, TINY, build_config, build_processor,
+                                               build_tokenizer)
+
+    tokenizer = build_tokenizer()
+    image = Image.fromarray(np.zeros((384, 384, 3), dtype=np.uint8))
+    for shape, expected in ((REAL_0_5B, 1485), (TINY, 664)):
+        processor = build_processor(tokenizer, shape)
+        inputs = processor(images=[image], text=["<image>"], return_tensors="pt")
+        assert int((inputs["input_ids"] == processor.image_token_id).sum()) == expected
+    config = build_config(tokenizer, REAL_0_5B)
+    assert config.text_config.vocab_size == 151647 and config.vision_config.image_size == 384
+    assert config.text_config.head_dim == 64
