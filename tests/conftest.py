@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +9,6 @@ import pytest
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 # T1w and bold, sessions, two runs of one subject, one degraded run.
 E2E_PLANS = (
@@ -31,10 +27,3 @@ def small_bids(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bids") / "ds"
     build_dataset(root, E2E_PLANS, voxel_size=3.0, bold_voxel_size=4.0, seed=1)
     return root
-
-
-def run_cli(*args: str | Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real command line (``python -m mmrqa_bids``) in a subprocess."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mmrqa_bids", *map(str, args)],
-                          capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -10,7 +10,7 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from mmrqa_bids.testing.cli import run_cli
 
 pytestmark = pytest.mark.slow
 EXPECTED = ["sub-01_ses-1_T1w", "sub-01_ses-1_task-rest_bold", "sub-01_ses-2_run-01_T1w",
