@@ -178,7 +178,7 @@ def brain_mask_lowres(small: np.ndarray, head: np.ndarray) -> np.ndarray:
     """Approximate brain (intracranial) mask, without templates or external binaries.
 
     The skull is the darkest tissue inside the head in every structural contrast. Inside the
-    head, voxels above the Otsu threshold of the head intensities are tissue; an erosion
+    head, voxels above half the Otsu threshold of the head intensities are tissue; an erosion
     breaks the thin bridges between scalp and brain across the skull, the largest component
     is the brain, and a dilation + hole filling restores its border and the dark CSF inside.
     Falls back to the eroded head when no compact component is found (e.g. skull-stripped
