@@ -68,7 +68,8 @@ def build_settings(args) -> Settings:
     )
     grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
                       llm_base_url=args.llm_base_url, llm_model=args.llm_model,
-                      batch_size=batch or 4, device=args.device, dtype=args.dtype)
+                      batch_size=batch or 4, device=args.device, dtype=args.dtype,
+                      max_new_tokens=args.max_new_tokens)
     training = Training(labels=args.labels, simulate=args.simulate,
                         holdout_fraction=args.holdout_fraction, qa_source=args.qa_source,
                         qa_fraction=args.qa_fraction, lora_r=args.lora_r,
