@@ -92,6 +92,7 @@ class LLMSource:
     max_attempts: int = 3
     timeout_s: float = 120.0
     concurrency: int = 4
+    transport_retries: int = 3  # the openai client's own retries on 429/5xx/timeouts
     requests_made: int = field(default=0, init=False)
     _client: Any = field(default=None, init=False, repr=False)
     _json_schema_ok: bool = field(default=True, init=False, repr=False)
@@ -104,7 +105,8 @@ class LLMSource:
         if self._client is None:
             from openai import OpenAI
             self._client = OpenAI(base_url=self.base_url, api_key=api_key(),
-                                  timeout=self.timeout_s, max_retries=3)
+                                  timeout=self.timeout_s,
+                                  max_retries=self.transport_retries)
         return self._client
 
     def _cache_path(self, key: str) -> Path:

@@ -6,7 +6,7 @@ betas (0.9, 0.95), an effective batch of 8 (micro-batches with gradient accumula
 epoch. The learning-rate schedule is cosine with 5% warm-up (ms-swift's default).
 
 Checkpoints (adapter, optimizer, scheduler, RNG states) are written under
-``checkpoints/`` every ``save_steps`` optimizer steps; :func:`fine_tune` with
+``checkpoints/`` every 10% of the optimizer steps (at most 50 apart); :func:`fine_tune` with
 ``resume=True`` continues from the last one. On a GPU, bf16 autocast and gradient
 checkpointing are on. A tqdm bar shows the running loss.
 """
@@ -47,7 +47,7 @@ class LoraRecipe:
     micro_batch_size: int | None = None  # None: the batch on GPU, 1 on CPU
     warmup: float = 0.05  # fraction of the steps
     scheduler: str = "cosine"
-    save_steps: int = 50
+    save_steps: int | None = None  # None: every 10% of the run, at most every 50 steps
     seed: int = 0
 
     def micro_and_accumulation(self, device: str) -> tuple[int, int]:
@@ -155,7 +155,9 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         lr_scheduler_type=recipe.scheduler,
         warmup_steps=recipe.warmup,
         logging_steps=1,
-        save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=2,
+        save_strategy="steps", save_total_limit=2,
+        save_steps=recipe.save_steps or _save_every(len(conversations), micro, accumulation,
+                                                    recipe.epochs),
         bf16=on_gpu and _bf16_ok(),
         gradient_checkpointing=on_gpu,
         gradient_checkpointing_kwargs={"use_reentrant": False} if on_gpu else None,
@@ -181,6 +183,12 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         resumed_from=str(resume_from) if resume_from else None, trainable=trainable,
         total=total, micro_batch_size=micro, accumulation=accumulation,
         seconds=time.perf_counter() - start)
+
+
+def _save_every(n: int, micro: int, accumulation: int, epochs: int) -> int:
+    """Checkpoint interval: 10% of the optimizer steps, between 1 and 50."""
+    steps = math.ceil(math.ceil(n / micro) / accumulation) * epochs
+    return max(1, min(50, math.ceil(steps / 10)))
 
 
 def _bf16_ok() -> bool:
