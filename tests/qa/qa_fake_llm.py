@@ -2,7 +2,7 @@
 
 It answers every request with a JSON object of the six QA fields, built from the request's
 own facts (the ``Grade:`` and ``Artifact:`` lines), so tests can check that each answer
-belongs to its example. Failure injection: ``invalid_first`` answers non-JSON to the first
+belongs to its example; judge requests (evaluation) get fixed scores. Failure injection: ``invalid_first`` answers non-JSON to the first
 request of each distinct prompt (the source must ask again); ``reject_schema`` answers 400 to
 requests with a ``json_schema`` response format (the source must fall back to the prompt).
 """
@@ -64,7 +64,10 @@ class FakeQALLM:
         with self._lock:
             first = user not in self._seen
             self._seen.add(user)
-        if self.invalid_first and first:
+        if "Score the candidate" in user:  # the LLM judge of the evaluation
+            text = json.dumps({"artifact_identification": 70 if "Grade:" in user else 10,
+                               "diagnostic_relevance": 55})
+        elif self.invalid_first and first:
             text = "Sure! Here are the answers: signal is fine."
         else:
             grade = re.search(r"^Grade: (\w+)", user, re.M).group(1)
