@@ -159,8 +159,8 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         save_steps=recipe.save_steps or _save_every(len(conversations), micro, accumulation,
                                                     recipe.epochs),
         bf16=on_gpu and _bf16_ok(),
-        gradient_checkpointing=on_gpu,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if on_gpu else None,
+        activation_checkpointing=on_gpu,  # gradient checkpointing (transformers 5 name)
+        activation_checkpointing_kwargs={"use_reentrant": False} if on_gpu else None,
         remove_unused_columns=False,
         label_names=["labels"],
         report_to="none",
