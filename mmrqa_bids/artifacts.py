@@ -244,10 +244,12 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
 
     Per volume: a global signal fluctuation and tissue-proportional physiological noise
     (``physio``, relative), then the artifact, then Rician noise. Temporal behaviour of each
-    artifact: ``motion`` = rigid head jerks at random volumes (translation/rotation of the
-    whole volume, the scale of :data:`SEVERITY_RANGES`) plus intra-volume k-space motion in
-    those volumes; ``spike`` = RF spikes in a few volumes only; ``ghosting``, ``inhomogeneity``,
-    ``blur``, ``aliasing`` = the same in every volume; ``noise`` = the Rician sigma.
+    artifact: ``motion`` = rigid in-plane head jerks at random volumes (translation and
+    rotation on the scale of :data:`SEVERITY_RANGES`, held until the next jerk) plus k-space
+    motion within the jerk's volume; ``spike`` = RF spikes in one volume in six;
+    ``ghosting``, ``inhomogeneity``, ``blur``, ``aliasing`` = the same in every volume
+    (applied once to the clean image: they are linear or multiplicative); ``noise`` = the
+    Rician sigma.
     """
     from scipy import ndimage as ndi
 

@@ -10,7 +10,7 @@ from mmrqa_bids.artifacts import (ARTIFACTS, SEVERITIES, SEVERITY_RANGES, SEVERI
                                   ArtifactError, draw_params, simulate, simulate_series,
                                   wrap_around)
 from mmrqa_bids.metrics import measure  # noqa: E402
-from mmrqa_bids.testing.phantom import load_head  # noqa: E402
+from mmrqa_bids.train.classifier import load_tpm_head  # noqa: E402
 
 VOX = 4.0
 
@@ -29,7 +29,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def clean() -> np.ndarray:
-    img = load_head(VOX).render("T1w")
+    img = load_tpm_head(VOX).render("T1w")  # a real subject's tissue maps; loads in < 1 s
     return img / float(img.max())
 
 
