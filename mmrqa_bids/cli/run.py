@@ -17,6 +17,7 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
+from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
@@ -100,11 +101,13 @@ def save_settings(settings: Settings) -> Path:
 
 def run_participant(settings: Settings) -> int:
     from mmrqa_bids.bids import collect_runs
+    from mmrqa_bids.grading import check_grader
     from mmrqa_bids.outputs import write_dataset_description
     from mmrqa_bids.workflows.participant import init_participant_wf
 
     ex = settings.execution
     t0 = time.perf_counter()
+    check_grader(settings.grading)
     runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
                         participant_label=ex.participant_label, session_id=ex.session_id,
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
@@ -189,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_settings(settings)
         level = {"participant": run_participant, "group": run_group, "train": run_train}
         return level[ex.analysis_level](settings)
-    except DatasetError as exc:
+    except (DatasetError, GraderError) as exc:
         print(f"mmrqa: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
