@@ -320,9 +320,51 @@ def run_train(settings: Settings) -> int:
 
 
 def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int:
-    """``--grader classifier``: the metric classifier on the same examples and split."""
-    raise DatasetError("training the metric classifier from ratings is not available in this "
-                       "build; give --base-model to fine-tune LLaVA-OneVision")
+    """The metric classifier (:func:`mmrqa_bids.train.classifier.fit_model`) on the same
+    examples and split: one model file per family with training runs, scored on the held-out
+    participants; ``--grader classifier --model OUT`` reads the folder (the shipped model
+    fills a family without rated runs)."""
+    from mmrqa_bids.artifacts import ARTIFACTS
+    from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
+    from mmrqa_bids.train.classifier import (TrainingError, evaluate_model, fit_model,
+                                             save_model)
+
+    evaluation: dict[str, Any] = {}
+    for family in MODEL_FILES:
+        fam = [e for e in data["entries"]
+               if ("bold" if e["suffix"] == "bold" else "anat") == family]
+        train = [e for e in fam if e["split"] == "train"]
+        if not train:
+            shutil.copyfile(model_paths(None)[family], out / MODEL_FILES[family])
+            evaluation[family] = {"trained": False, "reason": "no rated training run; the "
+                                                               "shipped model is copied"}
+            continue
+        unknown = sorted({e["artifact"] for e in train if e["artifact"]} - set(ARTIFACTS))
+        if unknown:
+            raise DatasetError(f"{settings.training.labels}: artifact(s) {', '.join(unknown)} "
+                               f"unknown to the metric classifier ({', '.join(ARTIFACTS)})")
+        try:
+            doc = fit_model(family, [e["metrics"] for e in train], [e["label"] for e in train],
+                            [e["artifact"] or "none" for e in train],
+                            [e["label"] == "Good" and not e["artifact"] for e in train],
+                            seed=settings.training.seed)
+        except TrainingError as exc:
+            raise DatasetError(f"cannot train the metric classifier: {exc} (rate more runs or "
+                               f"add simulated copies with --simulate N)") from exc
+        test = [e for e in fam if e["split"] == "test"]
+        doc["evaluation"] = {"held_out": evaluate_model(
+            doc, [e["metrics"] for e in test], [e["label"] for e in test],
+            [e["artifact"] or "none" for e in test])} if test else {}
+        save_model(doc, out)
+        evaluation[family] = {"trained": True, "n_train": len(train), "model_id": doc["model_id"],
+                              **doc["evaluation"]}
+        held = doc["evaluation"].get("held_out")
+        _say(f"metric classifier ({family}): {len(train)} training example(s)"
+             + (f"; held-out accuracy {held['accuracy']:.3f}, macro-F1 {held['macro_f1']:.3f}"
+                if held else "; no held-out run"))
+    atomic_write_json(out / "evaluation.json", evaluation)
+    _say(f"metric classifier written to {out}; grade with: --grader classifier --model {out}")
+    return EXIT_SOME_FAILED if data["failed"] else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover
