@@ -94,6 +94,7 @@ class LLMSource:
     concurrency: int = 4
     transport_retries: int = 3  # the openai client's own retries on 429/5xx/timeouts
     requests_made: int = field(default=0, init=False)
+    cache_hits: int = field(default=0, init=False)
     _client: Any = field(default=None, init=False, repr=False)
     _json_schema_ok: bool = field(default=True, init=False, repr=False)
 
@@ -140,6 +141,7 @@ class LLMSource:
         path = self._cache_path(key)
         if path.is_file():
             texts = parse_reply(path.read_text())
+            self.cache_hits += 1
         else:
             problems = []
             for attempt in range(self.max_attempts):

@@ -116,9 +116,9 @@ def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
     return entries, failed
 
 
-def facts_for(entries: Sequence[dict[str, Any]]) -> list:
-    """QA facts of every entry; metric deviations against the *training* runs rated Good by
-    the experts (held-out runs never inform the reference)."""
+def facts_for(entries: Sequence[dict[str, Any]]) -> tuple[list, bool]:
+    """(QA facts of every entry, whether a reference exists); metric deviations against the
+    *training* runs rated Good by the experts (held-out runs never inform the reference)."""
     from mmrqa_bids.qa.facts import QAFacts, deviations, metric_reference
 
     reference = metric_reference(e["metrics"] for e in entries
@@ -142,8 +142,8 @@ def qa_contents(settings: Settings, facts: Sequence, has_reference: bool) -> lis
         contents = source.contents(facts)
     except QAGenerationError as exc:
         raise DatasetError(str(exc)) from exc
-    _say(f"QA answers from {source.name}: {source.requests_made} request(s), "
-         f"{len(facts) - min(source.requests_made, len(facts))} or more from the cache")
+    _say(f"QA answers from {source.name}: {source.cache_hits} of {len(facts)} from the cache, "
+         f"{source.requests_made} request(s)")
     return contents
 
 

@@ -57,8 +57,10 @@ def test_invalid_replies_are_asked_again_and_valid_ones_cached(tmp_path):
         assert [c.label for c in contents] == ["Bad", "Good"]
         assert contents[0].artifact == "motion" and contents[0].source == "llm:qwen-test"
         assert contents[0].signal_effects == "LLM signal_effects for a Bad run (motion (simulated, severe severity))."
-        again = _source(server, tmp_path).contents(FACTS)
+        cached = _source(server, tmp_path)
+        again = cached.contents(FACTS)
         assert again == contents and len(server.requests) == 4  # all from the cache
+        assert cached.cache_hits == 2 and cached.requests_made == 0
 
 
 def test_falls_back_when_structured_outputs_are_rejected(tmp_path):
