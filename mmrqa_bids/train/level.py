@@ -230,8 +230,9 @@ def train_llava(settings: Settings, base: str, out: Path, data: dict[str, Any]) 
     if result.resumed_from:
         _say(f"resumed from {result.resumed_from}")
     losses = [x["loss"] for x in result.losses]
-    _say(f"{result.global_step} step(s) in {result.seconds:.1f} s; loss "
-         + (f"{losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "n/a"))
+    _say(f"{result.global_step} step(s) in {result.seconds:.1f} s; step loss "
+         + (f"{losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "n/a")
+         + f"; loss on the training set {result.loss_before:.4f} -> {result.loss_after:.4f}")
     summary = {"base_model": base, "device": device, "targets_preset": preset,
                "targets_regex": recipe.targets, "n_target_modules": n_targets,
                **asdict(result), "recipe": asdict(recipe)}
@@ -295,6 +296,7 @@ def model_card(settings: Settings, out: Path, data: dict[str, Any], summary: dic
         total=f"{summary['total']:,}",
         first_loss=f"{losses[0]:.4f}" if losses else "n/a",
         last_loss=f"{losses[-1]:.4f}" if losses else "n/a",
+        loss_before=summary["loss_before"], loss_after=summary["loss_after"],
         scores=evaluation["scores"], judge=evaluation["judge"]) + "\n"
 
 

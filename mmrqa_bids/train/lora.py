@@ -22,16 +22,13 @@ from typing import Any, Sequence
 #: tower's attention (``vision_tower.vision_model.encoder.layers.N.self_attn.q_proj``).
 LANGUAGE_MODEL_TARGETS = (r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|"
                           r"up_proj|down_proj)")
-#: Adds the multimodal projector (the image-to-text bridge) to the LoRA targets.
-WITH_PROJECTOR_TARGETS = (r".*(language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|"
-                          r"up_proj|down_proj)|multi_modal_projector\.linear_[12])")
-#: Every linear layer outside the vision tower: the language model, the projector and the
-#: output layer (``lm_head``). A randomly initialised model (the offline tiny model) needs
-#: the output layer to express confident predictions; a pretrained one does not.
+#: Every linear layer outside the vision tower: the language model and the multimodal
+#: projector (the image-to-text bridge). The output layer (``lm_head``) is left out on
+#: purpose: LLaVA-OneVision ties it to the input embeddings, so merging a LoRA delta into it
+#: (as the llava grader does) would also change every input embedding.
 ALL_LINEAR_TARGETS = (r".*(language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|"
-                      r"down_proj)|multi_modal_projector\.linear_[12]|lm_head)")
-TARGET_PRESETS = {"language": LANGUAGE_MODEL_TARGETS, "language+projector": WITH_PROJECTOR_TARGETS,
-                  "all-linear": ALL_LINEAR_TARGETS}
+                      r"down_proj)|multi_modal_projector\.linear_[12])")
+TARGET_PRESETS = {"language": LANGUAGE_MODEL_TARGETS, "all-linear": ALL_LINEAR_TARGETS}
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,29 @@ def _loss_bar_callback() -> Any:
     return LossOnBar()
 
 
+def dataset_loss(model: Any, processor: Any, conversations: Sequence[Any], device: str,
+                 limit: int = 32) -> float:
+    """Mean cross-entropy (nats) over the learned tokens of the first ``limit`` conversations,
+    in eval mode (no dropout): sum over tokens of -log p(token) / number of learned tokens."""
+    import torch
+
+    from mmrqa_bids.train.dataset import ConversationDataset, PromptMaskingCollator
+
+    dataset = ConversationDataset(list(conversations)[:limit], processor)
+    collate = PromptMaskingCollator(processor.tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            batch = {k: v.to(device) for k, v in collate([dataset[i]]).items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
 @dataclass
 class TrainResult:
     global_step: int
@@ -121,6 +141,8 @@ class TrainResult:
     micro_batch_size: int
     accumulation: int
     seconds: float
+    loss_before: float  # dataset_loss on (up to 32) training conversations, before training
+    loss_after: float  # the same, after
 
 
 def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: LoraRecipe,
@@ -174,15 +196,20 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
                       data_collator=PromptMaskingCollator(processor.tokenizer.pad_token_id),
                       callbacks=[_loss_bar_callback(), *callbacks])
     resume_from = last_checkpoint(checkpoint_dir) if resume else None
+    device_of = next(peft_model.parameters()).device
+    loss_before = dataset_loss(peft_model, processor, conversations, device_of)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - start
+    loss_after = dataset_loss(peft_model, processor, conversations,
+                              next(peft_model.parameters()).device)
     losses = [{"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
               for h in trainer.state.log_history if "loss" in h]
     return peft_model, TrainResult(
         global_step=trainer.state.global_step, losses=losses,
         resumed_from=str(resume_from) if resume_from else None, trainable=trainable,
-        total=total, micro_batch_size=micro, accumulation=accumulation,
-        seconds=time.perf_counter() - start)
+        total=total, micro_batch_size=micro, accumulation=accumulation, seconds=seconds,
+        loss_before=loss_before, loss_after=loss_after)
 
 
 def _save_every(n: int, micro: int, accumulation: int, epochs: int) -> int:
