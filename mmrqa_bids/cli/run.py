@@ -187,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ex = settings.execution
         if ex.analysis_level != "group":
             check_dataset(ex.bids_dir, ex.output_dir)
+        if ex.mriqc_dir and not ex.mriqc_dir.is_dir():
+            raise DatasetError(f"{ex.mriqc_dir}: --mriqc-dir is not a directory")
         prepare_output_dir(ex.output_dir)
         _configure_logging(ex.verbose)
         save_settings(settings)

@@ -107,6 +107,21 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def require_extra(*modules: str) -> None:
+    """The ``[llm]`` extra is installed (found without importing it)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise GraderError(f"the multimodal graders need the [llm] extra (pip install 'mmrqa[llm]'); "
+                          f"missing: {', '.join(missing)}")
+
+
+def check(settings: Grading) -> None:
+    """Module-level hook of :func:`mmrqa_bids.grading.check_grader`."""
+    LlavaGrader.check(settings)
+
+
 # --------------------------------------------------------------------------- loading
 @lru_cache(maxsize=1)
 def image_only_processor_class() -> type:
@@ -156,7 +171,6 @@ def load_processor(model: str, config: Any = None) -> Any:
 def load_model(model: str, adapter: str | Path | None = None, device: str = "auto",
                dtype: str = "auto") -> tuple[Any, Any, str]:
     """(model, processor, device): the checkpoint, with the LoRA adapter merged in when given."""
-    import torch  # noqa: F401
     from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
 
     device = resolve_device(device)
@@ -167,8 +181,11 @@ def load_model(model: str, adapter: str | Path | None = None, device: str = "aut
     if config.model_type != "llava_onevision":
         raise GraderError(f"{model}: a {config.model_type!r} checkpoint, not LLaVA-OneVision")
     processor = load_processor(model, config)
-    net = LlavaOnevisionForConditionalGeneration.from_pretrained(
-        model, dtype=resolve_dtype(dtype, device))
+    try:
+        net = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            model, dtype=resolve_dtype(dtype, device))
+    except (OSError, ValueError) as exc:
+        raise GraderError(f"{model}: cannot load the model weights ({str(exc).splitlines()[0]})") from exc
     if adapter is not None:
         from peft import PeftModel
 
@@ -239,6 +256,7 @@ class LlavaGrader:
         """Validate the settings without loading the model (cheap; for exit code 2)."""
         check_model(settings.model)
         check_adapter(settings.adapter)
+        require_extra("torch", "transformers", *(("peft",) if settings.adapter else ()))
         if settings.device == "cuda":
             resolve_device("cuda")
 
@@ -276,11 +294,17 @@ class LlavaGrader:
             timings["mosaic"] += t1 - t0
             timings["prompt"] += time.perf_counter() - t1
         if rows:
-            answers, probabilities = self._generate(images, texts, timings)
-            t0 = time.perf_counter()
-            for row, answer, probs in zip(rows, answers, probabilities):
-                grades[row] = parse_answer(answer, probs)
-            timings["parse"] += time.perf_counter() - t0
+            try:
+                answers, probabilities = self._generate(images, texts, timings)
+            except RuntimeError as exc:  # e.g. out of memory: this batch fails, not the dataset
+                reason = f"generation failed: {' '.join(str(exc).split())[:300]}"
+                for row in rows:
+                    grades[row] = failed_grade(reason)
+            else:
+                t0 = time.perf_counter()
+                for row, answer, probs in zip(rows, answers, probabilities):
+                    grades[row] = parse_answer(answer, probs)
+                timings["parse"] += time.perf_counter() - t0
         self.last_timings = timings
         return [g for g in grades if g is not None]
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from mmrqa_bids.grading.base import LABELS, Grade, GraderError, GradeRequest
-from mmrqa_bids.grading.llava import adapter_checksum, check_adapter
+from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, require_extra
 from mmrqa_bids.grading.parse import failed_grade, parse_answer
 from mmrqa_bids.grading.prompts import openai_messages
 from mmrqa_bids.settings import Grading
@@ -139,6 +139,11 @@ def label_probabilities(logprobs: Any) -> dict[str, float] | None:
     return found
 
 
+def check(settings: Grading) -> None:
+    """Module-level hook of :func:`mmrqa_bids.grading.check_grader` (probes the server)."""
+    OpenAIGrader.check(settings)
+
+
 @dataclass
 class OpenAIGrader:
     base_url: str
@@ -157,6 +162,7 @@ class OpenAIGrader:
         request) to report an unreachable server, a refused key or an unknown model."""
         base_url = check_base_url(settings.llm_base_url)
         check_adapter(settings.adapter)
+        require_extra("openai")
         if probe:
             client = make_client(base_url, timeout=CHECK_TIMEOUT_S, max_retries=1)
             resolve_model(settings, served_models(client, base_url), base_url)

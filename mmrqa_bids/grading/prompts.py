@@ -10,9 +10,11 @@ The image is the 384 x 384 px mosaic of :func:`mmrqa_bids.reports.mosaics.mllm_m
 (3 x 3 tiles of 128 px). LLaVA-OneVision's "anyres_max_9" scheme encodes it as one base
 view plus the best-fitting grid of tower-sized crops. For the 0.5B/7B checkpoints (SigLIP at
 384 px, patch 14, 27 x 27 = 729 features per view) a 384 px image fits a 1 x 1 grid, so it
-costs 729 (base) + 27 x 27 (crop) + 27 (row newlines) = 1,485 image tokens; the text part
-(instructions + ~20 metrics) adds about 400 tokens with the Qwen2 tokenizer. The offline tiny
-model (:mod:`mmrqa_bids.testing.tiny_llava`, 64 px tower, 8 x 8 features) turns the same
+costs 729 (base) + 27 x 27 (crop) + 27 (row newlines) = 1,485 image tokens (checked in
+``tests/testing/test_tiny_llava.py`` against the real processor configuration). The text
+part (chat markup, instructions, the 9 metrics of an anatomical run) is about 1,460
+characters: 519 tokens with the tiny model's 1,024-entry BPE, fewer with Qwen2's 151k
+vocabulary. The offline tiny model (:mod:`mmrqa_bids.testing.tiny_llava`, 64 px tower, 8 x 8 features) turns the same
 image into a 6 x 6 crop grid pooled to 24 x 24: 576 + 24 + 64 = 664 image tokens.
 """
 from __future__ import annotations

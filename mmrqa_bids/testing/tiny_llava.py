@@ -1,6 +1,6 @@
 """Build a tiny LLaVA-OneVision checkpoint fully offline (random weights), for tests and demos.
 
-    python -m mmrqa_bids.testing.tiny_llava OUT_DIR [--seed 0]
+    python -m mmrqa_bids.testing.tiny_llava OUT_DIR [--seed 0] [--shape tiny|real-0.5b]
 
 Same architecture and file layout as ``llava-hf/llava-onevision-qwen2-0.5b-ov-hf``, scaled
 down so that it runs in seconds on a CPU: a SigLIP vision tower of 1 layer at 64 px
@@ -15,13 +15,18 @@ template. The image grid pinpoints are the real ones scaled to the tower (multip
 Everything is written with ``save_pretrained``, so the folder is read by the same loading
 code as a real checkpoint (:func:`mmrqa_bids.grading.llava.load_processor` /
 ``LlavaOnevisionForConditionalGeneration.from_pretrained``). The weights are random: its
-answers are not MMRQA answers (they exercise parsing failures); an adapter trained with
-the ``train`` level on it is how tests get parseable answers.
+answers are not MMRQA answers, so end-to-end runs on it exercise the unparsed-answer path
+(well-formed answers are tested on text, :mod:`mmrqa_bids.grading.parse`).
+
+``--shape real-0.5b`` writes the architecture of ``llava-onevision-qwen2-0.5b-ov-hf``
+(SigLIP-so400m at 384 px, Qwen2-0.5B; 151,647-token embedding) with random weights and the
+same tiny tokenizer: a like-for-like speed check on a GPU without downloading anything.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -92,24 +97,73 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE):
     return wrapped
 
 
-def build_image_processor(tower_px: int = TOWER_PX):
+@dataclass(frozen=True)
+class Shape:
+    """Sizes of the vision tower (SigLIP) and the language model (Qwen2)."""
+
+    tower_px: int
+    patch_px: int
+    vision_hidden: int
+    vision_intermediate: int
+    vision_layers: int
+    vision_heads: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab_size: int | None = None  # None: the tokenizer's
+
+    @property
+    def features_per_view(self) -> int:
+        return (self.tower_px // self.patch_px) ** 2
+
+
+TINY = Shape(tower_px=TOWER_PX, patch_px=PATCH_PX, vision_hidden=64, vision_intermediate=128,
+             vision_layers=1, vision_heads=2, hidden=128, intermediate=256, layers=2, heads=4,
+             kv_heads=2)
+#: ``llava-hf/llava-onevision-qwen2-0.5b-ov-hf`` (SigLIP-so400m at 384 px, Qwen2-0.5B): for
+#: speed checks on a GPU with random weights, without downloading the checkpoint.
+REAL_0_5B = Shape(tower_px=384, patch_px=14, vision_hidden=1152, vision_intermediate=4304,
+                  vision_layers=26, vision_heads=16, hidden=896, intermediate=4864, layers=24,
+                  heads=14, kv_heads=2, vocab_size=151647)
+SHAPES = {"tiny": TINY, "real-0.5b": REAL_0_5B}
+
+
+def build_image_processor(shape: Shape = TINY):
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil)
 
+    mean_std = [0.5, 0.5, 0.5]  # SigLIP normalisation
     return LlavaOnevisionImageProcessorPil(
-        size={"height": tower_px, "width": tower_px}, image_grid_pinpoints=grid_pinpoints(tower_px),
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_pad=True)
+        size={"height": shape.tower_px, "width": shape.tower_px},
+        image_grid_pinpoints=grid_pinpoints(shape.tower_px),
+        image_mean=mean_std, image_std=mean_std, do_pad=True)
 
 
-def build_config(tokenizer, tower_px: int = TOWER_PX, patch_px: int = PATCH_PX):
+def build_processor(tokenizer, shape: Shape = TINY):
+    """The image-only LLaVA-OneVision processor for this shape (anyres_max_9, full features)."""
+    from mmrqa_bids.grading.llava import image_only_processor_class
+
+    return image_only_processor_class()(
+        image_processor=build_image_processor(shape), tokenizer=tokenizer,
+        num_image_tokens=shape.features_per_view, vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9", chat_template=CHAT_TEMPLATE)
+
+
+def build_config(tokenizer, shape: Shape = TINY):
     from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
 
-    vision = SiglipVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                                num_attention_heads=2, image_size=tower_px, patch_size=patch_px,
-                                num_channels=3)
-    text = Qwen2Config(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=32, max_position_embeddings=4096, tie_word_embeddings=True,
+    vision = SiglipVisionConfig(hidden_size=shape.vision_hidden,
+                                intermediate_size=shape.vision_intermediate,
+                                num_hidden_layers=shape.vision_layers,
+                                num_attention_heads=shape.vision_heads,
+                                image_size=shape.tower_px, patch_size=shape.patch_px, num_channels=3)
+    text = Qwen2Config(vocab_size=shape.vocab_size or len(tokenizer), hidden_size=shape.hidden,
+                       intermediate_size=shape.intermediate, num_hidden_layers=shape.layers,
+                       num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+                       head_dim=shape.hidden // shape.heads, max_position_embeddings=32768,
+                       tie_word_embeddings=True,
                        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                        pad_token_id=tokenizer.pad_token_id)
     return LlavaOnevisionConfig(
@@ -117,34 +171,28 @@ def build_config(tokenizer, tower_px: int = TOWER_PX, patch_px: int = PATCH_PX):
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_select_strategy="full", vision_feature_layer=-1,
-        vision_aspect_ratio="anyres_max_9", image_grid_pinpoints=grid_pinpoints(tower_px),
+        vision_aspect_ratio="anyres_max_9", image_grid_pinpoints=grid_pinpoints(shape.tower_px),
         projector_hidden_act="gelu", multimodal_projector_bias=True, tie_word_embeddings=True)
 
 
-def build_tiny_llava(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write the tiny checkpoint (model, generation config, tokenizer, image processor,
-    processor config, chat template) to ``out_dir``; returns the folder."""
+def build_tiny_llava(out_dir: str | Path, seed: int = 0, shape: Shape = TINY) -> Path:
+    """Write the checkpoint (model, generation config, tokenizer, image processor, processor
+    config, chat template) to ``out_dir``; returns the folder. ``shape=REAL_0_5B`` writes the
+    real 0.5B architecture with random weights (about 3.6 GB in float32)."""
     import torch
     from transformers import GenerationConfig, LlavaOnevisionForConditionalGeneration
-
-    from mmrqa_bids.grading.llava import image_only_processor_class
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    image_processor = build_image_processor()
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, shape)
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
         eos_token_id=config.text_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         do_sample=False, max_new_tokens=64)
     model.save_pretrained(out)
-    processor = image_only_processor_class()(
-        image_processor=image_processor, tokenizer=tokenizer,
-        num_image_tokens=(TOWER_PX // PATCH_PX) ** 2, vision_feature_select_strategy="full",
-        vision_aspect_ratio="anyres_max_9", chat_template=CHAT_TEMPLATE)
-    processor.save_pretrained(out)
+    build_processor(tokenizer, shape).save_pretrained(out)
     _declare_processor_class(out)
     return out
 
@@ -167,10 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny",
+                        help="tiny (default) or the real 0.5B architecture, random weights both")
     args = parser.parse_args(argv)
-    out = build_tiny_llava(args.out_dir, seed=args.seed)
+    out = build_tiny_llava(args.out_dir, seed=args.seed, shape=SHAPES[args.shape])
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print(f"tiny LLaVA-OneVision written to {out} ({size / 1e6:.1f} MB)")
+    print(f"{args.shape} LLaVA-OneVision written to {out} ({size / 1e6:.1f} MB)")
     return 0
 
 

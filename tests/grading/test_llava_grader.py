@@ -155,3 +155,31 @@ def test_cli_participant_with_llava_and_adapter(tiny_llava_dir, tiny_adapter_dir
         assert doc["grade"]["label"] is None and doc["parse_error"].startswith("unparseable answer")
         assert isinstance(doc["raw_answer"], str)
         assert prov["settings"]["grading"]["max_new_tokens"] == 6
+
+
+def test_generation_failure_fails_the_batch_not_the_dataset(grader, mosaic_png, monkeypatch):
+    def out_of_memory(**kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(grader.model, "generate", out_of_memory)
+    grades = grader.grade([req("a", mosaic_png), req("b", mosaic_png)])
+    assert [g.label for g in grades] == [None, None]
+    assert all(g.parse_error == "generation failed: CUDA out of memory. Tried to allocate 2.00 GiB"
+               for g in grades)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "/nonexistent/llava"],
+     "/nonexistent/llava: model folder not found (and not a hub id like org/name)"),
+    (["--adapter", "/nonexistent/lora"], "/nonexistent/lora: adapter folder not found"),
+])
+def test_cli_setup_errors_exit_2_before_any_run(tiny_llava_dir, small_bids, tmp_path, capsys, extra,
+                                                message):
+    from mmrqa_bids.cli.run import main
+
+    argv = [str(small_bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w"),
+            "--grader", "llava", "--model", str(tiny_llava_dir)] + extra
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mmrqa: error: {message}"
+    assert not list((tmp_path / "out").glob("sub-*"))

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,15 +12,14 @@ def test_merged_checkpoint_equals_base_plus_adapter(tiny_llava_dir, tiny_adapter
     import torch
 
     from mmrqa_bids.grading.llava import load_model
+    from mmrqa_bids.merge import main
 
     out = tmp_path / "merged"
-    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.merge", str(tiny_llava_dir),
-                           str(tiny_adapter_dir), str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    assert main([str(tiny_llava_dir), str(tiny_adapter_dir), str(out)]) == 0
     record = json.loads((out / "mmrqa_merge.json").read_text())
     assert record["adapter_checksum"] == adapter_checksum(tiny_adapter_dir)
-    assert (out / "processor_config.json").read_bytes() == (tiny_llava_dir / "processor_config.json").read_bytes()
+    for name in ("processor_config.json", "tokenizer.json", "chat_template.jinja"):
+        assert (out / name).read_bytes() == (tiny_llava_dir / name).read_bytes()
     merged, processor, _ = load_model(str(out), device="cpu", dtype="float32")
     tuned, _, _ = load_model(str(tiny_llava_dir), tiny_adapter_dir, device="cpu", dtype="float32")
     ids = processor.tokenizer("Grade: Medium\nArtifacts: none", return_tensors="pt")

@@ -177,3 +177,14 @@ def test_cli_participant_with_openai(server, small_bids, tiny_adapter_dir, tmp_p
         assert prov["backend"] == "openai" and prov["model_id"] == "tiny-llava"
         assert prov["adapter_checksum"] == adapter_checksum(tiny_adapter_dir)
         assert doc["grade"]["label"] is None and doc["parse_error"]
+
+
+def test_cli_unreachable_server_exits_2(small_bids, tmp_path, capsys):
+    from mmrqa_bids.cli.run import main
+
+    rc = main([str(small_bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w"),
+               "--grader", "openai", "--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmrqa: error: http://127.0.0.1:9/v1: LLM server unreachable")
+    assert "\n" not in err

@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
+    """Built through the module's command line (in-process: torch is imported once)."""
+    import contextlib
+    import io
+
+    from mmrqa_bids.testing.tiny_llava import main
+
     out = tmp_path_factory.mktemp("tiny_cli") / "model"
-    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.testing.tiny_llava", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "tiny LLaVA-OneVision written to" in proc.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([str(out)]) == 0
+    assert "tiny LLaVA-OneVision written to" in printed.getvalue()
     return out
 
 
@@ -35,6 +39,7 @@ def test_layout_matches_the_real_checkpoints(tiny_dir):
 
 def test_real_loaders_read_it_and_the_budget_is_as_documented(tiny_dir):
     import numpy as np
+    import torch
     from PIL import Image
     from transformers import AutoConfig, AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
@@ -58,7 +63,8 @@ def test_real_loaders_read_it_and_the_budget_is_as_documented(tiny_dir):
     # 384 px: 6 x 6 crops of 64 px pooled to 24 x 24 (anyres_max_9) + 24 newlines + 64 base
     assert int((inputs["input_ids"] == config.image_token_id).sum()) == 664
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny_dir)
-    logits = model(**inputs).logits
+    with torch.inference_mode():
+        logits = model(**inputs).logits
     assert logits.shape[-1] == model.config.text_config.vocab_size
 
 
@@ -74,3 +80,22 @@ def test_processor_without_image_processor_is_refused(tiny_dir, tmp_path):
     (broken / "processor_config.json").unlink()
     with pytest.raises(GraderError, match="no_image_processor"):
         load_processor(str(broken))
+
+
+def test_real_shape_budget_is_1485_tokens_for_the_384px_mosaic():
+    """The documented budget, from the real 0.5B processor configuration (no weights built)."""
+    import numpy as np
+    from PIL import Image
+
+    from mmrqa_bids.testing.tiny_llava import (REAL_0_5B, TINY, build_config, build_processor,
+                                               build_tokenizer)
+
+    tokenizer = build_tokenizer()
+    image = Image.fromarray(np.zeros((384, 384, 3), dtype=np.uint8))
+    for shape, expected in ((REAL_0_5B, 1485), (TINY, 664)):
+        processor = build_processor(tokenizer, shape)
+        inputs = processor(images=[image], text=["<image>"], return_tensors="pt")
+        assert int((inputs["input_ids"] == processor.image_token_id).sum()) == expected
+    config = build_config(tokenizer, REAL_0_5B)
+    assert config.text_config.vocab_size == 151647 and config.vision_config.image_size == 384
+    assert config.text_config.head_dim == 64
