@@ -44,7 +44,7 @@ RECIPE_VERSION = 1
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
-SIMULATION_VERSION = 1
+SIMULATION_VERSION = 2
 GOOD_NONE_PER_DRAW = 3  # clean examples per source draw (Good also gets every mild one)
 
 #: The default training recipe. ``train``: sources whose examples are fitted (80%) and used
