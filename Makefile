@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: env env-test demo test clean
+.PHONY: env env-test demo test clean browser
 
 $(VENV)/.core-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,19 @@ demo: env
 	@ls $(DEMO_DIR)/bids/derivatives/mmrqa/group_*.html | sed 's/^/  group:      /'
 	@ls $(DEMO_DIR)/bids/derivatives/mmrqa/sub-*.html | head -n 3 | sed 's/^/  individual: /'
 
-test: env-test
+# Headless Chromium for the report tests (tests/reports skip, saying why, where it is missing).
+browser:
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
+	  || echo "chromium could not be installed: the browser tests will be skipped"; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser tests will be skipped"; \
+	else echo "no chromium and no apt-get as root: the browser tests will be skipped"; fi
+
+test: env-test browser
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 clean:

@@ -59,9 +59,11 @@ def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
             "error": fail["error"]}
 
 
-def group_tables(output_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def group_tables(output_dir: Path, docs: list[dict[str, Any]] | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """Suffix -> one row per run (derivative documents and failures), sorted by name."""
     tables: dict[str, list[dict[str, Any]]] = {}
-    for doc in collect_documents(output_dir):
+    for doc in collect_documents(output_dir) if docs is None else docs:
         tables.setdefault(doc["bids_meta"]["suffix"], []).append(document_row(doc))
     for fail in read_failures(output_dir):
         tables.setdefault(fail["suffix"], []).append(failure_row(fail))
@@ -87,8 +89,10 @@ def _fmt(value: Any) -> Any:
 
 
 def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = True) -> dict[str, Path]:
-    """Write ``group_<suffix>.tsv`` (and ``.html``) for each suffix with runs."""
-    tables = {s: rows for s, rows in group_tables(output_dir).items() if s in modalities}
+    """Write ``group_<suffix>.tsv`` (and ``.html``) for each suffix with runs; with reports,
+    also show each run's percentiles within the dataset in its individual report."""
+    docs = collect_documents(output_dir)
+    tables = {s: rows for s, rows in group_tables(output_dir, docs).items() if s in modalities}
     if not tables:
         raise DatasetError(f"{output_dir}: no participant-level outputs found; run the participant level first")
     written = {}
@@ -97,6 +101,24 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
         atomic_write_text(tsv, to_tsv(rows))
         written[f"{suffix}.tsv"] = tsv
         if reports:
-            from mmrqa_bids.reports.group import write_group_report
-            written[f"{suffix}.html"] = write_group_report(output_dir, suffix, rows)
+            written[f"{suffix}.html"] = _write_reports(output_dir, suffix, rows,
+                                                       [d for d in docs if d["bids_meta"]["suffix"] == suffix])
     return written
+
+
+def _write_reports(output_dir: Path, suffix: str, rows: list[dict[str, Any]],
+                   docs: list[dict[str, Any]]) -> Path:
+    """The group report, and the dataset context injected into each individual report."""
+    from mmrqa_bids.reports import stats
+    from mmrqa_bids.reports.group import NON_METRIC_COLUMNS, write_group_report
+    from mmrqa_bids.reports.individual import inject_dataset_context
+
+    measured = [r for r in rows if r.get("status") != "failed"]
+    context = stats.dataset_context(measured, stats.metric_names(measured, exclude=NON_METRIC_COLUMNS))
+    path = write_group_report(output_dir, suffix, rows, context)
+    for doc in docs:
+        name = doc["bids_meta"]["bids_name"]
+        if not inject_dataset_context(output_dir / f"{name}.html", doc, context.get(name, {})):
+            print(f"[mmrqa] WARNING {output_dir / f'{name}.html'}: no individual report to update "
+                  "with dataset percentiles (participant level run with --no-reports?)", flush=True)
+    return path

@@ -17,6 +17,7 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
+from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
@@ -68,7 +69,8 @@ def build_settings(args) -> Settings:
     )
     grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
                       llm_base_url=args.llm_base_url, llm_model=args.llm_model,
-                      batch_size=batch or 4, device=args.device, dtype=args.dtype)
+                      batch_size=batch or 4, device=args.device, dtype=args.dtype,
+                      max_new_tokens=args.max_new_tokens)
     training = Training(labels=args.labels, simulate=args.simulate,
                         holdout_fraction=args.holdout_fraction, qa_source=args.qa_source,
                         qa_fraction=args.qa_fraction, lora_r=args.lora_r,
@@ -98,11 +100,13 @@ def save_settings(settings: Settings) -> Path:
 
 def run_participant(settings: Settings) -> int:
     from mmrqa_bids.bids import collect_runs
+    from mmrqa_bids.grading import check_grader
     from mmrqa_bids.outputs import write_dataset_description
     from mmrqa_bids.workflows.participant import init_participant_wf
 
     ex = settings.execution
     t0 = time.perf_counter()
+    check_grader(settings.grading)
     runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
                         participant_label=ex.participant_label, session_id=ex.session_id,
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
@@ -186,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_settings(settings)
         level = {"participant": run_participant, "group": run_group, "train": run_train}
         return level[ex.analysis_level](settings)
-    except DatasetError as exc:
+    except (DatasetError, GraderError) as exc:
         print(f"mmrqa: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -48,5 +48,8 @@ class MeasureRun(SimpleInterface):
             np.savez_compressed(masks, head=result.head, background=result.background)
             record["reference"], record["masks"] = ref, masks
         record["timings"]["measure"] = time.perf_counter() - start
+        if not record["error"]:
+            print(f"[mmrqa] measured {run.bids_name} in {record['timings']['measure']:.1f} s",
+                  flush=True)
         self._results["out_record"] = write_record(record, runtime.cwd)
         return runtime

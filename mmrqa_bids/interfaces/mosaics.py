@@ -33,11 +33,12 @@ class RenderMosaics(SimpleInterface):
         if not failed(record):
             start = time.perf_counter()
             vol = np.load(record["reference"])
-            head = np.load(record["masks"])["head"]
+            masks = np.load(record["masks"])
+            head, background = masks["head"], masks["background"]
             images = {"mllm": mosaics.mllm_mosaic(vol, head)}
             if self.inputs.report_views:
                 for view in mosaics.VIEWS:
-                    images[view] = mosaics.report_mosaic(vol, head, view)
+                    images[view] = mosaics.report_mosaic(vol, head, view, background=background)
                 images["background"] = mosaics.background_mosaic(vol, head)
             record["mosaics"] = {}
             for name, png in images.items():

@@ -1,26 +1,177 @@
-"""The group HTML report for one suffix."""
+"""The group HTML report for one suffix.
+
+Grade counts, one interactive strip + box plot per metric (plotly, its JavaScript inlined
+once, so the file works offline), the runs sorted by confidence (doubtful first) with
+their outliers, a sortable/filterable table, and a rating widget whose ratings download as
+the TSV that ``mmrqa ... train --labels`` reads (:mod:`mmrqa_bids.ratings`).
+"""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
+from urllib.parse import quote
 
+import numpy as np
+
+from mmrqa_bids import __version__
 from mmrqa_bids.grading.base import LABELS
+from mmrqa_bids.grading.narrative import ARTIFACT_FACTS
 from mmrqa_bids.io import atomic_write_text
+from mmrqa_bids.ratings import COLUMNS as RATING_COLUMNS
+from mmrqa_bids.reports import stats
 from mmrqa_bids.resources import template_env
 
+GRADE_COLOURS = {"Good": "#1a7f37", "Medium": "#b7791f", "Bad": "#c53030", "n/a": "#6b7280"}
+NON_METRIC_COLUMNS = ("p_good", "p_medium", "p_bad", "confidence")
+PLOT_COLUMNS = 5
+ARTIFACT_CHOICES = ("none", *ARTIFACT_FACTS, "other")
 
-def render_group(suffix: str, rows: list[dict[str, Any]]) -> str:
-    counts = Counter(r["grade"] for r in rows)
-    ordered = sorted(rows, key=lambda r: (r["status"] != "failed",
-                                          r["confidence"] if isinstance(r["confidence"], float) else 0.0))
-    metric_names = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)}
-                          - {"p_good", "p_medium", "p_bad", "confidence"})
+Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def review_order(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Failed runs first, then unparsed ones, then by increasing confidence (doubtful first)."""
+    def key(r: Mapping[str, Any]) -> tuple[int, float, str]:
+        conf = _number(r.get("confidence"))
+        status = 0 if r.get("status") == "failed" else 1 if conf is None or r.get("grade") not in LABELS else 2
+        return status, conf if conf is not None else -1.0, r["bids_name"]
+    return sorted(rows, key=key)
+
+
+def rating_ids(row: Mapping[str, Any], suffix: str) -> dict[str, str]:
+    """The id columns of the ratings TSV for one run (``n/a`` where an entity is absent)."""
+    def ent(key: str, prefix: str) -> str:
+        value = row.get(key)
+        return f"{prefix}-{value}" if value not in (None, "", "n/a") else "n/a"
+    return {"participant_id": ent("subject", "sub"), "session_id": ent("session", "ses"),
+            "run_id": ent("run", "run"), "suffix": suffix, "bids_name": row["bids_name"]}
+
+
+def tukey_box(values: Sequence[float]) -> dict[str, list[float]]:
+    """Box statistics with Tukey whiskers: quartiles, median, and the most extreme values
+    still inside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (plotly's precomputed-box fields)."""
+    arr = np.asarray(values, dtype=float)
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    low, high = stats.tukey_fences(arr)
+    inside = arr[(arr >= low) & (arr <= high)]
+    return {"q1": [float(q1)], "median": [float(med)], "q3": [float(q3)],
+            "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
+
+
+def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context):
+    """One box + strip subplot per metric; one point per run, coloured by grade, outliers
+    ringed in black; ``customdata`` = [run, report link, grade, robust z] for hover and click."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    n_rows = max(1, math.ceil(len(metrics) / PLOT_COLUMNS))
+    fig = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(metrics),
+                        horizontal_spacing=0.045, vertical_spacing=min(0.3 / n_rows + 0.02, 0.12))
+    for k, name in enumerate(metrics):
+        r, c = k // PLOT_COLUMNS + 1, k % PLOT_COLUMNS + 1
+        pts = [(row, _number(row.get(name))) for row in rows]
+        pts = [(row, v) for row, v in pts if v is not None]
+        ys = [v for _, v in pts]
+        if ys:
+            fig.add_trace(go.Box(x=[0.0], name=name, **tukey_box(ys),
+                                 fillcolor="rgba(148,163,184,.18)", line={"color": "#94a3b8", "width": 1},
+                                 hoverinfo="skip", showlegend=False, width=0.7), row=r, col=c)
+        ctx = [context.get(row["bids_name"], {}).get(name, {}) for row, _ in pts]
+        outlier = [bool(x.get("outlier")) for x in ctx]
+        fig.add_trace(go.Scatter(
+            x=[((i * 0.6180339887) % 1 - 0.5) * 0.55 for i in range(len(pts))], y=ys,
+            mode="markers", name=name, showlegend=False,
+            marker={"size": [10 if o else 7 for o in outlier],
+                    "color": [GRADE_COLOURS.get(row.get("grade"), GRADE_COLOURS["n/a"]) for row, _ in pts],
+                    "line": {"width": [2.5 if o else 0.5 for o in outlier],
+                             "color": ["#111827" if o else "#ffffff" for o in outlier]},
+                    "opacity": 0.9},
+            customdata=[[row["bids_name"], quote(f"{row['bids_name']}.html"), row.get("grade", "n/a"),
+                         round(x.get("robust_z", float("nan")), 2) if x else "n/a"]
+                        for (row, _), x in zip(pts, ctx)],
+            hovertemplate=("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade %{customdata[2]}"
+                           "<br>robust z %{customdata[3]}<br><i>click to open the report</i><extra></extra>"),
+        ), row=r, col=c)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.6, 0.6],
+                     fixedrange=True)
+    fig.update_yaxes(tickfont={"size": 10}, gridcolor="#eef2f7", zeroline=False)
+    fig.update_annotations(font={"size": 12})
+    fig.update_layout(template="simple_white", height=230 * n_rows + 40,
+                      margin={"l": 45, "r": 15, "t": 40, "b": 15}, hovermode="closest",
+                      font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"})
+    return fig
+
+
+def figure_html(fig, div_id: str, include_plotlyjs: bool) -> str:
+    """The figure as an HTML fragment (plotly escapes ``</`` in the data it embeds); a click
+    on a point that carries a report link opens that run's individual report."""
+    import plotly.io as pio
+
+    post = ("var gd = document.getElementById('{plot_id}');"
+            "gd.on('plotly_click', function (ev) { var p = ev.points && ev.points[0];"
+            " if (p && p.customdata && p.customdata[1]) { window.open(p.customdata[1], '_blank'); } });"
+            "gd.setAttribute('data-ready', '1');")
+    return pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=False, div_id=div_id,
+                       post_script=post, config={"displaylogo": False, "responsive": True,
+                                                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
+
+
+def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None) -> str:
+    """The group report of one suffix from its group-table rows (:mod:`mmrqa_bids.group`)."""
+    measured = [r for r in rows if r.get("status") != "failed"]
+    metrics = stats.metric_names(measured, exclude=NON_METRIC_COLUMNS)
+    if context is None:
+        context = stats.dataset_context(measured, metrics)
+    counts = Counter(r.get("grade") for r in measured)
+    runs = []
+    for rank, r in enumerate(review_order(rows), start=1):
+        ctx = context.get(r["bids_name"], {})
+        outliers = sorted(m for m, s in ctx.items() if s.get("outlier"))
+        conf = _number(r.get("confidence"))
+        runs.append({
+            "rank": rank,
+            "bids_name": r["bids_name"],
+            "href": quote(f"{r['bids_name']}.html") if r.get("status") != "failed" else None,
+            "status": r.get("status", "ok"),
+            "grade": r.get("grade") if r.get("grade") in LABELS else "n/a",
+            "confidence": conf,
+            "probs": list(zip(LABELS, [_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")])),
+            "artifact": r.get("artifact", "n/a"),
+            "outliers": outliers,
+            "error": r.get("error") if r.get("error") not in (None, "n/a") else "",
+            "ids": rating_ids(r, suffix),
+            "metrics": [_number(r.get(m)) for m in metrics],
+            "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
+        })
+    fig = metric_figure(measured, metrics, context) if metrics and measured else None
     return template_env(html=True).get_template("report/group.html.j2").render(
-        suffix=suffix, rows=ordered, counts={**{l: counts.get(l, 0) for l in LABELS},
-                                             "failed": sum(r["status"] == "failed" for r in rows)},
-        metric_names=metric_names)
+        suffix=suffix,
+        version=__version__,
+        runs=runs,
+        n_runs=len(rows),
+        counts=[(label, counts.get(label, 0)) for label in LABELS]
+        + [("unparsed", sum(r.get("status") == "unparsed" for r in rows)),
+           ("failed", sum(r.get("status") == "failed" for r in rows))],
+        n_outlier_runs=sum(bool(r["outliers"]) for r in runs),
+        metrics=metrics,
+        figure=figure_html(fig, "metric-plot", include_plotlyjs=True) if fig is not None else "",
+        rating_columns=list(RATING_COLUMNS),
+        artifact_choices=list(ARTIFACT_CHOICES),
+        labels=list(LABELS),
+        cutoff=stats.ROBUST_Z_CUTOFF,
+        min_runs=stats.MIN_RUNS_FOR_OUTLIERS,
+        enough_runs=len(measured) >= stats.MIN_RUNS_FOR_OUTLIERS,
+    )
 
 
-def write_group_report(output_dir: Path, suffix: str, rows: list[dict[str, Any]]) -> Path:
-    return atomic_write_text(output_dir / f"group_{suffix}.html", render_group(suffix, rows))
+def write_group_report(output_dir: Path, suffix: str, rows: list[dict[str, Any]],
+                       context: Context | None = None) -> Path:
+    return atomic_write_text(Path(output_dir) / f"group_{suffix}.html", render_group(suffix, rows, context))

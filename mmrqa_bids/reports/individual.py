@@ -1,33 +1,128 @@
-"""The individual (per-run) HTML report: one self-contained file, images embedded."""
+"""The individual (per-run) HTML report: one self-contained file, images embedded.
+
+The metrics table sits between two HTML comments (:data:`METRICS_START`,
+:data:`METRICS_END`) so that the group level can re-render it with each value's percentile
+in the dataset (:func:`inject_dataset_context`) without the mosaics, which live only in the
+participant level's working directory. Everything user- or model-provided is autoescaped,
+so those markers cannot be forged by a narrative or a file name.
+"""
 from __future__ import annotations
 
 import base64
+import datetime as _dt
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from mmrqa_bids.grading.base import LABELS, NARRATIVE_SECTIONS
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.reports.mosaics import VIEWS
+from mmrqa_bids.reports.stats import MIN_RUNS_FOR_OUTLIERS, ROBUST_Z_CUTOFF
 from mmrqa_bids.resources import template_env
 
-GRADE_COLOURS = {"Good": "#1a7f37", "Medium": "#b7791f", "Bad": "#c53030", None: "#555"}
+GRADE_COLOURS = {"Good": "#1a7f37", "Medium": "#b7791f", "Bad": "#c53030", None: "#6b7280"}
+ENTITY_KEYS = ("subject", "session", "task", "acquisition", "ceagent", "reconstruction",
+               "direction", "run", "echo", "part")
+SECTION_TITLES = {"classification": "Classification", "artifact": "Artifact",
+                  "analysis": "Analysis"}
+# The three questions every grader answers (as in the MLLM graders' prompt), shown with the
+# narrative as a question/answer dialogue.
+QA_QUESTIONS = {
+    "classification": "What is the quality grade of this run (Good, Medium or Bad), and which "
+                      "features of the image and the metrics support it?",
+    "artifact": "Which artifact dominates, if any, what causes it and how does it appear here?",
+    "analysis": "Can this run be used for analysis, and what should change in the acquisition "
+                "protocol?",
+}
+METRICS_START = "<!-- mmrqa:metrics -->"
+METRICS_END = "<!-- /mmrqa:metrics -->"
+
+DatasetContext = Mapping[str, Mapping[str, Any]]  # metric -> percentile, robust_z, outlier, median, n
 
 
 def _data_uri(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def render_individual(document: dict[str, Any], mosaic_paths: dict[str, str],
-                      percentiles: dict[str, float] | None = None) -> str:
-    images = {name: _data_uri(p) for name, p in mosaic_paths.items() if name != "mllm"}
+def _signed(value: float) -> str:
+    """``+1.2`` / ``-0.4``; never ``-0.0``."""
+    text = f"{value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
+def _metrics_context(document: dict[str, Any], context: DatasetContext | None) -> dict[str, Any]:
+    n = max((c.get("n", 0) for c in (context or {}).values()), default=0)
+    shown = {name: {**c, "z_text": _signed(float(c["robust_z"]))} for name, c in (context or {}).items()}
+    return {
+        "meta": document["bids_meta"],
+        "metrics": list(document.get("metrics", {}).items()),
+        "context": shown or None,
+        "context_n": n,
+        "context_date": _dt.date.today().isoformat(),
+        "cutoff": ROBUST_Z_CUTOFF,
+        "min_runs": MIN_RUNS_FOR_OUTLIERS,
+    }
+
+
+def render_individual(document: dict[str, Any], mosaic_paths: Mapping[str, str],
+                      context: DatasetContext | None = None) -> str:
+    """The report of one run from its derivative document and its mosaic PNGs
+    (``mllm`` is skipped: it is the grader's input, not a report figure)."""
+    images = {name: _data_uri(p) for name, p in mosaic_paths.items()
+              if name != "mllm" and Path(p).is_file()}
+    meta = {"source": None, "checksum": None, "shape": None, "voxel_size_mm": None,
+            **document["bids_meta"]}
+    grade = document.get("grade") or {}
+    prov = {"software": "mmrqa", "version": "", "backend": None, "model_id": None,
+            "adapter": None, "adapter_checksum": None, **(document.get("provenance") or {})}
+    probs = grade.get("probabilities") or {}
+    narrative = document.get("narrative") or {}
+    settings = prov.get("settings")
     return template_env(html=True).get_template("report/individual.html.j2").render(
-        doc=document,
+        meta=meta,
+        parse_error=document.get("parse_error"),
+        raw_answer=document.get("raw_answer"),
+        label=grade.get("label"),
+        confidence=float(grade.get("confidence") or 0.0),
+        probabilities=[(k, float(probs[k])) for k in LABELS if isinstance(probs.get(k), (int, float))],
+        entities=[(k, meta[k]) for k in ENTITY_KEYS if meta.get(k) not in (None, "")],
+        prov=prov,
+        artifacts=[a for a in document.get("artifacts") or [] if isinstance(a, dict)],
+        narrative=narrative,
+        sections=[(k, SECTION_TITLES[k]) for k in NARRATIVE_SECTIONS],
+        dialogue=[(k, SECTION_TITLES[k], QA_QUESTIONS[k]) for k in NARRATIVE_SECTIONS],
         images=images,
         views=[v for v in VIEWS if v in images],
-        colour=GRADE_COLOURS.get(document["grade"]["label"], "#555"),
-        percentiles=percentiles or {},
+        timings=sorted((prov.get("timings_s") or {}).items()),
+        settings_json=json.dumps(settings, indent=2, sort_keys=True, default=str) if settings else "",
+        **{k: v for k, v in _metrics_context(document, context).items() if k != "meta"},
     )
 
 
-def write_individual(path: Path, document: dict[str, Any], mosaic_paths: dict[str, str],
-                     percentiles: dict[str, float] | None = None) -> Path:
-    return atomic_write_text(path, render_individual(document, mosaic_paths, percentiles))
+def render_metrics_table(document: dict[str, Any], context: DatasetContext | None) -> str:
+    """Only the metrics table (what the group level swaps into an existing report)."""
+    return template_env(html=True).get_template("report/_metrics.html.j2").render(
+        **_metrics_context(document, context))
+
+
+def write_individual(path: Path, document: dict[str, Any], mosaic_paths: Mapping[str, str],
+                     context: DatasetContext | None = None) -> Path:
+    return atomic_write_text(path, render_individual(document, mosaic_paths, context))
+
+
+def inject_dataset_context(path: Path, document: dict[str, Any], context: DatasetContext) -> bool:
+    """Replace the metrics table of the report at ``path`` with one that shows the dataset
+    context. Returns False (and leaves the file alone) when the report does not exist or
+    was not written by this version of mmrqa (no markers)."""
+    path = Path(path)
+    try:
+        html = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    start, end = html.find(METRICS_START), html.find(METRICS_END)
+    if start < 0 or end < start or html.count(METRICS_START) != 1:
+        return False
+    table = render_metrics_table(document, context)
+    new = html[:start + len(METRICS_START)] + "\n" + table + "\n" + html[end:]
+    atomic_write_text(path, new)
+    return True

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+
+from mmrqa_bids import __version__
+from mmrqa_bids.cli.parser import build_parser
+from mmrqa_bids.cli.run import build_settings
+
+
+def test_version_and_help_without_heavy_imports():
+    code = ("import sys\nfrom mmrqa_bids.cli.run import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'openai', 'nipype', 'bids') "
+            "if m in sys.modules]\nprint('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "participant" in out.stdout and "--participant-label" in out.stdout
+    assert "HEAVY []" in out.stdout
+    ver = subprocess.run([sys.executable, "-m", "mmrqa_bids", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert ver.stdout.strip() == f"mmrqa {__version__}"
+
+
+def test_settings_from_arguments(tmp_path):
+    args = build_parser().parse_args([str(tmp_path), str(tmp_path / "out"), "participant",
+                                      "--participant-label", "sub-01", "02", "-m", "T1w", "bold",
+                                      "--nprocs", "2", "-w", str(tmp_path / "w")])
+    s = build_settings(args)
+    assert s.execution.participant_label == ("sub-01", "02")
+    assert s.execution.modalities == ("T1w", "bold")
+    assert s.execution.plugin == "MultiProc"  # --nprocs > 1 picks MultiProc by default
+    assert s.grading.grader == "classifier" and s.grading.batch_size == 4
+    assert s.training.batch_size == 8
+
+
+@pytest.mark.parametrize("argv", [["a", "b", "nonsense"], ["a", "b", "participant", "-m", "dwi"],
+                                  ["a", "b", "participant", "--nprocs", "0"]])
+def test_bad_usage_exits_2(argv):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2

@@ -1,0 +1,29 @@
+"""Shared fixtures: small BIDS datasets generated from the MNI152 head (never committed)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset  # noqa: E402
+
+# T1w and bold, sessions, two runs of one subject, one degraded run.
+E2E_PLANS = (
+    RunPlan("01", "T1w", session="1"),
+    RunPlan("01", "T1w", session="2", run=1),
+    RunPlan("01", "T1w", session="2", run=2, artifact="motion", severity=1.0, noise=0.04),
+    RunPlan("01", "bold", session="1", task="rest", n_volumes=12),
+    RunPlan("02", "T1w"),
+    RunPlan("02", "bold", task="rest", n_volumes=12),
+)
+
+
+@pytest.fixture(scope="session")
+def small_bids(tmp_path_factory) -> Path:
+    """A 3 mm dataset (fast) with the structure of a real one. Treat as read-only."""
+    root = tmp_path_factory.mktemp("bids") / "ds"
+    build_dataset(root, E2E_PLANS, voxel_size=3.0, bold_voxel_size=4.0, seed=1)
+    return root

@@ -1,0 +1,137 @@
+"""The reports in a real browser (headless Chromium): no console errors, no network, not
+blank, one point per run in the group plot, clicks that open reports and change the
+exported ratings TSV (which ``mmrqa_bids.ratings.read_ratings`` parses).
+Screenshots are kept under ``test-artifacts/reports/``."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmrqa_bids.group import group_tables
+from mmrqa_bids.ratings import COLUMNS, read_ratings
+
+from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+def _url(path: Path) -> str:
+    return "file://" + quote(str(path))
+
+
+def _not_blank(png: bytes) -> None:
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert img.shape[0] > 500 and img.shape[1] >= 1000
+    grey = img.mean(axis=2)
+    assert grey.std() > 20, "screenshot is (nearly) uniform"
+    assert len(np.unique(img.reshape(-1, 3)[:: 7], axis=0)) > 200, "screenshot has too few colours"
+
+
+def _local_only(page) -> None:
+    remote = [u for u in page.requests() if not u.startswith(("file:", "data:", "blob:", "about:"))]
+    assert remote == []
+
+
+def test_individual_report_in_browser(browser, derivatives):
+    evil = next(p for p in derivatives.glob("sub-07_acq-*_T1w.html"))
+    for path, shot in ((derivatives / "sub-01_T1w.html", "individual.png"), (evil, "individual_escaped.png")):
+        page = browser.open(_url(path))
+        assert page.eval("document.readyState") == "complete"
+        assert page.eval("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert page.eval("document.images.length") == 4
+        assert page.eval("document.scripts.length") == 0
+        assert page.eval("document.querySelectorAll('#metrics-table tr[data-metric] .pct').length") > 3
+        _not_blank(page.screenshot(ARTIFACTS / shot))
+        assert page.errors() == []
+        _local_only(page)
+    # The injected markup is shown as text, never run.
+    assert page.eval("typeof window.__pwned") == "undefined"
+    assert "<img src=x onerror" in page.eval("document.getElementById('bids-name').textContent")
+    assert page.eval("document.getElementById('narrative-classification').textContent").startswith(
+        "Classification<script>window.__pwned = 1</script><b>bold?</b>")
+
+
+def test_group_report_in_browser(browser, derivatives, tmp_path):
+    rows = group_tables(derivatives)["T1w"]
+    measured = [r for r in rows if r["status"] != "failed"]
+    page = browser.open(_url(derivatives / "group_T1w.html"), height=1100)
+    page.wait_for("document.getElementById('metric-plot').getAttribute('data-ready') === '1' "
+                  "&& document.querySelectorAll('#metric-plot .scatterlayer .trace').length > 0")
+    time.sleep(0.3)
+    # One scatter trace per metric, one point per measured run in each.
+    per_trace = page.eval("Array.from(document.querySelectorAll('#metric-plot .scatterlayer .trace'))"
+                          ".map(t => t.querySelectorAll('path.point').length)")
+    n_metrics = len([k for k in measured[0] if isinstance(measured[0][k], float)
+                     and k not in ("p_good", "p_medium", "p_bad", "confidence")])
+    assert per_trace == [len(measured)] * n_metrics
+    _not_blank(page.screenshot(ARTIFACTS / "group.png"))
+    assert page.eval("typeof window.__pwned") == "undefined"
+
+    # Hover shows the run; a click on a point opens its individual report.
+    browser.send("Target.setDiscoverTargets", {"discover": True})
+    x, y = page.eval("""(() => { const p = document.querySelector('#metric-plot .scatterlayer .trace path.point');
+        p.scrollIntoView({block: 'center'}); const r = p.getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2]; })()""")
+    page.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x - 1, "y": y})
+    page.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+    hover = page.wait_for("(document.querySelector('#metric-plot .hoverlayer .hovertext') || {}).textContent")
+    name = next(r["bids_name"] for r in measured if r["bids_name"] in hover)
+    mark = len(browser.events)
+    page.mouse(x, y)
+    # window.open creates the tab blank, then navigates it (targetInfoChanged).
+    opened = browser.wait_event(lambda e: e["method"] in ("Target.targetCreated", "Target.targetInfoChanged")
+                                and e["params"]["targetInfo"]["type"] == "page"
+                                and browser.events.index(e) >= mark
+                                and e["params"]["targetInfo"]["url"].endswith(".html"), timeout=10)
+    assert opened["params"]["targetInfo"]["url"] == _url(derivatives / f"{name}.html")
+    # Back to the group report (a background tab gets its input events late).
+    browser.send("Target.closeTarget", {"targetId": opened["params"]["targetInfo"]["targetId"]})
+    page.send("Page.bringToFront")
+
+    # Ratings: export before and after clicking a rating button.
+    def export(folder: Path) -> Path:
+        folder.mkdir()
+        browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder),
+                                                     "eventsEnabled": True})
+        page.click("#export")
+        target = folder / "ratings_T1w.tsv"
+        deadline = time.monotonic() + 10
+        while not target.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return target
+
+    first = export(tmp_path / "before")
+    assert first.read_text().splitlines() == ["\t".join(COLUMNS)]
+    assert read_ratings(first) == []
+    row = 'tr[data-run="sub-02_T1w"]'
+    page.click(f"{row} .rate button[data-rating='Bad']")
+    assert page.eval(f"document.querySelector(`{row} .rate button[data-rating='Bad']`).getAttribute('aria-pressed')") == "true"
+    page.eval(f"(() => {{ const s = document.querySelector(`{row} select.art`); s.value = 'motion';"
+              " s.dispatchEvent(new Event('change')); })()")
+    page.type(f"{row} input.note", "ringing\tin the frontal lobe")
+    second = export(tmp_path / "after")
+    ratings = read_ratings(second)
+    assert len(ratings) == 1
+    r = ratings[0]
+    assert (r.participant_id, r.session_id, r.run_id, r.suffix, r.bids_name, r.rating, r.artifact, r.notes) == \
+        ("02", None, None, "T1w", "sub-02_T1w", "Bad", "motion", "ringing in the frontal lobe")
+    assert r.matches("sub-02_T1w")
+
+    # Sorting and filtering of the table.
+    page.click("#runs-table thead th:nth-child(2)")
+    names = page.eval("Array.from(document.querySelectorAll('#runs-table tbody tr')).map(r => r.dataset.run)")
+    assert names == sorted(names, key=str.lower)
+    page.type("#filter", "sub-0")
+    page.eval("document.getElementById('grade-filter').value = 'Good';"
+              "document.getElementById('grade-filter').dispatchEvent(new Event('change'))")
+    shown = page.eval("Array.from(document.querySelectorAll('#runs-table tbody tr')).filter(r => !r.hidden).map(r => r.dataset.grade)")
+    assert shown and set(shown) == {"Good"} and len(shown) == sum(r["grade"] == "Good" for r in measured)
+    _not_blank(page.screenshot(ARTIFACTS / "group_rated.png"))
+    assert page.errors() == []
+    _local_only(page)
