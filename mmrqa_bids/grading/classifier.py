@@ -143,7 +143,9 @@ class MetricModel:
             raise GraderError(f"{what}: the {self.family} classifier {self.model_id} needs "
                               f"metrics that were not computed: {', '.join(missing)} "
                               "(retrain it with scripts/train_classifier.py after a metrics change)")
-        return np.array([[_as_float(metrics[f]) for f in self.features]])
+        x = np.array([[_as_float(metrics[f]) for f in self.features]])
+        x[~np.isfinite(x)] = np.nan  # a metric that could not be computed: missing branch
+        return x
 
     def drivers(self, metrics: dict[str, float], n: int = N_DRIVERS) -> list[Driver]:
         """The features furthest from clean acquisitions, in robust z units:

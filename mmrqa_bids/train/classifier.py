@@ -379,14 +379,20 @@ def scale_free_metrics(family: str, factor: float = 37.3, rtol: float = 1e-4) ->
     return keep or set()
 
 
+#: A feature is kept when it is finite in at least this share of the training examples (the
+#: trees route the others along the learned missing-value branch).
+MIN_FINITE = 0.98
+
+
 def select_features(family: str, rows: Sequence[dict[str, float]]) -> list[str]:
-    """Scale-free candidates that are finite in every example and not constant."""
+    """Scale-free candidates, finite in :data:`MIN_FINITE` of the examples, not constant."""
     free = scale_free_metrics(family)
     names = [n for n in candidate_features(family, rows[0].keys()) if n in free]
     keep = []
     for n in names:
         v = np.array([r.get(n, np.nan) for r in rows], dtype=float)
-        if np.all(np.isfinite(v)) and np.ptp(v) > 0:
+        finite = np.isfinite(v)
+        if finite.mean() >= MIN_FINITE and np.ptp(v[finite]) > 0:
             keep.append(n)
     if not keep:
         raise TrainingError(f"no usable scale-free {family} metric among {sorted(rows[0])}")
@@ -459,7 +465,10 @@ def reference_ranges(rows: Sequence[dict[str, float]], features: Sequence[str]) 
     """Quantiles of every feature over clean examples (the narrative's "clean runs" range)."""
     out = {}
     for name in features:
-        v = np.array([r[name] for r in rows], dtype=float)
+        v = np.array([r.get(name, np.nan) for r in rows], dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
         q05, q25, med, q75, q95 = np.percentile(v, [5, 25, 50, 75, 95])
         out[name] = {"q05": float(q05), "q25": float(q25), "median": float(med),
                      "q75": float(q75), "q95": float(q95), "log": bool(np.all(v > 0))}
@@ -488,6 +497,7 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     params = {**DEFAULT_RECIPE["model"], **(params or {})}
     features = list(features) if features is not None else select_features(family, rows)
     x = np.array([[r.get(f, np.nan) for f in features] for r in rows], dtype=float)
+    x[~np.isfinite(x)] = np.nan  # +-inf as missing
     calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
     grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
     artifact = _fit_ensemble(x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
@@ -522,6 +532,7 @@ def evaluate_model(doc: dict[str, Any], rows: Sequence[dict[str, float]], labels
 
     model = MetricModel.from_dict(doc)
     x = np.array([[r.get(f, np.nan) for f in model.features] for r in rows], dtype=float)
+    x[~np.isfinite(x)] = np.nan
     p = model.grade.predict_proba(x)
     res = evaluate(list(labels), [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist())
     if artifact_labels is not None:

@@ -166,3 +166,12 @@ def test_missing_metric_and_bad_model_are_clear_errors(grader, tmp_path):
         load_model_file(tmp_path / MODEL_FILES["bold"])
     with pytest.raises(GraderError, match="must be a folder"):
         model_paths(str(tmp_path / "nowhere"))
+
+
+def test_a_metric_that_could_not_be_computed_takes_the_missing_branch(grader):
+    m = grader.models["anat"]
+    metrics = {f: m.reference[f]["median"] for f in m.features}
+    metrics[m.features[0]] = float("nan")
+    g = grader.grade([GradeRequest("sub-01_T1w", "T1w", metrics)])[0]
+    assert g.label in LABELS and sum(g.probabilities.values()) == pytest.approx(1.0)
+    assert m.features[0] not in g.narrative["classification"]  # no "nan" quoted as a driver
