@@ -8,7 +8,8 @@ severity *is* the Rician noise level.
 
 k-space and intensity artifacts use TorchIO (Pérez-García et al., Comput Methods Programs
 Biomed 2021): :class:`torchio.RandomMotion`, :class:`~torchio.RandomGhosting`,
-:class:`~torchio.RandomSpike`, :class:`~torchio.RandomBiasField`, :class:`~torchio.RandomBlur`;
+:class:`~torchio.RandomSpike`, :class:`~torchio.RandomBlur`, and TorchIO's bias-field model
+(rescaled to a target strength, :func:`bias_field`);
 wrap-around (aliasing) is written here. Every draw comes from a seed, in a forked torch RNG
 state, so a (seed, artifact, severity) triple always gives the same image and the caller's
 random state is left untouched. torch and torchio are imported lazily (``[train]`` extra).
@@ -67,12 +68,13 @@ SEVERITY_RANGES: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
         "moderate": {"intensity": (0.25, 0.4), "num_spikes": (1, 2)},
         "severe": {"intensity": (0.8, 1.2), "num_spikes": (2, 3)},
     },
-    # Smooth multiplicative receive-field shading (TorchIO RandomBiasField): polynomial
-    # coefficients of the log bias field (order 3).
+    # Smooth multiplicative receive-field shading: a random order-3 polynomial log field
+    # (TorchIO's BiasField model) rescaled so that its standard deviation over the head is
+    # log_std (0.15 = about +-15% shading across the head).
     "inhomogeneity": {
-        "mild": {"coefficients": (0.1, 0.2)},
-        "moderate": {"coefficients": (0.4, 0.55)},
-        "severe": {"coefficients": (0.8, 1.0)},
+        "mild": {"log_std": (0.03, 0.05)},
+        "moderate": {"log_std": (0.12, 0.16)},
+        "severe": {"log_std": (0.26, 0.34)},
     },
     # Loss of resolution (TorchIO RandomBlur): Gaussian std in mm.
     "blur": {
@@ -170,13 +172,29 @@ def wrap_around(clean: np.ndarray, fov_fraction: float, axis: int = 1) -> np.nda
     return np.moveaxis(out, 0, axis)
 
 
+def bias_field(clean: np.ndarray, log_std: float, seed: int, order: int = 3) -> np.ndarray:
+    """A multiplicative bias field exp(sum_ijk c_ijk x^i y^j z^k), i + j + k <= ``order``
+    (TorchIO's :meth:`torchio.BiasField.generate_bias_field`), with random coefficients
+    (no constant term) rescaled so that std(log field) over the head equals ``log_std``."""
+    import torchio as tio
+
+    rng = np.random.default_rng(seed)
+    n_terms = sum(1 for i in range(order + 1) for j in range(order + 1 - i)
+                  for _ in range(order + 1 - i - j))
+    coefs = rng.uniform(-1.0, 1.0, n_terms)
+    coefs[0] = 0.0  # the constant term is a global gain
+    log_field = np.log(tio.BiasField.generate_bias_field(clean[None], order, coefs.tolist()))
+    head = clean > 0.1 * float(clean.max())
+    spread = float(log_field[head].std()) if head.any() else float(log_field.std())
+    return np.exp(log_field * (log_std / max(spread, 1e-12))).astype(np.float32)
+
+
 def _torchio_apply(clean: np.ndarray, artifact: str, params: dict[str, Any], seed: int,
                    voxel_size: Sequence[float], pe_axis: int) -> np.ndarray:
     import torch
     import torchio as tio
 
-    # Degenerate (v, v) ranges make TorchIO use exactly the drawn value; the bias field's
-    # coefficients are signed, (-v, v), so that its shape varies while v bounds its strength.
+    # Degenerate (v, v) ranges make TorchIO use exactly the drawn value.
     fixed = {k: (v, v) for k, v in params.items() if not k.startswith("num_")}
     if artifact == "motion":
         transform = tio.RandomMotion(degrees=fixed["degrees"], translation=fixed["translation"],
@@ -188,8 +206,7 @@ def _torchio_apply(clean: np.ndarray, artifact: str, params: dict[str, Any], see
         transform = tio.RandomSpike(num_spikes=(params["num_spikes"],) * 2,
                                     intensity=fixed["intensity"])
     elif artifact == "inhomogeneity":
-        c = params["coefficients"]
-        transform = tio.RandomBiasField(coefficients=(-c, c), order=3)
+        return bias_field(clean, params["log_std"], seed) * clean
     elif artifact == "blur":
         transform = tio.RandomBlur(std=fixed["std"])
     else:  # pragma: no cover - guarded by the caller

@@ -48,33 +48,55 @@ def family_of(suffix: str) -> str:
 
 @dataclass(frozen=True)
 class TreeEnsemble:
-    """A multi-class gradient-boosted tree ensemble (one tree per class per iteration).
+    """A multi-class gradient-boosted tree ensemble (one tree per output per iteration).
 
-    raw_k(x) = baseline_k + sum_i tree_{i,k}(x);  p = softmax(raw / T).
-    A node sends x left when x[feature] <= threshold (NaN follows ``missing_left``), as in
-    scikit-learn's ``HistGradientBoostingClassifier`` predictors.
+    raw_k(x) = baseline_k + sum_i tree_{i,k}(x);  p = softmax(raw / T) (sigmoid for a single
+    output). A node sends x left when x[feature] <= threshold (NaN follows ``missing_left``),
+    as scikit-learn's ``HistGradientBoostingClassifier`` predictors do. All trees are stored
+    flat (node arrays with global child indices; ``roots`` = first node of each tree, in
+    iteration-major order), so loading is a handful of array conversions and prediction
+    walks every tree at once.
     """
 
     classes: tuple[str, ...]
     baseline: np.ndarray  # (n_outputs,)
-    trees: tuple[tuple[dict[str, np.ndarray], ...], ...]  # [iteration][output]
+    roots: np.ndarray  # (n_trees,)
+    feature: np.ndarray  # (n_nodes,), -1 at leaves
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    missing_left: np.ndarray
     temperature: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
-        trees = tuple(tuple({k: np.asarray(v) for k, v in t.items()} for t in it)
-                      for it in d["trees"])
         return cls(classes=tuple(d["classes"]), baseline=np.asarray(d["baseline"], dtype=float),
-                   trees=trees, temperature=float(d.get("temperature", 1.0)))
+                   roots=np.asarray(d["roots"], dtype=np.int64),
+                   feature=np.asarray(d["feature"], dtype=np.int64),
+                   threshold=np.asarray(d["threshold"], dtype=float),
+                   left=np.asarray(d["left"], dtype=np.int64),
+                   right=np.asarray(d["right"], dtype=np.int64),
+                   value=np.asarray(d["value"], dtype=float),
+                   missing_left=np.asarray(d["missing_left"], dtype=bool),
+                   temperature=float(d.get("temperature", 1.0)))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Raw scores, shape (n_samples, n_outputs)."""
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        out = np.tile(self.baseline, (x.shape[0], 1))
-        for iteration in self.trees:
-            for k, tree in enumerate(iteration):
-                out[:, k] += _tree_values(tree, x)
-        return out
+        n, k = x.shape[0], self.baseline.size
+        node = np.tile(self.roots, (n, 1))  # (n_samples, n_trees)
+        rows = np.arange(n)[:, None]
+        while True:
+            f = self.feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            xv = x[rows, np.where(inner, f, 0)]
+            go_left = np.where(np.isnan(xv), self.missing_left[node], xv <= self.threshold[node])
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+        values = self.value[node].reshape(n, -1, k)  # (n_samples, n_iterations, n_outputs)
+        return self.baseline[None, :] + values.sum(axis=1)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities, shape (n_samples, n_classes)."""
@@ -85,22 +107,6 @@ class TreeEnsemble:
         raw -= raw.max(axis=1, keepdims=True)
         e = np.exp(raw)
         return e / e.sum(axis=1, keepdims=True)
-
-
-def _tree_values(tree: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    feature, threshold = tree["feature"], tree["threshold"]
-    left, right, value, missing_left = tree["left"], tree["right"], tree["value"], tree["missing_left"]
-    node = np.zeros(x.shape[0], dtype=int)
-    rows = np.arange(x.shape[0])
-    while True:
-        f = feature[node]
-        active = f >= 0
-        if not active.any():
-            return value[node]
-        xv = x[rows[active], f[active]]
-        go_left = np.where(np.isnan(xv), missing_left[node[active]] == 1,
-                           xv <= threshold[node[active]])
-        node[active] = np.where(go_left, left[node[active]], right[node[active]])
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,9 @@ class MetricModel:
             raise GraderError(f"{what}: the {self.family} classifier {self.model_id} needs "
                               f"metrics that were not computed: {', '.join(missing)} "
                               "(retrain it with scripts/train_classifier.py after a metrics change)")
-        return np.array([[_as_float(metrics[f]) for f in self.features]])
+        x = np.array([[_as_float(metrics[f]) for f in self.features]])
+        x[~np.isfinite(x)] = np.nan  # a metric that could not be computed: missing branch
+        return x
 
     def drivers(self, metrics: dict[str, float], n: int = N_DRIVERS) -> list[Driver]:
         """The features furthest from clean acquisitions, in robust z units:
