@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(train; default 8)")
     gr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     gr.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    gr.add_argument("--max-new-tokens", type=_positive_int, default=384,
+                    help="longest answer a multimodal grader may generate (default 384)")
 
     tr = parser.add_argument_group("Training (analysis level 'train')")
     tr.add_argument("--labels", type=Path, metavar="RATINGS.tsv", help="expert ratings")
@@ -98,4 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--base-model", metavar="ID_OR_PATH")
     tr.add_argument("--output-model", type=Path, metavar="DIR")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lora-targets", choices=["language", "all-linear"], default="language",
+                    help="LoRA targets: the language model's linear layers (MMRQA), or also "
+                         "the multimodal projector (every linear layer but the vision tower)")
     return parser

@@ -1,57 +1,266 @@
 """The embedded default grader: grades from the volume-wise metrics, no image model.
 
-This first version scores runs with transparent thresholds on scale-free metrics
-(``metric-thresholds-v0``); the trained scikit-learn model (issue 4) replaces it and keeps
-this interface.
+Two models ship in ``mmrqa_bids/data`` (one for anatomical runs, one for bold, since their
+metrics differ), each a gzipped JSON file holding
+
+* the feature list (scale-free metric names, recorded at training time),
+* a gradient-boosted tree ensemble for the grade (Good/Medium/Bad) and one for the artifact
+  type, exported from scikit-learn's ``HistGradientBoostingClassifier``,
+* a softmax temperature fitted on held-out data (calibrated confidence; Guo et al., ICML 2017),
+* the distribution of every feature over clean training runs (to name the metrics that drove
+  a decision), and the training recipe and evaluation (recorded in the provenance).
+
+Inference is plain numpy over the exported trees: loading takes milliseconds and needs
+neither torch nor a pickle of a particular scikit-learn version. Models are trained by
+:mod:`mmrqa_bids.train.classifier` (``scripts/train_classifier.py``).
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Sequence
 
-from mmrqa_bids.grading.base import Grade, GradeRequest, confidence_from
-from mmrqa_bids.grading.narrative import render_narrative
+import numpy as np
+
+from mmrqa_bids.grading.base import LABELS, Grade, GradeRequest, GraderError, confidence_from
+from mmrqa_bids.grading.narrative import Driver, render_narrative
+from mmrqa_bids.resources import data_dir
 from mmrqa_bids.settings import Grading
 
-MODEL_ID = "metric-thresholds-v0"
-# (metric, good-at-or-above, bad-below) per run family; log-scale soft thresholds.
-THRESHOLDS = {"anat": ("snr1", 15.0, 6.0), "func": ("tsnr", 30.0, 15.0)}
+FORMAT = "mmrqa-metric-classifier/1"
+FAMILIES = ("anat", "bold")
+MODEL_FILES = {family: f"classifier_{family}.json.gz" for family in FAMILIES}
+#: An artifact is reported when its likelihood reaches this (at most MAX_ARTIFACTS of them).
+ARTIFACT_REPORT_MIN = 0.15
+MAX_ARTIFACTS = 3
+N_DRIVERS = 3
+
+
+def family_of(suffix: str) -> str:
+    """``bold`` runs use the functional model, every other suffix the anatomical one."""
+    return "bold" if suffix == "bold" else "anat"
+
+
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """A multi-class gradient-boosted tree ensemble (one tree per output per iteration).
+
+    raw_k(x) = baseline_k + sum_i tree_{i,k}(x);  p = softmax(raw / T) (sigmoid for a single
+    output). A node sends x left when x[feature] <= threshold (NaN follows ``missing_left``),
+    as scikit-learn's ``HistGradientBoostingClassifier`` predictors do. All trees are stored
+    flat (node arrays with global child indices; ``roots`` = first node of each tree, in
+    iteration-major order), so loading is a handful of array conversions and prediction
+    walks every tree at once.
+    """
+
+    classes: tuple[str, ...]
+    baseline: np.ndarray  # (n_outputs,)
+    roots: np.ndarray  # (n_trees,)
+    feature: np.ndarray  # (n_nodes,), -1 at leaves
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    missing_left: np.ndarray
+    temperature: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
+        return cls(classes=tuple(d["classes"]), baseline=np.asarray(d["baseline"], dtype=float),
+                   roots=np.asarray(d["roots"], dtype=np.int64),
+                   feature=np.asarray(d["feature"], dtype=np.int64),
+                   threshold=np.asarray(d["threshold"], dtype=float),
+                   left=np.asarray(d["left"], dtype=np.int64),
+                   right=np.asarray(d["right"], dtype=np.int64),
+                   value=np.asarray(d["value"], dtype=float),
+                   missing_left=np.asarray(d["missing_left"], dtype=bool),
+                   temperature=float(d.get("temperature", 1.0)))
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores, shape (n_samples, n_outputs)."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        n, k = x.shape[0], self.baseline.size
+        node = np.tile(self.roots, (n, 1))  # (n_samples, n_trees)
+        rows = np.arange(n)[:, None]
+        while True:
+            f = self.feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            xv = x[rows, np.where(inner, f, 0)]
+            go_left = np.where(np.isnan(xv), self.missing_left[node], xv <= self.threshold[node])
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+        values = self.value[node].reshape(n, -1, k)  # (n_samples, n_iterations, n_outputs)
+        return self.baseline[None, :] + values.sum(axis=1)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities, shape (n_samples, n_classes)."""
+        raw = self.raw(x) / self.temperature
+        if raw.shape[1] == 1:  # binary: one tree per iteration, sigmoid link
+            p1 = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+            return np.column_stack([1.0 - p1, p1])
+        raw -= raw.max(axis=1, keepdims=True)
+        e = np.exp(raw)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class MetricModel:
+    """One family's model file, loaded."""
+
+    family: str
+    model_id: str
+    features: tuple[str, ...]
+    grade: TreeEnsemble
+    artifact: TreeEnsemble
+    reference: dict[str, dict[str, float]]  # feature -> {q05, q25, median, q75, q95} (clean runs)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+    sha256: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str = "", sha256: str = "") -> "MetricModel":
+        if d.get("format") != FORMAT:
+            raise GraderError(f"{path}: not an mmrqa metric classifier "
+                              f"(format {d.get('format')!r}, expected {FORMAT!r})")
+        grade = TreeEnsemble.from_dict(d["grade"])
+        if grade.classes != LABELS:
+            raise GraderError(f"{path}: grade classes {grade.classes} are not {LABELS}")
+        return cls(family=d["family"], model_id=d["model_id"], features=tuple(d["features"]),
+                   grade=grade, artifact=TreeEnsemble.from_dict(d["artifact"]),
+                   reference=d["reference"], recipe=d.get("recipe", {}),
+                   evaluation=d.get("evaluation", {}), path=path, sha256=sha256)
+
+    def vector(self, metrics: dict[str, float], what: str = "run") -> np.ndarray:
+        missing = [f for f in self.features if f not in metrics]
+        if missing:
+            raise GraderError(f"{what}: the {self.family} classifier {self.model_id} needs "
+                              f"metrics that were not computed: {', '.join(missing)} "
+                              "(retrain it with scripts/train_classifier.py after a metrics change)")
+        x = np.array([[_as_float(metrics[f]) for f in self.features]])
+        x[~np.isfinite(x)] = np.nan  # a metric that could not be computed: missing branch
+        return x
+
+    def drivers(self, metrics: dict[str, float], n: int = N_DRIVERS) -> list[Driver]:
+        """The features furthest from clean acquisitions, in robust z units:
+        z = (v - median) / IQR over clean training runs (log10 scale for positive features)."""
+        scored = []
+        for name in self.features:
+            ref = self.reference.get(name)
+            value = _as_float(metrics.get(name, math.nan))
+            if not ref or not math.isfinite(value):
+                continue
+            z = _robust_z(value, ref)
+            scored.append((abs(z), Driver(name=name, value=value, low=ref["q05"], high=ref["q95"],
+                                          z=z)))
+        scored.sort(key=lambda s: -s[0])
+        return [d for _, d in scored[:n]]
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _robust_z(value: float, ref: dict[str, float]) -> float:
+    if ref.get("log") and value > 0 and ref["median"] > 0:
+        v, med = math.log10(value), math.log10(ref["median"])
+        iqr = math.log10(max(ref["q75"], 1e-300)) - math.log10(max(ref["q25"], 1e-300))
+    else:
+        v, med, iqr = value, ref["median"], ref["q75"] - ref["q25"]
+    return (v - med) / (iqr if iqr > 1e-12 else 1e-12)
+
+
+def load_model_file(path: str | Path) -> MetricModel:
+    """Read a (gzipped) JSON model file; a clear one-line error when it cannot be used."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        d = json.loads(text)
+    except (OSError, ValueError, EOFError) as exc:
+        raise GraderError(f"{path}: cannot read the metric classifier ({exc})") from exc
+    try:
+        return MetricModel.from_dict(d, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+    except (KeyError, TypeError) as exc:
+        raise GraderError(f"{path}: malformed metric classifier (missing {exc})") from exc
+
+
+@lru_cache(maxsize=8)
+def _cached_model(path: str) -> MetricModel:
+    return load_model_file(path)
+
+
+def model_paths(model: str | None) -> dict[str, Path]:
+    """Model files per family: the shipped ones, or those in the folder ``--model`` names."""
+    folder = Path(model) if model else data_dir()
+    if model and not folder.is_dir():
+        raise GraderError(f"{folder}: --model for the classifier must be a folder holding "
+                          f"{' and '.join(MODEL_FILES.values())}")
+    return {family: folder / name for family, name in MODEL_FILES.items()}
 
 
 @dataclass
 class ClassifierGrader:
+    models: dict[str, MetricModel]
     backend: str = "classifier"
 
     @classmethod
     def from_settings(cls, settings: Grading) -> "ClassifierGrader":
-        return cls()
+        return cls.from_paths(model_paths(settings.model))
+
+    @classmethod
+    def from_paths(cls, paths: dict[str, Path]) -> "ClassifierGrader":
+        models = {}
+        for family, path in paths.items():
+            if not path.is_file():
+                raise GraderError(f"{path}: metric classifier file not found (train it with "
+                                  "scripts/train_classifier.py)")
+            models[family] = _cached_model(str(path.resolve()))
+        return cls(models=models)
 
     def provenance(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model_id": MODEL_ID, "adapter": None,
-                "adapter_checksum": None}
+        return {
+            "backend": self.backend,
+            "model_id": ",".join(m.model_id for m in self.models.values()),
+            "adapter": None,
+            "adapter_checksum": None,
+            "models": {family: {"model_id": m.model_id, "file": Path(m.path).name,
+                                "sha256": m.sha256, "features": list(m.features),
+                                "recipe": m.recipe}
+                       for family, m in self.models.items()},
+        }
 
     def grade(self, requests: Sequence[GradeRequest]) -> list[Grade]:
         return [self._grade_one(r) for r in requests]
 
     def _grade_one(self, req: GradeRequest) -> Grade:
-        family = "func" if req.suffix == "bold" else "anat"
-        name, good_at, bad_below = THRESHOLDS[family]
-        value = max(req.metrics[name], 1e-6)
-        # Position on a log scale: 1 at the Good threshold, 0 at the Bad threshold.
-        pos = (math.log(value) - math.log(bad_below)) / (math.log(good_at) - math.log(bad_below))
-        scores = {"Good": 4 * (pos - 1), "Medium": -4 * abs(pos - 0.5) + 1, "Bad": -4 * pos}
-        top = max(scores.values())
-        exps = {k: math.exp(v - top) for k, v in scores.items()}
-        total = sum(exps.values())
-        probs = {k: v / total for k, v in exps.items()}
+        family = family_of(req.suffix)
+        if family not in self.models:
+            raise GraderError(f"{req.bids_name}: no {family} model loaded")
+        model = self.models[family]
+        x = model.vector(req.metrics, what=req.bids_name)
+        p_grade = model.grade.predict_proba(x)[0]
+        probs = {label: float(p) for label, p in zip(model.grade.classes, p_grade)}
         label = max(probs, key=probs.get)
+        p_art = model.artifact.predict_proba(x)[0]
+        art_probs = sorted(((c, float(p)) for c, p in zip(model.artifact.classes, p_art)
+                            if c != "none"), key=lambda cp: -cp[1])
+        artifacts = [{"type": c, "likelihood": p} for c, p in art_probs[:MAX_ARTIFACTS]
+                     if p >= ARTIFACT_REPORT_MIN]
+        if not artifacts and label != "Good":  # a degraded run always names its likeliest cause
+            artifacts = [{"type": art_probs[0][0], "likelihood": art_probs[0][1]}]
         conf = confidence_from(probs)
-        artifact = "none" if label == "Good" else "noise"
         narrative = render_narrative(
-            label=label, confidence=conf, metrics=req.metrics, drivers=[name],
-            artifact_type=artifact, artifact_likelihood=1 - probs["Good"],
-            signal_sentence=f"{name} is {value:.3g} (Good from {good_at:g}, Bad below {bad_below:g}).")
-        artifacts = [] if artifact == "none" else [{"type": artifact, "likelihood": 1 - probs["Good"]}]
+            label=label, confidence=conf, drivers=model.drivers(req.metrics),
+            artifacts=artifacts, model_id=model.model_id, suffix=req.suffix)
         return Grade(label=label, probabilities=probs, confidence=conf, artifacts=artifacts,
                      narrative=narrative)

@@ -1,7 +1,16 @@
-"""Template narratives grounded in the metric values (used by the classifier grader)."""
+"""Template narratives grounded in the metric values (used by the classifier grader).
+
+The three MMRQA sections (``classification``: grade, signal effects, usability;
+``artifact``: type, cause, visible features; ``analysis``: downstream usability and
+protocol advice) are rendered from ``templates/narrative/classifier.j2``. Every number in
+the text is formatted by :func:`format_value`, so a test (or a reader) can find the exact
+metric value in the sentence.
+"""
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from mmrqa_bids.resources import template_env
 
@@ -53,31 +62,78 @@ USABILITY = {
 }
 
 
+ARTIFACT_NAMES = {
+    "motion": "motion", "ghosting": "ghosting", "noise": "noise", "blur": "blurring",
+    "spike": "spike (herringbone)", "inhomogeneity": "intensity inhomogeneity (bias field)",
+    "aliasing": "aliasing (wrap-around)",
+}
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A metric that drove the decision: its value, the range over clean training runs
+    (5th-95th percentile) and its robust distance from them (z, IQR units)."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    z: float
+
+    @property
+    def direction(self) -> str:
+        if self.value > self.high:
+            return "above"
+        if self.value < self.low:
+            return "below"
+        return "within"
+
+
+def format_value(value: float) -> str:
+    """Three significant digits, no exponent for everyday magnitudes (``12.3``, ``0.0451``)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return f"{float(f'{value:.3g}'):g}"
+
+
 def describe_metrics(metrics: dict[str, float], names: list[str]) -> str:
-    return ", ".join(f"{n} = {metrics[n]:.3g}" for n in names if n in metrics) or "the metrics"
+    return ", ".join(f"{n} = {format_value(metrics[n])}" for n in names if n in metrics) \
+        or "the metrics"
 
 
-def render_narrative(*, label: str, confidence: float, metrics: dict[str, float],
-                     drivers: list[str], artifact_type: str, artifact_likelihood: float,
-                     signal_sentence: str) -> dict[str, str]:
-    facts = ARTIFACT_FACTS.get(artifact_type, {})
+def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver],
+                     artifacts: Sequence[dict[str, Any]], model_id: str,
+                     suffix: str = "T1w") -> dict[str, str]:
+    """The three narrative sections for one graded run.
+
+    ``drivers``: the metrics furthest from clean acquisitions (most deviant first);
+    ``artifacts``: ``[{"type", "likelihood"}]``, most likely first (may be empty).
+    """
+    main = artifacts[0] if artifacts else None
+    facts = ARTIFACT_FACTS.get(main["type"], {}) if main else {}
     context: dict[str, Any] = {
         "label": label,
         "confidence": confidence,
-        "signal_sentence": signal_sentence,
+        "suffix": suffix,
+        "model_id": model_id,
+        "drivers": [{"name": d.name, "value": format_value(d.value), "low": format_value(d.low),
+                     "high": format_value(d.high), "direction": d.direction} for d in drivers],
+        "deviant": [d.name for d in drivers if d.direction != "within"],
         "usability_sentence": USABILITY[label][0],
         "usability_advice": USABILITY[label][1],
-        "protocol_advice": facts.get("protocol", "No protocol change is indicated.") if label != "Good"
-        else "No protocol change is indicated.",
-        "artifact_type": artifact_type,
-        "artifact_likelihood": artifact_likelihood,
-        "artifact_cause": facts.get("cause", ""),
-        "artifact_features": facts.get("features", ""),
-        "drivers": describe_metrics(metrics, drivers),
+        "main_artifact": None if main is None else {
+            "type": main["type"], "name": ARTIFACT_NAMES.get(main["type"], main["type"]),
+            "likelihood": main["likelihood"], "cause": facts.get("cause", "unknown"),
+            "features": facts.get("features", "unknown"),
+            "protocol": facts.get("protocol", "No protocol change is indicated.")},
+        "others": [{"name": ARTIFACT_NAMES.get(a["type"], a["type"]),
+                    "likelihood": a["likelihood"]} for a in artifacts[1:]],
     }
     module = template_env(html=False).get_template("narrative/classifier.j2").make_module(context)
     return {
-        "classification": str(module.classification()).strip(),
-        "artifact": str(module.artifact()).strip(),
-        "analysis": str(module.analysis()).strip(),
+        "classification": " ".join(str(module.classification()).split()),
+        "artifact": " ".join(str(module.artifact()).split()),
+        "analysis": " ".join(str(module.analysis()).split()),
     }

@@ -1,0 +1,241 @@
+"""Grading through any OpenAI-compatible chat-completions server (vLLM, hosted models).
+
+The prompt is the one of the local LLaVA grader (:mod:`mmrqa_bids.grading.prompts`), sent as
+chat messages with the mosaic as a base64 ``image_url`` part. vLLM serves LLaVA-OneVision
+(with a fine-tuned adapter merged in by ``mmrqa-merge-adapter``); one server answers every
+worker of a cluster run.
+
+- API key: ``MMRQA_LLM_API_KEY``, else ``OPENAI_API_KEY``, else none (a local vLLM without
+  ``--api-key``). Never a command-line flag, never logged or written to provenance.
+- Concurrency: at most ``--batch-size`` requests in flight per grading call.
+- Timeouts and retries: each request times out after :data:`REQUEST_TIMEOUT_S`; the
+  ``openai`` client retries connection errors, timeouts, 408/409/429 and 5xx answers with
+  exponential backoff (0.5 s doubling to 8 s, with jitter, or the server's ``Retry-After``)
+  up to :data:`MAX_RETRIES` times.
+- Failures: an unreachable server, a refused key or an unknown model is a setup error
+  (:class:`GraderError`, found by :meth:`OpenAIGrader.check` before any run is processed);
+  a request that still fails after its retries, or an answer that does not parse, fails that
+  run only (``label=None`` with the reason), never the whole batch.
+- Probabilities: requested as ``logprobs`` (top 5); the label distribution is read at the
+  token after ``Grade:``. A server that rejects ``logprobs`` is asked again without them and
+  the grades then carry no probabilities.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from mmrqa_bids.grading.base import LABELS, Grade, GraderError, GradeRequest
+from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, require_extra
+from mmrqa_bids.grading.parse import failed_grade, parse_answer
+from mmrqa_bids.grading.prompts import openai_messages
+from mmrqa_bids.settings import Grading
+
+API_KEY_VARIABLES = ("MMRQA_LLM_API_KEY", "OPENAI_API_KEY")
+REQUEST_TIMEOUT_S = 300.0
+CHECK_TIMEOUT_S = 10.0
+MAX_RETRIES = 4
+TOP_LOGPROBS = 5
+_LABEL_POSITION = re.compile(r"grade[\s*_]*:[\s*_]*$", re.IGNORECASE)
+
+
+def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
+    """The first non-empty of ``MMRQA_LLM_API_KEY`` and ``OPENAI_API_KEY``."""
+    environ = os.environ if environ is None else environ
+    for name in API_KEY_VARIABLES:
+        if environ.get(name):
+            return environ[name]
+    return None
+
+
+def check_base_url(url: str | None) -> str:
+    """An ``http(s)://host[:port][/path]`` URL, without credentials; returned without a
+    trailing slash."""
+    if not url:
+        raise GraderError("--grader openai needs --llm-base-url (e.g. http://localhost:8000/v1)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GraderError(f"--llm-base-url {url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise GraderError("--llm-base-url must not contain credentials; set MMRQA_LLM_API_KEY")
+    return url.rstrip("/")
+
+
+def public_url(url: str) -> str:
+    """The URL without query string (it could carry a token) for provenance and messages."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def make_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S,
+                max_retries: int = MAX_RETRIES) -> Any:
+    from openai import OpenAI
+
+    # vLLM without --api-key accepts any key; the client insists on one being set.
+    return OpenAI(base_url=base_url, api_key=api_key_from_env() or "no-key",
+                  timeout=timeout, max_retries=max_retries)
+
+
+def served_models(client: Any, base_url: str) -> list[str]:
+    """Model names the server lists; setup errors become one-line :class:`GraderError`."""
+    import openai
+
+    try:
+        return [m.id for m in client.models.list()]
+    except openai.AuthenticationError as exc:
+        raise GraderError(f"{public_url(base_url)}: the server refused the API key "
+                          f"(HTTP {exc.status_code}); set MMRQA_LLM_API_KEY") from exc
+    except openai.APIConnectionError as exc:
+        raise GraderError(f"{public_url(base_url)}: LLM server unreachable ({_cause(exc)})") from exc
+    except openai.APIStatusError as exc:
+        raise GraderError(f"{public_url(base_url)}: listing models failed "
+                          f"(HTTP {exc.status_code})") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ or exc.__context__
+    return " ".join(str(inner or exc).split())[:200] or type(exc).__name__
+
+
+def resolve_model(settings: Grading, available: list[str], base_url: str) -> str:
+    """``--llm-model``, which the server must list; without it, the server's only model."""
+    if settings.llm_model:
+        if available and settings.llm_model not in available:
+            raise GraderError(f"{public_url(base_url)} does not serve {settings.llm_model!r} "
+                              f"(it serves: {', '.join(available)})")
+        return settings.llm_model
+    if len(available) == 1:
+        return available[0]
+    raise GraderError(f"--grader openai needs --llm-model ({public_url(base_url)} serves: "
+                      f"{', '.join(available) or 'nothing'})")
+
+
+def label_probabilities(logprobs: Any) -> dict[str, float] | None:
+    """Label distribution at the token after ``Grade:`` from the chat ``logprobs`` content.
+
+    For each label, the probability of the top candidates whose text (stripped,
+    lower-case) starts that label; candidates outside the top-k count as 0.
+    """
+    content = getattr(logprobs, "content", None) or []
+    text, found = "", None
+    for item in content:
+        if _LABEL_POSITION.search(text):
+            scores = dict.fromkeys(LABELS, 0.0)
+            for cand in getattr(item, "top_logprobs", None) or []:
+                word = cand.token.strip().lower()
+                for label in LABELS:
+                    if word and label.lower().startswith(word):
+                        scores[label] += math.exp(cand.logprob)
+            if sum(scores.values()) > 0:
+                found = scores
+        elif found is not None:
+            break
+        text += item.token
+    return found
+
+
+def check(settings: Grading) -> None:
+    """Module-level hook of :func:`mmrqa_bids.grading.check_grader` (probes the server)."""
+    OpenAIGrader.check(settings)
+
+
+@dataclass
+class OpenAIGrader:
+    base_url: str
+    model_id: str
+    max_new_tokens: int
+    concurrency: int
+    client: Any = field(repr=False)
+    adapter: str | None = None
+    backend: str = "openai"
+    use_logprobs: bool = True
+    _checksum: str | None = None
+
+    @classmethod
+    def check(cls, settings: Grading, probe: bool = True) -> None:
+        """Validate the URL and adapter; with ``probe``, list the server's models (one short
+        request) to report an unreachable server, a refused key or an unknown model."""
+        base_url = check_base_url(settings.llm_base_url)
+        check_adapter(settings.adapter)
+        require_extra("openai")
+        if probe:
+            client = make_client(base_url, timeout=CHECK_TIMEOUT_S, max_retries=1)
+            resolve_model(settings, served_models(client, base_url), base_url)
+
+    @classmethod
+    def from_settings(cls, settings: Grading) -> "OpenAIGrader":
+        base_url = check_base_url(settings.llm_base_url)
+        check_adapter(settings.adapter)
+        probe = make_client(base_url, timeout=CHECK_TIMEOUT_S, max_retries=1)
+        model = resolve_model(settings, served_models(probe, base_url), base_url)
+        return cls(base_url=base_url, model_id=model, max_new_tokens=settings.max_new_tokens,
+                   concurrency=max(settings.batch_size, 1), client=make_client(base_url),
+                   adapter=str(settings.adapter) if settings.adapter else None,
+                   _checksum=adapter_checksum(settings.adapter))
+
+    def provenance(self) -> dict[str, Any]:
+        """The served model; ``adapter`` is the one declared with ``--adapter`` (the server's
+        merged checkpoint should come from it), recorded with its checksum."""
+        return {"backend": self.backend, "model_id": self.model_id,
+                "base_url": public_url(self.base_url), "adapter": self.adapter,
+                "adapter_checksum": self._checksum, "max_new_tokens": self.max_new_tokens,
+                "decoding": "temperature 0"}
+
+    def grade(self, requests: Sequence[GradeRequest]) -> list[Grade]:
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self._grade_one, requests))
+
+    def _grade_one(self, request: GradeRequest) -> Grade:
+        import openai
+
+        try:
+            messages = openai_messages(request)
+        except GraderError as exc:
+            return failed_grade(str(exc))
+        try:
+            response = self._complete(messages)
+        except openai.APIStatusError as exc:
+            return failed_grade(f"{public_url(self.base_url)}: HTTP {exc.status_code} for "
+                                f"{request.bids_name} after retries ({_status_message(exc)})")
+        except openai.APIConnectionError as exc:
+            return failed_grade(f"{public_url(self.base_url)}: no answer for {request.bids_name} "
+                                f"after {MAX_RETRIES} retries ({_cause(exc)})")
+        choices = getattr(response, "choices", None) or []
+        text = choices[0].message.content if choices else None
+        if not isinstance(text, str) or not text.strip():
+            return failed_grade(f"empty answer from {public_url(self.base_url)} for "
+                                f"{request.bids_name}", text)
+        probs = label_probabilities(getattr(choices[0], "logprobs", None))
+        return parse_answer(text.strip(), probs)
+
+    def _complete(self, messages: list[dict[str, Any]]) -> Any:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model_id, "messages": messages,
+                                  "max_tokens": self.max_new_tokens, "temperature": 0.0}
+        if self.use_logprobs:
+            try:
+                return self.client.chat.completions.create(**kwargs, logprobs=True,
+                                                           top_logprobs=TOP_LOGPROBS)
+            except openai.BadRequestError as exc:
+                if "logprob" not in str(exc).lower():
+                    raise
+                self.use_logprobs = False  # this server does not give them; ask without
+        return self.client.chat.completions.create(**kwargs)
+
+
+def _status_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+        if msg:
+            return " ".join(str(msg).split())[:200]
+    return " ".join(str(getattr(exc, "message", exc)).split())[:200]

@@ -1,0 +1,75 @@
+"""Training pipeline of the metric classifier: plan, features, fit, export, save, reload."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torchio")
+
+from mmrqa_bids.artifacts import ARTIFACTS  # noqa: E402
+from mmrqa_bids.grading.base import GradeRequest  # noqa: E402
+from mmrqa_bids.grading.classifier import ClassifierGrader, load_model_file  # noqa: E402
+from mmrqa_bids.train import classifier as tc  # noqa: E402
+
+
+def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
+    plan = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")
+    again = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")
+    assert plan == again
+    assert len({ex.seed for ex in plan}) == len(plan)
+    train_sources = {ex.source for ex in plan if ex.split == "train"}
+    unseen_sources = {ex.source for ex in plan if ex.split == "unseen"}
+    assert train_sources == {ex.source for ex in plan if ex.split == "seen"}
+    assert not train_sources & unseen_sources
+    assert {ex.anatomy for ex in plan if ex.split == "train"} == {"mni"}
+    assert "tpm" in {ex.anatomy for ex in plan if ex.split == "unseen"}
+    labels = [ex.label for ex in plan if ex.split == "train"]
+    counts = {label: labels.count(label) for label in ("Good", "Medium", "Bad")}
+    assert counts["Medium"] == counts["Bad"] == len(labels) // 24 * len(ARTIFACTS)
+    assert {ex.artifact_label for ex in plan} == {"none", *ARTIFACTS}
+
+
+def test_scale_free_selection_drops_intensity_metrics():
+    free = tc.scale_free_metrics("anat")
+    assert free  # some metric survives
+    from mmrqa_bids.metrics import measure
+    ex = tc.Example("anat", "probe", "tpm", "T1w", 4.0, "none", "none", 3)
+    data = tc.render_example(ex)
+    a, b = measure(data, "T1w").metrics, measure(data * 37.3, "T1w").metrics
+    for name in a:
+        changed = abs(b[name] - a[name]) > 1e-4 * max(abs(a[name]), 1e-9)
+        assert (name in free) == (not changed), name
+
+
+def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
+    """The fit/export/save path on metric rows with a known structure (no simulation)."""
+    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe["anat"]["draws"] = {"train": 3, "seen": 1, "unseen": 1}
+    examples = tc.plan_examples(recipe, "anat")
+    rng = np.random.default_rng(0)
+    level = {"none": 0.0, "mild": 0.3, "moderate": 1.0, "severe": 2.0}
+    rows = []
+    for ex in examples:
+        k = ARTIFACTS.index(ex.artifact) if ex.artifact in ARTIFACTS else 0
+        s = level[ex.severity]
+        rows.append({"a": 10 ** (1.5 - 0.4 * s) * (1 + 0.05 * rng.standard_normal()),
+                     "b": s * (k % 3) + 0.05 * rng.standard_normal(),
+                     "c": s * (k // 3) + 0.05 * rng.standard_normal(),
+                     "mean": 1000 * rng.random()})
+    monkeypatch.setattr(tc, "scale_free_metrics", lambda family: {"a", "b", "c"})
+    doc = tc.fit_family("anat", examples, rows, recipe)
+    assert doc["features"] == ["a", "b", "c"]  # "mean" is not scale-free
+    assert doc["evaluation"]["unseen"]["accuracy"] > 0.85
+    path = tc.save_model(doc, tmp_path)
+    assert path.read_bytes() == tc.save_model(doc, tmp_path).read_bytes()  # deterministic
+    model = load_model_file(path)
+    grader = ClassifierGrader(models={"anat": model})
+    bad = grader.grade([GradeRequest("sub-01_T1w", "T1w", {"a": 10 ** 0.7, "b": 4.0,
+                                                            "c": 0.0})])[0]
+    assert bad.label == "Bad"
+    good = grader.grade([GradeRequest("sub-01_T1w", "T1w", {"a": 10 ** 1.5, "b": 0.0,
+                                                             "c": 0.0})])[0]
+    assert good.label == "Good"
+    assert 1.0 / 20 <= doc["grade"]["temperature"] <= 20.0

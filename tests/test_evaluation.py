@@ -1,0 +1,105 @@
+"""Evaluation math on toy inputs, and ``mmrqa-evaluate`` on an OUTPUT_DIR and a group TSV."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from mmrqa_bids.evaluation import (accuracy, balanced_accuracy, confusion, evaluate,
+                                   evaluate_files, expected_calibration_error, macro_f1, main,
+                                   per_class)
+
+REPO = Path(__file__).resolve().parents[1]
+TRUTH = ["Good", "Good", "Good", "Medium", "Medium", "Bad", "Bad", "Good"]
+PRED = ["Good", "Medium", "Good", "Medium", "Bad", "Bad", "Bad", "Good"]
+LABELS = ["Good", "Medium", "Bad"]
+
+
+def test_confusion_and_headline_figures_match_scikit_learn():
+    c = confusion(TRUTH, PRED)
+    np.testing.assert_array_equal(c, skm.confusion_matrix(TRUTH, PRED, labels=LABELS))
+    assert c.tolist() == [[3, 1, 0], [0, 1, 1], [0, 0, 2]]
+    assert accuracy(TRUTH, PRED) == pytest.approx(6 / 8)
+    assert macro_f1(c) == pytest.approx(skm.f1_score(TRUTH, PRED, average="macro"))
+    assert balanced_accuracy(c) == pytest.approx(skm.balanced_accuracy_score(TRUTH, PRED))
+    stats = per_class(c)
+    assert stats["Good"]["precision"] == 1.0 and stats["Good"]["recall"] == 0.75
+    assert stats["Medium"]["precision"] == 0.5 and stats["Medium"]["support"] == 2
+
+
+def test_macro_f1_ignores_classes_absent_from_truth_and_predictions():
+    c = confusion(["Good", "Bad"], ["Good", "Good"])
+    assert macro_f1(c) == pytest.approx(skm.f1_score(["Good", "Bad"], ["Good", "Good"],
+                                                     average="macro", zero_division=0))
+
+
+def test_expected_calibration_error_by_hand():
+    # Bin (0.8, 0.9]: confidences 0.85, 0.85, accuracy 1/2 -> gap 0.35, weight 2/4.
+    # Bin (0.6, 0.7]: 0.65, 0.65, accuracy 1 -> gap 0.35, weight 2/4.
+    ece = expected_calibration_error([0.85, 0.85, 0.65, 0.65], [True, False, True, True])
+    assert ece == pytest.approx(0.35)
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == 0.0
+    assert evaluate(TRUTH, PRED, [1.0] * 8)["ece"] == pytest.approx(0.25)
+
+
+def _doc(bids_name: str, label: str, confidence: float) -> dict:
+    return {"bids_meta": {"bids_name": bids_name, "suffix": bids_name.rsplit("_", 1)[1]},
+            "metrics": {"snr1": 10.0},
+            "grade": {"label": label, "probabilities": {}, "confidence": confidence}}
+
+
+@pytest.fixture()
+def outputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    out = tmp_path / "out"
+    rows = [("sub-01_T1w", "Good", 0.9), ("sub-02_T1w", "Bad", 0.8),
+            ("sub-03_run-1_T1w", "Medium", 0.6), ("sub-04_T1w", "Good", 0.7)]
+    for name, label, conf in rows:
+        sub = name.split("_")[0]
+        path = out / sub / "anat" / f"{name}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_doc(name, label, conf)))
+    tsv = tmp_path / "group_T1w.tsv"
+    tsv.write_text("bids_name\tsubject\tgrade\tconfidence\n" + "".join(
+        f"{n}\t{n[4:6]}\t{g}\t{c}\n" for n, g, c in rows))
+    ratings = tmp_path / "ratings.tsv"
+    # MRIQC's 1/0/-1, ids with and without prefixes; sub-04 is not rated.
+    ratings.write_text("participant_id\tsession_id\trun_id\tsuffix\trating\n"
+                       "sub-01\tn/a\tn/a\tT1w\t1\n02\tn/a\tn/a\tT1w\tBad\n"
+                       "sub-03\tn/a\t01\tT1w\t-1\n")
+    return out, tsv, ratings
+
+
+def test_evaluate_output_dir_and_group_tsv_agree(outputs):
+    out, tsv, ratings = outputs
+    a = evaluate_files(out, ratings)
+    b = evaluate_files(tsv, ratings)
+    for result in (a, b):
+        assert result["n"] == 3
+        assert result["confusion"] == [[1, 0, 0], [0, 0, 0], [0, 1, 1]]
+        assert result["accuracy"] == pytest.approx(2 / 3)
+        assert "ece" in result
+
+
+def test_cli_prints_table_and_writes_json(outputs, tmp_path, capsys):
+    out, _, ratings = outputs
+    dest = tmp_path / "eval.json"
+    assert main([str(out), str(ratings), "--json", str(dest)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy          0.667" in printed and "confusion" in printed
+    assert json.loads(dest.read_text())["n"] == 3
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, outputs):
+    out, _, _ = outputs
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("who\twhat\n")
+    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.evaluation", str(out), str(bad)],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and str(bad) in proc.stderr
