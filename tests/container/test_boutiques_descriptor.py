@@ -71,6 +71,8 @@ def test_descriptor_matches_parser(descriptor):
         item = by_flag[flag]
         if action.choices:
             assert item.get("value-choices") == list(action.choices), flag
+        if "default-value" in item:
+            assert item["default-value"] == action.default, flag
         if isinstance(action, (argparse._StoreTrueAction, argparse._CountAction)):
             assert item["type"] == "Flag", flag
         else:
