@@ -40,6 +40,7 @@ def derivative_document(record: dict[str, Any], settings: dict[str, Any]) -> dic
             "software": "mmrqa",
             "version": __version__,
             **record.get("grader", {}),
+            "mriqc": record.get("mriqc"),
             "timings_s": record.get("timings", {}),
             "settings": settings,
         },

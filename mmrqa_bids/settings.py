@@ -66,6 +66,7 @@ class Training:
     base_model: str | None = None
     output_model: Path | None = None
     seed: int = 0
+    lora_targets: str = "language"
 
 
 @dataclass(frozen=True)

@@ -100,4 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--base-model", metavar="ID_OR_PATH")
     tr.add_argument("--output-model", type=Path, metavar="DIR")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lora-targets", choices=["language", "all-linear"], default="language",
+                    help="LoRA targets: the language model's linear layers (MMRQA), or also "
+                         "the multimodal projector (every linear layer but the vision tower)")
     return parser

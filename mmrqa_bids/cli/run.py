@@ -76,7 +76,8 @@ def build_settings(args) -> Settings:
                         qa_fraction=args.qa_fraction, lora_r=args.lora_r,
                         lora_alpha=args.lora_alpha, learning_rate=args.learning_rate,
                         epochs=args.epochs, batch_size=batch or 8, base_model=args.base_model,
-                        output_model=args.output_model, seed=args.seed)
+                        output_model=args.output_model, seed=args.seed,
+                        lora_targets=args.lora_targets)
     return Settings(execution=execution, grading=grading, training=training)
 
 
@@ -174,7 +175,8 @@ def run_group(settings: Settings) -> int:
 
 
 def run_train(settings: Settings) -> int:
-    raise DatasetError("the train level is not available in this version of mmrqa yet")
+    from mmrqa_bids.train.level import run_train as _run_train
+    return _run_train(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ex = settings.execution
         if ex.analysis_level != "group":
             check_dataset(ex.bids_dir, ex.output_dir)
+        if ex.mriqc_dir and not ex.mriqc_dir.is_dir():
+            raise DatasetError(f"{ex.mriqc_dir}: --mriqc-dir is not a directory")
         prepare_output_dir(ex.output_dir)
         _configure_logging(ex.verbose)
         save_settings(settings)

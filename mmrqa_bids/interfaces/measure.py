@@ -16,6 +16,7 @@ from mmrqa_bids.records import write_record
 
 class _MeasureRunInputSpec(BaseInterfaceInputSpec):
     run = traits.Dict(mandatory=True, desc="RunSpec.to_dict() of the run")
+    mriqc_dir = traits.Str(desc="MRIQC output folder whose IQMs are recorded next to mmrqa's")
 
 
 class _MeasureRunOutputSpec(TraitedSpec):
@@ -35,11 +36,17 @@ class MeasureRun(SimpleInterface):
         try:
             record["checksum"] = file_checksum(run.path)
             img, data = load_image(run.path, run.suffix)
-            result = measure(data, run.suffix)
+            result = measure(data, run.suffix, tuple(float(z) for z in img.header.get_zooms()))
         except (RunInputError, OSError) as exc:
             record["error"] = " ".join(str(exc).split())
         else:
             record["metrics"] = result.metrics
+            if self.inputs.mriqc_dir:
+                from mmrqa_bids.mriqc.participant import run_iqms
+                iqms, record["mriqc"] = run_iqms(self.inputs.mriqc_dir, run)
+                record["metrics"] = {**result.metrics, **iqms}
+                if record["mriqc"]["note"]:
+                    print(f"[mmrqa] NOTE {run.bids_name}: {record['mriqc']['note']}", flush=True)
             record["shape"] = list(data.shape)
             record["zooms"] = [float(z) for z in img.header.get_zooms()[:3]]
             ref = os.path.join(runtime.cwd, "reference.npy")

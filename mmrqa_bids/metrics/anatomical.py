@@ -1,86 +1,270 @@
-"""Volume-wise image quality metrics on a 3-D volume (pure numpy; no file I/O).
+"""Volume-wise (3-D) image quality metrics of a structural volume (pure numpy; no file I/O).
 
-Definitions follow MRQy (Sadri et al., Med Phys 2020) and MRIQC (Esteban et al., PLoS One
-2017) where they agree. ``fg`` = voxels in the head mask, ``bg`` = air outside the dilated head.
+Names and definitions follow MRIQC (Esteban et al., PLoS One 2017, doi:10.1371/journal.pone.
+0184661) where they match; deviations are stated in each docstring. ``fg`` = voxels in the
+head mask, ``bg`` (air) = voxels farther than a margin from the head and not exactly zero.
+Every metric marked scale-free is invariant to a positive gain on the intensities.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
+
+from mmrqa_bids.metrics.masks import Masks
+from mmrqa_bids.metrics.tissues import TISSUE_CODES, TISSUES, classify, fit_tissues
 
 EPS = 1e-16
+#: sqrt(2 ln 2): median of a unit Rayleigh distribution (the air of a magnitude image).
+RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))
+_MAX_STAT_VOXELS = 250_000
+_CHUNK = 1 << 18  # voxels per block in whole-volume reductions
+NAN = float("nan")
 
 
-def mean_fg(fg: np.ndarray) -> float:
-    """MEAN = mean(fg)."""
-    return float(np.mean(fg))
+def _subsample(values: np.ndarray, limit: int = _MAX_STAT_VOXELS) -> np.ndarray:
+    """A deterministic, evenly strided subset of at most ~``limit`` values."""
+    step = max(1, values.size // limit)
+    return values[::step]
 
 
-def range_fg(fg: np.ndarray) -> float:
-    """RNG = max(fg) - min(fg)."""
-    return float(np.max(fg) - np.min(fg))
+def summary_stats(values: np.ndarray) -> dict[str, float]:
+    """MRIQC's ``summary_*`` statistics of a region.
+
+    mean, median, stdv (population), mad = 1.4826 median|x - median| (consistent with the
+    standard deviation for Gaussian data), p05/p95 percentiles, k = excess kurtosis
+    m4 / m2^2 - 3, n = number of voxels. Regions over 250,000 voxels are evaluated on an evenly
+    strided subset (n stays the full count).
+    """
+    n = int(values.size)
+    if n == 0:
+        return {"mean": NAN, "median": NAN, "stdv": NAN, "mad": NAN, "p05": NAN, "p95": NAN,
+                "k": NAN, "n": 0.0}
+    v = _subsample(values).astype(np.float64)
+    p05, median, p95 = np.percentile(v, [5, 50, 95])
+    mean = v.mean()
+    d = v - mean
+    m2 = float(np.dot(d, d) / v.size)
+    m4 = float(np.mean((d * d) ** 2))
+    return {
+        "mean": float(mean), "median": float(median), "stdv": float(np.sqrt(m2)),
+        "mad": float(1.4826 * np.median(np.abs(v - median))),
+        "p05": float(p05), "p95": float(p95),
+        "k": float(m4 / (m2 * m2) - 3.0) if m2 > 0 else NAN, "n": float(n),
+    }
 
 
-def var_fg(fg: np.ndarray) -> float:
-    """VAR = var(fg)."""
-    return float(np.var(fg))
+def snr1_volume(fg: np.ndarray, air: np.ndarray) -> float:
+    """MRQy's SNR1 over the whole volume: std(fg) / std(air) (``snr1``; the slice-averaged
+    MRQy value is ``mrqy_SNR1``). Scale-free."""
+    sd_air = float(np.std(air)) if air.size else 0.0
+    return float(np.std(fg) / sd_air) if sd_air > 0 else NAN
 
 
-def cv_fg(fg: np.ndarray) -> float:
-    """CV = 100 * std(fg) / mean(fg) (percent)."""
-    return float(100.0 * np.std(fg) / (np.mean(fg) + EPS))
+def snr(mu: float, sigma: float, n: float) -> float:
+    """Tissue SNR (MRIQC ``snr_*``): mu / (sigma sqrt(n / (n - 1))); scale-free."""
+    if n < 2 or sigma <= 0:
+        return NAN
+    return float(mu / (sigma * np.sqrt(n / (n - 1.0))))
 
 
-def snr1(fg: np.ndarray, bg: np.ndarray) -> float:
-    """SNR1 = std(fg) / std(bg) (MRQy)."""
-    return float(np.std(fg) / (np.std(bg) + EPS))
+def rayleigh_sigma(air: np.ndarray) -> float:
+    """Noise sigma of a magnitude image from its air: median(air) / sqrt(2 ln 2).
+
+    Air in a magnitude image is Rayleigh-distributed with median sigma sqrt(2 ln 2); the
+    median makes the estimate robust to ghosts and other artifacts covering < 50% of the air.
+    """
+    if air.size == 0:
+        return NAN
+    return float(np.median(_subsample(air)) / RAYLEIGH_MEDIAN)
 
 
-def cnr_fg_bg(fg: np.ndarray, bg: np.ndarray) -> float:
-    """CNR = (mean(fg) - mean(bg)) / std(bg)."""
-    return float((np.mean(fg) - np.mean(bg)) / (np.std(bg) + EPS))
+def snr_dietrich(mu: float, sigma_air: float) -> float:
+    """Background-based SNR (Dietrich et al., JMRI 2007; MRIQC ``snrd_*``): mu / sigma_air.
+
+    sigma_air is the Gaussian noise level estimated from the Rayleigh air
+    (:func:`rayleigh_sigma`), where MRIQC scales the air MAD by sqrt(2 / (4 - pi)).
+    """
+    if not sigma_air > 0:
+        return NAN
+    return float(mu / sigma_air)
 
 
-def cjv_fg_bg(fg: np.ndarray, bg: np.ndarray) -> float:
-    """CJV = (std(fg) + std(bg)) / |mean(fg) - mean(bg)| (MRQy's foreground/background form)."""
-    return float((np.std(fg) + np.std(bg)) / (abs(np.mean(fg) - np.mean(bg)) + EPS))
+def cnr(mu_wm: float, mu_gm: float, sd_air: float, sd_wm: float, sd_gm: float) -> float:
+    """Contrast-to-noise ratio (MRIQC): |mu_wm - mu_gm| / sqrt(sd_air^2 + sd_wm^2 + sd_gm^2)."""
+    den = np.sqrt(sd_air ** 2 + sd_wm ** 2 + sd_gm ** 2)
+    return float(abs(mu_wm - mu_gm) / den) if den > 0 else NAN
+
+
+def cjv(mu_wm: float, mu_gm: float, sd_wm: float, sd_gm: float) -> float:
+    """Coefficient of joint variation (Ganzetti et al., Front Neuroinform 2016; MRIQC):
+    (sd_wm + sd_gm) / |mu_wm - mu_gm|. Lower is better; scale-free."""
+    den = abs(mu_wm - mu_gm)
+    return float((sd_wm + sd_gm) / den) if den > 0 else NAN
 
 
 def efc(data: np.ndarray) -> float:
-    """Entropy focus criterion (Atkinson 1997), normalised to [0, 1] as in MRIQC.
+    """Entropy focus criterion (Atkinson et al., IEEE TMI 1997), normalised as in MRIQC.
 
-    x_j = |v_j| / sqrt(sum_k v_k^2);  E = -sum_j x_j ln x_j;  EFC = E / E_max with
-    E_max = sqrt(N) ln sqrt(N), the entropy when the energy is spread evenly over N voxels.
-    (MRQy writes 1e16 where 1e-16 is meant; this is the corrected form.)
+    x_j = v_j / B_max with B_max = sqrt(sum_k v_k^2);  E = -sum_j x_j ln(x_j + 1e-16);
+    EFC = E / E_max, E_max = -N (1 / sqrt N) ln(1 / sqrt N) = sqrt(N) ln sqrt(N): 0 when all
+    energy is in one voxel, 1 when it is spread evenly. Higher = more blur/ghosting.
     """
-    v = np.abs(data.astype(np.float64, copy=False)).ravel()
+    v = data.astype(np.float32, copy=False).ravel()
     n = v.size
-    b_max = np.sqrt(np.sum(v ** 2))
-    x = v / (b_max + EPS)
-    e = -np.sum(x * np.log(x + EPS))
+    chunks = range(0, n, _CHUNK)
+    energy = sum(float(np.dot(np.abs(v[i:i + _CHUNK]), np.abs(v[i:i + _CHUNK]))) for i in chunks)
+    if energy == 0:
+        return NAN
+    scale = np.float32(1.0 / np.sqrt(energy))
+    e = 0.0
+    for i in chunks:  # cache-sized blocks: no full-size temporaries
+        x = np.abs(v[i:i + _CHUNK]) * scale
+        e -= float(np.dot(x, np.log(x + np.float32(EPS))))
     e_max = np.sqrt(n) * np.log(np.sqrt(n))
     return float(e / e_max)
 
 
 def fber(fg: np.ndarray, bg: np.ndarray) -> float:
-    """FBER = mean(|fg|^2) / mean(|bg|^2) (float64: no int16 overflow)."""
-    fg = fg.astype(np.float64, copy=False)
-    bg = bg.astype(np.float64, copy=False)
-    return float(np.mean(fg ** 2) / (np.mean(bg ** 2) + EPS))
+    """Foreground-background energy ratio (Shehzad et al. 2015; MRIQC, MRQy):
+    median(|fg|^2) / median(|bg|^2), in float64 (MRQy squares int16 in place and overflows).
+    Returns -1 when the air has no energy (zero-filled background), as MRIQC does."""
+    if fg.size == 0 or bg.size == 0:
+        return NAN
+    fg_mu = float(np.median(np.abs(_subsample(fg)).astype(np.float64))) ** 2
+    bg_mu = float(np.median(np.abs(_subsample(bg)).astype(np.float64))) ** 2
+    return fg_mu / bg_mu if bg_mu > 0 else -1.0
 
 
-def first_set(data: np.ndarray, head: np.ndarray, background: np.ndarray) -> dict[str, float]:
-    fg = data[head]
-    bg = data[background]
-    if bg.size < 100:
-        bg = data[~head]
-    return {
-        "mean": mean_fg(fg),
-        "rng": range_fg(fg),
-        "var": var_fg(fg),
-        "cv": cv_fg(fg),
-        "snr1": snr1(fg, bg),
-        "cnr": cnr_fg_bg(fg, bg),
-        "cjv": cjv_fg_bg(fg, bg),
-        "efc": efc(data),
-        "fber": fber(fg, bg),
-    }
+def top_quantile(data: np.ndarray, fraction: float = 0.0005) -> float:
+    """The order statistic with ``fraction`` of the voxels above it (P99.95 by default),
+    found among the candidates above the P99.5 of an evenly strided subset (exact unless
+    the subset misjudges the tail, in which case the full percentile is computed)."""
+    flat = data.ravel()
+    k = max(1, int(round(fraction * flat.size)))
+    t0 = float(np.percentile(flat[:: max(1, flat.size // 200_000)], 100 * (1 - 10 * fraction)))
+    cand = flat[flat > t0]
+    if cand.size <= k:
+        return float(np.percentile(flat, 100 * (1 - fraction)))
+    return float(np.partition(cand, cand.size - k)[cand.size - k])
+
+
+def wm2max(data: np.ndarray, mu_wm: float) -> float:
+    """White-matter to maximum intensity ratio (MRIQC): median(WM) / P99.95(image)."""
+    top = top_quantile(data)
+    return float(mu_wm / top) if top > 0 else NAN
+
+
+def qi_1(small: np.ndarray, background_small: np.ndarray, z: float = 5.0) -> float:
+    """Mortamet's QI1 (MRM 2009; MRIQC ``qi_1``): the fraction of air voxels that are artifact.
+
+    On the block-averaged grid (noise averaged down), air voxels brighter than
+    median + ``z`` * 1.4826 MAD of the air are candidates; a binary opening (6-connected)
+    removes isolated noise voxels, leaving structured artifacts (ghosts, motion ripples,
+    wrap-around). Scale-free; ~0 for pure noise.
+    """
+    air = small[background_small]
+    if air.size < 100:
+        return NAN
+    med = float(np.median(air))
+    mad = 1.4826 * float(np.median(np.abs(air - med)))
+    if mad <= 0:
+        return 0.0
+    art = background_small & (small > med + z * mad)
+    art = ndi.binary_opening(art)
+    return float(np.count_nonzero(art) / air.size)
+
+
+def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
+         stride: int = 2) -> tuple[float, float, float]:
+    """Smoothness per axis from first differences (Forman et al., MRM 1995; AFNI 3dFWHMx
+    classic estimator, MRIQC ``fwhm_*``), in mm.
+
+    For a Gaussian-smoothed field the lag-1 autocorrelation is r = 1 - var(dx) / (2 var(x))
+    and FWHM = dx sqrt(-2 ln 2 / ln r). Variances over pairs of neighbours inside ``mask``;
+    the two other axes are sampled every ``stride`` voxels to save time.
+    """
+    out = []
+    for axis in range(3):
+        sl = [slice(None, None, stride)] * 3
+        sl[axis] = slice(None)
+        d = data[tuple(sl)]
+        m = mask[tuple(sl)]
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[axis] = slice(1, None)
+        b[axis] = slice(None, -1)
+        pair = m[tuple(a)] & m[tuple(b)]
+        x = d[tuple(a)][pair].astype(np.float64)
+        dx = x - d[tuple(b)][pair]
+        var_x = x.var()
+        if x.size < 10 or var_x <= 0:
+            out.append(NAN)
+            continue
+        r = 1.0 - dx.var() / (2.0 * var_x)
+        out.append(float(zooms[axis] * np.sqrt(-2.0 * np.log(2.0) / np.log(r)))
+                   if 0 < r < 1 else NAN)
+    return out[0], out[1], out[2]
+
+
+def inu_stats(field_small: np.ndarray, brain_small: np.ndarray) -> tuple[float, float]:
+    """INU summaries (MRIQC ``inu_med``, ``inu_range``): median and P95 - P5 of the
+    multiplicative bias field over the brain (field normalised to mean 1 over the brain)."""
+    v = field_small[brain_small]
+    if v.size == 0:
+        return NAN, NAN
+    p05, p50, p95 = np.percentile(v, [5, 50, 95])
+    return float(p50), float(p95 - p05)
+
+
+def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
+                       zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                       return_tissues: bool = False):
+    """Every volume-wise MRIQC-style metric of a structural 3-D volume (a dict), and with
+    ``return_tissues`` also the tissue label map (:data:`~mmrqa_bids.metrics.tissues.
+    TISSUE_CODES`; None when no brain could be classified).
+
+    As in MRIQC, tissue SNR and CNR use the tissue median and standard deviation, CJV the
+    median and MAD, and the air's standard deviation enters the CNR."""
+    # Medians and spreads of the head and the air from every 3rd sagittal plane (whole
+    # planes keep the reads contiguous); counts are exact.
+    fg = data[::3][masks.head[::3]]
+    air = data[::3][masks.background[::3]]
+    out: dict[str, float] = {}
+    stats = {"bg": summary_stats(air)}
+    stats["bg"]["n"] = float(np.count_nonzero(masks.background))
+    labels = None
+    model = fit_tissues(masks.small, masks.brain_small, suffix)
+    if model is not None:
+        labels, box = classify(data, masks.brain, model, masks.factor)
+        data_box, labels_box = data[box], labels[box]
+        for t in TISSUES:
+            stats[t] = summary_stats(data_box[labels_box == TISSUE_CODES[t]])
+        out["inu_med"], out["inu_range"] = inu_stats(model.field_small, masks.brain_small)
+    else:
+        for t in TISSUES:
+            stats[t] = summary_stats(np.empty(0, np.float32))
+        out["inu_med"] = out["inu_range"] = NAN
+    sigma_air = rayleigh_sigma(air)
+    for t in TISSUES:
+        s = stats[t]
+        out[f"snr_{t}"] = snr(s["median"], s["stdv"], s["n"])
+        out[f"snrd_{t}"] = snr_dietrich(s["median"], sigma_air)
+    out["snr_total"] = float(np.mean([out[f"snr_{t}"] for t in TISSUES]))
+    out["snrd_total"] = float(np.mean([out[f"snrd_{t}"] for t in TISSUES]))
+    wm, gm = stats["wm"], stats["gm"]
+    out["cnr"] = cnr(wm["median"], gm["median"], stats["bg"]["stdv"], wm["stdv"], gm["stdv"])
+    out["cjv"] = cjv(wm["median"], gm["median"], wm["mad"], gm["mad"])
+    out["efc"] = efc(data)
+    out["fber"] = fber(fg, air)
+    out["snr1"] = snr1_volume(fg, air)
+    out["wm2max"] = wm2max(data, wm["median"])
+    out["qi_1"] = qi_1(masks.small, masks.background_small)
+    fx, fy, fz = fwhm(data, masks.head, zooms, stride=3 if data.size > 8_000_000 else 2)
+    out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
+    n_icv = sum(stats[t]["n"] for t in TISSUES)
+    for t in TISSUES:
+        out[f"icvs_{t}"] = float(stats[t]["n"] / n_icv) if n_icv else NAN
+    for region, s in stats.items():
+        for k, v in s.items():
+            out[f"summary_{region}_{k}"] = v
+    return (out, labels) if return_tissues else out

@@ -14,15 +14,16 @@ from mmrqa_bids.interfaces.write import WriteRun
 from mmrqa_bids.settings import Settings
 
 
-def init_run_wf(reports: bool, name: str = "run_wf") -> pe.Workflow:
-    """Per-run branch: load + validate + metrics, then mosaics.
+def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = None) -> pe.Workflow:
+    """Per-run branch: load + validate + metrics (+ MRIQC's IQMs from ``mriqc_dir``), then mosaics.
 
     inputnode.run (RunSpec dict) -> outputnode.out_record (run record JSON).
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=["out_record"]), name="outputnode")
-    measure = pe.Node(MeasureRun(), name="measure")
+    measure = pe.Node(MeasureRun(**({"mriqc_dir": mriqc_dir} if mriqc_dir else {})),
+                      name="measure")
     render = pe.Node(RenderMosaics(report_views=reports), name="mosaics")
     wf.connect([
         (inputnode, measure, [("run", "run")]),
@@ -43,7 +44,8 @@ def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
     wf = pe.Workflow(name=name, base_dir=str(ex.work_dir))
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     inputnode.iterables = [("run", [r.to_dict() for r in runs])]
-    run_wf = init_run_wf(reports=ex.reports)
+    run_wf = init_run_wf(reports=ex.reports,
+                         mriqc_dir=str(ex.mriqc_dir) if ex.mriqc_dir else None)
     grade = pe.JoinNode(GradeRuns(grading=settings.to_dict()["grading"]), name="grade",
                         joinsource="inputnode", joinfield=["in_records"])
     write = pe.MapNode(WriteRun(output_dir=str(ex.output_dir), settings=settings.to_dict(),

@@ -1,0 +1,34 @@
+"""The offline QA source: answers written by jinja2 templates (``templates/qa/content.j2``).
+
+Deterministic: the same facts always give the same text, so a dataset built with
+``--qa-source template`` is reproducible byte for byte.
+"""
+from __future__ import annotations
+
+from mmrqa_bids.grading.narrative import ARTIFACT_FACTS, USABILITY
+from mmrqa_bids.qa.content import TEXT_FIELDS, QAContent, clean_text
+from mmrqa_bids.qa.facts import QAFacts
+from mmrqa_bids.resources import template_env
+
+SOURCE = "template"
+
+
+def template_content(facts: QAFacts, has_reference: bool = True) -> QAContent:
+    """Write the answers of the three tasks for ``facts`` from the templates.
+
+    ``has_reference``: whether the training set had runs rated Good to compare against
+    (without them the signal sentence cites values only, with no comparison).
+    """
+    context = {
+        "label": facts.label,
+        "artifact": facts.artifact,
+        "facts": ARTIFACT_FACTS.get(facts.artifact or "", {}),
+        "deviations": list(facts.deviations),
+        "key_metrics": facts.key_metrics(),
+        "has_reference": has_reference,
+        "usability_sentence": USABILITY[facts.label][0],
+        "usability_advice": USABILITY[facts.label][1],
+    }
+    module = template_env(html=False).get_template("qa/content.j2").make_module(context)
+    texts = {name: clean_text(str(getattr(module, name)())) for name in TEXT_FIELDS}
+    return QAContent(label=facts.label, artifact=facts.artifact, source=SOURCE, **texts)

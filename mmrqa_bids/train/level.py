@@ -1,0 +1,373 @@
+"""The ``train`` analysis level: ``mmrqa BIDS_DIR OUT train --labels ratings.tsv ...``.
+
+Stages: runs + ratings -> participant split -> examples (rated runs and simulated copies)
+with metrics and mosaics -> QA answers (templates or an LLM) -> conversations, exported as
+JSONL -> LoRA fine-tuning of LLaVA-OneVision -> evaluation of the saved adapter on the
+held-out participants through the llava grader -> ``OUT/models/<name>/`` (adapter, settings,
+manifest, ``evaluation.json``, ``train_log.json``, model card ``README.md``).
+
+Without ``--base-model`` (and without ``--grader llava --model``) the level trains the
+metric classifier instead, on the same examples and split.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmrqa_bids.bids import DatasetError
+from mmrqa_bids.io import RunInputError, atomic_write_json, atomic_write_text
+from mmrqa_bids.settings import Settings
+
+EXIT_OK, EXIT_SOME_FAILED = 0, 1
+
+
+def _say(text: str) -> None:
+    print(f"[mmrqa] {text}", flush=True)
+
+
+def base_model(settings: Settings) -> str | None:
+    """The checkpoint to fine-tune: ``--base-model``, else ``--model`` with ``--grader llava``."""
+    if settings.training.base_model:
+        return settings.training.base_model
+    if settings.grading.grader == "llava" and settings.grading.model:
+        return settings.grading.model
+    return None
+
+
+def model_dir(settings: Settings, base: str | None) -> Path:
+    """``--output-model``, else ``OUT/models/mmrqa-<base name>-lora`` (or ``-classifier``)."""
+    if settings.training.output_model:
+        return Path(settings.training.output_model).resolve()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(base.rstrip("/")).name) if base else ""
+    name = f"mmrqa-{stem}-lora" if base else "mmrqa-metric-classifier"
+    return settings.execution.output_dir / "models" / name
+
+
+def check_settings(settings: Settings) -> None:
+    tr = settings.training
+    if tr.labels is None:
+        raise DatasetError("the train level needs --labels RATINGS.tsv (expert ratings)")
+    if not Path(tr.labels).is_file():
+        raise DatasetError(f"{tr.labels}: ratings file not found")
+    if tr.qa_source == "llm" and not (settings.grading.llm_base_url and settings.grading.llm_model):
+        raise DatasetError("--qa-source llm needs --llm-base-url and --llm-model "
+                           "(an OpenAI-compatible endpoint)")
+    if tr.simulate < 0:
+        raise DatasetError(f"--simulate must be >= 0, got {tr.simulate}")
+    if tr.learning_rate <= 0:
+        raise DatasetError(f"--learning-rate must be > 0, got {tr.learning_rate}")
+
+
+# --------------------------------------------------------------------------- data
+def plan(settings: Settings) -> tuple[list, list[str], list[str]]:
+    """(example specs, training participants, held-out participants)."""
+    from mmrqa_bids.bids import collect_runs
+    from mmrqa_bids.ratings import RatingsError, read_ratings
+    from mmrqa_bids.train.examples import plan_examples
+    from mmrqa_bids.train.split import split_participants
+
+    ex, tr = settings.execution, settings.training
+    runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
+                        participant_label=ex.participant_label, session_id=ex.session_id,
+                        run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
+    try:
+        ratings = read_ratings(tr.labels)
+    except RatingsError as exc:
+        raise DatasetError(str(exc)) from exc
+    rated = [r for r in runs if any(x.matches(r.bids_name) for x in ratings)]
+    if not rated:
+        raise DatasetError(f"{tr.labels}: no rating matches any of the {len(runs)} selected runs")
+    train_ids, held = split_participants([r.subject for r in rated], tr.holdout_fraction, tr.seed)
+    specs = plan_examples(rated, ratings, set(held), tr.simulate, tr.seed)
+    return specs, train_ids, held
+
+
+def _realise_one(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
+    from mmrqa_bids.train.examples import realise
+    spec, image_dir, cache_dir = args
+    try:
+        return realise(spec, image_dir, cache_dir), None
+    except (RunInputError, OSError, ValueError) as exc:
+        return None, " ".join(str(exc).split())
+
+
+def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
+                nprocs: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Manifest entries (spec fields + metrics + mosaic) and the failures with their reason."""
+    jobs = [(s, image_dir, cache_dir) for s in specs]
+    if nprocs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=nprocs) as pool:
+            results = list(pool.map(_realise_one, jobs))
+    else:
+        results = [_realise_one(j) for j in jobs]
+    entries, failed = [], []
+    for spec, (result, error) in zip(specs, results):
+        if error is not None:
+            failed.append({"example_id": spec.example_id, "source": spec.source, "error": error})
+        else:
+            entries.append({**asdict(spec), **result})
+    return entries, failed
+
+
+def facts_for(entries: Sequence[dict[str, Any]]) -> tuple[list, bool]:
+    """(QA facts of every entry, whether a reference exists); metric deviations against the
+    *training* runs rated Good by the experts (held-out runs never inform the reference)."""
+    from mmrqa_bids.qa.facts import QAFacts, deviations, metric_reference
+
+    reference = metric_reference(e["metrics"] for e in entries
+                                 if e["split"] == "train" and e["origin"] == "expert"
+                                 and e["label"] == "Good")
+    return [QAFacts(example_id=e["example_id"], suffix=e["suffix"], label=e["label"],
+                    metrics=e["metrics"], artifact=e["artifact"], severity=e["severity"],
+                    origin=e["origin"], notes=e["notes"],
+                    deviations=deviations(e["metrics"], reference)) for e in entries], bool(reference)
+
+
+def qa_contents(settings: Settings, facts: Sequence, has_reference: bool) -> list:
+    from mmrqa_bids.qa.template import template_content
+
+    if settings.training.qa_source == "template":
+        return [template_content(f, has_reference) for f in facts]
+    from mmrqa_bids.qa.llm import LLMSource, QAGenerationError
+    source = LLMSource(base_url=settings.grading.llm_base_url, model=settings.grading.llm_model,
+                       cache_dir=settings.execution.work_dir / "qa_llm_cache")
+    try:
+        contents = source.contents(facts)
+    except QAGenerationError as exc:
+        raise DatasetError(str(exc)) from exc
+    _say(f"QA answers from {source.name}: {source.cache_hits} of {len(facts)} from the cache, "
+         f"{source.requests_made} request(s)")
+    return contents
+
+
+def build_dataset(settings: Settings, out: Path) -> dict[str, Any]:
+    """Every data stage; writes ``dataset/`` (mosaics, manifest, JSONL) and returns it all."""
+    from mmrqa_bids.qa.dialogues import conversations_for, grade_conversation, sample
+    from mmrqa_bids.qa.export import write_jsonl
+
+    tr, ex = settings.training, settings.execution
+    specs, train_ids, held = plan(settings)
+    dataset = out / "dataset"
+    t0 = time.perf_counter()
+    entries, failed = realise_all(specs, dataset / "images", ex.work_dir / "train_examples",
+                                  ex.nprocs)
+    _say(f"{len(entries)} example(s) measured in {time.perf_counter() - t0:.1f} s "
+         f"({sum(e['origin'] == 'simulated' for e in entries)} simulated); "
+         f"{len(failed)} failed; participants: {len(train_ids)} train, {len(held)} held out")
+    for f in failed:
+        _say(f"example {f['example_id']} failed: {f['error']}")
+    train_entries = [e for e in entries if e["split"] == "train"]
+    if not train_entries:
+        raise DatasetError("no usable training example (every rated run failed or is held out)")
+    facts, has_reference = facts_for(entries)
+    contents = qa_contents(settings, facts, has_reference)
+    by_split: dict[str, list] = {"train": [], "test": []}
+    for entry, fact, content in zip(entries, facts, contents):
+        if entry["split"] == "train":
+            by_split["train"] += conversations_for(fact, content, entry["mosaic"])
+        else:
+            by_split["test"].append(grade_conversation(fact, content, entry["mosaic"]))
+        entry["narrative"] = content.narrative()
+        entry["qa_source"] = content.source
+    conversations = sample(by_split["train"], tr.qa_fraction, tr.seed)
+    jsonl = {"train": write_jsonl(conversations, dataset, "train"),
+             "test": write_jsonl(by_split["test"], dataset, "test")}
+    manifest = {"participants": {"train": train_ids, "test": held}, "examples": entries,
+                "failed": failed, "qa_source": tr.qa_source, "qa_fraction": tr.qa_fraction,
+                "conversations": dict(Counter(c.kind.split("/")[0] for c in conversations)),
+                "jsonl": {k: {f: str(p) for f, p in v.items()} for k, v in jsonl.items()}}
+    atomic_write_json(dataset / "manifest.json", manifest)
+    return {"entries": entries, "failed": failed, "conversations": conversations,
+            "manifest": manifest, "train_ids": train_ids, "held": held}
+
+
+# --------------------------------------------------------------------------- LLaVA + LoRA
+def _recipe(settings: Settings, device: str):
+    from mmrqa_bids.train.lora import TARGET_PRESETS, LoraRecipe
+    tr = settings.training
+    preset = tr.lora_targets
+    return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, targets=TARGET_PRESETS[preset],
+                      learning_rate=tr.learning_rate, epochs=tr.epochs,
+                      batch_size=tr.batch_size, seed=tr.seed), preset
+
+
+def train_llava(settings: Settings, base: str, out: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune, save the adapter at the root of ``out``; returns the training summary."""
+    import torch
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from mmrqa_bids.grading.base import GraderError
+    from mmrqa_bids.grading.llava import check_model, load_processor, resolve_device
+    from mmrqa_bids.train.lora import fine_tune, targeted_modules
+
+    try:
+        check_model(base)
+        device = resolve_device(settings.grading.device)
+    except GraderError as exc:
+        raise DatasetError(str(exc)) from exc
+    recipe, preset = _recipe(settings, device)
+    torch.manual_seed(recipe.seed)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    processor = load_processor(base, model.config)
+    processor.tokenizer.padding_side = "right"
+    n_targets = len(targeted_modules(model, recipe.targets))
+    model.to(device)
+    checkpoints = out / "checkpoints"
+    if not settings.execution.resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    _say(f"fine-tuning {base} on {len(data['conversations'])} conversation(s), device {device}, "
+         f"LoRA r={recipe.r} alpha={recipe.alpha} targets '{preset}' ({n_targets} modules)")
+    peft_model, result = fine_tune(model, processor, data["conversations"], recipe, checkpoints,
+                                   device=device, resume=settings.execution.resume)
+    peft_model.save_pretrained(str(out))
+    if result.resumed_from:
+        _say(f"resumed from {result.resumed_from}")
+    losses = [x["loss"] for x in result.losses]
+    _say(f"{result.global_step} step(s) in {result.seconds:.1f} s; step loss "
+         + (f"{losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "n/a")
+         + f"; loss on the training set {result.loss_before:.4f} -> {result.loss_after:.4f}")
+    summary = {"base_model": base, "device": device, "targets_preset": preset,
+               "targets_regex": recipe.targets, "n_target_modules": n_targets,
+               **asdict(result), "recipe": asdict(recipe)}
+    atomic_write_json(out / "train_log.json", summary)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    del peft_model, model
+    return summary
+
+
+def evaluate_llava(settings: Settings, base: str, out: Path,
+                   data: dict[str, Any]) -> dict[str, Any]:
+    """Grade the held-out examples through ``--grader llava --adapter OUT`` (the saved
+    adapter, reloaded as the participant level would) and score them."""
+    from mmrqa_bids.grading import make_grader
+    from mmrqa_bids.train.evaluate import classification_scores, evaluate
+    from mmrqa_bids.train.judge import judge
+
+    test = [e for e in data["entries"] if e["split"] == "test"]
+    if not test:
+        _say("no held-out example: evaluation skipped")
+        return {"scores": classification_scores([], []), "examples": [],
+                "judge": {"skipped": "no held-out example"}}
+    grading = replace(settings.grading, grader="llava", model=base, adapter=out)
+    result = evaluate(make_grader(grading), test, grading.batch_size)
+    items = [{"example_id": e["example_id"], "label": e["label"], "artifact": e["artifact"],
+              "reference": " ".join(e["narrative"].values()),
+              "candidate": " ".join(r["narrative"].values()) if r["predicted"] else ""}
+             for e, r in zip(test, result["examples"])]
+    result["judge"] = judge(items, settings.grading.llm_base_url, settings.grading.llm_model)
+    s = result["scores"]
+    _say(f"held-out: {s['n']} run(s), accuracy {s['accuracy']:.3f}, macro-F1 "
+         f"{s['macro_f1']:.3f}, unparsed {s['unparsed']}")
+    if "skipped" in result["judge"]:
+        _say(f"LLM judge skipped: {result['judge']['skipped']}")
+    return result
+
+
+def model_card(settings: Settings, out: Path, data: dict[str, Any], summary: dict[str, Any],
+               evaluation: dict[str, Any]) -> str:
+    from mmrqa_bids import __version__
+    from mmrqa_bids.resources import template_env
+
+    tr = settings.training
+    train = [e for e in data["entries"] if e["split"] == "train"]
+    losses = [x["loss"] for x in summary["losses"]]
+    return template_env(html=False).get_template("train/model_card.md.j2").render(
+        name=out.name, base_model=summary["base_model"], version=__version__, adapter_dir=out,
+        bids_dir=settings.execution.bids_dir, labels=tr.labels,
+        n_train_participants=len(data["train_ids"]), n_test_participants=len(data["held"]),
+        holdout_fraction=tr.holdout_fraction, seed=tr.seed, simulate=tr.simulate,
+        n_train_examples=len(train), n_simulated=sum(e["origin"] == "simulated" for e in train),
+        n_test_examples=len(data["entries"]) - len(train),
+        train_labels=dict(sorted(Counter(e["label"] for e in train).items())),
+        n_conversations=len(data["conversations"]), qa_source=tr.qa_source,
+        qa_fraction=tr.qa_fraction, kinds=data["manifest"]["conversations"],
+        lora_r=tr.lora_r, lora_alpha=tr.lora_alpha, lora_targets=summary["targets_preset"],
+        n_target_modules=summary["n_target_modules"], learning_rate=tr.learning_rate,
+        batch_size=tr.batch_size, micro_batch=summary["micro_batch_size"],
+        accumulation=summary["accumulation"], epochs=tr.epochs, steps=summary["global_step"],
+        device=summary["device"], trainable=f"{summary['trainable']:,}",
+        total=f"{summary['total']:,}",
+        first_loss=f"{losses[0]:.4f}" if losses else "n/a",
+        last_loss=f"{losses[-1]:.4f}" if losses else "n/a",
+        loss_before=summary["loss_before"], loss_after=summary["loss_after"],
+        scores=evaluation["scores"], judge=evaluation["judge"]) + "\n"
+
+
+# --------------------------------------------------------------------------- entry point
+def run_train(settings: Settings) -> int:
+    """The whole level; returns the exit code (1 when some examples could not be used)."""
+    check_settings(settings)
+    base = base_model(settings)
+    out = model_dir(settings, base)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "settings.toml", settings.to_toml())
+    t0 = time.perf_counter()
+    data = build_dataset(settings, out)
+    if base is None:
+        return train_classifier(settings, out, data)
+    summary = train_llava(settings, base, out, data)
+    evaluation = evaluate_llava(settings, base, out, data)
+    atomic_write_json(out / "evaluation.json", evaluation)
+    atomic_write_text(out / "README.md", model_card(settings, out, data, summary, evaluation))
+    _say(f"adapter and model card written to {out} ({time.perf_counter() - t0:.1f} s); grade "
+         f"with: --grader llava --model {base} --adapter {out}")
+    return EXIT_SOME_FAILED if data["failed"] else EXIT_OK
+
+
+def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int:
+    """The metric classifier (:func:`mmrqa_bids.train.classifier.fit_model`) on the same
+    examples and split: one model file per family with training runs, scored on the held-out
+    participants; ``--grader classifier --model OUT`` reads the folder (the shipped model
+    fills a family without rated runs)."""
+    from mmrqa_bids.artifacts import ARTIFACTS
+    from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
+    from mmrqa_bids.train.classifier import (TrainingError, evaluate_model, fit_model,
+                                             save_model)
+
+    evaluation: dict[str, Any] = {}
+    for family in MODEL_FILES:
+        fam = [e for e in data["entries"]
+               if ("bold" if e["suffix"] == "bold" else "anat") == family]
+        train = [e for e in fam if e["split"] == "train"]
+        if not train:
+            shutil.copyfile(model_paths(None)[family], out / MODEL_FILES[family])
+            evaluation[family] = {"trained": False, "reason": "no rated training run; the "
+                                                               "shipped model is copied"}
+            continue
+        unknown = sorted({e["artifact"] for e in train if e["artifact"]} - set(ARTIFACTS))
+        if unknown:
+            raise DatasetError(f"{settings.training.labels}: artifact(s) {', '.join(unknown)} "
+                               f"unknown to the metric classifier ({', '.join(ARTIFACTS)})")
+        try:
+            doc = fit_model(family, [e["metrics"] for e in train], [e["label"] for e in train],
+                            [e["artifact"] or "none" for e in train],
+                            [e["label"] == "Good" and not e["artifact"] for e in train],
+                            seed=settings.training.seed)
+        except TrainingError as exc:
+            raise DatasetError(f"cannot train the metric classifier: {exc} (rate more runs or "
+                               f"add simulated copies with --simulate N)") from exc
+        test = [e for e in fam if e["split"] == "test"]
+        doc["evaluation"] = {"held_out": evaluate_model(
+            doc, [e["metrics"] for e in test], [e["label"] for e in test],
+            [e["artifact"] or "none" for e in test])} if test else {}
+        save_model(doc, out)
+        evaluation[family] = {"trained": True, "n_train": len(train), "model_id": doc["model_id"],
+                              **doc["evaluation"]}
+        held = doc["evaluation"].get("held_out")
+        _say(f"metric classifier ({family}): {len(train)} training example(s)"
+             + (f"; held-out accuracy {held['accuracy']:.3f}, macro-F1 {held['macro_f1']:.3f}"
+                if held else "; no held-out run"))
+    atomic_write_json(out / "evaluation.json", evaluation)
+    _say(f"metric classifier written to {out}; grade with: --grader classifier --model {out}")
+    return EXIT_SOME_FAILED if data["failed"] else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: mmrqa BIDS_DIR OUTPUT_DIR train --labels RATINGS.tsv ...")

@@ -1,0 +1,73 @@
+"""Head, background and brain masks: robust to noise, gain, zero-filled borders, ghosts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from metrics_phantoms import make_sphere, sphere_labels  # noqa: F401 (fixtures)
+from mmrqa_bids.metrics import masks as M
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_head_mask_of_the_sphere(make_sphere):
+    ph = make_sphere(20.0)
+    truth = np.zeros_like(ph.labels["wm"])
+    for m in ph.labels.values():
+        truth |= m
+    masks = M.compute_masks(ph.image)
+    assert _dice(masks.head, truth) > 0.97
+    assert not (masks.background & ndi.binary_dilation(truth, iterations=3)).any()
+    brain = ph.labels["wm"] | ph.labels["gm"] | ph.labels["csf"]
+    assert _dice(masks.brain, brain) > 0.9
+
+
+def test_gain_zero_fill_and_ghost(make_sphere):
+    ph = make_sphere(20.0)
+    ref = M.compute_masks(ph.image)
+    assert np.array_equal(M.compute_masks(ph.image * 0.01).head, ref.head)
+    zero_filled = ph.image.copy()
+    zero_filled[:, :, :4] = 0
+    masks = M.compute_masks(zero_filled)
+    assert not masks.background[:, :, :4].any()
+    assert _dice(masks.head, ref.head) > 0.99
+    # A detached bright blob in the air (a ghost, a marker) is not head.
+    blob = ph.image.copy()
+    blob[2:6, 2:6, 2:6] = 900.0
+    assert not M.compute_masks(blob).head[2:6, 2:6, 2:6].any()
+
+
+def test_head_cut_by_the_field_of_view_is_filled(make_sphere):
+    ph = make_sphere(20.0)
+    cut = ph.image[:, :, 20:]  # the sphere is open at the bottom slice
+    head = M.compute_masks(cut).head
+    assert head[36, 36, 0]  # the centre of the cut face is inside, not a hole
+
+
+def test_downsampled_path_matches_shapes_and_fill_holes():
+    rng = np.random.default_rng(0)
+    data = rng.random((33, 20, 17)).astype(np.float32)
+    small = M.block_mean(data, 2)
+    assert small.shape == (16, 10, 8)
+    assert small[0, 0, 0] == pytest.approx(data[:2, :2, :2].mean(), rel=1e-6)
+    up = M.upsample(small > 0.5, 2, data.shape)
+    assert up.shape == data.shape and up[32, 19, 16] == (small[15, 9, 7] > 0.5)
+    box = (slice(3, 30), slice(1, 20), slice(0, 17))
+    assert np.array_equal(M.upsample_box(small, 2, box), M.upsample(small, 2, data.shape)[box])
+    blobs = rng.random((30, 30, 30)) > 0.6
+    assert np.array_equal(M.fill_holes(blobs), ndi.binary_fill_holes(blobs))
+
+
+def test_big_volume_uses_the_2x_grid():
+    shape = (140, 140, 120)
+    assert M.mask_factor(shape) == 2
+    g = np.indices(shape, dtype=np.float32)
+    ball = sum((gi - s / 2) ** 2 for gi, s in zip(g, shape)) < 50 ** 2
+    rng = np.random.default_rng(0)
+    img = np.abs(600.0 * ball + rng.normal(0, 20, shape) + 1j * rng.normal(0, 20, shape))
+    masks = M.compute_masks(img.astype(np.float32), with_brain=False)
+    assert masks.factor == 2 and masks.head.shape == shape
+    assert _dice(masks.head, ball) > 0.97

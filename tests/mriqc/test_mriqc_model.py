@@ -1,0 +1,104 @@
+import json
+
+import numpy as np
+import pytest
+from mriqc_testdata import NEW_JSON, OLD_JSON
+
+from mmrqa_bids.mriqc.grade import grade_records
+from mmrqa_bids.mriqc.iqms import IqmRecord, read_iqm_json
+from mmrqa_bids.mriqc.model import (IqmModel, ModelInputError, probabilities,
+                                    site_robust_scale)
+from mmrqa_bids.resources import data_dir
+
+
+def site_records(template, n=15, seed=1):
+    base = read_iqm_json(template)
+    rng = np.random.default_rng(seed)
+    return [IqmRecord(bids_name=f"sub-{i:02d}_T1w", source="test",
+                      iqms={k: v * float(1 + 0.2 * rng.uniform(-1, 1)) for k, v in base.iqms.items()},
+                      renamed=base.renamed)
+            for i in range(n)]
+
+
+def test_shipped_model_is_small_and_complete():
+    path = data_dir() / "mriqc_t1w_model.json"
+    assert path.stat().st_size < 1_000_000
+    model = IqmModel.load()
+    assert model.suffix == "T1w" and model.kind in ("ordinal", "multinomial")
+    assert len(model.features) == model.coef.shape[1] > 20
+    assert not any(f.startswith(("size_", "spacing_")) for f in model.features)
+    assert {"loso_cv", "chosen", "ds030_test"} <= model.card.keys()
+    assert (data_dir() / "mriqc_t1w_model_card.md").is_file()
+
+
+def test_site_robust_scale_formula():
+    X = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, np.nan], [4.0, 5.0], [5.0, 5.0]])
+    Z = site_robust_scale(X, ["a"] * 5, clip=10)
+    # median 3, IQR 4 - 2 = 2; a constant column has IQR 0 -> divided by 1; NaN stays NaN.
+    assert Z[:, 0] == pytest.approx([-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert Z[[0, 1, 3, 4], 1] == pytest.approx([0, 0, 0, 0]) and np.isnan(Z[2, 1])
+    # Two sites are scaled independently; clipping applies.
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [1000.0], [1000.0], [1001.0], [1002.0]])
+    Z2 = site_robust_scale(x, ["a"] * 5 + ["b"] * 3, clip=3)
+    assert Z2[:5, 0] == pytest.approx([-1.0, -0.5, 0.0, 0.5, 3.0])  # 499 clipped to 3
+    assert Z2[5:, 0] == pytest.approx([-1.0, 0.0, 1.0])
+
+
+def test_probabilities_are_valid_and_ordinal_is_monotone():
+    s = np.array([[-3.0, -5.0], [0.0, -1.0], [3.0, 2.0], [1.0, 4.0]])  # last: s1 > s0
+    p = probabilities(s, "ordinal")
+    assert np.allclose(p.sum(axis=1), 1) and (p >= 0).all()
+    assert p[0].argmax() == 0 and p[2].argmax() == 2
+    assert p[3, 1] == pytest.approx(0.0)  # P(>Medium) capped by P(>Bad)
+    m = probabilities(np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]), "multinomial")
+    assert m[0] == pytest.approx([1 / 3] * 3) and m[1].argmax() == 0
+
+
+def test_grading_is_deterministic_and_order_invariant():
+    model = IqmModel.load()
+    records = site_records(NEW_JSON)
+    a = grade_records(records, model, "T1w", "test")
+    b = grade_records(records, model, "T1w", "test")
+    assert a.rows == b.rows
+    c = grade_records(records[::-1], model, "T1w", "test")
+    by_name = {r["bids_name"]: r for r in c.rows}
+    for row in a.rows:
+        assert by_name[row["bids_name"]]["p_bad"] == pytest.approx(row["p_bad"], abs=1e-12)
+    for row in a.rows:
+        assert row["p_good"] + row["p_medium"] + row["p_bad"] == pytest.approx(1.0)
+        assert row["grade"] in ("Good", "Medium", "Bad")
+        assert row["confidence"] == max(row["p_good"], row["p_medium"], row["p_bad"])
+
+
+def test_old_mriqc_version_graded_with_missing_iqms_reported():
+    model = IqmModel.load()
+    table = grade_records(site_records(OLD_JSON), model, "T1w", "old-mriqc")
+    assert "snrd_total" in table.missing_features and "summary_bg_median" in table.missing_features
+    assert table.renamed["summary_mean_bg"] == "summary_bg_mean"
+    assert all(r["missing_iqms"] == len(table.missing_features) for r in table.rows)
+
+
+def test_refuses_table_lacking_needed_iqms():
+    model = IqmModel.load()
+    records = [IqmRecord(bids_name=f"sub-{i:02d}_T1w", source="t",
+                         iqms={"cjv": 0.4 + 0.01 * i, "cnr": 3.0, "efc": 0.5})
+               for i in range(20)]
+    with pytest.raises(ModelInputError, match=r"too few of the IQMs the model needs: \d+ of \d+ "
+                                              r"missing.*missing: .*fber"):
+        grade_records(records, model, "T1w", "tiny.tsv")
+
+
+def test_refuses_too_few_runs_for_site_scaling():
+    model = IqmModel.load()
+    with pytest.raises(ModelInputError, match="needs at least 10 runs"):
+        grade_records(site_records(NEW_JSON, n=5), model, "T1w", "t")
+
+
+def test_broken_model_file_is_a_clear_error(tmp_path):
+    from mmrqa_bids.mriqc.iqms import MriqcError
+    doc = json.loads((data_dir() / "mriqc_t1w_model.json").read_text())
+    doc["coef"] = doc["coef"][:1]
+    bad = tmp_path / "model.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(MriqcError, match="model.json: coefficient shapes"):
+        IqmModel.load(bad)
