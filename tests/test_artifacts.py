@@ -63,7 +63,8 @@ def test_severity_moves_metric_monotonically(clean, artifact):
     for severity in SEVERITIES:
         # Median over 3 seeds: one draw of a random transform can be atypical.
         per_seed = [measure(simulate(clean, artifact, severity, seed=s, voxel_size=(VOX,) * 3,
-                                     noise_sigma=0.01).data, "T1w").metrics for s in range(3)]
+                                     noise_sigma=0.01).data, "T1w", (VOX,) * 3).metrics
+                    for s in range(3)]
         name, _ = _metric(per_seed[0], candidates)
         values.append(float(np.median([m[name] for m in per_seed])))
     v = np.asarray(values) * direction

