@@ -66,7 +66,7 @@ DEMO_PLANS: tuple[RunPlan, ...] = (
     RunPlan("02", "bold", task="rest", artifact="motion", severity=0.8),
     RunPlan("03", "T1w", noise=0.05),
     RunPlan("03", "T1w", run=2, artifact="ghost", severity=0.6),
-    RunPlan("04", "T1w", artifact="motion", severity=1.0, noise=0.03),
+    RunPlan("04", "T1w", artifact="motion", severity=1.0, noise=0.08),
 )
 
 
