@@ -1,6 +1,7 @@
 """``mmrqa BIDS_DIR OUTPUT_DIR {participant,group,train}``: parse, build Settings, dispatch."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
+LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
+GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph", "PBSGraph", "DAGMan")
 
 
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:
@@ -118,6 +121,10 @@ def run_participant(settings: Settings) -> int:
     wf_dir = Path(ex.work_dir) / wf.name
     if not ex.resume and wf_dir.exists():
         shutil.rmtree(wf_dir)
+    plugin_args = dict(ex.plugin_args)
+    # Nipype reads the poll interval from the workflow config only, never from plugin_args.
+    # Cluster plugins poll with one squeue/qstat call per queued job: poll less often there.
+    poll = plugin_args.pop("poll_sleep_duration", 0.2 if ex.plugin in LOCAL_PLUGINS else 5.0)
     wf.config["execution"] = {
         "crashdump_dir": str(ex.output_dir / "logs"),
         "crashfile_format": "txt",
@@ -125,20 +132,33 @@ def run_participant(settings: Settings) -> int:
         "parameterize_dirs": "false",
         "hash_method": "content",
         "remove_unnecessary_outputs": "false",
-        "poll_sleep_duration": 0.2,
+        "poll_sleep_duration": float(poll),
     }
     wf.config["logging"] = _nipype_logging(ex.verbose)
-    plugin_args = dict(ex.plugin_args)
-    plugin_args.setdefault("poll_sleep_duration", 0.2)
     if ex.plugin in ("MultiProc", "LegacyMultiProc"):
         plugin_args.setdefault("n_procs", ex.nprocs)
         if ex.mem_gb:
             plugin_args.setdefault("memory_gb", ex.mem_gb)
+    # Worker processes (forked, or started by a scheduler) get the same thread count, so
+    # every plugin computes the same floating-point reductions.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ex.omp_nthreads)
     crashed = None
     try:
-        graph = wf.run(plugin=ex.plugin, plugin_args=plugin_args)
+        from threadpoolctl import threadpool_limits
+        # MultiProc collects garbage before every submission round; frozen start-up objects
+        # make that cheap. BLAS/OpenMP threads per process follow --omp-nthreads.
+        gc.freeze()
+        with threadpool_limits(limits=ex.omp_nthreads):
+            graph = wf.run(plugin=ex.plugin, plugin_args=plugin_args)
     except RuntimeError as exc:  # Nipype raises after running every branch it could
         crashed, graph = " ".join(str(exc).split())[:500], None
+    if ex.plugin in GRAPH_PLUGINS and not crashed:
+        # Graph plugins hand the whole graph to the scheduler and return at once.
+        print(f"[mmrqa] {len(runs)} run(s) submitted to the scheduler with {ex.plugin} in "
+              f"{time.perf_counter() - t0:.1f} s; outputs appear in {ex.output_dir} as the jobs "
+              f"finish; run the group level once they are done", flush=True)
+        return EXIT_OK
     statuses = _statuses(graph)
     elapsed = time.perf_counter() - t0
     counts = Counter(statuses)

@@ -140,20 +140,17 @@ def test_bids_app_array_then_group(slurm, tmp_path):
     assert sorted(p.name for p in work_root.iterdir() if p.is_dir()) == ["01", "02", "03"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SLURMGraph submits every job with its dependencies and returns at once; "
-    "mmrqa_bids/cli/run.py then reads the write node's result before the jobs have run "
-    "(FileNotFoundError). Graph plugins need run_participant to report the submission "
-    "instead of statuses."))
 def test_slurm_graph_plugin(slurm, tmp_path):
     bids = make_dataset(tmp_path / "bids")
     env = cli_env(SLURM_CONF=slurm["conf"])
     plugin_args = tmp_path / "graph.json"
     plugin_args.write_text(json.dumps({"sbatch_args": "--time=00:10:00 --mem=1G"}))
     try:
-        run_cli(bids, tmp_path / "graph_out", "participant", "--plugin", "SLURMGraph",
-                "--plugin-args", plugin_args, "-w", tmp_path / "work_graph", env=env,
-                timeout=300)
+        res = run_cli(bids, tmp_path / "graph_out", "participant", "--plugin", "SLURMGraph",
+                      "--plugin-args", plugin_args, "-w", tmp_path / "work_graph", env=env,
+                      timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "submitted to the scheduler with SLURMGraph" in res.stdout
         deadline = time.monotonic() + 600
         while subprocess.run(["squeue", "-h"], env=env, capture_output=True,
                              text=True).stdout.strip():
