@@ -39,8 +39,8 @@ def _summary(regions: tuple[str, ...]) -> tuple[str, ...]:
 
 
 #: Every key of ``compute(img, suffix)`` for an anatomical run (T1w, T2w, FLAIR, ...).
-#: ``snr1`` is MRQy's SNR1 over the whole volume, kept for the threshold grader
-#: (metric-thresholds-v0); graders should use ``mrqy_SNR1``/``snr_total`` instead.
+#: ``snr1`` is MRQy's SNR1 over the whole volume (quoted in the QA pairs' key metrics);
+#: graders train on ``ANAT_FEATURES`` (``mrqy_SNR1``/``snr_total``), not on it.
 ANAT_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
     ANAT_FEATURES + ("fwhm_x", "fwhm_y", "fwhm_z", "snr1")
     + _summary(("bg",) + TISSUES) + tuple(f"mrqy_{n}" for n in MRQY_NAMES)))
