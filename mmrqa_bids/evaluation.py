@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
+from mmrqa_bids.outputs import derivative_paths, read_derivative
 
 
 class EvaluationError(ValueError):
@@ -128,12 +128,12 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     path = Path(path)
     if path.is_dir():
         preds = []
-        for doc_path in sorted(path.glob("sub-*/**/*.json")):
+        for doc_path in derivative_paths(path):
             try:
-                doc = json.loads(doc_path.read_text())
+                doc = read_derivative(doc_path)
             except (OSError, ValueError) as exc:
                 raise EvaluationError(f"{doc_path}: unreadable derivative ({exc})") from exc
-            if not isinstance(doc, dict) or not {"bids_meta", "grade"} <= doc.keys():
+            if doc is None:
                 continue
             grade = doc["grade"]
             preds.append(Prediction(doc["bids_meta"]["bids_name"], grade.get("label"),

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.io import atomic_write_text
-from mmrqa_bids.outputs import read_failures
+from mmrqa_bids.outputs import derivative_paths, read_derivative, read_failures
 
 ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
 FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_medium",
@@ -17,15 +16,15 @@ FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_m
 
 
 def collect_documents(output_dir: Path) -> list[dict[str, Any]]:
-    """Every per-run derivative JSON under ``OUT/sub-*``."""
+    """Every per-run derivative JSON under ``OUT/sub-*``; unreadable ones are skipped."""
     docs = []
-    for path in sorted(output_dir.glob("sub-*/**/*.json")):
+    for path in derivative_paths(output_dir):
         try:
-            doc = json.loads(path.read_text())
+            doc = read_derivative(path)
         except (OSError, ValueError) as exc:
             print(f"[mmrqa] WARNING {path}: unreadable derivative ({exc}); skipped", flush=True)
             continue
-        if isinstance(doc, dict) and {"bids_meta", "grade", "metrics"} <= doc.keys():
+        if doc is not None:
             doc["_path"] = str(path)
             docs.append(doc)
     return docs

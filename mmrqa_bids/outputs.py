@@ -47,6 +47,24 @@ def derivative_document(record: dict[str, Any], settings: dict[str, Any]) -> dic
     }
 
 
+DERIVATIVE_KEYS = frozenset({"bids_meta", "grade", "metrics"})
+
+
+def derivative_paths(output_dir: Path) -> list[Path]:
+    """Candidate per-run derivative JSONs under ``OUT/sub-*`` (sidecars of other tools too)."""
+    return sorted(Path(output_dir).glob("sub-*/**/*.json"))
+
+
+def read_derivative(path: Path) -> dict[str, Any] | None:
+    """A per-run derivative document, or None for a JSON that is not one.
+
+    Raises OSError/ValueError when the file cannot be read or parsed; callers decide whether
+    that skips the run (group level) or stops (evaluation).
+    """
+    doc = json.loads(Path(path).read_text())
+    return doc if isinstance(doc, dict) and DERIVATIVE_KEYS <= doc.keys() else None
+
+
 def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
     desc = {
         "Name": "mmrqa - MRI quality assessment",
