@@ -36,7 +36,7 @@ class MeasureRun(SimpleInterface):
         try:
             record["checksum"] = file_checksum(run.path)
             img, data = load_image(run.path, run.suffix)
-            result = measure(data, run.suffix, tuple(float(z) for z in img.header.get_zooms()))
+            result = measure(data, run.suffix, img.header.get_zooms())
         except (RunInputError, OSError) as exc:
             record["error"] = " ".join(str(exc).split())
         else:

@@ -134,7 +134,7 @@ def realise(spec: ExampleSpec, image_dir: Path, cache_dir: Path | None = None) -
     img, data = load_image(spec.source, spec.suffix)
     if spec.origin == "simulated":
         data = degrade(data, spec, img.header.get_zooms())
-    measured = measure(data, spec.suffix)
+    measured = measure(data, spec.suffix, img.header.get_zooms())
     atomic_write_bytes(mosaic, mllm_mosaic(measured.reference, measured.head))
     result = {"metrics": measured.metrics, "mosaic": str(mosaic)}
     if cached is not None:
