@@ -2,37 +2,27 @@
 percentiles into the individual reports."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
+from mmrqa_bids.testing.cli import run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 PLANS = (RunPlan("01", "T1w"), RunPlan("02", "T1w"),
          RunPlan("03", "T1w", artifact="ghost", severity=0.6))
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NIPYPE_NO_ET": "1"}
-    return subprocess.run([sys.executable, "-m", "mmrqa_bids", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.mark.slow
 def test_participant_then_group_reports(tmp_path):
     bids, out = tmp_path / "bids", tmp_path / "out"
     build_dataset(bids, PLANS, voxel_size=3.0, seed=2)
-    done = _cli(bids, out, "participant", "-w", tmp_path / "work")
+    done = run_cli(bids, out, "participant", "-w", tmp_path / "work")
     assert done.returncode == 0, done.stdout + done.stderr
     report = out / "sub-03_T1w.html"
     html = report.read_text()
     assert html.count("data:image/png;base64,") == 4 and "Run the group level" in html
-    done = _cli(bids, out, "group")
+    done = run_cli(bids, out, "group")
     assert done.returncode == 0, done.stdout + done.stderr
     html = report.read_text()
     assert "among the 3 T1w run(s)" in html and "percentile in dataset" in html

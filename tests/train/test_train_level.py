@@ -3,34 +3,25 @@ wrote graded at the participant level in a fresh process."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from mmrqa_bids.testing.cli import run_cli
 
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 6
-
-
-def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NIPYPE_NO_ET": "1"}
-    return subprocess.run([sys.executable, "-m", "mmrqa_bids", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_base, rated_bids, tmp_path_factory):
     root, tsv = rated_bids
     out = tmp_path_factory.mktemp("train_out") / "derivatives"
-    proc = cli(root, out, "train", "--labels", tsv, "--base-model", tiny_base,
+    proc = run_cli(root, out, "train", "--labels", tsv, "--base-model", tiny_base,
                "--learning-rate", "1e-2", "--lora-targets", "all-linear", "--epochs", EPOCHS,
                "--batch-size", 1, "--qa-fraction", 0, "--holdout-fraction", 0.2,
-               "--device", "cpu", "-w", out.parent / "work")
+               "--device", "cpu", "-w", out.parent / "work", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, out / "models" / "mmrqa-model-lora", proc
 
@@ -80,9 +71,10 @@ def test_training_loss_falls(trained):
 def test_saved_adapter_grades_through_the_participant_level(trained, tiny_base, rated_bids):
     root, _ = rated_bids
     out, model, _ = trained
-    proc = cli(root, out / "graded", "participant", "--grader", "llava", "--model", tiny_base,
+    proc = run_cli(root, out / "graded", "participant", "--grader", "llava", "--model", tiny_base,
                "--adapter", model, "--participant-label", "01", "--device", "cpu",
-               "--no-reports", "-w", out.parent / "work_participant")
+               "--no-reports", "-w", out.parent / "work_participant",
+                   timeout=900)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = an answer did not parse
     doc = json.loads((out / "graded" / "sub-01" / "anat" / "sub-01_T1w.json").read_text())
     evaluation = json.loads((model / "evaluation.json").read_text())
