@@ -13,7 +13,7 @@ pytest.importorskip("openai")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "qa"))
 
 from qa_fake_llm import FakeQALLM  # noqa: E402
-from test_train_level import cli  # noqa: E402
+from mmrqa_bids.testing.cli import run_cli  # noqa: E402
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_qa_source_llm_end_to_end_with_cache_and_judge(tiny_base, rated_bids, tm
             "--device", "cpu", "-w", tmp_path / "work", "--participant-label", "01", "02", "03"]
     with FakeQALLM(invalid_first=True) as server:
         args += ["--llm-base-url", server.base_url, "--llm-model", "qwen-test"]
-        proc = cli(*args)
+        proc = run_cli(*args, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         qa_requests = [r for r in server.requests if "Score the candidate" not in r["messages"][-1]["content"]]
         assert len(qa_requests) == 6  # 3 examples, each answered invalid once then valid
@@ -38,7 +38,7 @@ def test_qa_source_llm_end_to_end_with_cache_and_judge(tiny_base, rated_bids, tm
         manifest = json.loads((model / "dataset" / "manifest.json").read_text())
         assert {e["qa_source"] for e in manifest["examples"]} == {"llm:qwen-test"}
         n_before = len(server.requests)
-        proc = cli(*args)
+        proc = run_cli(*args, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert len(server.requests) == n_before  # every QA answer came from the cache
 
