@@ -60,7 +60,9 @@ setsid "$VLLM_VENV/bin/vllm" serve "$WORK/merged" --served-model-name "$MODEL_NA
     >"$WORK/vllm.log" 2>&1 &
 SERVER_PID=$!
 waited=0
-until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do
+healthy() { "$MMRQA_PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' \
+    "http://127.0.0.1:$PORT/health" 2>/dev/null; }
+until healthy; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         grep -E "Error|error:" "$WORK/vllm.log" | tail -n 3 >&2 || true
         fail "vllm serve exited before answering /health (log: $WORK/vllm.log; KEEP_WORK=1 keeps it)"
