@@ -193,9 +193,10 @@ def _recipe(settings: Settings, device: str):
     from mmrqa_bids.train.lora import TARGET_PRESETS, LoraRecipe
     tr = settings.training
     preset = tr.lora_targets
-    return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, targets=TARGET_PRESETS[preset],
-                      learning_rate=tr.learning_rate, epochs=tr.epochs,
-                      batch_size=tr.batch_size, seed=tr.seed), preset
+    return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, dropout=tr.lora_dropout,
+                      targets=TARGET_PRESETS[preset], learning_rate=tr.learning_rate,
+                      epochs=tr.epochs, batch_size=tr.batch_size,
+                      scheduler=tr.lr_scheduler, seed=tr.seed), preset
 
 
 def train_llava(settings: Settings, base: str, out: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +290,8 @@ def model_card(settings: Settings, out: Path, data: dict[str, Any], summary: dic
         n_conversations=len(data["conversations"]), qa_source=tr.qa_source,
         qa_fraction=tr.qa_fraction, kinds=data["manifest"]["conversations"],
         lora_r=tr.lora_r, lora_alpha=tr.lora_alpha, lora_targets=summary["targets_preset"],
+        lora_dropout=tr.lora_dropout, lr_scheduler=tr.lr_scheduler,
+        warmup_steps=summary["warmup_steps"],
         n_target_modules=summary["n_target_modules"], learning_rate=tr.learning_rate,
         batch_size=tr.batch_size, micro_batch=summary["micro_batch_size"],
         accumulation=summary["accumulation"], epochs=tr.epochs, steps=summary["global_step"],

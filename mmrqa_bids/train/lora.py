@@ -167,6 +167,7 @@ class TrainResult:
     seconds: float
     loss_before: float  # dataset_loss on (up to 32) training conversations, before training
     loss_after: float  # the same, after
+    warmup_steps: int = 0
 
 
 def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: LoraRecipe,
@@ -233,7 +234,8 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         global_step=trainer.state.global_step, losses=losses,
         resumed_from=str(resume_from) if resume_from else None, trainable=trainable,
         total=total, micro_batch_size=micro, accumulation=accumulation, seconds=seconds,
-        loss_before=loss_before, loss_after=loss_after)
+        loss_before=loss_before, loss_after=loss_after,
+        warmup_steps=warmup_steps(recipe.warmup, steps))
 
 
 def _save_every(steps: int) -> int:

@@ -1,14 +1,19 @@
 """The train level end to end through the CLI on the offline tiny model: the training loss
-falls, the saved adapter predicts the training answers' tokens greedily far better than the
-base model, and it grades at the participant level in a fresh process.
+falls, the saved adapter, reloaded as the llava grader loads it, predicts most tokens of the
+training answers greedily (the base model: about none), and it grades at the participant
+level in a fresh process.
 
-The tiny model has random weights, so the run uses a learning rate suited to it (5e-3 with
-every linear layer but the vision tower; MMRQA's 1e-4 fits a pretrained checkpoint). Its
-tied 0.02-scale embeddings and unit final RMSNorm bound every logit by
+The tiny model has random weights, so the run uses a recipe suited to it: 5e-3 on every
+linear layer but the vision tower, a constant schedule, no LoRA dropout, 144 steps (MMRQA's
+1e-4 with cosine decay over one epoch fits a pretrained checkpoint; measured on these four
+conversations, 24 steps of cosine at 5e-3 lower the loss 6.92 -> 6.51, of constant 5e-3
+6.92 -> 6.08). Its tied 0.02-scale embeddings and unit final RMSNorm bound every logit by
 sqrt(hidden) * max |embedding row| (about 3.1, against 1,023 other tokens), so the loss can
 fall only part of the way from ln 1024 = 6.93 and cross-entropy never saturates: the
 frequent template tokens keep most of the gradient, and the one token that depends on the
-run (the grade after ``Grade:``) is learned last.
+run (the grade after ``Grade:``) is learned last: after these 144 steps, greedy generation
+after ``Grade:`` gave the training grade for 2 of the 4 conversations in one run (all
+Good) and 4 of 4 in another run of the same recipe, so it is not asserted.
 """
 from __future__ import annotations
 
@@ -21,12 +26,13 @@ from mmrqa_bids.testing.cli import run_cli
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-EPOCHS = 6  # 4 training conversations, batch 1: 24 optimizer steps
+EPOCHS = 36  # 4 training conversations, batch 1: 144 optimizer steps
 LEARNING_RATE = 5e-3
-#: Measured on this run (2 cores, seed 0): greedy agreement 0.0-0.9% before, 6-8% after;
-#: eval-mode loss on the training conversations 6.92 -> 6.51.
-AGREEMENT_GAIN = 0.03
-LOSS_FALL = 0.25
+#: Measured on this CLI run (CPU, seed 0): eval-mode loss on the training conversations
+#: 6.93 -> 5.16 (mean step loss 6.83 in the first epoch, 5.11 in the last); greedy
+#: next-token agreement 0-0.9% before, 68-93% after.
+AGREEMENT = 0.5
+LOSS_FALL = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,7 @@ def trained(tiny_base, rated_bids, tmp_path_factory):
     out = tmp_path_factory.mktemp("train_out") / "derivatives"
     proc = run_cli(root, out, "train", "--labels", tsv, "--base-model", tiny_base,
                "--learning-rate", LEARNING_RATE, "--lora-targets", "all-linear", "--epochs", EPOCHS,
+               "--lr-scheduler", "constant", "--lora-dropout", 0,
                "--batch-size", 1, "--qa-fraction", 0, "--holdout-fraction", 0.2,
                "--device", "cpu", "-w", out.parent / "work", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -63,7 +70,9 @@ def test_model_folder_holds_adapter_settings_manifest_evaluation_and_card(traine
     card = (model / "README.md").read_text()
     assert f"base_model: {tiny_base}" in card
     assert "Runs: 1; accuracy" in card and "--adapter " + str(model) in card
-    assert "lora_targets = \"all-linear\"" in (model / "settings.toml").read_text()
+    toml = (model / "settings.toml").read_text()
+    assert 'lora_targets = "all-linear"' in toml and 'lr_scheduler = "constant"' in toml
+    assert "lora_dropout = 0.0" in toml and "dropout 0.0" in card and "constant schedule" in card
     assert "it/s" in proc.stderr or "s/it" in proc.stderr  # the progress bar
 
 
@@ -109,8 +118,7 @@ def greedy_agreement(base, adapter, conversations) -> list[float]:
 
 
 @pytest.mark.slow
-def test_adapter_reproduces_the_training_answers_greedily_far_more_than_the_base(trained,
-                                                                                tiny_base):
+def test_adapter_predicts_most_training_answer_tokens_greedily(trained, tiny_base):
     from mmrqa_bids.qa.export import read_hf_jsonl
 
     _, model, _ = trained
@@ -119,7 +127,7 @@ def test_adapter_reproduces_the_training_answers_greedily_far_more_than_the_base
     before = greedy_agreement(tiny_base, None, conversations)
     after = greedy_agreement(tiny_base, model, conversations)
     assert max(before) < 0.05, before  # a random model's guess: about 1 in 1024
-    assert all(a > b + AGREEMENT_GAIN for a, b in zip(after, before)), (before, after)
+    assert min(after) > AGREEMENT, after
 
 
 @pytest.mark.slow
