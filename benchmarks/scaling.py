@@ -15,11 +15,13 @@ else): ``Node.run`` in whichever process runs the node (wall and CPU time), the 
 
 - start-up: interpreter start, imports, argument parsing, dataset check (until the
   participant level starts);
-- index: pybids indexing (the CLI's ``to index`` figure);
-- build: grader check, dataset_description.json, building the workflow;
+- imports: the participant level's own imports (Nipype, the workflow, metrics, reports);
+- grader check, index: the grader's validation, pybids indexing;
+- build: dataset_description.json, building the workflow;
 - expand: ``Workflow.run`` until the plugin starts (graph flattening and expansion);
 - execute: the plugin's ``run`` (every node, scheduling, waiting);
-- workflow: what the CLI reports as ``done in`` minus indexing (build + expand + execute);
+- workflow: from the end of indexing to the end of the participant level (build + expand +
+  execute + collecting the statuses): the CLI's ``done in`` minus its ``to index``;
 - per node kind: wall and CPU seconds summed over the nodes (``measure`` = one run each);
 - worker idle (MultiProc): workers x execute - node wall sum: the time a worker had no
   node, i.e. the scheduler's polling latency, dispatch, and the serial grading/writing tail;
@@ -101,7 +103,12 @@ for cls in (DistributedPluginBase, LinearPlugin):
 
 def main():
     multiprocessing.get_context("forkserver").set_forkserver_preload([__name__])
+    import mmrqa_bids.bids as bids
     import mmrqa_bids.cli.run as cli
+    import mmrqa_bids.grading as grading
+    # Looked up by the participant level when it runs: the patched functions are used.
+    bids.collect_runs = timed("index", lambda _: "", bids.collect_runs)
+    grading.check_grader = timed("grader check", lambda _: "", grading.check_grader)
     participant = cli.run_participant
     def run_participant(settings):
         t0, c0 = time.time(), time.process_time()
@@ -117,7 +124,6 @@ def main():
     sys.exit(rc)
 """
 DONE = re.compile(r"done in ([0-9.]+) s")
-INDEX = re.compile(r"\(([0-9.]+) s to index\)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -165,8 +171,7 @@ def _node_kind(fullname: str) -> str:
     return fullname.rsplit(".", 1)[-1]
 
 
-def phases_from_trace(trace_dir: Path, index: float, done: float,
-                      measure: Measure) -> None:
+def phases_from_trace(trace_dir: Path, measure: Measure) -> None:
     records = [json.loads(line) for path in trace_dir.glob("*.jsonl")
                for line in path.read_text().splitlines()]
 
@@ -177,6 +182,7 @@ def phases_from_trace(trace_dir: Path, index: float, done: float,
         return found[0]
 
     proc, part = one("process"), one("participant")
+    index, check = one("index"), one("grader check")
     wf, plugin = one("workflow"), one("plugin")
     nodes = [r for r in records if r["kind"] == "node"]
     interfaces = [r for r in records if r["kind"] == "interface"
@@ -190,11 +196,13 @@ def phases_from_trace(trace_dir: Path, index: float, done: float,
         # Interpreter start before the tracer's first line and teardown after its last one
         # are not separable: both are counted in start-up.
         "start-up": part["t0"] - proc["t0"] + (measure.wall - (proc["t1"] - proc["t0"])),
-        "index": index,
-        "build": wf["t0"] - part["t0"] - index,
+        "imports": check["t0"] - part["t0"],
+        "grader check": check["t1"] - check["t0"],
+        "index": index["t1"] - index["t0"],
+        "build": wf["t0"] - index["t1"],
         "expand": plugin["t0"] - wf["t0"],
         "execute": execute,
-        "workflow": done - index,
+        "workflow": part["t1"] - index["t1"],
         "exit": proc["t1"] - part["t1"],
         "first node starts": min(r["t0"] for r in nodes) - plugin["t0"],
         "tail": plugin["t1"] - max(measure_ends) if measure_ends else 0.0,
@@ -204,13 +212,14 @@ def phases_from_trace(trace_dir: Path, index: float, done: float,
     })
 
 
-def run_once(label: str, workers: int, bids: Path, scratch: Path, args: list[str]) -> Measure:
+def run_once(label: str, workers: int, bids: Path, scratch: Path, args: list[str],
+             repo: Path = REPO) -> Measure:
     tag = re.sub(r"[^A-Za-z0-9]+", "_", label)
     out, work, trace = (scratch / f"out_{tag}", scratch / f"work_{tag}",
                         Path(tempfile.mkdtemp(prefix=f"trace_{tag}_", dir=scratch)))
     (trace / "_mmrqa_trace.py").write_text(TRACER)
     env = dict(os.environ, MMRQA_TRACE_DIR=str(trace), PYTHONPATH=os.pathsep.join(
-        p for p in (str(trace), str(REPO), os.environ.get("PYTHONPATH")) if p))
+        p for p in (str(trace), str(repo), os.environ.get("PYTHONPATH")) if p))
     cmd = [sys.executable, "-c", "import _mmrqa_trace; _mmrqa_trace.main()", str(bids),
            str(out), "participant", "-w", str(work), *args]
     load0, cpu0, busy0 = os.getloadavg()[0], _children_cpu(), _busy_ticks()
@@ -221,12 +230,11 @@ def run_once(label: str, workers: int, bids: Path, scratch: Path, args: list[str
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                          f"{proc.stderr[-2000:]}")
-    done, index = DONE.search(proc.stdout), INDEX.search(proc.stdout)
-    if not (done and index):
-        raise SystemExit(f"unexpected CLI output (no 'done in' / 'to index'):\n{proc.stdout}")
+    if not DONE.search(proc.stdout):
+        raise SystemExit(f"unexpected CLI output (no 'done in'):\n{proc.stdout}")
     measure = Measure(label, workers, wall, cpu, max(busy - cpu, 0.0) / wall,
                       (load0, os.getloadavg()[0]))
-    phases_from_trace(trace, float(index.group(1)), float(done.group(1)), measure)
+    phases_from_trace(trace, measure)
     return measure
 
 
@@ -284,7 +292,8 @@ def _table(measures: list[Measure], runs: int) -> None:
         print(f"{name:<28}" + "".join(f"{v:>{width}}" for v in values))
 
     row("whole command (wall)", [f"{m.wall:.2f}" for m in measures])
-    for phase in ("start-up", "index", "build", "expand", "execute", "workflow", "exit"):
+    for phase in ("start-up", "imports", "grader check", "index", "build", "expand",
+                  "execute", "workflow", "exit"):
         row(f"  {phase}", [f"{m.phases[phase]:.2f}" for m in measures])
     kinds = sorted({k for m in measures for k in m.kinds},
                    key=lambda k: (k != "measure", k))
@@ -319,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mp-context", nargs="*", default=[],
                         choices=["fork", "forkserver"],
                         help="extra MultiProc runs with these multiprocessing start methods")
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                        help="also run Linear and MultiProc from another mmrqa checkout (e.g. "
+                             "`git archive main`), interleaved with this one: before/after "
+                             "under the same load")
     parser.add_argument("--no-reports", action="store_true")
     parser.add_argument("--no-ceiling", action="store_true",
                         help="skip the runs-without-Nipype ceiling measurement")
@@ -340,21 +353,26 @@ def main(argv: list[str] | None = None) -> int:
             return ["--plugin-args", str(path)]
 
         multi = f"MultiProc-{args.nprocs}"
-        configs: dict[str, tuple[int, list[str]]] = {
-            "Linear": (1, ["--plugin", "Linear"]),
-            multi: (args.nprocs, ["--nprocs", str(args.nprocs)])}
+        configs: dict[str, tuple[int, list[str], Path]] = {
+            "Linear": (1, ["--plugin", "Linear"], REPO),
+            multi: (args.nprocs, ["--nprocs", str(args.nprocs)], REPO)}
         for poll in args.poll:
             configs[f"{multi} poll {poll:g}"] = (args.nprocs, [
                 "--nprocs", str(args.nprocs),
-                *plugin_args(f"poll{poll:g}", {"poll_sleep_duration": poll})])
+                *plugin_args(f"poll{poll:g}", {"poll_sleep_duration": poll})], REPO)
         for context in args.mp_context:
             configs[f"{multi} {context}"] = (args.nprocs, [
                 "--nprocs", str(args.nprocs),
-                *plugin_args(f"ctx_{context}", {"mp_context": context})])
+                *plugin_args(f"ctx_{context}", {"mp_context": context})], REPO)
+        if args.compare:
+            configs["Linear (compare)"] = (1, ["--plugin", "Linear"], args.compare.resolve())
+            configs[f"{multi} (compare)"] = (args.nprocs, ["--nprocs", str(args.nprocs)],
+                                             args.compare.resolve())
         runs: dict[str, list[Measure]] = {label: [] for label in configs}
         for _ in range(args.repeats):
-            for label, (workers, cli_args) in configs.items():
-                runs[label].append(run_once(label, workers, bids, scratch, cli_args + extra))
+            for label, (workers, cli_args, repo) in configs.items():
+                runs[label].append(run_once(label, workers, bids, scratch, cli_args + extra,
+                                            repo))
         measures = [median_run(ms) for ms in runs.values()]
         bound = None if args.no_ceiling else ceiling(paths, args.nprocs)
 
@@ -377,8 +395,18 @@ def main(argv: list[str] | None = None) -> int:
           f"run {linear.kinds['measure'][2] / args.runs:.2f} s (Linear) vs "
           f"{multiproc.kinds['measure'][2] / args.runs:.2f} s ({multi})")
     for m in measures[2:]:
+        if m.label.endswith("(compare)"):
+            continue
         print(f"{m.label} vs {multi} (workflow): "
               f"{multiproc.phases['workflow'] / m.phases['workflow']:.2f}x")
+    if args.compare:
+        lin_c, multi_c = measures[-2], measures[-1]
+        print(f"compare checkout {args.compare}: speedup {multi} vs Linear (workflow) "
+              f"{lin_c.phases['workflow'] / multi_c.phases['workflow']:.2f}x, (execute) "
+              f"{lin_c.phases['execute'] / multi_c.phases['execute']:.2f}x; this checkout "
+              f"vs it: Linear {lin_c.phases['workflow'] / linear.phases['workflow']:.2f}x, "
+              f"{multi} {multi_c.phases['workflow'] / multiproc.phases['workflow']:.2f}x "
+              f"faster; CPU {lin_c.cpu:.2f} / {multi_c.cpu:.2f} s there")
     if bound:
         ratio = bound["serial"] / bound["parallel"]
         print(f"ceiling, the run nodes' work without Nipype ({args.runs} runs): one process "
