@@ -140,7 +140,7 @@ def run_participant(settings: Settings) -> int:
     wf.config["logging"] = _nipype_logging(ex.verbose)
     if ex.plugin in ("MultiProc", "LegacyMultiProc"):
         plugin_args.setdefault("n_procs", ex.nprocs)
-        if sys.platform == "linux":
+        if ex.plugin == "MultiProc" and sys.platform == "linux":
             # Workers forked from this process start at once with every module imported;
             # forkserver (Python 3.14's default) re-imports them in each worker first.
             plugin_args.setdefault("mp_context", "fork")
