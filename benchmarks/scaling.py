@@ -86,8 +86,9 @@ def timed(kind, name_of, fn):
         try:
             return fn(self, *args, **kwargs)
         finally:
+            c1 = time.process_time()
             emit(kind=kind, name=name_of(self), pid=os.getpid(), t0=t0, t1=time.time(),
-                 cpu=time.process_time() - c0)
+                 cpu=c1 - c0, c1=c1)
     return wrapper
 
 from nipype.pipeline import engine as pe
@@ -115,8 +116,9 @@ def main():
         try:
             return participant(settings)
         finally:
+            c1 = time.process_time()
             emit(kind="participant", name="", pid=os.getpid(), t0=t0, t1=time.time(),
-                 cpu=time.process_time() - c0)
+                 cpu=c1 - c0, c1=c1)
     cli.run_participant = run_participant
     rc = cli.main(sys.argv[1:])
     emit(kind="process", name="", pid=os.getpid(), t0=T_START, t1=time.time(),
@@ -139,6 +141,7 @@ class Measure:
     load: tuple[float, float]  # 1-minute load average before, after
     phases: dict[str, float] = field(default_factory=dict)
     kinds: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # n, wall, cpu
+    run_cpus: list[float] = field(default_factory=list)  # CPU seconds of each run node
 
     @property
     def node_wall(self) -> float:
@@ -191,6 +194,7 @@ def phases_from_trace(trace_dir: Path, measure: Measure) -> None:
         n, w, c = measure.kinds.get(_node_kind(r["name"]), (0, 0.0, 0.0))
         measure.kinds[_node_kind(r["name"])] = (n + 1, w + r["t1"] - r["t0"], c + r["cpu"])
     measure_ends = [r["t1"] for r in nodes if _node_kind(r["name"]) == "measure"]
+    measure.run_cpus = [r["cpu"] for r in nodes if _node_kind(r["name"]) == "measure"]
     execute = plugin["t1"] - plugin["t0"]
     measure.phases.update({
         # Interpreter start before the tracer's first line and teardown after its last one
@@ -209,6 +213,9 @@ def phases_from_trace(trace_dir: Path, measure: Measure) -> None:
         "worker idle": measure.workers * execute - sum(r["t1"] - r["t0"] for r in nodes),
         "main CPU in execute": plugin["cpu"],
         "interface wall": sum(r["t1"] - r["t0"] for r in interfaces),
+        # CPU of the main process from the end of indexing to the end of the participant
+        # level: with Linear, every node's CPU as well (the workflow's CPU cost).
+        "workflow CPU (main)": part["c1"] - index["c1"],
     })
 
 
@@ -279,6 +286,39 @@ def ceiling(paths: list[str], nprocs: int) -> dict[str, float]:
             "load": load0}
 
 
+def idle_model(linear: Measure, nprocs: int, poll: float, inflation: float = 1.0) -> float:
+    """Predicted MultiProc speedup on an idle machine, from the Linear run's CPU times.
+
+    Linear on an idle core takes its workflow CPU time ``L``. MultiProc: the main process's
+    serial part ``S = L - sum(node CPU)`` (build, expansion; an overestimate: Linear's main
+    process also ran the scheduler's loop), then the run nodes, each ``cpu x inflation`` plus
+    half a poll interval (the scheduler notices a finished node at its next poll), placed
+    greedily longest first on ``nprocs`` workers (LPT), then grading and writing, each after
+    half a poll, and half a poll to notice the end. Speedup = ``L / (S + makespan + tail)``.
+    A model, not a measurement: ``inflation`` is how much slower a node runs next to another
+    one (memory bandwidth, caches, SMT), 1.0 for none.
+    """
+    total = linear.phases["workflow CPU (main)"]
+    serial = max(total - linear.node_cpu, 0.0)
+    loads = [0.0] * nprocs
+    for cpu in sorted(linear.run_cpus, reverse=True):
+        loads[loads.index(min(loads))] += cpu * inflation + poll / 2
+    tail = sum(c for k, (_, _, c) in linear.kinds.items() if k != "measure") + 1.5 * poll
+    return total / (serial + max(loads) + tail)
+
+
+def wait_for_idle(max_wait: float, busy_below: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until the machine's busy cores over one second fall
+    below ``busy_below``; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait:
+        busy0 = _busy_ticks()
+        time.sleep(1.0)
+        if (_busy_ticks() - busy0) / CLK_TCK < busy_below:
+            break
+    return time.perf_counter() - start
+
+
 def median_run(runs: list[Measure]) -> Measure:
     """The command with the median workflow time (robust to a noisy neighbour)."""
     return sorted(runs, key=lambda m: m.phases["workflow"])[(len(runs) - 1) // 2]
@@ -332,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run Linear and MultiProc from another mmrqa checkout (e.g. "
                              "`git archive main`), interleaved with this one: before/after "
                              "under the same load")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each command, wait up to SECONDS for the machine to be "
+                             "idle (under 0.25 busy cores over one second)")
     parser.add_argument("--no-reports", action="store_true")
     parser.add_argument("--no-ceiling", action="store_true",
                         help="skip the runs-without-Nipype ceiling measurement")
@@ -369,8 +412,13 @@ def main(argv: list[str] | None = None) -> int:
             configs[f"{multi} (compare)"] = (args.nprocs, ["--nprocs", str(args.nprocs)],
                                              args.compare.resolve())
         runs: dict[str, list[Measure]] = {label: [] for label in configs}
+        waited, busy_starts = 0.0, 0
         for _ in range(args.repeats):
             for label, (workers, cli_args, repo) in configs.items():
+                if args.wait_idle:
+                    wait = wait_for_idle(args.wait_idle)
+                    waited += wait
+                    busy_starts += wait >= args.wait_idle
                 runs[label].append(run_once(label, workers, bids, scratch, cli_args + extra,
                                             repo))
         measures = [median_run(ms) for ms in runs.values()]
@@ -378,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
 
     linear, multiproc = measures[0], measures[1]
     _table(measures, args.runs)
+    if args.wait_idle:
+        print(f"waited {waited:.0f} s in all for an idle machine; {busy_starts} of "
+              f"{args.repeats * len(configs)} commands started on a busy one")
     print("every repeat, workflow s (execute s):")
     for label, ms in runs.items():
         print(f"  {label:<26}" + "  ".join(
@@ -407,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
               f"vs it: Linear {lin_c.phases['workflow'] / linear.phases['workflow']:.2f}x, "
               f"{multi} {multi_c.phases['workflow'] / multiproc.phases['workflow']:.2f}x "
               f"faster; CPU {lin_c.cpu:.2f} / {multi_c.cpu:.2f} s there")
+    inflation = (multiproc.kinds["measure"][2] / multiproc.kinds["measure"][0]) / (
+        linear.kinds["measure"][2] / linear.kinds["measure"][0])
+    print(f"model, not a measurement (see idle_model): on an idle machine with the CLI's 0.05 s "
+          f"poll, MultiProc-{args.nprocs} would be {idle_model(linear, args.nprocs, 0.05):.2f}x "
+          f"Linear if its processes did not slow each other, "
+          f"{idle_model(linear, args.nprocs, 0.05, inflation):.2f}x with the run-node CPU "
+          f"inflation measured here ({inflation:.2f}x)")
     if bound:
         ratio = bound["serial"] / bound["parallel"]
         print(f"ceiling, the run nodes' work without Nipype ({args.runs} runs): one process "
