@@ -125,8 +125,8 @@ def run_participant(settings: Settings) -> int:
     # Nipype reads the poll interval from the workflow config only, never from plugin_args.
     # MultiProc notices a finished node only at its next poll, so each node leaves its
     # worker idle for half the interval on average (benchmarks/scaling.py); a poll costs the
-    # main process well under a millisecond. Cluster plugins poll with one squeue/qstat call
-    # per queued job: poll less often there.
+    # main process under a millisecond of CPU. Cluster plugins poll with one squeue/qstat
+    # call per queued job: poll less often there.
     poll = plugin_args.pop("poll_sleep_duration", 0.05 if ex.plugin in LOCAL_PLUGINS else 5.0)
     wf.config["execution"] = {
         "crashdump_dir": str(ex.output_dir / "logs"),
