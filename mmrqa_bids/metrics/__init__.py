@@ -71,7 +71,7 @@ def measure(data: np.ndarray, suffix: str,
     else:
         metrics, labels = anatomical.anatomical_metrics(data, masks, suffix, vox,
                                                          return_tissues=True)
-    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head).items()})
+    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head_like(ref)).items()})
     return Measured(metrics=metrics, head=masks.head, background=masks.background,
                     reference=ref, tissue_labels=labels)
 

@@ -109,7 +109,7 @@ def efc(data: np.ndarray) -> float:
     EFC = E / E_max, E_max = -N (1 / sqrt N) ln(1 / sqrt N) = sqrt(N) ln sqrt(N): 0 when all
     energy is in one voxel, 1 when it is spread evenly. Higher = more blur/ghosting.
     """
-    v = data.astype(np.float32, copy=False).ravel()
+    v = data.astype(np.float32, copy=False).ravel(order="K")  # memory order: no copy
     n = v.size
     chunks = range(0, n, _CHUNK)
     energy = sum(float(np.dot(np.abs(v[i:i + _CHUNK]), np.abs(v[i:i + _CHUNK]))) for i in chunks)
@@ -138,8 +138,9 @@ def fber(fg: np.ndarray, bg: np.ndarray) -> float:
 def top_quantile(data: np.ndarray, fraction: float = 0.0005) -> float:
     """The order statistic with ``fraction`` of the voxels above it (P99.95 by default),
     found among the candidates above the P99.5 of an evenly strided subset (exact unless
-    the subset misjudges the tail, in which case the full percentile is computed)."""
-    flat = data.ravel()
+    the subset misjudges the tail, in which case the full percentile is computed). The
+    volume is read in memory order (no copy); the result does not depend on that order."""
+    flat = data.ravel(order="K")
     k = max(1, int(round(fraction * flat.size)))
     t0 = float(np.percentile(flat[:: max(1, flat.size // 200_000)], 100 * (1 - 10 * fraction)))
     cand = flat[flat > t0]
@@ -235,8 +236,8 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     labels = None
     model = fit_tissues(masks.small, masks.brain_small, suffix)
     if model is not None:
-        labels, box = classify(data, masks.brain, model, masks.factor)
-        data_box, labels_box = data[box], labels[box]
+        labels, _, data_box, labels_box = classify(data, masks.brain_small, model,
+                                                   masks.factor)
         for t in TISSUES:
             stats[t] = summary_stats(data_box[labels_box == TISSUE_CODES[t]])
         out["inu_med"], out["inu_range"] = inu_stats(model.field_small, masks.brain_small)

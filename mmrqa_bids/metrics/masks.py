@@ -47,7 +47,7 @@ def _pair_reduce(a: np.ndarray, axis: int, factor: int, op) -> np.ndarray:
         sl = [slice(None)] * a.ndim
         sl[axis] = slice(i, n * factor, factor)
         parts.append(a[tuple(sl)])
-    out = parts[0].copy()
+    out = parts[0].copy(order="K")  # keep the input's memory layout (nibabel's is Fortran)
     for p in parts[1:]:
         op(out, p, out=out)
     return out
@@ -77,17 +77,21 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
+def _nearest_index(n: int, factor: int, m: int) -> np.ndarray:
+    """Index of the low-resolution cell of each of ``n`` full-grid positions (the last cell
+    covers a trailing partial block)."""
+    return np.minimum(np.arange(n) // factor, m - 1)
+
+
 def upsample(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
     """Nearest-neighbour replication of a low-resolution grid back to ``shape`` (the last
-    block is repeated over a trailing partial block)."""
+    block is repeated over a trailing partial block). One ``take`` per axis, the last axis
+    first, so the final (largest) copy moves whole contiguous planes."""
     if factor == 1:
         return small
-    x, y, z = small.shape
-    out = np.broadcast_to(small[:, None, :, None, :, None],
-                          (x, factor, y, factor, z, factor)).reshape(x * factor, y * factor,
-                                                                     z * factor)
-    if out.shape != tuple(shape):
-        out = np.pad(out, [(0, n - o) for n, o in zip(shape, out.shape)], mode="edge")
+    out = small
+    for axis in (2, 1, 0):
+        out = np.take(out, _nearest_index(shape[axis], factor, small.shape[axis]), axis=axis)
     return out
 
 
@@ -96,9 +100,12 @@ def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...]) -> np.n
     start/stop), without building the whole full-resolution array."""
     if factor == 1:
         return small[box]
-    idx = [np.minimum(np.arange(b.start, b.stop) // factor, m - 1)
-           for b, m in zip(box, small.shape)]
-    return small[np.ix_(*idx)]
+    out = small
+    for axis in (2, 1, 0):
+        b = box[axis]
+        idx = np.minimum(np.arange(b.start, b.stop) // factor, small.shape[axis] - 1)
+        out = np.take(out, idx, axis=axis)
+    return out
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -215,6 +222,16 @@ class Masks:
     background_small: np.ndarray
     brain_small: np.ndarray
     factor: int
+
+    def head_like(self, data: np.ndarray) -> np.ndarray:
+        """:attr:`head` in the memory layout of ``data`` (a Fortran-ordered copy, rebuilt from
+        the low-resolution grid, when ``data`` is Fortran-ordered as nibabel loads it), so
+        that slice-wise passes over both read contiguous memory."""
+        if not data.flags.f_contiguous or self.head.flags.f_contiguous:
+            return self.head
+        if self.factor == 1:
+            return np.asfortranarray(self.head)
+        return upsample(self.head_small.T, self.factor, self.head.shape[::-1]).T
 
 
 def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True) -> Masks:

@@ -161,20 +161,43 @@ def binomial_smooth(data: np.ndarray) -> np.ndarray:
     return out
 
 
-def classify(data: np.ndarray, brain: np.ndarray, model: TissueModel,
-             factor: int) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
+def brain_box(brain_small: np.ndarray, factor: int, shape: tuple[int, ...],
+              margin: int = 2) -> tuple[slice, slice, slice] | None:
+    """Full-grid box (with ``margin`` voxels) that holds the full-resolution brain
+    ``upsample(brain_small, factor, shape)``, found on the low-resolution grid; None when
+    the brain is empty."""
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        cells = np.nonzero(brain_small.any(axis=other))[0]
+        if cells.size == 0:
+            return None
+        lo = int(cells[0]) * factor
+        last = shape[axis] - 1 if cells[-1] == brain_small.shape[axis] - 1 else (
+            int(cells[-1]) + 1) * factor - 1
+        out.append(slice(max(lo - margin, 0), last + margin + 1))
+    return out[0], out[1], out[2]
+
+
+def classify(data: np.ndarray, brain_small: np.ndarray, model: TissueModel, factor: int
+             ) -> tuple[np.ndarray, tuple[slice, slice, slice], np.ndarray, np.ndarray]:
     """Full-resolution tissue label map (:data:`TISSUE_CODES`, 0 outside the brain) and the
     box that holds the brain: the k-means thresholds applied, inside the brain, to a
-    binomially smoothed (sigma ~0.7 voxel) and bias-corrected copy of ``data``."""
+    binomially smoothed (sigma ~0.7 voxel) and bias-corrected copy of ``data``. The brain is
+    ``upsample(brain_small, factor, data.shape)``.
+
+    Also returns ``data[box]`` and ``labels[box]`` as C-ordered arrays (one reordering copy
+    of the box, so that the per-tissue selections read contiguous memory)."""
     labels = np.zeros(data.shape, np.uint8)
-    nz = (np.nonzero(brain.any(axis=(1, 2)))[0], np.nonzero(brain.any(axis=(0, 2)))[0],
-          np.nonzero(brain.any(axis=(0, 1)))[0])
-    if any(a.size == 0 for a in nz):
-        return labels, (slice(0, 0),) * 3
-    box = tuple(slice(max(a[0] - 2, 0), a[-1] + 3) for a in nz)
-    crop = binomial_smooth(data[box])
+    box = brain_box(brain_small, factor, data.shape)
+    if box is None:
+        box = (slice(0, 0),) * 3
+        return labels, box, data[box], labels[box]
+    raw = np.ascontiguousarray(data[box], dtype=np.float32)
+    crop = binomial_smooth(raw)
     crop /= upsample_box(model.field_small, factor, box)
     klass = nearest_class(crop, model.centres)
     codes = np.array([TISSUE_CODES[name] for name in model.order], np.uint8)
-    labels[box] = np.where(brain[box], codes[klass], 0)
-    return labels, box
+    labels_box = np.where(upsample_box(brain_small, factor, box), codes[klass], np.uint8(0))
+    labels[box] = labels_box
+    return labels, box, raw, labels_box
