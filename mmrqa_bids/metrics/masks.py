@@ -246,7 +246,16 @@ def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True
     bg_s = ~grown & (small != 0)
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
     head = upsample(head_s, f, data.shape)
-    bg = upsample(~grown, f, data.shape) & (data != 0)
+    bg = upsample(~grown, f, data.shape)
+    zero = data == 0
+    if zero.any():  # exact zeros (zero-filled borders, defacing) are not air
+        if data.flags.f_contiguous and not bg.flags.f_contiguous:
+            # Read the Fortran-ordered zeros in memory order (no reordering pass).
+            where = np.unravel_index(np.flatnonzero(zero.ravel(order="K")), zero.shape,
+                                     order="F")
+            bg[where] = False
+        else:
+            bg &= ~zero
     brain = upsample(brain_s, f, data.shape) if with_brain else head
     return Masks(head=head, background=bg, brain=brain, small=small, head_small=head_s,
                  background_small=bg_s, brain_small=brain_s, factor=f)

@@ -259,9 +259,10 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
 
     big = np.float32(np.finfo(np.float32).max)
     peak = F.max(axis=axes).astype(np.float64)
-    fg_min = np.where(mb, db, big).min(axis=axes).astype(np.float64)
+    fg_min = np.min(db, axis=axes, where=mb, initial=big).astype(np.float64)
     # max over f is max F when the foreground is non-negative (magnitude images).
-    fg_max = peak if fg_min.min() >= 0 else np.where(mb, db, -big).max(axis=axes)
+    fg_max = (peak if fg_min.min() >= 0 else
+              np.max(db, axis=axes, where=mb, initial=-big).astype(np.float64))
     rng = fg_max - fg_min
 
     # CPP: 3x3 high-pass response (9F - box3x3(F)) / 8, mean |.| over the foreground.
@@ -270,8 +271,7 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
     hp *= -9.0
     hp += 9.0 * F
     np.abs(hp, out=hp)
-    hp *= mb
-    cpp = _ratio(hp.sum(axis=axes, dtype=np.float64) / 8.0, n_f)
+    cpp = _ratio(np.sum(hp, axis=axes, dtype=np.float64, where=mb) / 8.0, n_f)
 
     # PSNR against the (separable) 5x5 median of F itself, along x then y as MRQy's slice
     # axes; outside the box F = median = 0.

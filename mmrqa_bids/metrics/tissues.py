@@ -64,7 +64,7 @@ def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 50,
         sums = np.bincount(labels, weights=values, minlength=k)
         new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         new.sort()
-        if np.allclose(new, centres, rtol=1e-7, atol=0):
+        if np.all(np.abs(new - centres) <= 1e-7 * np.abs(centres)):  # allclose(rtol=1e-7)
             break
         centres = new
     return centres
