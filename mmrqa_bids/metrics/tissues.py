@@ -7,12 +7,13 @@ log-intensity, estimated from the residual of each voxel to its class mean). The
 then assigned on the full grid by the k-means decision thresholds applied to a lightly
 smoothed, bias-corrected copy.
 
-Why not N4 here: SimpleITK's N4 on a 3-6 mm copy of a 1 mm head took 3-35 s of CPU and
-recovered only 40-60% of a known linear field's range (measured on the MNI phantom), far
-over the one-second budget of the whole metric set; the polynomial field is fitted in
-milliseconds. Measured on the 2 mm MNI phantom (T1w, noise 2%) with a known exponential
-field: an estimated P95-P5 range of 0.03 / 0.05 / 0.10 / 0.15 for true ranges 0 / 0.10 /
-0.19 / 0.39, i.e. monotone but shrunk for strong fields, where the classes overlap.
+Why not N4 by default (``inu="n4"`` selects it, :mod:`mmrqa_bids.metrics.inu`, where the
+measurements are): SimpleITK's N4 on a 6 mm copy of a 1 mm head adds 0.16-0.33 s of one core
+to the ~0.5 s of the whole metric set, and it follows strong fields better but reads anatomy
+as a field when there is none. Measured on the 2 mm MNI
+phantom (T1w, noise 2%) with a known exponential field, the polynomial field gives an
+estimated P95-P5 range of 0.03 / 0.05 / 0.10 / 0.15 for true ranges 0 / 0.10 / 0.19 / 0.39,
+i.e. monotone but shrunk for strong fields, where the classes overlap.
 
 Known limit: the brain mask (:func:`mmrqa_bids.metrics.masks.brain_mask_lowres`) keeps the
 tissue brighter than the skull. In FLAIR, CSF is as dark as bone, so the CSF outside the
