@@ -37,7 +37,7 @@ from mmrqa_bids.metrics.names import MRQY_NAMES
 
 EPS = 1e-16
 PATCH = 5
-CHUNK = 16  # slices per block: keeps the temporaries in cache
+CHUNK = 8  # slices per block: keeps the temporaries in cache (8 measured fastest)
 
 
 def _nanmean(values: np.ndarray) -> float:
