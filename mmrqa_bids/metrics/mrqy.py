@@ -5,8 +5,9 @@ and slices whose foreground image F is constant, drops NaN/Inf values and averag
 remaining slices. Per slice, ``F`` is the slice with the background zeroed, ``B`` the slice
 with the foreground zeroed, ``f``/``b`` the foreground/background pixel values.
 
-Here all slices are computed at once with array reductions (no per-slice Python loop except
-for the FBER medians), on a foreground mask given by the caller: mmrqa passes its 3-D head
+Here all slices are computed at once with array reductions (no per-slice Python loop; the
+FBER medians are exact order statistics found by counting or sorting whole blocks of
+slices), on a foreground mask given by the caller: mmrqa passes its 3-D head
 mask; MRQy rebuilds an Otsu + convex-hull mask per slice (15 times), which the benchmark can
 pass instead to compare like with like.
 

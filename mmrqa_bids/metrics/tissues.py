@@ -10,10 +10,10 @@ smoothed, bias-corrected copy.
 Why not N4 by default (``inu="n4"`` selects it, :mod:`mmrqa_bids.metrics.inu`, where the
 measurements are): SimpleITK's N4 on a 6 mm copy of a 1 mm head adds 0.16-0.33 s of one core
 to the ~0.5 s of the whole metric set, and it follows strong fields better but reads anatomy
-as a field when there is none. Measured on the 2 mm MNI
-phantom (T1w, noise 2%) with a known exponential field, the polynomial field gives an
-estimated P95-P5 range of 0.03 / 0.05 / 0.10 / 0.15 for true ranges 0 / 0.10 / 0.19 / 0.39,
-i.e. monotone but shrunk for strong fields, where the classes overlap.
+as a field when there is none. Measured on the 2 mm MNI phantom (T1w, noise 2%) with a known
+exponential field, the polynomial field gives an estimated P95-P5 range of 0.03 / 0.05 /
+0.10 / 0.15 for true ranges 0 / 0.10 / 0.19 / 0.39, i.e. monotone but shrunk for strong
+fields, where the classes overlap.
 
 Known limit: the brain mask (:func:`mmrqa_bids.metrics.masks.brain_mask_lowres`) keeps the
 tissue brighter than the skull. In FLAIR, CSF is as dark as bone, so the CSF outside the
