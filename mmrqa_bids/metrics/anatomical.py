@@ -146,7 +146,8 @@ def top_quantile(data: np.ndarray, fraction: float = 0.0005) -> float:
     flat = data.ravel(order="K")
     k = max(1, int(round(fraction * flat.size)))
     t0 = float(np.percentile(flat[:: max(1, flat.size // 200_000)], 100 * (1 - 10 * fraction)))
-    cand = flat[flat > t0]
+    cand = np.concatenate([c[c > t0] for c in (flat[i:i + _CHUNK]
+                                               for i in range(0, flat.size, _CHUNK))])
     if cand.size <= k:
         return float(np.percentile(flat, 100 * (1 - fraction)))
     return float(np.partition(cand, cand.size - k)[cand.size - k])

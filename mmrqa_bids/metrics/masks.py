@@ -95,17 +95,22 @@ def upsample(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarr
     return out
 
 
-def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...]) -> np.ndarray:
+def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...],
+                 out: np.ndarray | None = None) -> np.ndarray:
     """:func:`upsample` restricted to the full-grid box ``box`` (slices with explicit
-    start/stop), without building the whole full-resolution array."""
+    start/stop), without building the whole full-resolution array; written into ``out``
+    (C-ordered, of the box's shape and ``small``'s dtype) when given."""
     if factor == 1:
-        return small[box]
-    out = small
+        if out is None:
+            return small[box]
+        out[...] = small[box]
+        return out
+    res = small
     for axis in (2, 1, 0):
         b = box[axis]
         idx = np.minimum(np.arange(b.start, b.stop) // factor, small.shape[axis] - 1)
-        out = np.take(out, idx, axis=axis)
-    return out
+        res = np.take(res, idx, axis=axis, out=out if axis == 0 else None)
+    return res
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
@@ -118,6 +123,15 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
             return None
         box.append(slice(max(int(idx[0]) - margin, 0), int(idx[-1]) + margin + 1))
     return tuple(box)
+
+
+def zero_voxels(data: np.ndarray, block: int = 1 << 20) -> tuple[np.ndarray, ...]:
+    """Indices of the voxels of ``data`` that are exactly 0, found in blocks of ``block``
+    voxels read in memory order (C- or Fortran-ordered alike), without a full-size mask."""
+    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    flat = data.ravel(order=order)
+    found = [np.flatnonzero(flat[i:i + block] == 0) + i for i in range(0, flat.size, block)]
+    return np.unravel_index(np.concatenate(found), data.shape, order=order)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -238,18 +252,23 @@ def brain_mask_lowres(small: np.ndarray, head: np.ndarray) -> np.ndarray:
 class Masks:
     """The masks of one volume, on the full grid and on the downsampled grid they came from.
 
-    ``head``/``background``/``brain`` are full-resolution boolean arrays; ``*_small`` are the
-    same on the ``factor``-times block-averaged grid ``small``.
+    ``head``/``background`` are full-resolution boolean arrays; ``*_small`` are the masks on
+    the ``factor``-times block-averaged grid ``small``; :attr:`brain` is built on demand.
     """
 
     head: np.ndarray
     background: np.ndarray
-    brain: np.ndarray
     small: np.ndarray
     head_small: np.ndarray
     background_small: np.ndarray
     brain_small: np.ndarray
     factor: int
+
+    @property
+    def brain(self) -> np.ndarray:
+        """Full-resolution brain mask (upsampled from :attr:`brain_small` at each access; the
+        metrics work on the low-resolution one)."""
+        return upsample(self.brain_small, self.factor, self.head.shape)
 
     def head_like(self, data: np.ndarray) -> np.ndarray:
         """:attr:`head` in the memory layout of ``data`` (a Fortran-ordered copy, rebuilt from
@@ -275,15 +294,7 @@ def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
     head = upsample(head_s, f, data.shape)
     bg = upsample(~grown, f, data.shape)
-    zero = data == 0
-    if zero.any():  # exact zeros (zero-filled borders, defacing) are not air
-        if data.flags.f_contiguous and not bg.flags.f_contiguous:
-            # Read the Fortran-ordered zeros in memory order (no reordering pass).
-            where = np.unravel_index(np.flatnonzero(zero.ravel(order="K")), zero.shape,
-                                     order="F")
-            bg[where] = False
-        else:
-            bg &= ~zero
-    brain = upsample(brain_s, f, data.shape) if with_brain else head
-    return Masks(head=head, background=bg, brain=brain, small=small, head_small=head_s,
+    if not np.all(data):  # exact zeros (zero-filled borders, defacing) are not air
+        bg[zero_voxels(data)] = False
+    return Masks(head=head, background=bg, small=small, head_small=head_s,
                  background_small=bg_s, brain_small=brain_s, factor=f)
