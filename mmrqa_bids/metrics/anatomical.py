@@ -230,7 +230,7 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
 
     ``inu``: the bias field behind ``inu_med``/``inu_range``: ``"polynomial"`` (default, the
     quadratic log-field fitted with the tissue classes) or ``"n4"`` (SimpleITK's N4 on a
-    6 mm copy, :func:`mmrqa_bids.metrics.inu.n4_field`; ~0.4-0.9 s more). The tissue classes
+    6 mm copy, :func:`mmrqa_bids.metrics.inu.n4_field`; 0.15-0.45 s more). The tissue classes
     use the polynomial field either way.
 
     As in MRIQC, tissue SNR and CNR use the tissue median and standard deviation, CJV the
