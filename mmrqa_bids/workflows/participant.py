@@ -44,7 +44,7 @@ def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = Non
 def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
                         name: str = "mmrqa_participant_wf") -> pe.Workflow:
     """All runs: a branch each (``init_run_wf``), one grading JoinNode (model loaded once,
-    batched), then one node writing the derivatives of every run.
+    batched), then one node writing the derivatives of every run (in the scheduler's process).
 
     outputnode.out_json / outputnode.status: one entry per run, in the order of ``runs``.
     """
@@ -57,8 +57,10 @@ def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
                          omp_nthreads=min(ex.omp_nthreads, max(ex.nprocs, 1)))
     grade = pe.JoinNode(GradeRuns(grading=settings.to_dict()["grading"]), name="grade",
                         joinsource="inputnode", joinfield=["in_records"])
+    # Writing takes milliseconds per run: the scheduler's own process does it as soon as
+    # grading is done, with no round trip to a worker (or a batch job on a cluster).
     write = pe.Node(WriteRuns(output_dir=str(ex.output_dir), settings=settings.to_dict(),
-                              reports=ex.reports), name="write")
+                              reports=ex.reports), name="write", run_without_submitting=True)
     outputnode = pe.Node(IdentityInterface(fields=["out_json", "status"]), name="outputnode")
     wf.connect([
         (inputnode, run_wf, [("run", "inputnode.run")]),

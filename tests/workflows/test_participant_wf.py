@@ -28,6 +28,7 @@ def test_participant_wf_structure(tmp_path):
     assert grade.interface.inputs.grading["grader"] == "classifier"
     write = wf.get_node("write")
     assert not hasattr(write, "iterfield"), "derivatives are written by one node, not a MapNode"
+    assert write.run_without_submitting and not grade.run_without_submitting
     assert wf.get_node("run_wf.measure").n_procs == 1
 
 
