@@ -10,9 +10,10 @@ k-space and intensity artifacts use TorchIO (Pérez-García et al., Comput Metho
 Biomed 2021): :class:`torchio.RandomMotion`, :class:`~torchio.RandomGhosting`,
 :class:`~torchio.RandomSpike`, and TorchIO's bias-field model (rescaled to a target
 strength, :func:`bias_field`); blur (a Gaussian k-space apodisation, exact for sub-voxel
-widths, :func:`gaussian_blur`) and wrap-around (aliasing) are written here. Every draw comes from a seed, in a forked torch RNG
-state, so a (seed, artifact, severity) triple always gives the same image and the caller's
-random state is left untouched. torch and torchio are imported lazily (``[train]`` extra).
+widths, :func:`gaussian_blur`) and wrap-around (aliasing) are written here. Every draw
+comes from a seed, in a forked torch RNG state, so a (seed, artifact, severity) triple
+always gives the same image and the caller's random state is left untouched. torch and
+torchio are imported lazily (``[train]`` extra).
 
 Intensities are relative: the clean image's brightest tissue is about 1 (as rendered by
 :mod:`mmrqa_bids.testing.phantom`); noise sigma is relative to that.
@@ -191,8 +192,9 @@ def draw_target(severity: str, rng: np.random.Generator) -> float:
 
 def scale_params(artifact: str, params: dict[str, Any], s: float) -> dict[str, Any]:
     """The artifact's strength times ``s``: motion degrees and translation, ghosting and
-    spike intensity (ghosting at most 2: every n-th line's phase inverted), bias log_std, blur std, and the part
-    of the object outside the field of view (1 - fov_fraction, fov_fraction >= 0.3)."""
+    spike intensity (ghosting at most 2: every n-th line's phase inverted), bias log_std,
+    blur std, and the part of the object outside the field of view (1 - fov_fraction,
+    fov_fraction >= 0.3)."""
     out = dict(params)
     if artifact == "motion":
         out["degrees"], out["translation"] = params["degrees"] * s, params["translation"] * s

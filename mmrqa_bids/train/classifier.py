@@ -370,8 +370,8 @@ def _measure_group(examples: Sequence[Example], cache_dir: Path | None) -> list[
 
 def build_training_set(examples: Sequence[Example], cache_dir: Path | None = None,
                        n_jobs: int = 1, verbose: bool = True) -> list[dict[str, Any]]:
-    """:func:`measure_example` of every example, in order. Work is grouped by source (a head is built once per
-    worker and source) and spread over ``n_jobs`` processes."""
+    """:func:`measure_example` of every example, in order. Work is grouped by source (a head
+    is built once per worker and source) and spread over ``n_jobs`` processes."""
     groups: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         groups.setdefault(f"{ex.family}:{ex.source}:{ex.split}", []).append(i)
