@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v}" for k, v in table.counts().items()) + f" -> {tsv}", flush=True)
         if table.missing_features:
             print(f"[mmrqa-mriqc] {suffix}: IQMs absent from these MRIQC outputs (imputed with the "
-                  f"site median): {', '.join(table.missing_features)}", flush=True)
+                  f"median: no contribution): {', '.join(table.missing_features)}", flush=True)
         if table.renamed:
             print(f"[mmrqa-mriqc] {suffix}: legacy IQM names mapped: "
                   + ", ".join(f"{k}->{v}" for k, v in sorted(table.renamed.items())), flush=True)
