@@ -10,18 +10,20 @@ held-out test. mmrqa: the configuration (feature blocks, model, C, decision rule
 ``scripts/train_mriqc_model.py`` selected by leave-one-site-out CV on ABIDE (read from the
 shipped model's card), refitted on each seed's labels (a ``tuned`` rule re-tunes its thresholds
 on that seed's ABIDE LOSO predictions), then one DS030 score (``mmrqa_bids.mriqc.train``);
-``--reselect`` redoes the whole LOSO selection per seed (slow: 24 candidates x 17 folds). MRIQC: the steps of ``mriqc_learn.models.production.
-init_pipeline()`` (drop geometry, per-site robust scaling, site-predictability feature removal,
-noise-winnow feature selection, random forest) built from mriqc-learn's own classes; the
-module itself cannot be imported here (it needs ``pkg_resources``, absent from this Python), and
-its ``SiteCorrelationSelector`` calls ``OneHotEncoder(sparse=...)``, an argument scikit-learn
-renamed to ``sparse_output``: the benchmark maps that one argument. Binary Bad-vs-rest is fitted
-as in the MRIQC paper (a separate binary pipeline), 3-class on the three ratings.
+``--reselect`` redoes the whole LOSO selection per seed (slow: 24 candidates x 17 folds).
+MRIQC: the steps of ``mriqc_learn.models.production.init_pipeline()`` (drop geometry,
+per-site robust scaling, site-predictability feature removal, noise-winnow feature selection,
+random forest) built from mriqc-learn's own classes; the module itself cannot be imported
+here (it needs ``pkg_resources``, absent from this Python), and its
+``SiteCorrelationSelector`` calls ``OneHotEncoder(sparse=...)``, an argument scikit-learn
+renamed to ``sparse_output``: the benchmark maps that one argument. Binary Bad-vs-rest is
+fitted as in the MRIQC paper (a separate binary pipeline), 3-class on the three ratings.
 Metrics: sklearn.metrics; mean (and sd) over the seeds.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -96,8 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reselect", action="store_true",
                         help="redo the LOSO selection over the whole grid for every seed")
     args = parser.parse_args(argv)
+    # mriqc-learn's joblib workers warn about sklearn's `delayed` once per task; silence them
+    # (inherited by the worker processes, started after this).
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     cand, rule = chosen_candidate(IqmModel.load())
-    search = {} if args.reselect else {"grid": [cand], "rules": [rule]}
+    search = ({"n_jobs": args.n_jobs} if args.reselect else {"grid": [cand], "rules": [rule]})
     print("mmrqa configuration: " + ("full LOSO reselection per seed" if args.reselect else
                                      f"{cand.name} {rule} (shipped model card), refit per seed"))
     ours, theirs, chosen, t_ours, t_theirs = [], [], [], 0.0, 0.0
