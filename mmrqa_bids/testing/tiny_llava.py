@@ -25,7 +25,6 @@ same tiny tokenizer: a like-for-like speed check on a GPU without downloading an
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -182,6 +181,8 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, shape: Shape = TINY) ->
     import torch
     from transformers import GenerationConfig, LlavaOnevisionForConditionalGeneration
 
+    from mmrqa_bids.merge import declare_stock_processor
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
@@ -193,22 +194,8 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, shape: Shape = TINY) ->
         do_sample=False, max_new_tokens=64)
     model.save_pretrained(out)
     build_processor(tokenizer, shape).save_pretrained(out)
-    _declare_processor_class(out)
+    declare_stock_processor(out)  # as in the real checkpoints
     return out
-
-
-def _declare_processor_class(out: Path) -> None:
-    """Name the stock processor and generic tokenizer classes in the saved configs, as in the
-    real checkpoints (readable by transformers 4.x, e.g. inside a vLLM image)."""
-    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        path = out / name
-        if path.is_file():
-            doc = json.loads(path.read_text())
-            if "processor_class" in doc:
-                doc["processor_class"] = "LlavaOnevisionProcessor"
-            if doc.get("tokenizer_class") == "TokenizersBackend":  # its name before transformers 5
-                doc["tokenizer_class"] = "PreTrainedTokenizerFast"
-            path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

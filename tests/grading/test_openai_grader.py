@@ -12,8 +12,9 @@ import pytest
 
 from mmrqa_bids.grading.base import GraderError, GradeRequest
 from mmrqa_bids.grading.llava import adapter_checksum
-from mmrqa_bids.grading.openai_server import (OpenAIGrader, api_key_from_env, check_base_url,
-                                              label_probabilities)
+from mmrqa_bids.grading.openai_server import (OpenAIGrader, answer_pattern, api_key_from_env,
+                                              check_base_url, label_probabilities)
+from mmrqa_bids.grading.parse import format_answer, parse_answer
 from mmrqa_bids.settings import Grading
 from mmrqa_bids.testing.openai_test_server import OpenAITestServer
 
@@ -78,11 +79,78 @@ def test_grades_through_the_server_with_the_same_prompt(server, mosaic_png, tmp_
     body = sent[0]
     assert body["model"] == "tiny-llava" and body["max_tokens"] == 6 and body["temperature"] == 0
     assert body["logprobs"] is True and body["top_logprobs"] == 5
+    assert "structured_outputs" not in body  # 6 tokens cannot hold the constrained format
     image = body["messages"][1]["content"][0]["image_url"]["url"]
     assert base64.b64decode(image.split(",", 1)[1]) == mosaic_png.read_bytes()
     prov = grader.provenance()
     assert prov["backend"] == "openai" and prov["model_id"] == "tiny-llava"
     assert prov["base_url"] == server.base_url
+    assert prov["output_constraint"] == "none" and "too small" in prov["output_constraint_note"]
+
+
+def test_answer_pattern_fits_the_token_budget_and_the_parser():
+    import regex
+
+    assert answer_pattern(150) is None  # the format alone takes ~130 characters
+    pattern = regex.compile(answer_pattern(400))
+    section = int(regex.search(r"Analysis: \[ -~\]\{1,(\d+)\}", pattern.pattern).group(1))
+    longest = format_answer("Medium", [{"type": "inhomogeneity", "likelihood": 1.0}] * 3,
+                            dict.fromkeys(("classification", "artifact", "analysis"), "x" * section))
+    assert pattern.fullmatch(longest) and len(longest) <= 400 - 1  # fits, EOS included
+    assert not pattern.fullmatch(longest.replace("x" * section, "x" * (section + 1), 1))
+    clean = format_answer("Good", [], {"classification": "Sharp.", "artifact": "None seen.",
+                                       "analysis": "Usable."})
+    assert pattern.fullmatch(clean) and parse_answer(clean).label == "Good"
+    for bad in (clean.replace("Good", "Fine"), clean.replace("none", "gremlins (0.50)"),
+                clean.replace("Usable.", "Usable.\nMore"), clean + "\n"):
+        assert not pattern.fullmatch(bad)
+    assert "[ -~]{1,1000}" in answer_pattern(100_000)  # the grammar stays small
+
+
+def test_constrained_answers_parse_even_from_random_weights(server, mosaic_png):
+    """The test server decodes under the regex as vLLM does: the tiny model's random
+    weights then still give a well-formed answer within the token budget."""
+    grader = OpenAIGrader.from_settings(settings(server.base_url, max_new_tokens=200,
+                                                 batch_size=2))
+    before = len(server.requests)
+    grades = grader.grade([req("a", mosaic_png), req("b", mosaic_png)])
+    body = server.requests[before]
+    assert body["structured_outputs"] == {"regex": answer_pattern(200)}
+    for grade in grades:
+        assert grade.parse_error is None and grade.label in ("Good", "Medium", "Bad")
+        assert all(grade.narrative.values())
+    assert grader.provenance()["output_constraint"] == "regex"
+    assert grader.provenance()["output_constraint_note"] is None
+
+
+def test_server_without_structured_outputs_gets_free_text(tiny_llava_dir, mosaic_png):
+    with OpenAITestServer(tiny_llava_dir, structured_outputs=False) as plain:
+        grader = OpenAIGrader.from_settings(settings(plain.base_url, max_new_tokens=200,
+                                                     batch_size=1))
+        first, second = grader.grade([req("a", mosaic_png), req("b", mosaic_png)])
+        refused, retried, later = plain.requests
+    assert "structured_outputs" in refused
+    assert "structured_outputs" not in retried and "structured_outputs" not in later
+    assert retried["logprobs"] is True  # only the constraint was dropped
+    for grade in (first, second):  # free text from random weights: recorded as unparsed
+        assert grade.raw and grade.label is None and "HTTP" not in grade.parse_error
+    prov = grader.provenance()
+    assert prov["output_constraint"] == "none"
+    assert "refused structured outputs (HTTP 400: Unrecognized request argument" in \
+        prov["output_constraint_note"]
+
+
+def test_test_server_choice_and_bad_constraints(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    ask = dict(model="tiny-llava", max_tokens=8, temperature=0.0,
+               messages=[{"role": "user", "content": "Grade?"}])
+    answer = client.chat.completions.create(
+        **ask, extra_body={"structured_outputs": {"choice": ["Good", "Medium", "Bad"]}})
+    assert answer.choices[0].message.content in ("Good", "Medium", "Bad")
+    with pytest.raises(openai.BadRequestError, match="unsupported structured output 'json'"):
+        client.chat.completions.create(**ask, extra_body={"structured_outputs": {"json": {}}})
 
 
 def test_retries_with_backoff_then_per_run_failure(tiny_llava_dir, mosaic_png):
