@@ -429,10 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_idle:
         print(f"waited {waited:.0f} s in all for an idle machine; {busy_starts} of "
               f"{args.repeats * len(configs)} commands started on a busy one")
-    print("every repeat, workflow s (execute s):")
+    print("every repeat, workflow s (execute s; other processes' cores meanwhile):")
     for label, ms in runs.items():
         print(f"  {label:<26}" + "  ".join(
-            f"{m.phases['workflow']:.2f} ({m.phases['execute']:.2f})" for m in ms))
+            f"{m.phases['workflow']:.2f} ({m.phases['execute']:.2f}; {m.others:.2f})"
+            for m in ms))
     speedup = linear.phases["workflow"] / multiproc.phases["workflow"]
     execute = linear.phases["execute"] / multiproc.phases["execute"]
     overhead = (linear.phases["workflow"] - linear.phases["interface wall"]) / args.runs
@@ -476,8 +477,12 @@ def main(argv: list[str] | None = None) -> int:
               f"side by side")
         print(f"parallel efficiency of the workflow (execute speedup / ceiling): "
               f"{execute / ratio:.0%}")
-    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
-        print("note: the machine was not idle (see 'others' cores and the load average); "
+    others = [m.others for ms in runs.values() for m in ms]
+    if bound:
+        others += [bound["others_serial"], bound["others_parallel"]]
+    if max(others) > 0.25:
+        print(f"note: the machine was not idle (other processes used up to {max(others):.2f} "
+              f"cores during a measurement; see 'others' and the load average); "
               "wall-time speedups are only meaningful on an otherwise idle machine. CPU "
               "seconds and the per-node figures still show where the time goes.")
     return 0
