@@ -66,6 +66,7 @@ def build_settings(args) -> Settings:
         plugin_args=_read_json_object(args.plugin_args, "plugin arguments")
         if args.plugin_args else {},
         mriqc_dir=args.mriqc_dir.resolve() if args.mriqc_dir else None,
+        inu_method=args.inu_method,
         reports=not args.no_reports,
         resume=args.resume,
         verbose=args.verbose,

@@ -23,6 +23,8 @@ from mmrqa_bids.records import write_record
 class _MeasureRunInputSpec(BaseInterfaceInputSpec):
     run = traits.Dict(mandatory=True, desc="RunSpec.to_dict() of the run")
     mriqc_dir = traits.Str(desc="MRIQC output folder whose IQMs are recorded next to mmrqa's")
+    inu_method = traits.Enum("polynomial", "n4", usedefault=True,
+                             desc="bias-field estimator of inu_med/inu_range (metrics.measure)")
     report_views = traits.Bool(True, usedefault=True,
                                desc="render the report mosaics besides the MLLM input mosaic")
 
@@ -45,7 +47,7 @@ class MeasureRun(SimpleInterface):
         try:
             record["checksum"] = file_checksum(run.path)
             img, data = load_image(run.path, run.suffix)
-            result = measure(data, run.suffix, img.header.get_zooms())
+            result = measure(data, run.suffix, img.header.get_zooms(), inu=self.inputs.inu_method)
         except (RunInputError, OSError) as exc:
             record["error"] = " ".join(str(exc).split())
             record["timings"]["measure"] = time.perf_counter() - start

@@ -21,7 +21,7 @@ from mmrqa_bids.settings import Settings
 
 
 def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = None,
-                omp_nthreads: int = 1) -> pe.Workflow:
+                omp_nthreads: int = 1, inu_method: str = "polynomial") -> pe.Workflow:
     """Per-run branch: load + validate + metrics (+ MRIQC's IQMs from ``mriqc_dir``) + mosaics.
 
     inputnode.run (RunSpec dict) -> outputnode.out_record (run record JSON).
@@ -31,7 +31,7 @@ def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = Non
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=["out_record"]), name="outputnode")
-    measure = pe.Node(MeasureRun(report_views=reports,
+    measure = pe.Node(MeasureRun(report_views=reports, inu_method=inu_method,
                                  **({"mriqc_dir": mriqc_dir} if mriqc_dir else {})),
                       name="measure", n_procs=omp_nthreads)
     wf.connect([
@@ -54,7 +54,8 @@ def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
     inputnode.iterables = [("run", [r.to_dict() for r in runs])]
     run_wf = init_run_wf(reports=ex.reports,
                          mriqc_dir=str(ex.mriqc_dir) if ex.mriqc_dir else None,
-                         omp_nthreads=min(ex.omp_nthreads, max(ex.nprocs, 1)))
+                         omp_nthreads=min(ex.omp_nthreads, max(ex.nprocs, 1)),
+                         inu_method=ex.inu_method)
     grade = pe.JoinNode(GradeRuns(grading=settings.to_dict()["grading"]), name="grade",
                         joinsource="inputnode", joinfield=["in_records"])
     # Writing takes milliseconds per run: the scheduler's own process does it as soon as

@@ -47,3 +47,16 @@ def test_measure_run_records_an_unreadable_file(tmp_path):
     res = MeasureRun(run=run.to_dict()).run(cwd=str(tmp_path))
     record = read_record(res.outputs.out_record)
     assert record["error"] and "mosaics" not in record and "metrics" not in record
+
+
+def test_measure_run_with_n4_changes_only_the_bias_field_metrics(small_bids, tmp_path):
+    run = _run(small_bids)
+    records = {}
+    for method in ("polynomial", "n4"):
+        cwd = tmp_path / method
+        cwd.mkdir()
+        res = MeasureRun(run=run.to_dict(), report_views=False, inu_method=method).run(cwd=str(cwd))
+        records[method] = read_record(res.outputs.out_record)["metrics"]
+    poly, n4 = records["polynomial"], records["n4"]
+    changed = {k for k in poly if not np.isclose(poly[k], n4[k], rtol=1e-6, equal_nan=True)}
+    assert changed and changed <= {"inu_med", "inu_range"}

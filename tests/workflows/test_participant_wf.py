@@ -50,3 +50,11 @@ def test_measure_node_reserves_its_threads(tmp_path):
     assert n_procs(4, 2) == 2
     assert n_procs(2, 8) == 2
     assert init_run_wf(reports=True, omp_nthreads=3).get_node("measure").n_procs == 3
+
+
+def test_inu_method_reaches_the_measure_node(tmp_path):
+    runs = [RunSpec(Path("/d/sub-01/anat/sub-01_T1w.nii.gz"), "T1w", "anat", {"subject": "01"})]
+    default = _settings(tmp_path)
+    n4 = replace(default, execution=replace(default.execution, inu_method="n4"))
+    assert init_participant_wf(runs, default).get_node("run_wf.measure").inputs.inu_method == "polynomial"
+    assert init_participant_wf(runs, n4).get_node("run_wf.measure").inputs.inu_method == "n4"
