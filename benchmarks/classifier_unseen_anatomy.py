@@ -6,7 +6,8 @@
 Re-creates the evaluation examples of the model's own recipe (stored in the model file):
 "seen" = fresh draws (new seeds) of the training sources; "unseen" = whole sources never
 used in training (another subject's anatomy from nipype's test data, an unseen contrast and
-voxel size). Computes their metrics with the current metrics code (cached in --cache), grades
+voxel size). Labels are the grades of each example's measured degradation (relative RMS
+error against its clean image, :mod:`mmrqa_bids.artifacts`). Computes their metrics with the current metrics code (cached in --cache), grades
 them with the shipped model exactly as the participant level does, and prints accuracy,
 macro-F1, balanced accuracy, ECE, confusion matrices and per-source accuracy side by side.
 """
@@ -41,8 +42,10 @@ def main(argv=None) -> int:
         recipe = {**model.recipe["recipe"]}
         examples = [ex for ex in plan_examples(recipe, family) if ex.split != "train"]
         t0 = time.perf_counter()
-        rows = build_training_set(examples, cache_dir=args.cache, n_jobs=args.jobs,
-                                  verbose=False)
+        records = build_training_set(examples, cache_dir=args.cache, n_jobs=args.jobs,
+                                     verbose=False)
+        rows = [r["metrics"] for r in records]
+        truths = [r["label"] for r in records]  # the grade of the measured degradation
         suffix = "bold" if family == "bold" else "T1w"
         t1 = time.perf_counter()
         grades = grader.grade([GradeRequest(f"ex{i}", suffix, m) for i, m in enumerate(rows)])
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
         results, per_source = {}, {}
         for split in ("seen", "unseen"):
             idx = [i for i, ex in enumerate(examples) if ex.split == split]
-            truth = [examples[i].label for i in idx]
+            truth = [truths[i] for i in idx]
             pred = [grades[i].label for i in idx]
             results[split] = evaluate(truth, pred, [grades[i].confidence for i in idx])
             degraded = [i for i in idx if examples[i].severity in ("moderate", "severe")]
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
             for i in idx:
                 key = (split, examples[i].source)
                 hit = per_source.setdefault(key, [0, 0])
-                hit[0] += grades[i].label == examples[i].label
+                hit[0] += grades[i].label == truths[i]
                 hit[1] += 1
         print(f"{'':30}{'seen':>10}{'unseen':>10}")
         for key, name in (("n", "examples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"),

@@ -9,10 +9,14 @@ with medpy (as ``mrqy.QC`` does) and each of the 15 metrics is computed with
 mask per slice and per metric. mmrqa runs ``mmrqa_bids.metrics.compute`` (every anatomical
 metric: masks, tissue classes, INU, MRIQC-style IQMs and the MRQy set).
 
-Each tool runs in a fresh process per volume, pinned to one thread (OMP/BLAS/numba = 1), so
-the CPU time (``time.process_time``) is one core's and the peak memory is the process's
+Each tool runs in a fresh process per volume, with one thread (OMP/BLAS/numba/ITK = 1) and
+pinned to one CPU core (``--core``, ``sched_setaffinity`` = ``taskset``), so the CPU time
+(``time.process_time``, not wall time) is one core's, and the peak memory is the process's
 maximum resident set (``VmHWM``, imports and the loaded volume included; the increment over
-the high-water mark after imports and loading is printed too).
+the high-water mark after imports and loading is printed too). mmrqa is timed
+``--repeats`` times in its process (min / median / max printed; the ratio uses the median
+and the worst); the machine's load average is printed with each volume, since a shared
+machine slows both tools. ``--with-n4`` also times ``compute(img, "T1w", inu="n4")``.
 
 Values are then compared on the same mask: mmrqa's vectorised MRQy functions are run on the
 exact arrays and per-slice convex-hull masks MRQy used, and on mmrqa's own head mask.
@@ -30,15 +34,18 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 AGREE = ("MEAN", "RNG", "VAR", "CV", "SNR1", "CJV")
 NAMES = ("MEAN", "RNG", "VAR", "CV", "CPP", "PSNR", "SNR1", "SNR2", "SNR3", "SNR4", "CNR",
          "CVP", "CJV", "EFC", "FBER")
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                "NUMBA_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")}
 
-# Runs inside MRQy's virtualenv: argv = nifti, out.json, out_prefix
+# Runs inside MRQy's virtualenv: argv = nifti, out.json, out_prefix, core
 MRQY_WORKER = textwrap.dedent('''
-    import json, sys, time, warnings
+    import json, os, sys, time, warnings
+    os.sched_setaffinity(0, {int(sys.argv[4])})
     warnings.filterwarnings("ignore")
     def hwm_mb():
         for line in open("/proc/self/status"):
@@ -68,9 +75,10 @@ MRQY_WORKER = textwrap.dedent('''
                "dtype": str(image_data.dtype)}, open(out_json, "w"))
 ''')
 
-# Runs in mmrqa's environment: argv = nifti, out.json, mrqy_prefix
+# Runs in mmrqa's environment: argv = nifti, out.json, mrqy_prefix, core, repeats, with_n4
 MMRQA_WORKER = textwrap.dedent('''
-    import json, sys, time
+    import json, os, sys, time
+    os.sched_setaffinity(0, {int(sys.argv[4])})
     import nibabel as nb
     import numpy as np
     from mmrqa_bids.metrics import compute
@@ -81,6 +89,7 @@ MMRQA_WORKER = textwrap.dedent('''
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     nifti, out_json, prefix = sys.argv[1:4]
+    repeats, with_n4 = int(sys.argv[5]), sys.argv[6] == "1"
     img = nb.load(nifti)
     # The read (gunzip) is not part of the metric time, as for MRQy.
     img = nb.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
@@ -89,10 +98,17 @@ MMRQA_WORKER = textwrap.dedent('''
     ball = 100.0 * (((g - 11.5) ** 2).sum(axis=0) < 64) + np.abs(np.sin(g.sum(axis=0))) + 1
     compute(nb.Nifti1Image(ball.astype(np.float32), np.eye(4)), "T1w")
     rss0 = hwm_mb()
-    t0 = time.process_time()
-    metrics = compute(img, "T1w")
-    cpu = time.process_time() - t0
+    cpus = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        metrics = compute(img, "T1w")
+        cpus.append(time.process_time() - t0)
     rss = hwm_mb()
+    n4_cpu = None
+    if with_n4:
+        t0 = time.process_time()
+        compute(img, "T1w", inu="n4")
+        n4_cpu = time.process_time() - t0
     # Untimed: the MRQy set on MRQy's own arrays and masks, and mmrqa's mask alone.
     data = np.load(prefix + "_data.npy").astype(np.float32)
     hull = np.load(prefix + "_hull.npy")
@@ -100,8 +116,8 @@ MMRQA_WORKER = textwrap.dedent('''
     t1 = time.process_time()
     masks = compute_masks(data)
     t_masks = time.process_time() - t1
-    json.dump({"metrics": metrics, "same_mask": same_mask, "cpu_s": cpu,
-               "masks_cpu_s": t_masks, "peak_mb": rss, "base_mb": rss0},
+    json.dump({"metrics": metrics, "same_mask": same_mask, "cpu_runs": cpus,
+               "n4_cpu_s": n4_cpu, "masks_cpu_s": t_masks, "peak_mb": rss, "base_mb": rss0},
               open(out_json, "w"))
 ''')
 
@@ -151,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                         / "mmrqa-mrqy-venv", help="virtualenv for mrqy==0.0.3")
     parser.add_argument("--volumes", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="mmrqa timings per volume")
+    parser.add_argument("--core", type=int, default=max(os.sched_getaffinity(0)),
+                        help="CPU core both tools are pinned to")
+    parser.add_argument("--with-n4", action="store_true", help='also time inu="n4"')
     args = parser.parse_args(argv)
 
     mrqy_python = ensure_mrqy(args.venv)
@@ -163,21 +183,36 @@ def main(argv: list[str] | None = None) -> int:
     env_mrqy = {k: v for k, v in env.items() if k != "PYTHONPATH"}
 
     vols = make_volumes(work, args.volumes)
-    print(f"\n{len(vols)} volume(s), MNI152 head at 1 mm, one thread per tool; CPU s = "
-          "process_time of the metric computation; peak = VmHWM of the process\n")
+    print(f"\n{len(vols)} volume(s), MNI152 head at 1 mm, one thread per tool, both pinned to "
+          f"core {args.core}; CPU s = process_time of the metric computation (mmrqa: "
+          f"{args.repeats} runs); peak = VmHWM of the process\n")
     failures = 0
+    ratios, mm_cpus = [], []
     for path in vols:
         stem = str(work / path.name.replace(".nii.gz", ""))
-        mq = run_worker(str(mrqy_python), MRQY_WORKER, [str(path), stem + "_mrqy.json", stem],
-                        env_mrqy)
-        mm = run_worker(sys.executable, MMRQA_WORKER, [str(path), stem + "_mmrqa.json", stem],
-                        env_mmrqa)
+        load0 = os.getloadavg()[0]
+        mq = run_worker(str(mrqy_python), MRQY_WORKER,
+                        [str(path), stem + "_mrqy.json", stem, str(args.core)], env_mrqy)
+        mm = run_worker(sys.executable, MMRQA_WORKER,
+                        [str(path), stem + "_mmrqa.json", stem, str(args.core),
+                         str(args.repeats), "1" if args.with_n4 else "0"], env_mmrqa)
+        load1 = os.getloadavg()[0]
         import nibabel as nb
         shape = nb.load(str(path)).shape
-        print(f"== {path.name}  shape {shape}  input dtype {mq['dtype']}")
+        runs = sorted(mm["cpu_runs"])
+        med = float(np.median(runs))
+        ratios += [mq["cpu_s"] / med, mq["cpu_s"] / runs[-1]]
+        mm_cpus += runs
+        print(f"== {path.name}  shape {shape}  input dtype {mq['dtype']}  "
+              f"(load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs)")
         print(f"{'':26s}{'MRQy 0.0.3':>14s}{'mmrqa':>14s}{'ratio':>10s}")
-        print(f"{'CPU time (s, 1 core)':26s}{mq['cpu_s']:14.2f}{mm['cpu_s']:14.3f}"
-              f"{mq['cpu_s'] / mm['cpu_s']:9.1f}x")
+        print(f"{'CPU time (s, 1 core)':26s}{mq['cpu_s']:14.2f}{med:14.3f}"
+              f"{mq['cpu_s'] / med:9.1f}x  (median)")
+        print(f"{'  mmrqa runs (s)':26s}{'':14s}{' '.join(f'{c:.3f}' for c in mm['cpu_runs']):>14s}"
+              f"{mq['cpu_s'] / runs[-1]:9.1f}x  (worst run)")
+        if mm.get("n4_cpu_s") is not None:
+            print(f"{'  with inu=n4 (s)':26s}{'':14s}{mm['n4_cpu_s']:14.3f}"
+                  f"{mq['cpu_s'] / mm['n4_cpu_s']:9.1f}x")
         print(f"{'peak RSS (MB)':26s}{mq['peak_mb']:14.0f}{mm['peak_mb']:14.0f}"
               f"{mq['peak_mb'] / mm['peak_mb']:9.1f}x")
         print(f"{'  over RSS after load (MB)':26s}{mq['peak_mb'] - mq['base_mb']:14.0f}"
@@ -203,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
     print("agreement on MEAN, RNG, VAR, CV, SNR1, CJV within 2%:",
           "yes" if failures == 0 else f"NO ({failures} failure(s))")
+    fast = min(ratios) >= 50 and max(mm_cpus) < 1.0
+    print(f"speed target (every mmrqa run < 1 s and >= 50x less CPU than MRQy): "
+          f"{'met' if fast else 'NOT met'} (ratios {min(ratios):.1f}x-{max(ratios):.1f}x, "
+          f"mmrqa {min(mm_cpus):.3f}-{max(mm_cpus):.3f} s)")
     return 0 if failures == 0 else 1
 
 

@@ -8,27 +8,46 @@ severity *is* the Rician noise level.
 
 k-space and intensity artifacts use TorchIO (Pérez-García et al., Comput Methods Programs
 Biomed 2021): :class:`torchio.RandomMotion`, :class:`~torchio.RandomGhosting`,
-:class:`~torchio.RandomSpike`, :class:`~torchio.RandomBlur`, and TorchIO's bias-field model
-(rescaled to a target strength, :func:`bias_field`);
-wrap-around (aliasing) is written here. Every draw comes from a seed, in a forked torch RNG
-state, so a (seed, artifact, severity) triple always gives the same image and the caller's
-random state is left untouched. torch and torchio are imported lazily (``[train]`` extra).
+:class:`~torchio.RandomSpike`, and TorchIO's bias-field model (rescaled to a target
+strength, :func:`bias_field`); blur (a Gaussian k-space apodisation, exact for sub-voxel
+widths, :func:`gaussian_blur`) and wrap-around (aliasing) are written here. Every draw
+comes from a seed, in a forked torch RNG state, so a (seed, artifact, severity) triple
+always gives the same image and the caller's random state is left untouched. torch and
+torchio are imported lazily (``[train]`` extra).
 
 Intensities are relative: the clean image's brightest tissue is about 1 (as rendered by
 :mod:`mmrqa_bids.testing.phantom`); noise sigma is relative to that.
 
-What each severity means for image quality (the labels the classifier learns):
+**Severity is a measured degradation, not a parameter range.** The same blur (in mm) is
+invisible on a smooth template at 4 mm and obvious on a real subject at 3 mm; a severity named
+by its parameters alone labels invisible artifacts "moderate" (label noise). Here every
+severity is a band of the *relative RMS error* the artifact causes (:func:`degradation`)
 
-=========  ===========================================================================
-none       no artifact beyond the scanner's ordinary noise floor.            -> Good
-mild       visible on close inspection only; quantitative analysis unaffected. -> Good
-moderate   clearly visible; anatomy readable, but segmentation/morphometry
-           are biased; usable with care.                                    -> Medium
-severe     dominates the image; anatomy or contrast compromised; re-acquire. -> Bad
-=========  ===========================================================================
+    d = sqrt( sum_all (y - r)^2 / N_head ) / mean_head(r)
 
-Parameter ranges per artifact and severity are in :data:`SEVERITY_RANGES` (uniform draws
-within each range; the ``none`` severity applies no transform).
+with ``y`` the noise-free degraded image, ``r`` the clean image in the same geometry
+(:func:`reference_for`) and ``head`` the clean head (:func:`head_of`): the artifact's error
+energy (also what it throws into the air: ghosts, spikes, wrap-around) per head voxel,
+relative to the head's mean signal. For thermal noise, d = sigma / mean_head(r). The
+artifact's strength is scaled (:func:`calibrate`) until ``d`` reaches a target drawn
+log-uniformly from the severity's band in :data:`SEVERITY_BANDS`; the parameters in
+:data:`SEVERITY_RANGES` are only the starting points. The grade is then read from the
+measured ``d`` with fixed cuts (:data:`GRADE_CUTS`, :func:`grade_of`), which lie in the gaps
+between the bands:
+
+=========  ============  =============================================================
+none       d = 0         no artifact beyond the scanner's ordinary noise floor. -> Good
+mild       0.02 - 0.05   visible on close inspection only; quantitative analysis
+                         unaffected.                                             -> Good
+moderate   0.10 - 0.18   clearly visible; anatomy readable, but segmentation and
+                         morphometry are biased; usable with care.              -> Medium
+severe     0.28 - 0.45   dominates the image; anatomy or contrast compromised;
+                         re-acquire.                                              -> Bad
+=========  ============  =============================================================
+
+(The ordinary noise floor, :data:`BASE_NOISE`, is d = 0.01 - 0.03.) Bold head motion is the
+exception: its severity is the displacement in mm (:data:`SEVERITY_RANGES`), the unit of
+framewise displacement that fMRI QC thresholds, not an image error.
 """
 from __future__ import annotations
 
@@ -40,6 +59,16 @@ import numpy as np
 ARTIFACTS = ("motion", "ghosting", "spike", "inhomogeneity", "blur", "noise", "aliasing")
 SEVERITIES = ("none", "mild", "moderate", "severe")
 SEVERITY_TO_LABEL = {"none": "Good", "mild": "Good", "moderate": "Medium", "severe": "Bad"}
+
+#: severity -> (low, high) relative RMS error d (:func:`degradation`) the artifact is scaled to.
+SEVERITY_BANDS: dict[str, tuple[float, float]] = {
+    "mild": (0.02, 0.05), "moderate": (0.10, 0.18), "severe": (0.28, 0.45)}
+#: d below the first cut is Good, below the second Medium, else Bad (in the bands' gaps).
+GRADE_CUTS = (0.075, 0.22)
+#: Most artifact evaluations :func:`calibrate` spends to reach its target.
+CALIBRATION_STEPS = 4
+#: Relative tolerance on the target d (the band, not the target, defines the severity).
+CALIBRATION_TOL = 0.12
 
 #: Rician noise sigma (relative to the brightest tissue) used when the artifact is not noise:
 #: the noise floor of ordinary, good acquisitions.
@@ -76,7 +105,7 @@ SEVERITY_RANGES: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
         "moderate": {"log_std": (0.12, 0.16)},
         "severe": {"log_std": (0.26, 0.34)},
     },
-    # Loss of resolution (TorchIO RandomBlur): Gaussian std in mm.
+    # Loss of resolution: Gaussian point-spread function, std in mm (:func:`gaussian_blur`).
     "blur": {
         "mild": {"std": (0.3, 0.6)},
         "moderate": {"std": (1.2, 1.6)},
@@ -110,11 +139,115 @@ class Simulated:
     artifact: str  # one of ARTIFACTS, or "none"
     severity: str  # one of SEVERITIES
     params: dict[str, Any] = field(default_factory=dict)
+    #: measured relative RMS error (:func:`degradation`); None where the severity is not an
+    #: image error (bold head motion, in mm).
+    degradation: float | None = None
 
     @property
     def label(self) -> str:
-        """Good / Medium / Bad, from :data:`SEVERITY_TO_LABEL`."""
+        """Good / Medium / Bad: :func:`grade_of` the measured degradation, else
+        :data:`SEVERITY_TO_LABEL` of the severity."""
+        if self.degradation is not None:
+            return grade_of(self.degradation)
         return SEVERITY_TO_LABEL[self.severity]
+
+
+def grade_of(d: float) -> str:
+    """The grade of a measured degradation ``d`` (:data:`GRADE_CUTS`)."""
+    return "Good" if d < GRADE_CUTS[0] else "Medium" if d < GRADE_CUTS[1] else "Bad"
+
+
+def head_of(reference: np.ndarray) -> np.ndarray:
+    """The clean head: holes-filled ``reference > 0.1 max(reference)``."""
+    from scipy import ndimage as ndi
+
+    return ndi.binary_fill_holes(reference > 0.1 * float(reference.max()))
+
+
+def degradation(image: np.ndarray, reference: np.ndarray) -> float:
+    """Relative RMS error of an artifact: sqrt(sum_all (y - r)^2 / N_head) / mean_head(r).
+
+    Summed over the whole field of view (ghosts and spikes in the air count) but normalised
+    per head voxel, so it does not depend on how much air the field of view holds.
+    """
+    if image.shape != reference.shape:
+        raise ArtifactError(f"image {image.shape} and reference {reference.shape} differ")
+    head = head_of(reference)
+    if not head.any():
+        raise ArtifactError("the reference image has no head")
+    err = np.asarray(image, dtype=np.float64) - reference
+    return float(np.sqrt(np.sum(err * err) / head.sum()) / float(reference[head].mean()))
+
+
+def noise_degradation(sigma: float, reference: np.ndarray) -> float:
+    """d of Rician noise sigma: sigma / mean_head(r) (Rician ~ Gaussian in the head)."""
+    return float(sigma) / float(reference[head_of(reference)].mean())
+
+
+def draw_target(severity: str, rng: np.random.Generator) -> float:
+    """A target d, log-uniform in the severity's band (:data:`SEVERITY_BANDS`)."""
+    lo, hi = SEVERITY_BANDS[severity]
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def scale_params(artifact: str, params: dict[str, Any], s: float) -> dict[str, Any]:
+    """The artifact's strength times ``s``: motion degrees and translation, ghosting and
+    spike intensity (ghosting at most 2: every n-th line's phase inverted), bias log_std,
+    blur std, and the part of the object outside the field of view (1 - fov_fraction,
+    fov_fraction >= 0.3)."""
+    out = dict(params)
+    if artifact == "motion":
+        out["degrees"], out["translation"] = params["degrees"] * s, params["translation"] * s
+    elif artifact == "ghosting":
+        out["intensity"] = min(2.0, params["intensity"] * s)
+    elif artifact == "spike":
+        out["intensity"] = params["intensity"] * s
+    elif artifact == "inhomogeneity":
+        out["log_std"] = params["log_std"] * s
+    elif artifact == "blur":
+        out["std"] = params["std"] * s
+    elif artifact == "aliasing":
+        out["fov_fraction"] = max(0.3, 1.0 - (1.0 - params["fov_fraction"]) * s)
+    return out
+
+
+def reference_for(clean: np.ndarray, artifact: str, params: dict[str, Any],
+                  pe_axis: int = 1) -> np.ndarray:
+    """The clean image in the degraded image's geometry: for aliasing, the field of view
+    :func:`wrap_around` keeps, without the folded tails; otherwise the clean image."""
+    if artifact != "aliasing" or not params:
+        return clean
+    return wrap_around(clean, params["fov_fraction"], axis=pe_axis, fold=False)
+
+
+def calibrate(clean: np.ndarray, artifact: str, params: dict[str, Any], target: float, *,
+              seed: int, voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+              pe_axis: int = 1) -> tuple[np.ndarray, dict[str, Any], float]:
+    """Scale the artifact's strength (:func:`scale_params`) until its :func:`degradation`
+    is within :data:`CALIBRATION_TOL` of ``target``: secant steps on log d vs log s (at most
+    :data:`CALIBRATION_STEPS` evaluations; the same seed, so only the strength changes).
+    Returns the degraded image, its parameters and its measured d (the closest evaluated)."""
+    log_s, tried = 0.0, []
+    for _ in range(CALIBRATION_STEPS):
+        p = scale_params(artifact, params, float(np.exp(log_s)))
+        img = apply_artifact(clean, artifact, p, seed=seed, voxel_size=voxel_size,
+                             pe_axis=pe_axis)
+        d = degradation(img, reference_for(clean, artifact, p, pe_axis))
+        tried.append((abs(np.log(max(d, 1e-6) / target)), log_s, d, img, p))
+        if abs(d / target - 1.0) <= CALIBRATION_TOL:
+            break
+        if d <= 1e-6:
+            step = np.log(4.0)
+        else:
+            slope = 1.0  # d ~ s for ghosting, spikes and bias; the secant learns the rest
+            if len(tried) > 1:
+                (_, s0, d0, *_), (_, s1, d1, *_) = tried[-2], tried[-1]
+                if s1 != s0 and d0 > 1e-6 and d1 > 1e-6:
+                    slope = float(np.clip((np.log(d1) - np.log(d0)) / (s1 - s0), 0.3, 4.0))
+            step = (np.log(target) - np.log(d)) / slope
+        log_s = float(np.clip(log_s + step, np.log(1 / 40), np.log(40)))
+    _, _, d, img, p = min(tried, key=lambda t: t[0])
+    return img, p, float(d)
 
 
 def check(artifact: str, severity: str) -> None:
@@ -146,13 +279,15 @@ def rician(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndar
     return np.sqrt(re * re + im * im).astype(np.float32)
 
 
-def wrap_around(clean: np.ndarray, fov_fraction: float, axis: int = 1) -> np.ndarray:
+def wrap_around(clean: np.ndarray, fov_fraction: float, axis: int = 1,
+                fold: bool = True) -> np.ndarray:
     """Aliasing from a field of view shorter than the object along ``axis``.
 
     With the FOV reduced to M = round(fov_fraction * N) samples, centred on the object's
     centre of mass, sampling k-space at 1/M makes the image periodic with period M:
     out[i] = sum_k in[c0 + i + k M] over every k with a valid index (the tails fold back onto
-    the opposite edge). The output has M samples along ``axis``.
+    the opposite edge). The output has M samples along ``axis``. ``fold=False`` gives the
+    same field of view without the folded tails (the alias-free reference).
     """
     if not 0.3 <= fov_fraction <= 1.0:
         raise ArtifactError(f"fov_fraction must be in [0.3, 1], got {fov_fraction}")
@@ -168,8 +303,29 @@ def wrap_around(clean: np.ndarray, fov_fraction: float, axis: int = 1) -> np.nda
     moved = np.moveaxis(clean.astype(np.float32), axis, 0)
     out = np.zeros((m,) + moved.shape[1:], dtype=np.float32)
     idx = np.arange(n)
+    if not fold:
+        inside = (idx >= start) & (idx < start + m)
+        out[idx[inside] - start] = moved[inside]
+        return np.moveaxis(out, 0, axis)
     np.add.at(out, (idx - start) % m, moved)
     return np.moveaxis(out, 0, axis)
+
+
+def gaussian_blur(clean: np.ndarray, std_mm: float,
+                  voxel_size: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Convolution with an isotropic Gaussian of ``std_mm``, as a k-space apodisation:
+    F[out](k) = F[in](k) exp(-2 pi^2 sigma^2 k^2), sigma in voxels per axis, k in cycles per
+    voxel (periodic boundary). Unlike a truncated spatial kernel it is continuous in sigma
+    down to sub-voxel widths (a 0.1-voxel blur is not rounded to nothing)."""
+    spectrum = np.fft.rfftn(clean.astype(np.float64))
+    gain = np.ones(spectrum.shape)
+    for axis, n in enumerate(clean.shape):
+        k = np.fft.rfftfreq(n) if axis == clean.ndim - 1 else np.fft.fftfreq(n)
+        sigma = std_mm / float(voxel_size[axis])
+        shape = [1] * clean.ndim
+        shape[axis] = k.size
+        gain = gain * np.exp(-2.0 * np.pi ** 2 * sigma ** 2 * k ** 2).reshape(shape)
+    return np.fft.irfftn(spectrum * gain, s=clean.shape).astype(np.float32)
 
 
 def bias_field(clean: np.ndarray, log_std: float, seed: int, order: int = 3) -> np.ndarray:
@@ -207,8 +363,6 @@ def _torchio_apply(clean: np.ndarray, artifact: str, params: dict[str, Any], see
                                     intensity=fixed["intensity"])
     elif artifact == "inhomogeneity":
         return bias_field(clean, params["log_std"], seed) * clean
-    elif artifact == "blur":
-        transform = tio.RandomBlur(std=fixed["std"])
     else:  # pragma: no cover - guarded by the caller
         raise ArtifactError(f"{artifact!r} is not a TorchIO artifact")
     affine = np.diag([*map(float, voxel_size), 1.0])
@@ -230,33 +384,52 @@ def apply_artifact(clean: np.ndarray, artifact: str, params: dict[str, Any], *, 
         return clean.astype(np.float32)
     if artifact == "aliasing":
         return wrap_around(clean, params["fov_fraction"], axis=pe_axis)
+    if artifact == "blur":
+        return np.clip(gaussian_blur(clean, params["std"], voxel_size), 0, None)
     return _torchio_apply(clean, artifact, params, seed, voxel_size, pe_axis)
 
 
 def simulate(clean: np.ndarray, artifact: str, severity: str, *, seed: int,
              voxel_size: Sequence[float] = (1.0, 1.0, 1.0), pe_axis: int = 1,
-             noise_sigma: float | None = None) -> Simulated:
+             noise_sigma: float | None = None, calibrated: bool = True) -> Simulated:
     """Degrade a noise-free 3-D image: the artifact first, then Rician noise.
 
-    ``noise_sigma`` fixes the noise floor (relative to the brightest tissue) for artifacts
-    other than noise; by default it is drawn from :data:`BASE_NOISE`. For ``artifact="noise"``
-    the severity sets sigma (``none`` falls back to the noise floor).
+    With ``calibrated`` (the default) the artifact's strength is scaled until its measured
+    :func:`degradation` reaches a target in the severity's band (:func:`calibrate`);
+    otherwise the parameters drawn from :data:`SEVERITY_RANGES` are used as they are (d is
+    still measured). ``noise_sigma`` fixes the noise floor (relative to the brightest
+    tissue) for artifacts other than noise; by default it is drawn from :data:`BASE_NOISE`.
+    For ``artifact="noise"`` the severity sets sigma (``none`` falls back to the floor).
     """
     check(artifact, severity)
+    if clean.ndim != 3:
+        raise ArtifactError(f"expected a 3-D image, got shape {clean.shape}")
     rng = np.random.default_rng(seed)
     params = draw_params(artifact, severity, rng)
     floor = float(rng.uniform(*BASE_NOISE)) if noise_sigma is None else float(noise_sigma)
-    degraded = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
-                              pe_axis=pe_axis)
+    target = draw_target(severity, rng) if params else 0.0
+    if not params:
+        degraded, d = clean.astype(np.float32), 0.0
+    elif artifact == "noise":
+        if calibrated:
+            params["sigma"] = target * float(clean[head_of(clean)].mean())
+        degraded, d = clean.astype(np.float32), noise_degradation(params["sigma"], clean)
+    elif calibrated:
+        degraded, params, d = calibrate(clean, artifact, params, target, seed=seed,
+                                        voxel_size=voxel_size, pe_axis=pe_axis)
+    else:
+        degraded = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
+                                  pe_axis=pe_axis)
+        d = degradation(degraded, reference_for(clean, artifact, params, pe_axis))
     sigma = params.get("sigma", floor)
     params = {**params, "noise_sigma": sigma}
-    return Simulated(rician(degraded, sigma, rng), artifact, severity, params)
+    return Simulated(rician(degraded, sigma, rng), artifact, severity, params, d)
 
 
 def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volumes: int,
                     seed: int, voxel_size: Sequence[float] = (3.0, 3.0, 3.0), pe_axis: int = 1,
                     noise_sigma: float | None = None,
-                    physio: float = 0.01) -> Simulated:
+                    physio: float = 0.01, calibrated: bool = True) -> Simulated:
     """A 4-D (bold-like) series from a noise-free 3-D image, with one artifact.
 
     Per volume: a global signal fluctuation and tissue-proportional physiological noise
@@ -267,6 +440,11 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
     ``ghosting``, ``inhomogeneity``, ``blur``, ``aliasing`` = the same in every volume
     (applied once to the clean image: they are linear or multiplicative); ``noise`` = the
     Rician sigma.
+
+    Severity (with ``calibrated``, see :func:`simulate`): the static artifacts and noise are
+    scaled to the band's d on the clean volume, a spike to the band's d of one spiked
+    volume (the worst volumes of the run); head motion keeps the displacements of
+    :data:`SEVERITY_RANGES` (mm, as framewise displacement is judged) and has no d.
     """
     from scipy import ndimage as ndi
 
@@ -276,6 +454,22 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
     rng = np.random.default_rng(seed)
     params = draw_params(artifact, severity, rng)
     floor = float(rng.uniform(*BASE_NOISE)) if noise_sigma is None else float(noise_sigma)
+    target = draw_target(severity, rng) if params else 0.0
+    d: float | None = 0.0
+    if artifact == "noise" and params:
+        if calibrated:
+            params["sigma"] = target * float(clean[head_of(clean)].mean())
+        d = noise_degradation(params["sigma"], clean)
+    elif artifact == "motion" and params:
+        d = None
+    elif params:
+        if calibrated:
+            static, params, d = calibrate(clean, artifact, params, target, seed=seed,
+                                          voxel_size=voxel_size, pe_axis=pe_axis)
+        else:
+            static = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
+                                    pe_axis=pe_axis)
+            d = degradation(static, reference_for(clean, artifact, params, pe_axis))
     sigma = params.get("sigma", floor)
     tissue = clean > 0.05 * float(clean.max())
     hit: set[int] = set()
@@ -289,8 +483,7 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
     # (bias field): applied once to the clean image, they equal the per-volume application
     # up to the small physiological fluctuations.
     if artifact in ("ghosting", "inhomogeneity", "blur", "aliasing") and params:
-        clean = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
-                               pe_axis=pe_axis)
+        clean = static
         tissue = clean > 0.05 * float(clean.max())
     pose = np.zeros(3)  # in-plane shift (voxels, 2) and rotation (degrees), held until the next jerk
     vols = []
@@ -313,4 +506,4 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
                                  pe_axis=pe_axis)
         vols.append(rician(np.clip(vol, 0, None), sigma, rng))
     params = {**params, "noise_sigma": sigma, "affected_volumes": sorted(hit)}
-    return Simulated(np.stack(vols, axis=-1), artifact, severity, params)
+    return Simulated(np.stack(vols, axis=-1), artifact, severity, params, d)

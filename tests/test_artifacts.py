@@ -6,9 +6,10 @@ import pytest
 
 pytest.importorskip("torchio")
 
-from mmrqa_bids.artifacts import (ARTIFACTS, SEVERITIES, SEVERITY_RANGES, SEVERITY_TO_LABEL,  # noqa: E402
-                                  ArtifactError, draw_params, simulate, simulate_series,
-                                  wrap_around)
+from mmrqa_bids.artifacts import (ARTIFACTS, GRADE_CUTS, SEVERITIES, SEVERITY_BANDS,  # noqa: E402
+                                  SEVERITY_RANGES, SEVERITY_TO_LABEL, ArtifactError,
+                                  degradation, draw_params, gaussian_blur, grade_of, simulate,
+                                  simulate_series, wrap_around)
 from mmrqa_bids.metrics import measure  # noqa: E402
 from mmrqa_bids.train.classifier import load_tpm_head  # noqa: E402
 
@@ -56,14 +57,58 @@ def test_every_artifact_has_documented_ranges():
     assert [SEVERITY_TO_LABEL[s] for s in SEVERITIES] == ["Good", "Good", "Medium", "Bad"]
 
 
+def test_severity_bands_are_ordered_and_the_grade_cuts_lie_in_their_gaps():
+    (m_lo, m_hi), (o_lo, o_hi), (s_lo, s_hi) = (SEVERITY_BANDS[s] for s in SEVERITIES[1:])
+    assert 0 < m_lo < m_hi < GRADE_CUTS[0] < o_lo < o_hi < GRADE_CUTS[1] < s_lo < s_hi
+    for severity in SEVERITIES[1:]:
+        lo, hi = SEVERITY_BANDS[severity]
+        assert grade_of(lo) == grade_of(hi) == SEVERITY_TO_LABEL[severity]
+    assert grade_of(0.0) == "Good"
+
+
+# Motion is left out: each TorchIO motion evaluation costs about a second.
+@pytest.mark.parametrize("artifact", [a for a in ARTIFACTS if a != "motion"])
+def test_calibrated_severity_has_the_bands_measured_degradation(clean, artifact):
+    for severity in ("mild", "moderate", "severe"):
+        sim = simulate(clean, artifact, severity, seed=3, voxel_size=(VOX,) * 3)
+        lo, hi = SEVERITY_BANDS[severity]
+        # Wrap-around moves in whole rows, so its d can only approach the band in steps.
+        slack = 1.6 if artifact == "aliasing" else 1.15
+        assert lo / slack <= sim.degradation <= hi * slack, (artifact, severity, sim.params)
+        assert sim.label == grade_of(sim.degradation)
+        if artifact != "aliasing":
+            assert sim.label == SEVERITY_TO_LABEL[severity], (artifact, severity)
+
+
+def test_degradation_counts_errors_in_the_air_but_not_the_amount_of_air(clean):
+    ghosted = simulate(clean, "ghosting", "moderate", seed=1, noise_sigma=0.0).data
+    d = degradation(ghosted, clean)
+    pad = ((6, 6), (6, 6), (0, 0))
+    assert degradation(np.pad(ghosted, pad), np.pad(clean, pad)) == pytest.approx(d, rel=1e-6)
+    head = clean > 0.1 * clean.max()
+    assert d > degradation(np.where(head, ghosted, clean), clean)  # the ghosts in the air count
+    # linear in the error: twice the error, twice d
+    assert degradation(clean * 1.2, clean) == pytest.approx(2 * degradation(clean * 1.1, clean))
+
+
+def test_gaussian_blur_is_continuous_below_a_voxel(clean):
+    np.testing.assert_allclose(gaussian_blur(clean, 0.0, (VOX,) * 3), clean, atol=1e-5)
+    d = [degradation(gaussian_blur(clean, s, (VOX,) * 3), clean) for s in (0.2, 0.4, 0.8, 1.6)]
+    assert 0 < d[0] < d[1] < d[2] < d[3]  # a truncated spatial kernel gives d = 0 at 0.2 mm
+    assert gaussian_blur(clean, 1.0, (VOX,) * 3).sum() == pytest.approx(clean.sum(), rel=1e-4)
+
+
 @pytest.mark.parametrize("artifact", ARTIFACTS)
 def test_severity_moves_metric_monotonically(clean, artifact):
     candidates, direction = EXPECTED[artifact]
     values = []
     for severity in SEVERITIES:
-        # Median over 3 seeds: one draw of a random transform can be atypical.
+        # Median over 3 seeds: one draw of a random transform can be atypical. Motion uses
+        # the parameter ranges as drawn (each calibration step is a costly TorchIO motion;
+        # calibration is tested on the other artifacts).
         per_seed = [measure(simulate(clean, artifact, severity, seed=s, voxel_size=(VOX,) * 3,
-                                     noise_sigma=0.01).data, "T1w", (VOX,) * 3).metrics
+                                     noise_sigma=0.01, calibrated=artifact != "motion").data,
+                            "T1w", (VOX,) * 3).metrics
                     for s in range(3)]
         name, _ = _metric(per_seed[0], candidates)
         values.append(float(np.median([m[name] for m in per_seed])))
@@ -81,14 +126,15 @@ def test_simulation_is_reproducible_and_leaves_global_rng_alone(clean):
     torch.manual_seed(123)
     before = torch.rand(1).item()
     torch.manual_seed(123)
-    a = simulate(clean, "motion", "moderate", seed=5, voxel_size=(VOX,) * 3)
+    a = simulate(clean, "spike", "moderate", seed=5, voxel_size=(VOX,) * 3)
     after = torch.rand(1).item()
-    b = simulate(clean, "motion", "moderate", seed=5, voxel_size=(VOX,) * 3)
-    c = simulate(clean, "motion", "moderate", seed=6, voxel_size=(VOX,) * 3)
+    b = simulate(clean, "spike", "moderate", seed=5, voxel_size=(VOX,) * 3)
+    c = simulate(clean, "spike", "moderate", seed=6, voxel_size=(VOX,) * 3)
     assert before == after
     np.testing.assert_array_equal(a.data, b.data)
     assert a.params == b.params and not np.array_equal(a.data, c.data)
-    assert a.label == "Medium" and a.data.dtype == np.float32
+    assert a.degradation == b.degradation and a.label == grade_of(a.degradation)
+    assert a.data.dtype == np.float32
 
 
 def test_params_within_severity_range():
@@ -108,6 +154,8 @@ def test_wrap_around_folds_energy_back():
     assert out.shape == (10, 12, 4)
     assert np.isclose(out.sum(), x.sum())  # nothing lost, only folded
     assert out.max() == 2.0  # overlapped rows add up
+    ref = wrap_around(x, 0.75, axis=1, fold=False)  # the same field of view, nothing folded
+    assert ref.shape == out.shape and ref.max() == 1.0 and ref.sum() == 10 * 12 * 4
 
 
 def test_noise_is_the_only_change_for_none(clean):

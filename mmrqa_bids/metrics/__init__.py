@@ -45,11 +45,13 @@ class Measured:
 
 
 def measure(data: np.ndarray, suffix: str,
-            zooms: tuple[float, ...] | None = None) -> Measured:
+            zooms: tuple[float, ...] | None = None, inu: str = "polynomial") -> Measured:
     """Masks once per volume, then every metric for the run.
 
     ``data``: float array in canonical (RAS) orientation, 3-D, or 4-D (x, y, z, t) for bold.
     ``zooms``: voxel sizes in mm (x, y, z[, t]); FWHM and FD are in voxels when omitted.
+    ``inu``: bias-field estimator of anatomical runs, ``"polynomial"`` (default) or ``"n4"``
+    (:mod:`mmrqa_bids.metrics.inu`; slower, and its ``inu_*`` values differ).
     Raises :class:`~mmrqa_bids.io.RunInputError` when no head can be told from the air.
     """
     data = np.asarray(data, dtype=np.float32)
@@ -70,16 +72,17 @@ def measure(data: np.ndarray, suffix: str,
         metrics = functional.functional_metrics(data, ref, masks, vox)
     else:
         metrics, labels = anatomical.anatomical_metrics(data, masks, suffix, vox,
-                                                         return_tissues=True)
-    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head).items()})
+                                                         return_tissues=True, inu=inu)
+    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head_like(ref)).items()})
     return Measured(metrics=metrics, head=masks.head, background=masks.background,
                     reference=ref, tissue_labels=labels)
 
 
-def compute(img: nb.Nifti1Image, suffix: str) -> dict[str, float]:
-    """Every metric of a run, keyed by name (the image is first brought to RAS+)."""
+def compute(img: nb.Nifti1Image, suffix: str, inu: str = "polynomial") -> dict[str, float]:
+    """Every metric of a run, keyed by name (the image is first brought to RAS+); ``inu`` as
+    in :func:`measure`."""
     img = nb.as_closest_canonical(img)
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4 and suffix != "bold" and data.shape[3] == 1:
         data = data[..., 0]
-    return measure(data, suffix, tuple(img.header.get_zooms())).metrics
+    return measure(data, suffix, tuple(img.header.get_zooms()), inu=inu).metrics

@@ -47,7 +47,7 @@ def _pair_reduce(a: np.ndarray, axis: int, factor: int, op) -> np.ndarray:
         sl = [slice(None)] * a.ndim
         sl[axis] = slice(i, n * factor, factor)
         parts.append(a[tuple(sl)])
-    out = parts[0].copy()
+    out = parts[0].copy(order="K")  # keep the input's memory layout (nibabel's is Fortran)
     for p in parts[1:]:
         op(out, p, out=out)
     return out
@@ -77,28 +77,61 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
+def _nearest_index(n: int, factor: int, m: int) -> np.ndarray:
+    """Index of the low-resolution cell of each of ``n`` full-grid positions (the last cell
+    covers a trailing partial block)."""
+    return np.minimum(np.arange(n) // factor, m - 1)
+
+
 def upsample(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
     """Nearest-neighbour replication of a low-resolution grid back to ``shape`` (the last
-    block is repeated over a trailing partial block)."""
+    block is repeated over a trailing partial block). One ``take`` per axis, the last axis
+    first, so the final (largest) copy moves whole contiguous planes."""
     if factor == 1:
         return small
-    x, y, z = small.shape
-    out = np.broadcast_to(small[:, None, :, None, :, None],
-                          (x, factor, y, factor, z, factor)).reshape(x * factor, y * factor,
-                                                                     z * factor)
-    if out.shape != tuple(shape):
-        out = np.pad(out, [(0, n - o) for n, o in zip(shape, out.shape)], mode="edge")
+    out = small
+    for axis in (2, 1, 0):
+        out = np.take(out, _nearest_index(shape[axis], factor, small.shape[axis]), axis=axis)
     return out
 
 
-def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...]) -> np.ndarray:
+def upsample_box(small: np.ndarray, factor: int, box: tuple[slice, ...],
+                 out: np.ndarray | None = None) -> np.ndarray:
     """:func:`upsample` restricted to the full-grid box ``box`` (slices with explicit
-    start/stop), without building the whole full-resolution array."""
+    start/stop), without building the whole full-resolution array; written into ``out``
+    (C-ordered, of the box's shape and ``small``'s dtype) when given."""
     if factor == 1:
-        return small[box]
-    idx = [np.minimum(np.arange(b.start, b.stop) // factor, m - 1)
-           for b, m in zip(box, small.shape)]
-    return small[np.ix_(*idx)]
+        if out is None:
+            return small[box]
+        out[...] = small[box]
+        return out
+    res = small
+    for axis in (2, 1, 0):
+        b = box[axis]
+        idx = np.minimum(np.arange(b.start, b.stop) // factor, small.shape[axis] - 1)
+        res = np.take(res, idx, axis=axis, out=out if axis == 0 else None)
+    return res
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Smallest box holding the True voxels of ``mask``, grown by ``margin`` voxels and
+    clipped to the array; None for an empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        idx = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+        if idx.size == 0:
+            return None
+        box.append(slice(max(int(idx[0]) - margin, 0), int(idx[-1]) + margin + 1))
+    return tuple(box)
+
+
+def zero_voxels(data: np.ndarray, block: int = 1 << 20) -> tuple[np.ndarray, ...]:
+    """Indices of the voxels of ``data`` that are exactly 0, found in blocks of ``block``
+    voxels read in memory order (C- or Fortran-ordered alike), without a full-size mask."""
+    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    flat = data.ravel(order=order)
+    found = [np.flatnonzero(flat[i:i + block] == 0) + i for i in range(0, flat.size, block)]
+    return np.unravel_index(np.concatenate(found), data.shape, order=order)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -152,11 +185,19 @@ def head_mask_lowres(small: np.ndarray) -> np.ndarray:
     if positive.size == 0:
         return np.zeros(small.shape, bool)
     thr = otsu_threshold(positive)
-    mask = ndi.binary_closing(smooth > thr, iterations=2, border_value=0)
+    above = smooth > thr
+    out = np.zeros(small.shape, bool)
+    # The morphology runs in the bounding box of the thresholded voxels plus 3 (> the closing's
+    # 2-voxel reach), so it sees the same background as on the whole grid: same result.
+    box = bounding_box(above, margin=3)
+    if box is None:
+        return out
+    above = above[box]
+    mask = ndi.binary_closing(above, iterations=2, border_value=0)
     # Closing with border_value=0 erodes the edges of a head touching the FOV: restore them.
-    mask |= smooth > thr
-    mask = _largest_component(fill_holes(mask))
-    return _fill_slices(mask)
+    mask |= above
+    out[box] = _fill_slices(_largest_component(fill_holes(mask)))
+    return out
 
 
 def head_mask(data: np.ndarray) -> np.ndarray:
@@ -188,33 +229,56 @@ def brain_mask_lowres(small: np.ndarray, head: np.ndarray) -> np.ndarray:
     if values.size < 64:
         return head
     thr = otsu_threshold(values)
+    # Everything below stays inside the head; working in its bounding box plus 4 voxels (the
+    # dilation + closing reach) gives the same result as on the whole grid.
+    box = bounding_box(head, margin=4)
+    full = head
+    head, small = head[box], small[box]
+    out = np.zeros(full.shape, bool)
     tissue = head & (small > 0.5 * thr)
     inner = ndi.binary_erosion(head, iterations=3)
     core = ndi.binary_erosion(tissue, iterations=2) & inner
     core = _largest_component(core)
     if core.sum() < 0.2 * head.sum():
-        return inner
+        out[box] = inner
+        return out
     brain = ndi.binary_dilation(core, iterations=2) & tissue
     brain = fill_holes(ndi.binary_closing(brain, iterations=2))
-    return brain & head
+    out[box] = brain & head
+    return out
 
 
 @dataclass(frozen=True)
 class Masks:
     """The masks of one volume, on the full grid and on the downsampled grid they came from.
 
-    ``head``/``background``/``brain`` are full-resolution boolean arrays; ``*_small`` are the
-    same on the ``factor``-times block-averaged grid ``small``.
+    ``head``/``background`` are full-resolution boolean arrays; ``*_small`` are the masks on
+    the ``factor``-times block-averaged grid ``small``; :attr:`brain` is built on demand.
     """
 
     head: np.ndarray
     background: np.ndarray
-    brain: np.ndarray
     small: np.ndarray
     head_small: np.ndarray
     background_small: np.ndarray
     brain_small: np.ndarray
     factor: int
+
+    @property
+    def brain(self) -> np.ndarray:
+        """Full-resolution brain mask (upsampled from :attr:`brain_small` at each access; the
+        metrics work on the low-resolution one)."""
+        return upsample(self.brain_small, self.factor, self.head.shape)
+
+    def head_like(self, data: np.ndarray) -> np.ndarray:
+        """:attr:`head` in the memory layout of ``data`` (a Fortran-ordered copy, rebuilt from
+        the low-resolution grid, when ``data`` is Fortran-ordered as nibabel loads it), so
+        that slice-wise passes over both read contiguous memory."""
+        if not data.flags.f_contiguous or self.head.flags.f_contiguous:
+            return self.head
+        if self.factor == 1:
+            return np.asfortranarray(self.head)
+        return upsample(self.head_small.T, self.factor, self.head.shape[::-1]).T
 
 
 def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True) -> Masks:
@@ -229,7 +293,8 @@ def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True
     bg_s = ~grown & (small != 0)
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
     head = upsample(head_s, f, data.shape)
-    bg = upsample(~grown, f, data.shape) & (data != 0)
-    brain = upsample(brain_s, f, data.shape) if with_brain else head
-    return Masks(head=head, background=bg, brain=brain, small=small, head_small=head_s,
+    bg = upsample(~grown, f, data.shape)
+    if not np.all(data):  # exact zeros (zero-filled borders, defacing) are not air
+        bg[zero_voxels(data)] = False
+    return Masks(head=head, background=bg, small=small, head_small=head_s,
                  background_small=bg_s, brain_small=brain_s, factor=f)

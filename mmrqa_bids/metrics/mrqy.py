@@ -5,8 +5,9 @@ and slices whose foreground image F is constant, drops NaN/Inf values and averag
 remaining slices. Per slice, ``F`` is the slice with the background zeroed, ``B`` the slice
 with the foreground zeroed, ``f``/``b`` the foreground/background pixel values.
 
-Here all slices are computed at once with array reductions (no per-slice Python loop except
-for the FBER medians), on a foreground mask given by the caller: mmrqa passes its 3-D head
+Here all slices are computed at once with array reductions (no per-slice Python loop; the
+FBER medians are exact order statistics found by counting or sorting whole blocks of
+slices), on a foreground mask given by the caller: mmrqa passes its 3-D head
 mask; MRQy rebuilds an Otsu + convex-hull mask per slice (15 times), which the benchmark can
 pass instead to compare like with like.
 
@@ -37,7 +38,7 @@ from mmrqa_bids.metrics.names import MRQY_NAMES
 
 EPS = 1e-16
 PATCH = 5
-CHUNK = 16  # slices per block: keeps the temporaries in cache
+CHUNK = 8  # slices per block: keeps the temporaries in cache (8 measured fastest)
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -77,30 +78,63 @@ def median5(a: np.ndarray, axis: int) -> np.ndarray:
     return tmp
 
 
-def _patches(img: np.ndarray) -> np.ndarray:
-    """Per slice (first axis; in-plane axes 1, 2), the PATCH x PATCH block centred on the
-    first brightest pixel in row-major order (as numpy.where in MRQy), zero outside the
-    image: shape (n_slices, 25)."""
-    nz, nx, ny = img.shape
-    arg = np.argmax(img.reshape(nz, nx * ny), axis=1)
-    ax, ay = np.divmod(arg, ny)
+def _first_argmax_xy(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice of ``img`` laid out (slice, y, x), the (x, y) position of the first maximum
+    in row-major (x, y) order, i.e. what ``numpy.argmax`` gives on the (x, y) slice as MRQy
+    stores it. ``argmax`` on the (y, x) layout agrees unless the maximum is tied; the (rare)
+    tied slices are resolved exactly."""
+    nz, ny, nx = img.shape
+    flat = img.reshape(nz, ny * nx)
+    arg = np.argmax(flat, axis=1)
+    peak = flat[np.arange(nz), arg]
+    ay, ax = np.divmod(arg, nx)
+    ties = np.count_nonzero(flat == peak[:, None], axis=1) > 1
+    for z in np.nonzero(ties)[0]:
+        yy, xx = np.nonzero(img[z] == peak[z])
+        first = np.argmin(xx * ny + yy)
+        ax[z], ay[z] = xx[first], yy[first]
+    return ax, ay
+
+
+def _patches(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per slice of ``img`` laid out (slice, y, x), the PATCH x PATCH block centred on the
+    first brightest pixel in row-major (x, y) order (as numpy.where in MRQy), zero outside
+    the image: shape (n_slices, 25), patch rows along x. With ``mask``, the image is
+    ``img`` zeroed where ``mask`` is True (MRQy's background image B), without building it.
+    """
+    nz, ny, nx = img.shape
+    if mask is not None:
+        img_b = np.where(mask, np.float32(0), img)
+        ax, ay = _first_argmax_xy(img_b)
+    else:
+        ax, ay = _first_argmax_xy(img)
     off = np.arange(PATCH) - PATCH // 2
     rows = ax[:, None, None] + off[None, :, None]
     cols = ay[:, None, None] + off[None, None, :]
     inside = (rows >= 0) & (rows < nx) & (cols >= 0) & (cols < ny)
     zs = np.broadcast_to(np.arange(nz)[:, None, None], inside.shape)
-    vals = img[zs, np.clip(rows, 0, nx - 1), np.clip(cols, 0, ny - 1)].astype(np.float64)
+    at = (zs, np.clip(cols, 0, ny - 1), np.clip(rows, 0, nx - 1))
+    vals = img[at].astype(np.float64)
+    if mask is not None:
+        inside &= ~mask[at]
     return np.where(inside, vals, 0.0).reshape(nz, PATCH * PATCH)
 
 
-def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    """In-plane (first two axes) bounding box of ``mask`` over all slices, plus ``margin``."""
-    rows = np.nonzero(mask.any(axis=(1, 2)))[0]
-    cols = np.nonzero(mask.any(axis=(0, 2)))[0]
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """In-plane bounding box (axes 1, 2) of ``mask`` (slice, ., .) over all its slices, plus
+    ``margin`` pixels."""
+    rows = np.nonzero(mask.any(axis=(0, 2)))[0]
+    cols = np.nonzero(mask.any(axis=(0, 1)))[0]
     if rows.size == 0:
-        return slice(0, 1), slice(0, 1), slice(None)
+        return slice(0, 1), slice(0, 1)
     return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
-            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1), slice(None))
+            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
+
+
+def _slices_yx(a: np.ndarray, z0: int, z1: int) -> np.ndarray:
+    """Slices ``z0:z1`` (third axis) of a 3-D array laid out (slice, y, x), C-contiguous:
+    a free view of a Fortran-ordered (nibabel) array, a transposing copy otherwise."""
+    return np.ascontiguousarray(a[:, :, z0:z1].T)
 
 
 def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
@@ -117,41 +151,103 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
     EFC = sum_j x_j ln(x_j + 1e-16) / E_max, x = F / sqrt(sum F^2), E_max = sqrt(N) ln(1/sqrt(N));
     FBER = median(f^2) / median(b^2); P_F, P_B = 5x5 patches centred on the brightest
     pixel of F, B. Standard deviations are population (numpy) ones, as in MRQy.
+
+    Slices are processed in blocks of :data:`CHUNK`, each laid out (slice, y, x) so that a
+    Fortran-ordered volume (as nibabel loads it) is read in place.
     """
     if data.ndim != 3 or data.shape != fg_mask.shape:
         raise ValueError(f"mrqy metrics need a 3-D volume and a mask of the same shape, got "
                          f"{data.shape} and {fg_mask.shape}")
     start = 1 if skip_first else 0
     d = data[:, :, start:]
+    if d.dtype != np.float32:
+        d = d.astype(np.float32, order="K")
     m = fg_mask[:, :, start:]
-    box = _bbox(m, margin=3)[:2]
-    parts = [_chunk_values(np.ascontiguousarray(np.moveaxis(d[:, :, z0:z0 + CHUNK], 2, 0),
-                                                dtype=np.float32),
-                           np.ascontiguousarray(np.moveaxis(m[:, :, z0:z0 + CHUNK], 2, 0)),
-                           box)
-             for z0 in range(0, d.shape[2], CHUNK)]
+    if d.flags.f_contiguous and not m.flags.f_contiguous:
+        m = np.asfortranarray(m)  # one copy, in the data's layout
+    parts = []
+    for z0 in range(0, d.shape[2], CHUNK):
+        mz = _slices_yx(m, z0, z0 + CHUNK)
+        parts.append(_chunk_values(_slices_yx(d, z0, z0 + CHUNK), mz, _bbox(mz, margin=3)))
     per_slice = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     valid = per_slice.pop("valid").astype(bool)
     return {name: _nanmean(per_slice[name][valid]) for name in MRQY_NAMES}
 
 
+_COUNTING_MAX = 16384  # integer-valued slices up to this value use a counting selection
+
+
+def _order_statistics(a: np.ndarray, mask: np.ndarray, ranks: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """Per row of ``a`` (n_rows, n_pixels; non-negative), the value of ascending rank
+    ``ranks["f_lo"]`` etc. among the pixels where ``mask`` is True (keys ``f_*``) or False
+    (keys ``b_*``); ranks are clipped to the row.
+
+    Integer-valued rows (a scanner's int16 data) below :data:`_COUNTING_MAX` are selected by
+    counting (one ``bincount`` per block, linear time); other data by one sort per row, with
+    keys |v| where ``mask`` and -|v| elsewhere (unmasked pixels first, by decreasing |v|).
+    Both give the exact order statistics."""
+    nrows, npix = a.shape
+    rows = np.arange(nrows)
+    n_f = np.count_nonzero(mask, axis=1)
+    n_b = npix - n_f
+    top = float(a.max()) if a.size else 0.0
+    out = {}
+    if top < _COUNTING_MAX and np.array_equal(a, np.floor(a)):
+        size = int(top) + 1
+        key = (rows[:, None] * 2 + mask) * size + a.astype(np.int64)
+        cum = np.cumsum(np.bincount(key.ravel(), minlength=nrows * 2 * size)
+                        .reshape(nrows, 2, size), axis=2)
+        for name, r in ranks.items():
+            c = cum[:, 1 if name.startswith("f") else 0]
+            n = n_f if name.startswith("f") else n_b
+            k = np.clip(r, 0, np.maximum(n - 1, 0))
+            out[name] = np.count_nonzero(c <= k[:, None], axis=1).astype(np.float64)
+        return out
+    srt = np.sort(np.where(mask, a, -a), axis=1)
+    for name, r in ranks.items():
+        if name.startswith("f"):
+            idx = n_b + np.clip(r, 0, np.maximum(n_f - 1, 0))
+        else:
+            idx = n_b - 1 - np.clip(r, 0, np.maximum(n_b - 1, 0))
+        out[name] = np.abs(srt[rows, np.clip(idx, 0, npix - 1)].astype(np.float64))
+    return out
+
+
+def _masked_medians_sq(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (n_slices, n_pixels), median(v^2) over the pixels where ``mask``
+    is True and over those where it is False (NaN for an empty set), exactly as
+    ``numpy.median`` of the float64 squares: the middle one or two |v| of each set (|v| has
+    the order of v^2) squared, and averaged for an even count."""
+    n_f = np.count_nonzero(mask, axis=1)
+    n_b = mask.shape[1] - n_f
+    q = _order_statistics(np.abs(values), mask, {
+        "f_lo": (n_f - 1) // 2, "f_hi": n_f // 2, "b_lo": (n_b - 1) // 2, "b_hi": n_b // 2})
+    out = []
+    for s, n in (("f", n_f), ("b", n_b)):
+        lo, hi = q[s + "_lo"], q[s + "_hi"]
+        med = np.where(n % 2 == 1, lo * lo, (lo * lo + hi * hi) / 2)
+        out.append(np.where(n > 0, med, np.nan))
+    return out[0], out[1]
+
+
 def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
                   ) -> dict[str, np.ndarray]:
-    """Per-slice MRQy values of a chunk of slices laid out (slice, row, column)."""
-    nz, nx, ny = d.shape
+    """Per-slice MRQy values of a chunk of slices laid out (slice, y, x)."""
+    nz, ny, nx = d.shape
     npix = nx * ny
     axes = (1, 2)
     s_all = d.sum(axis=axes, dtype=np.float64)
-    ss_all = np.square(d).sum(axis=axes, dtype=np.float64)
+    ss_all = np.einsum("ijk,ijk->i", d, d, dtype=np.float64)
     # Everything that involves F is computed in the in-plane bounding box of the foreground
     # (with a 3-pixel margin, so filters see the same zeros as on the whole slice).
     inplane = (slice(None),) + box
     db, mb = d[inplane], m[inplane]
     F = db * mb
-    n_f = mb.sum(axis=axes).astype(np.float64)
+    n_f = np.count_nonzero(mb, axis=axes).astype(np.float64)
     n_b = npix - n_f
     s_f = F.sum(axis=axes, dtype=np.float64)
-    ss_f = np.square(F).sum(axis=axes, dtype=np.float64)
+    ss_f = np.einsum("ijk,ijk->i", F, F, dtype=np.float64)
     s_b, ss_b = s_all - s_f, ss_all - ss_f
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_f, mean_b = s_f / n_f, s_b / n_b
@@ -164,30 +260,29 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
 
     big = np.float32(np.finfo(np.float32).max)
     peak = F.max(axis=axes).astype(np.float64)
-    fg_min = np.where(mb, db, big).min(axis=axes).astype(np.float64)
+    fg_min = np.min(db, axis=axes, where=mb, initial=big).astype(np.float64)
     # max over f is max F when the foreground is non-negative (magnitude images).
-    fg_max = peak if fg_min.min() >= 0 else np.where(mb, db, -big).max(axis=axes)
+    fg_max = (peak if fg_min.min() >= 0 else
+              np.max(db, axis=axes, where=mb, initial=-big).astype(np.float64))
     rng = fg_max - fg_min
 
     # CPP: 3x3 high-pass response (9F - box3x3(F)) / 8, mean |.| over the foreground.
-    hp = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=1, mode="constant"), 3, axis=2,
+    hp = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=2, mode="constant"), 3, axis=1,
                               mode="constant")
     hp *= -9.0
     hp += 9.0 * F
     np.abs(hp, out=hp)
-    hp *= mb
-    cpp = _ratio(hp.sum(axis=axes, dtype=np.float64) / 8.0, n_f)
+    cpp = _ratio(np.sum(hp, axis=axes, dtype=np.float64, where=mb) / 8.0, n_f)
 
-    # PSNR against the (separable) 5x5 median of F itself; outside the box F = median = 0.
-    med = median5(median5(F, 1), 2)
+    # PSNR against the (separable) 5x5 median of F itself, along x then y as MRQy's slice
+    # axes; outside the box F = median = 0.
+    med = median5(median5(F, 2), 1)
     med -= F
-    mse = np.square(med).sum(axis=axes, dtype=np.float64) / npix
+    mse = np.einsum("ijk,ijk->i", med, med, dtype=np.float64) / npix
     with np.errstate(divide="ignore", invalid="ignore"):
         psnr = 20.0 * np.log10(peak / np.sqrt(mse))
 
-    B = d.copy()
-    B[inplane] -= F
-    pf, pb = _patches(F), _patches(B)
+    pf, pb = _patches(F), _patches(d, mask=m)
     pf_mean, pf_std, pb_std = pf.mean(axis=1), pf.std(axis=1), pb.std(axis=1)
 
     # EFC per slice (F is 0 outside the foreground and adds nothing there).
@@ -199,15 +294,13 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
     efc = ent / e_max
 
     # FBER: medians of f^2 and b^2 per slice, from every second pixel in-plane.
-    fber = np.full(nz, np.nan)
-    ds, ms = d[:, ::2, ::2], m[:, ::2, ::2]
-    for z in np.nonzero(valid & (n_f > 0) & (n_b > 0))[0]:
-        sl, mz = ds[z], ms[z]
-        if mz.all() or not mz.any():
-            continue
-        bg_mu = np.median(np.square(sl[~mz], dtype=np.float64))
-        if bg_mu > 0:
-            fber[z] = np.median(np.square(sl[mz], dtype=np.float64)) / bg_mu
+    ds = d[:, ::2, ::2].reshape(nz, -1)
+    ms = m[:, ::2, ::2].reshape(nz, -1)
+    med_f, med_b = _masked_medians_sq(ds, ms)
+    n_fs = np.count_nonzero(ms, axis=1)
+    usable = valid & (n_f > 0) & (n_b > 0) & (n_fs > 0) & (n_fs < ms.shape[1]) & (med_b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fber = np.where(usable, med_f / np.where(usable, med_b, 1.0), np.nan)
 
     return {
         "valid": valid.astype(np.float64),

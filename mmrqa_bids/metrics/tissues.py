@@ -7,12 +7,13 @@ log-intensity, estimated from the residual of each voxel to its class mean). The
 then assigned on the full grid by the k-means decision thresholds applied to a lightly
 smoothed, bias-corrected copy.
 
-Why not N4 here: SimpleITK's N4 on a 3-6 mm copy of a 1 mm head took 3-35 s of CPU and
-recovered only 40-60% of a known linear field's range (measured on the MNI phantom), far
-over the one-second budget of the whole metric set; the polynomial field is fitted in
-milliseconds. Measured on the 2 mm MNI phantom (T1w, noise 2%) with a known exponential
-field: an estimated P95-P5 range of 0.03 / 0.05 / 0.10 / 0.15 for true ranges 0 / 0.10 /
-0.19 / 0.39, i.e. monotone but shrunk for strong fields, where the classes overlap.
+Why not N4 by default (``inu="n4"`` selects it, :mod:`mmrqa_bids.metrics.inu`, where the
+measurements are): SimpleITK's N4 on a 6 mm copy of a 1 mm head adds 0.16-0.33 s of one core
+to the ~0.5 s of the whole metric set, and it follows strong fields better but reads anatomy
+as a field when there is none. Measured on the 2 mm MNI phantom (T1w, noise 2%) with a known
+exponential field, the polynomial field gives an estimated P95-P5 range of 0.03 / 0.05 /
+0.10 / 0.15 for true ranges 0 / 0.10 / 0.19 / 0.39, i.e. monotone but shrunk for strong
+fields, where the classes overlap.
 
 Known limit: the brain mask (:func:`mmrqa_bids.metrics.masks.brain_mask_lowres`) keeps the
 tissue brighter than the skull. In FLAIR, CSF is as dark as bone, so the CSF outside the
@@ -64,7 +65,7 @@ def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 50,
         sums = np.bincount(labels, weights=values, minlength=k)
         new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         new.sort()
-        if np.allclose(new, centres, rtol=1e-7, atol=0):
+        if np.all(np.abs(new - centres) <= 1e-7 * np.abs(centres)):  # allclose(rtol=1e-7)
             break
         centres = new
     return centres
@@ -152,29 +153,61 @@ def fit_tissues(small: np.ndarray, brain_small: np.ndarray, suffix: str,
     return TissueModel(centres=centres, order=tissue_order(suffix), field_small=field)
 
 
-def binomial_smooth(data: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 smoothing (a Gaussian of sigma ~0.7 voxel in 3 taps)."""
-    out = data.astype(np.float32)
+def binomial_smooth(data: np.ndarray, spare: list[np.ndarray] | None = None) -> np.ndarray:
+    """Separable [1, 2, 1] / 4 smoothing (a Gaussian of sigma ~0.7 voxel in 3 taps), float32.
+    The passes alternate between two buffers (no other full-size temporaries); with
+    ``spare`` (a list), the buffer left free is appended to it for reuse."""
+    src = data.astype(np.float32, copy=False)
     w = np.array([0.25, 0.5, 0.25], np.float32)
-    for axis in range(out.ndim):
-        out = ndi.correlate1d(out, w, axis=axis, mode="nearest")
-    return out
+    bufs = [np.empty(src.shape, np.float32), np.empty(src.shape, np.float32)]
+    for axis in range(src.ndim):
+        out = bufs[axis % 2]
+        ndi.correlate1d(src, w, axis=axis, mode="nearest", output=out)
+        src = out
+    if spare is not None:
+        spare.append(bufs[src.ndim % 2])
+    return src
 
 
-def classify(data: np.ndarray, brain: np.ndarray, model: TissueModel,
-             factor: int) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
+def brain_box(brain_small: np.ndarray, factor: int, shape: tuple[int, ...],
+              margin: int = 2) -> tuple[slice, slice, slice] | None:
+    """Full-grid box (with ``margin`` voxels) that holds the full-resolution brain
+    ``upsample(brain_small, factor, shape)``, found on the low-resolution grid; None when
+    the brain is empty."""
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        cells = np.nonzero(brain_small.any(axis=other))[0]
+        if cells.size == 0:
+            return None
+        lo = int(cells[0]) * factor
+        last = shape[axis] - 1 if cells[-1] == brain_small.shape[axis] - 1 else (
+            int(cells[-1]) + 1) * factor - 1
+        out.append(slice(max(lo - margin, 0), last + margin + 1))
+    return out[0], out[1], out[2]
+
+
+def classify(data: np.ndarray, brain_small: np.ndarray, model: TissueModel, factor: int
+             ) -> tuple[np.ndarray, tuple[slice, slice, slice], np.ndarray, np.ndarray]:
     """Full-resolution tissue label map (:data:`TISSUE_CODES`, 0 outside the brain) and the
     box that holds the brain: the k-means thresholds applied, inside the brain, to a
-    binomially smoothed (sigma ~0.7 voxel) and bias-corrected copy of ``data``."""
+    binomially smoothed (sigma ~0.7 voxel) and bias-corrected copy of ``data``. The brain is
+    ``upsample(brain_small, factor, data.shape)``.
+
+    Also returns ``data[box]`` and ``labels[box]`` as C-ordered arrays (one reordering copy
+    of the box, so that the per-tissue selections read contiguous memory)."""
     labels = np.zeros(data.shape, np.uint8)
-    nz = (np.nonzero(brain.any(axis=(1, 2)))[0], np.nonzero(brain.any(axis=(0, 2)))[0],
-          np.nonzero(brain.any(axis=(0, 1)))[0])
-    if any(a.size == 0 for a in nz):
-        return labels, (slice(0, 0),) * 3
-    box = tuple(slice(max(a[0] - 2, 0), a[-1] + 3) for a in nz)
-    crop = binomial_smooth(data[box])
-    crop /= upsample_box(model.field_small, factor, box)
+    box = brain_box(brain_small, factor, data.shape)
+    if box is None:
+        box = (slice(0, 0),) * 3
+        return labels, box, data[box], labels[box]
+    raw = np.ascontiguousarray(data[box], dtype=np.float32)
+    spare: list[np.ndarray] = []
+    crop = binomial_smooth(raw, spare)
+    crop /= upsample_box(model.field_small.astype(np.float32, copy=False), factor, box,
+                         out=spare[0])
     klass = nearest_class(crop, model.centres)
     codes = np.array([TISSUE_CODES[name] for name in model.order], np.uint8)
-    labels[box] = np.where(brain[box], codes[klass], 0)
-    return labels, box
+    labels_box = np.where(upsample_box(brain_small, factor, box), codes[klass], np.uint8(0))
+    labels[box] = labels_box
+    return labels, box, raw, labels_box

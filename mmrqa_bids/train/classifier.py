@@ -9,9 +9,15 @@ One command rebuilds the shipped models (``python scripts/train_classifier.py``)
    bold), several voxel sizes, random crops of the field of view, axis flips, and a random
    gain with int16 storage, as a scanner would write them.
 2. **Degradation.** Each example gets one artifact at one severity
-   (:mod:`mmrqa_bids.artifacts`), labelled by :data:`~mmrqa_bids.artifacts.SEVERITY_TO_LABEL`.
-3. **Metrics** via :func:`mmrqa_bids.metrics.measure`, cached on disk by example and by a
-   hash of the metrics code (a metrics change invalidates the cache by itself).
+   (:mod:`mmrqa_bids.artifacts`): the artifact is scaled until its measured relative RMS
+   error against the clean image falls in the severity's band, and the example's label is
+   read from that measured error with fixed cuts (:func:`mmrqa_bids.artifacts.grade_of`), so
+   that "Medium" means the same visible degradation on every anatomy and voxel size (a
+   blur named by its width in mm is invisible on the smooth template at 4 mm and obvious on
+   a real subject at 3 mm: the label noise behind most Medium -> Good errors of recipe 1).
+3. **Metrics** via :func:`mmrqa_bids.metrics.measure`, cached on disk (with the measured
+   degradation and label) by example and by a hash of the metrics code (a metrics change
+   invalidates the cache by itself).
 4. **Features**: only metrics that are *scale-free* (unchanged when the image is multiplied
    by a constant: :func:`scale_free_metrics`), from ``ANAT_FEATURES``/``FUNC_FEATURES`` of
    :mod:`mmrqa_bids.metrics` when it defines them, otherwise every metric. The list is
@@ -40,11 +46,11 @@ import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
-SIMULATION_VERSION = 2
+SIMULATION_VERSION = 3
 GOOD_NONE_PER_DRAW = 3  # clean examples per source draw (Good also gets every mild one)
 
 #: The default training recipe. ``train``: sources whose examples are fitted (80%) and used
@@ -53,8 +59,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "version": RECIPE_VERSION,
     "seed": 0,
     "anat": {
-        "draws": {"train": 5, "seen": 1, "unseen": 2},
-        "randomize": {"contrast": 0.5, "zoom": 0.15},
+        "draws": {"train": 8, "seen": 1, "unseen": 2},
+        "randomize": {"contrast": 0.5, "zoom": 0.15, "random_contrast": 0.5, "smooth": 0.5},
         "train": [{"anatomy": "mni", "contrast": c, "voxel_size": v}
                   for c in ("T1w", "T2w") for v in (3.0, 4.0)],
         "unseen": [{"anatomy": "tpm", "contrast": c, "voxel_size": 3.0}
@@ -62,17 +68,22 @@ DEFAULT_RECIPE: dict[str, Any] = {
         + [{"anatomy": "mni", "contrast": "FLAIR", "voxel_size": 3.5}],
     },
     "bold": {
-        "draws": {"train": 4, "seen": 1, "unseen": 2},
+        "draws": {"train": 8, "seen": 1, "unseen": 2},
+        "randomize": {"contrast": 0.5, "zoom": 0.15, "random_contrast": 0.5, "smooth": 0.5},
         "n_volumes": 12,
         "train": [{"anatomy": "mni", "contrast": "bold", "voxel_size": v} for v in (4.0, 5.0)],
         "unseen": [{"anatomy": "tpm", "contrast": "bold", "voxel_size": 4.0},
                    {"anatomy": "mni", "contrast": "bold", "voxel_size": 4.5}],
     },
     # Domain randomisation of the "train" and "seen" draws (never of "unseen" sources), per
-    # family (a family's "randomize" overrides this one): each tissue's signal multiplied by
-    # exp(U(-c, c)), the head zoomed by U(1-z, 1+z) per axis. Measured on the metrics
-    # branch's full metric set (anat unseen accuracy 0.48 -> 0.79 with c=0.5, z=0.15; bold
-    # 0.67 -> 0.65, hence off for bold).
+    # family (a family's "randomize" overrides this one), see :func:`_render_clean`: each
+    # tissue's signal multiplied by exp(U(-c, c)) ("contrast"), or with probability
+    # "random_contrast" drawn U(0.03, 1) (SynthSeg-style), the head zoomed by U(1-z, 1+z) per
+    # axis ("zoom"), an intrinsic smoothness of U(0, s) voxels ("smooth"). Recipe 1 (severity
+    # labels): anat unseen accuracy 0.48 -> 0.79 with c=0.5, z=0.15. Recipe 2 (measured
+    # labels, scripts/train_classifier.py): without random contrast/smoothness and with
+    # 5 (anat) / 4 (bold) training draws, unseen accuracy anat 0.703, bold 0.677; with
+    # them and 8 draws, anat 0.760, bold 0.771 (the shipped models; see their evaluation).
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
@@ -172,9 +183,13 @@ class Example:
     n_volumes: int = 0
     contrast_jitter: float = 0.0  # see DEFAULT_RECIPE["randomize"]
     zoom_jitter: float = 0.0
+    random_contrast: float = 0.0
+    smooth_jitter: float = 0.0
 
     @property
     def label(self) -> str:
+        """The nominal label of the severity (the planned class balance); the label trained
+        and evaluated on is the measured one (:func:`measure_example`)."""
         from mmrqa_bids.artifacts import SEVERITY_TO_LABEL
         return SEVERITY_TO_LABEL[self.severity]
 
@@ -190,7 +205,8 @@ class Example:
         """Content key for the metrics cache (fields at their default are left out, so that
         adding an option does not invalidate earlier caches)."""
         fields = {k: v for k, v in asdict(self).items()
-                  if not (k in ("contrast_jitter", "zoom_jitter") and v == 0.0)}
+                  if not (k in ("contrast_jitter", "zoom_jitter", "random_contrast",
+                                "smooth_jitter") and v == 0.0)}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -219,20 +235,32 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                                        severity=severity, seed=seed,
                                        n_volumes=int(cfg.get("n_volumes", 0)),
                                        contrast_jitter=float(rand.get("contrast", 0.0)),
-                                       zoom_jitter=float(rand.get("zoom", 0.0))))
+                                       zoom_jitter=float(rand.get("zoom", 0.0)),
+                                       random_contrast=float(rand.get("random_contrast", 0.0)),
+                                       smooth_jitter=float(rand.get("smooth", 0.0))))
     return out
 
 
 def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     """The noise-free head in the example's contrast, with its domain randomisation:
-    tissue signals (CSF, GM, WM, skull, scalp) times exp(U(-c, c)) each, and a zoom of
-    U(1 - z, 1 + z) per axis (head size and shape)."""
+
+    * with probability ``random_contrast``, a random contrast: each tissue's signal (CSF, GM,
+      WM, skull, scalp) drawn U(0.03, 1) independently (SynthSeg's random intensities,
+      Billot et al., Med Image Anal 2023); otherwise the named contrast's signals times
+      exp(U(-c, c)) each (``contrast_jitter`` c);
+    * a zoom of U(1 - z, 1 + z) per axis (head size and shape);
+    * an intrinsic smoothness: a Gaussian of U(0, s) voxels (``smooth_jitter`` s), so that
+      anatomies (or templates) of different sharpness are seen clean.
+    """
     from scipy import ndimage as ndi
 
+    from mmrqa_bids.artifacts import gaussian_blur
     from mmrqa_bids.testing.phantom import CONTRASTS
 
     base = np.array(CONTRASTS[ex.contrast], dtype=float)
-    if ex.contrast_jitter:
+    if ex.random_contrast and rng.random() < ex.random_contrast:
+        base = rng.uniform(0.03, 1.0, 5)
+    elif ex.contrast_jitter:
         base = np.clip(base * np.exp(rng.uniform(-ex.contrast_jitter, ex.contrast_jitter, 5)),
                        0.01, 1.0)
     img = (base[0] * head.csf + base[1] * head.gm + base[2] * head.wm + base[3] * head.skull
@@ -240,6 +268,9 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     if ex.zoom_jitter:
         zoom = rng.uniform(1 - ex.zoom_jitter, 1 + ex.zoom_jitter, 3)
         img = ndi.zoom(img, zoom, order=1).astype(np.float32)
+    if ex.smooth_jitter:
+        img = np.clip(gaussian_blur(img, float(rng.uniform(0, ex.smooth_jitter)), (1.0,) * 3),
+                      0, None)
     return img
 
 
@@ -264,8 +295,11 @@ def _store(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(scaled).astype(np.int16).astype(np.float32)
 
 
-def render_example(ex: Example, cache_dir: Path | None = None) -> np.ndarray:
-    """The degraded image of an example, stored as a scanner would (int16, random gain)."""
+def simulate_example(ex: Example, cache_dir: Path | None = None):
+    """The degraded image of an example, stored as a scanner would (int16, random gain), and
+    its :class:`~mmrqa_bids.artifacts.Simulated` record (measured degradation, label)."""
+    from dataclasses import replace
+
     from mmrqa_bids.artifacts import simulate, simulate_series
 
     rng = np.random.default_rng(ex.seed)
@@ -280,14 +314,21 @@ def render_example(ex: Example, cache_dir: Path | None = None) -> np.ndarray:
     else:
         sim = simulate(clean, ex.artifact, ex.severity, seed=ex.seed, voxel_size=vox,
                        pe_axis=pe_axis)
-    return _store(sim.data, rng)
+    return replace(sim, data=_store(sim.data, rng))
+
+
+def render_example(ex: Example, cache_dir: Path | None = None) -> np.ndarray:
+    """The degraded image of an example, stored as a scanner would (int16, random gain)."""
+    return simulate_example(ex, cache_dir).data
 
 
 def cache_key() -> str:
     """Metrics code hash + hash of the simulation settings: one cache folder per pair."""
-    from mmrqa_bids.artifacts import BASE_NOISE, SEVERITY_RANGES
+    from mmrqa_bids.artifacts import (BASE_NOISE, CALIBRATION_STEPS, CALIBRATION_TOL,
+                                      GRADE_CUTS, SEVERITY_BANDS, SEVERITY_RANGES)
 
-    sim = json.dumps([SIMULATION_VERSION, SEVERITY_RANGES, BASE_NOISE], sort_keys=True)
+    sim = json.dumps([SIMULATION_VERSION, SEVERITY_RANGES, BASE_NOISE, SEVERITY_BANDS,
+                      GRADE_CUTS, CALIBRATION_STEPS, CALIBRATION_TOL], sort_keys=True)
     return f"{metrics_code_hash()}-{hashlib.sha256(sim.encode()).hexdigest()[:8]}"
 
 
@@ -301,8 +342,10 @@ def metrics_code_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def measure_example(ex: Example, cache_dir: Path | None) -> dict[str, float]:
-    """Metrics of one example (cached by example and metrics code)."""
+def measure_example(ex: Example, cache_dir: Path | None) -> dict[str, Any]:
+    """``{"metrics": {...}, "degradation": d or None, "label": Good/Medium/Bad}`` of one
+    example: its metrics and the grade of its measured degradation (cached by example,
+    simulation settings and metrics code)."""
     from mmrqa_bids.metrics import measure
 
     cached = None
@@ -311,22 +354,24 @@ def measure_example(ex: Example, cache_dir: Path | None) -> dict[str, float]:
         if cached.is_file():
             return json.loads(cached.read_text())
     suffix = "bold" if ex.family == "bold" else ex.contrast
-    metrics = measure(render_example(ex, cache_dir), suffix, (ex.voxel_size,) * 3).metrics
-    metrics = {k: float(v) for k, v in metrics.items()}
+    sim = simulate_example(ex, cache_dir)
+    metrics = measure(sim.data, suffix, (ex.voxel_size,) * 3).metrics
+    record = {"metrics": {k: float(v) for k, v in metrics.items()},
+              "degradation": sim.degradation, "label": sim.label}
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
-        atomic_write_json(cached, metrics)
-    return metrics
+        atomic_write_json(cached, record)
+    return record
 
 
-def _measure_group(examples: Sequence[Example], cache_dir: Path | None) -> list[dict[str, float]]:
+def _measure_group(examples: Sequence[Example], cache_dir: Path | None) -> list[dict[str, Any]]:
     return [measure_example(ex, cache_dir) for ex in examples]
 
 
 def build_training_set(examples: Sequence[Example], cache_dir: Path | None = None,
-                       n_jobs: int = 1, verbose: bool = True) -> list[dict[str, float]]:
-    """Metrics of every example, in order. Work is grouped by source (a head is built once per
-    worker and source) and spread over ``n_jobs`` processes."""
+                       n_jobs: int = 1, verbose: bool = True) -> list[dict[str, Any]]:
+    """:func:`measure_example` of every example, in order. Work is grouped by source (a head
+    is built once per worker and source) and spread over ``n_jobs`` processes."""
     groups: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         groups.setdefault(f"{ex.family}:{ex.source}:{ex.split}", []).append(i)
@@ -341,7 +386,7 @@ def build_training_set(examples: Sequence[Example], cache_dir: Path | None = Non
             delayed(_measure_group)([examples[i] for i in chunk], cache_dir) for chunk in chunks)
     else:
         results = [_measure_group([examples[i] for i in chunk], cache_dir) for chunk in chunks]
-    out: list[dict[str, float] | None] = [None] * len(examples)
+    out: list[dict[str, Any] | None] = [None] * len(examples)
     for chunk, res in zip(chunks, results):
         for i, m in zip(chunk, res):
             out[i] = m
@@ -483,7 +528,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
               artifact_labels: Sequence[str], clean: Sequence[bool], *,
               params: dict[str, Any] | None = None, seed: int = 0,
               features: Sequence[str] | None = None,
-              recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+              recipe: dict[str, Any] | None = None,
+              label_map: str = "none/mild -> Good, moderate -> Medium, severe -> Bad"
+              ) -> dict[str, Any]:
     """Fit and calibrate one family's model on metric rows; returns the model file's content.
 
     The generic entry point (the train level calls it with rated runs and their simulated
@@ -520,7 +567,7 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
         "artifact": artifact,
         "reference": reference_ranges(clean_rows, features),
         "recipe": {"recipe": recipe or {"model": params, "seed": seed},
-                   "label_map": "none/mild -> Good, moderate -> Medium, severe -> Bad",
+                   "label_map": label_map,
                    "trainer": "mmrqa_bids.train.classifier (scripts/train_classifier.py)",
                    "mmrqa_version": __version__, "sklearn_version": sklearn.__version__,
                    "metrics_code": metrics_code_hash(),
@@ -548,22 +595,40 @@ def evaluate_model(doc: dict[str, Any], rows: Sequence[dict[str, float]], labels
     return res
 
 
-def fit_family(family: str, examples: Sequence[Example], rows: Sequence[dict[str, float]],
+def measured_label_map() -> str:
+    """How the simulated examples' labels are derived (stored in the model's recipe)."""
+    from mmrqa_bids.artifacts import GRADE_CUTS, SEVERITY_BANDS
+
+    bands = ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in SEVERITY_BANDS.items())
+    return (f"measured degradation d = relative RMS error vs the clean image "
+            f"(mmrqa_bids.artifacts.degradation): d < {GRADE_CUTS[0]:g} Good, "
+            f"< {GRADE_CUTS[1]:g} Medium, else Bad; artifacts scaled into the severity bands "
+            f"({bands}); bold head motion by severity (mm): none/mild Good, moderate Medium, "
+            "severe Bad")
+
+
+def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[str, Any]],
                recipe: dict[str, Any]) -> dict[str, Any]:
-    """Fit on the recipe's "train" examples, evaluate on "seen" and "unseen"."""
+    """Fit on the recipe's "train" examples, evaluate on "seen" and "unseen".
+
+    ``records``: :func:`measure_example` of each example (``{"metrics", "label"}``); a record
+    without a label falls back to the example's nominal one."""
+    rows = [r["metrics"] for r in records]
+    labels = [r.get("label") or ex.label for r, ex in zip(records, examples)]
     train = [i for i, ex in enumerate(examples) if ex.split == "train"]
     stored = {k: recipe[k] for k in ("version", "seed", family, "model", "randomize")
               if k in recipe}
-    doc = fit_model(family, [rows[i] for i in train], [examples[i].label for i in train],
+    doc = fit_model(family, [rows[i] for i in train], [labels[i] for i in train],
                     [examples[i].artifact_label for i in train],
                     [examples[i].severity == "none" for i in train],
-                    params=recipe["model"], seed=recipe["seed"], recipe=stored)
+                    params=recipe["model"], seed=recipe["seed"], recipe=stored,
+                    label_map=measured_label_map())
     evaluation = {}
     for split in ("seen", "unseen"):
         idx = [i for i, ex in enumerate(examples) if ex.split == split]
         if idx:
             evaluation[split] = evaluate_model(doc, [rows[i] for i in idx],
-                                               [examples[i].label for i in idx],
+                                               [labels[i] for i in idx],
                                                [examples[i].artifact_label for i in idx])
             evaluation[split]["sources"] = sorted({examples[i].source for i in idx})
     doc["evaluation"] = evaluation
@@ -590,8 +655,9 @@ def train(out_dir: Path, recipe: dict[str, Any] | None = None,
         examples = plan_examples(recipe, family)
         if verbose:
             print(f"[train-classifier] {family}: {len(examples)} examples", flush=True)
-        rows = build_training_set(examples, cache_dir=cache_dir, n_jobs=n_jobs, verbose=verbose)
-        doc = fit_family(family, examples, rows, recipe)
+        records = build_training_set(examples, cache_dir=cache_dir, n_jobs=n_jobs,
+                                     verbose=verbose)
+        doc = fit_family(family, examples, records, recipe)
         written[family] = save_model(doc, out_dir)
         if verbose:
             print(summary(doc), flush=True)

@@ -65,7 +65,9 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
                      "c": s * (k // 3) + 0.05 * rng.standard_normal(),
                      "mean": 1000 * rng.random()})
     monkeypatch.setattr(tc, "scale_free_metrics", lambda family: {"a", "b", "c"})
-    doc = tc.fit_family("anat", examples, rows, recipe)
+    records = [{"metrics": r, "label": ex.label} for r, ex in zip(rows, examples)]
+    doc = tc.fit_family("anat", examples, records, recipe)
+    assert "measured degradation" in doc["recipe"]["label_map"]
     assert doc["features"] == ["a", "b", "c"]  # "mean" is not scale-free
     assert doc["evaluation"]["unseen"]["accuracy"] > 0.85
     path = tc.save_model(doc, tmp_path)

@@ -144,3 +144,15 @@ def test_ghost_in_the_air_raises_qi1_and_lowers_fber(make_sphere):
 def test_blank_image_is_a_clear_error():
     with pytest.raises(RunInputError, match="no head"):
         measure(np.full((20, 20, 20), 5.0, np.float32), "T1w")
+
+
+def test_memory_layout_does_not_change_values(make_sphere):
+    # nibabel hands over Fortran-ordered arrays; the fast paths read them in memory order.
+    img = np.round(make_sphere(SIGMA).image)
+    img[:, :3] = 0  # zero-filled border: exact zeros are excluded from the air
+    c = measure(np.ascontiguousarray(img), "T1w")
+    f = measure(np.asfortranarray(img), "T1w")
+    assert np.array_equal(c.head, f.head) and np.array_equal(c.background, f.background)
+    assert not c.background[:, :3].any()
+    for k, v in c.metrics.items():
+        assert f.metrics[k] == pytest.approx(v, rel=1e-5, abs=1e-12), k
