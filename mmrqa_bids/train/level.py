@@ -118,16 +118,23 @@ def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
 
 def facts_for(entries: Sequence[dict[str, Any]]) -> tuple[list, bool]:
     """(QA facts of every entry, whether a reference exists); metric deviations against the
-    *training* runs rated Good by the experts (held-out runs never inform the reference)."""
+    *training* runs rated Good by the experts (held-out runs never inform the reference).
+
+    The facts hold only the metrics the grading prompt shows (``prompt_metrics``): an answer
+    that cited any other value would teach the model to invent numbers it was never given.
+    """
+    from mmrqa_bids.grading.prompts import prompt_metrics
     from mmrqa_bids.qa.facts import QAFacts, deviations, metric_reference
 
-    reference = metric_reference(e["metrics"] for e in entries
+    shown = [prompt_metrics(e["metrics"], e["suffix"]) for e in entries]
+    reference = metric_reference(m for e, m in zip(entries, shown)
                                  if e["split"] == "train" and e["origin"] == "expert"
                                  and e["label"] == "Good")
     return [QAFacts(example_id=e["example_id"], suffix=e["suffix"], label=e["label"],
-                    metrics=e["metrics"], artifact=e["artifact"], severity=e["severity"],
+                    metrics=m, artifact=e["artifact"], severity=e["severity"],
                     origin=e["origin"], notes=e["notes"],
-                    deviations=deviations(e["metrics"], reference)) for e in entries], bool(reference)
+                    deviations=deviations(m, reference))
+            for e, m in zip(entries, shown)], bool(reference)
 
 
 def qa_contents(settings: Settings, facts: Sequence, has_reference: bool) -> list:
