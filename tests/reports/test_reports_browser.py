@@ -88,7 +88,7 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     opened = browser.wait_event(lambda e: e["method"] in ("Target.targetCreated", "Target.targetInfoChanged")
                                 and e["params"]["targetInfo"]["type"] == "page"
                                 and browser.events.index(e) >= mark
-                                and e["params"]["targetInfo"]["url"].endswith(".html"), timeout=10)
+                                and e["params"]["targetInfo"]["url"].endswith(".html"), timeout=30)
     assert opened["params"]["targetInfo"]["url"] == _url(derivatives / f"{name}.html")
     # Back to the group report (a background tab gets its input events late).
     browser.send("Target.closeTarget", {"targetId": opened["params"]["targetInfo"]["targetId"]})
