@@ -33,6 +33,7 @@ class Execution:
     plugin: str = "Linear"
     plugin_args: dict[str, Any] = field(default_factory=dict)
     mriqc_dir: Path | None = None
+    inu_method: str = "polynomial"  # metrics.measure(inu=...)
     reports: bool = True
     resume: bool = False
     verbose: int = 0

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--plugin-args", type=Path, metavar="FILE.json",
                     help="JSON object of arguments for the Nipype plugin")
     ex.add_argument("--mriqc-dir", type=Path, help="reuse MRIQC's IQMs from this output folder")
+    ex.add_argument("--inu-method", choices=("polynomial", "n4"), default="polynomial",
+                    help="bias-field estimate behind inu_med/inu_range: a quadratic fit of the "
+                    "log intensities (default; the shipped classifier was trained on it) or "
+                    "SimpleITK's N4 on a ~6 mm grid (0.15-0.45 s more per 1 mm volume)")
     ex.add_argument("--no-reports", action="store_true", help="skip HTML reports")
     ex.add_argument("--resume", action="store_true",
                     help="keep the work directory and reuse finished steps")

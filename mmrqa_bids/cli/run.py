@@ -66,6 +66,7 @@ def build_settings(args) -> Settings:
         plugin_args=_read_json_object(args.plugin_args, "plugin arguments")
         if args.plugin_args else {},
         mriqc_dir=args.mriqc_dir.resolve() if args.mriqc_dir else None,
+        inu_method=args.inu_method,
         reports=not args.no_reports,
         resume=args.resume,
         verbose=args.verbose,
@@ -123,8 +124,11 @@ def run_participant(settings: Settings) -> int:
         shutil.rmtree(wf_dir)
     plugin_args = dict(ex.plugin_args)
     # Nipype reads the poll interval from the workflow config only, never from plugin_args.
-    # Cluster plugins poll with one squeue/qstat call per queued job: poll less often there.
-    poll = plugin_args.pop("poll_sleep_duration", 0.2 if ex.plugin in LOCAL_PLUGINS else 5.0)
+    # MultiProc notices a finished node only at its next poll, so each node leaves its
+    # worker idle for half the interval on average (benchmarks/scaling.py); a poll costs the
+    # main process under a millisecond of CPU. Cluster plugins poll with one squeue/qstat
+    # call per queued job: poll less often there.
+    poll = plugin_args.pop("poll_sleep_duration", 0.05 if ex.plugin in LOCAL_PLUGINS else 5.0)
     wf.config["execution"] = {
         "crashdump_dir": str(ex.output_dir / "logs"),
         "crashfile_format": "txt",
@@ -137,6 +141,10 @@ def run_participant(settings: Settings) -> int:
     wf.config["logging"] = _nipype_logging(ex.verbose)
     if ex.plugin in ("MultiProc", "LegacyMultiProc"):
         plugin_args.setdefault("n_procs", ex.nprocs)
+        if ex.plugin == "MultiProc" and sys.platform == "linux":
+            # Workers forked from this process start at once with every module imported;
+            # forkserver (Python 3.14's default) re-imports them in each worker first.
+            plugin_args.setdefault("mp_context", "fork")
         if ex.mem_gb:
             plugin_args.setdefault("memory_gb", ex.mem_gb)
     # Worker processes (forked, or started by a scheduler) get the same thread count, so

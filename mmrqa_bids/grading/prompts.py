@@ -12,9 +12,10 @@ view plus the best-fitting grid of tower-sized crops. For the 0.5B/7B checkpoint
 384 px, patch 14, 27 x 27 = 729 features per view) a 384 px image fits a 1 x 1 grid, so it
 costs 729 (base) + 27 x 27 (crop) + 27 (row newlines) = 1,485 image tokens (checked in
 ``tests/testing/test_tiny_llava.py`` against the real processor configuration). The text
-part (chat markup, instructions, the 9 metrics of an anatomical run) is about 1,460
-characters: 519 tokens with the tiny model's 1,024-entry BPE, fewer with Qwen2's 151k
-vocabulary. The offline tiny model (:mod:`mmrqa_bids.testing.tiny_llava`, 64 px tower, 8 x 8 features) turns the same
+(system instruction, the 26-27 metrics of :func:`prompt_metric_names`, the three questions)
+is about 1,730 characters: 863-889 tokens with the tiny model's BPE (measured on the demo
+runs; quoting all ~70 computed metrics took ~2,300), fewer with Qwen2's 151k vocabulary.
+The offline tiny model (:mod:`mmrqa_bids.testing.tiny_llava`, 64 px tower, 8 x 8 features) turns the same
 image into a 6 x 6 crop grid pooled to 24 x 24: 576 + 24 + 64 = 664 image tokens.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from mmrqa_bids.grading.base import GradeRequest, GraderError
 from mmrqa_bids.grading.narrative import ARTIFACT_FACTS
+from mmrqa_bids.metrics.names import MRQY_NAMES
 from mmrqa_bids.resources import template_env
 
 #: Artifact vocabulary the model is asked to use (``none`` when the run is clean).
@@ -48,9 +50,40 @@ def format_value(value: Any) -> str:
     return f"{number:.4g}" if math.isfinite(number) else "n/a"
 
 
-def metric_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(name, value)`` pairs in the order the metrics were computed."""
-    return [(str(name), format_value(value)) for name, value in metrics.items()]
+#: The MRIQC-style measures quoted after the MRQy set, per kind of run. MRIQC uses the same
+#: names, so where ``--mriqc-dir`` supplied MRIQC's value (``mriqc_<name>``) it is quoted instead.
+PROMPT_IQMS: dict[str, tuple[str, ...]] = {
+    "anat": ("snr_total", "snrd_total", "cnr", "cjv", "efc", "fber", "wm2max", "inu_med",
+             "inu_range", "qi_1", "fwhm_avg"),
+    "bold": ("tsnr", "snr", "dvars_std", "gsr_x", "gsr_y", "aor", "gcor", "fd_mean", "fd_perc",
+             "efc", "fber", "fwhm_avg"),
+}
+
+
+def prompt_metric_names(suffix: str) -> tuple[str, ...]:
+    """The metrics the prompt quotes: MMRQA's 15 MRQy signal metrics, then the MRIQC-style
+    measures of the run's kind. Per-tissue summaries in scanner units stay out: they cost
+    prompt tokens (about 70 metrics would make the text part ~2,300 tokens) and carry no
+    quality information a grade needs."""
+    kind = "bold" if suffix == "bold" else "anat"
+    return tuple(f"mrqy_{name}" for name in MRQY_NAMES) + PROMPT_IQMS[kind]
+
+
+def prompt_metrics(metrics: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """The metrics of :func:`prompt_metric_names` present in ``metrics``, in that order;
+    MRIQC's value (``mriqc_<name>``) replaces mmrqa's where the run has one. Training
+    answers may only quote these: the model cannot learn to cite a value it was not shown."""
+    selected = {}
+    for name in prompt_metric_names(suffix):
+        key = f"mriqc_{name}" if f"mriqc_{name}" in metrics else name
+        if key in metrics:
+            selected[key] = metrics[key]
+    return selected
+
+
+def metric_lines(metrics: dict[str, Any], suffix: str) -> list[tuple[str, str]]:
+    """``(name, value)`` lines of :func:`prompt_metrics`, values to four significant digits."""
+    return [(name, format_value(value)) for name, value in prompt_metrics(metrics, suffix).items()]
 
 
 def system_prompt() -> str:
@@ -61,7 +94,7 @@ def user_prompt(request: GradeRequest) -> str:
     """The text part of the user turn: contrast, metrics and the three MMRQA questions."""
     return template_env(html=False).get_template("prompts/user.j2").render(
         contrast=CONTRASTS.get(request.suffix, request.suffix),
-        metrics=metric_lines(request.metrics),
+        metrics=metric_lines(request.metrics, request.suffix),
         artifact_types=ARTIFACT_TYPES,
     ).strip()
 

@@ -2,8 +2,9 @@
 
 Reads MRIQC's ``group_<suffix>.tsv`` (or its per-run JSONs), grades every run Good / Medium /
 Bad with the IQM model (:mod:`mmrqa_bids.mriqc.model`) and writes ``OUTPUT_DIR/group_<suffix>.tsv``
-and ``group_<suffix>.html``. The runs of one invocation are treated as one site (one scanner
-and protocol): grade each site's MRIQC folder separately.
+and ``group_<suffix>.html``. A model with a ``site`` feature block scales the runs of one
+invocation together as one site (one scanner and protocol): grade each site's MRIQC folder
+separately. The shipped model uses the ``global`` block only (IQM levels against ABIDE).
 
 Exit codes: 0 every run graded; 1 some input files were unusable (the others were graded);
 2 nothing could be graded (bad folder, too few runs, too few IQMs).
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmrqa-mriqc",
         description="Grade MRIQC outputs Good/Medium/Bad from MRIQC's IQMs (no images needed). "
-                    "All runs given are scaled together as one site.")
+                    "Models that scale IQMs per site treat all runs given as one site.")
     parser.add_argument("mriqc_dir", type=Path, help="MRIQC output folder")
     parser.add_argument("output_dir", type=Path, help="where group_<suffix>.tsv/.html go")
     parser.add_argument("-m", "--modalities", nargs="+", choices=SUFFIXES, default=list(SUFFIXES),
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v}" for k, v in table.counts().items()) + f" -> {tsv}", flush=True)
         if table.missing_features:
             print(f"[mmrqa-mriqc] {suffix}: IQMs absent from these MRIQC outputs (imputed with the "
-                  f"site median): {', '.join(table.missing_features)}", flush=True)
+                  f"median: no contribution): {', '.join(table.missing_features)}", flush=True)
         if table.renamed:
             print(f"[mmrqa-mriqc] {suffix}: legacy IQM names mapped: "
                   + ", ".join(f"{k}->{v}" for k, v in sorted(table.renamed.items())), flush=True)

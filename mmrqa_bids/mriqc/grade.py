@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.mriqc.iqms import IqmRecord
-from mmrqa_bids.mriqc.model import LABELS, IqmModel
+from mmrqa_bids.mriqc.model import LABELS, IqmModel, decide
 
 FIXED_COLUMNS = ("bids_name", "grade", "p_good", "p_medium", "p_bad", "confidence",
                  "drivers", "missing_iqms")
@@ -36,12 +36,11 @@ def grade_records(records: Sequence[IqmRecord], model: IqmModel, suffix: str, so
     present = sorted({name for r in records for name in r.iqms})
     missing = model.check_features(present, source)
     X = model.design([r.iqms for r in records])
-    Z = model.scale(X)  # one site; refuses fewer than model.min_site_runs runs
+    Z = model.scale(X)  # one site; a site block refuses fewer than model.min_site_runs runs
     proba = model.proba_from_scaled(Z)
     rows = []
-    for record, p, z, x in zip(records, proba, Z, X):
+    for record, p, z, x, label in zip(records, proba, Z, X, decide(proba, model.thresholds)):
         probs = dict(zip(LABELS, (float(v) for v in p)))
-        label = max(probs, key=probs.get)
         drivers = model.drivers(z, label)
         row: dict[str, Any] = {
             "bids_name": record.bids_name, "grade": label, "p_good": probs["Good"],

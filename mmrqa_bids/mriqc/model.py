@@ -3,21 +3,29 @@
 Pure numpy at prediction time; the coefficients ship as JSON (``data/mriqc_t1w_model.json``,
 written by ``scripts/train_mriqc_model.py``, described in ``data/mriqc_t1w_model_card.md``).
 
-Steps, for a table of runs from one site (one scanner/protocol):
+Steps, for a table of runs:
 
-1. per-site robust scaling, ``z = (x - median_site(x)) / IQR_site(x)`` clipped to
-   ``[-clip, clip]`` (the statistics of the new site itself; no labels needed);
-2. a missing IQM is imputed with ``z = 0`` (the site's median: no evidence either way);
+1. the design matrix, made of one or two blocks of the model's IQMs (``blocks``):
+
+   * ``site``: per-site robust scaling, ``z = (x - median_site(x)) / IQR_site(x)`` clipped to
+     ``[-clip, clip]`` (statistics of the graded table itself, one site: no labels needed);
+   * ``global``: ``z = (slog(x) - m) / s`` clipped, with ``slog(x) = sign(x) log(1 + |x|)``
+     and ``m``, ``s`` the median and IQR of ``slog`` over the training images (shipped with
+     the model): the IQM's level relative to the training population;
+
+2. a missing IQM is imputed with ``z = 0`` (the median: no evidence either way);
 3. linear scores ``s_k = w_k . z + b_k`` and then either
 
    * ``ordinal`` (Frank & Hall 2001, cumulative binary models, Bad < Medium < Good):
      ``P(y > Bad) = sigma(s_0)``, ``P(y > Medium) = min(sigma(s_1), P(y > Bad))``, so
      ``p_bad = 1 - P(y > Bad)``, ``p_good = P(y > Medium)``, ``p_medium`` the rest;
-   * ``multinomial``: ``p = softmax(s)`` over (Bad, Medium, Good).
+   * ``multinomial``: ``p = softmax(s)`` over (Bad, Medium, Good);
+
+4. the grade: with ``thresholds = (t_bad, t_good)``, Bad if ``p_bad >= t_bad``, else Good if
+   ``p_good >= t_good``, else Medium (an ordinal cut rule); without thresholds, the argmax.
 
 The models are fitted with balanced class weights, so the probabilities are those of a
-population with equal class priors: the argmax maximises balanced accuracy, whatever the
-class mix of the new site (no prior re-estimation is applied).
+population with equal class priors (no prior re-estimation on the graded site).
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from mmrqa_bids.mriqc.iqms import MriqcError
 from mmrqa_bids.resources import data_dir
 
 LABELS = ("Bad", "Medium", "Good")  # ordinal order
+BLOCKS = ("site", "global")
 DEFAULT_MODEL = "mriqc_t1w_model.json"
 
 
@@ -47,8 +56,12 @@ class IqmModel:
     kind: str  # "ordinal" or "multinomial"
     suffix: str
     features: tuple[str, ...]
-    coef: np.ndarray  # (n_scores, n_features)
+    coef: np.ndarray  # (n_scores, len(blocks) * n_features), block-major columns
     intercept: np.ndarray  # (n_scores,)
+    blocks: tuple[str, ...] = ("site",)
+    center: np.ndarray | None = None  # "global" block: training median of slog(x)
+    spread: np.ndarray | None = None  # "global" block: training IQR of slog(x)
+    thresholds: tuple[float, float] | None = None  # (t_bad, t_good); None: argmax
     clip: float = 10.0
     min_site_runs: int = 10
     max_missing_weight: float = 0.35
@@ -61,10 +74,16 @@ class IqmModel:
         try:
             raw = path.read_bytes()
             doc = json.loads(raw)
+            ref = doc.get("global_reference") or {}
             model = cls(model_id=doc["model_id"], kind=doc["kind"], suffix=doc["suffix"],
                         features=tuple(doc["features"]),
                         coef=np.asarray(doc["coef"], dtype=float),
                         intercept=np.asarray(doc["intercept"], dtype=float),
+                        blocks=tuple(doc.get("blocks", ["site"])),
+                        center=np.asarray(ref["center"], dtype=float) if ref else None,
+                        spread=np.asarray(ref["spread"], dtype=float) if ref else None,
+                        thresholds=(tuple(float(t) for t in doc["thresholds"])
+                                    if doc.get("thresholds") is not None else None),
                         clip=float(doc["clip"]), min_site_runs=int(doc["min_site_runs"]),
                         max_missing_weight=float(doc["max_missing_weight"]),
                         card=dict(doc.get("card", {})),
@@ -72,25 +91,50 @@ class IqmModel:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise MriqcError(f"{path}: cannot load the IQM model ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())})") from exc
-        if model.kind not in ("ordinal", "multinomial"):
-            raise MriqcError(f"{path}: unknown model kind {model.kind!r}")
-        want = 2 if model.kind == "ordinal" else 3
-        if model.coef.shape != (want, len(model.features)) or model.intercept.shape != (want,):
-            raise MriqcError(f"{path}: coefficient shapes do not match the feature list")
+        problem = model.problem()
+        if problem:
+            raise MriqcError(f"{path}: {problem}")
         return model
 
+    def problem(self) -> str | None:
+        """What makes this model unusable, or None."""
+        if self.kind not in ("ordinal", "multinomial"):
+            return f"unknown model kind {self.kind!r}"
+        if not self.blocks or any(b not in BLOCKS for b in self.blocks):
+            return f"unknown feature blocks {list(self.blocks)} (known: {', '.join(BLOCKS)})"
+        want = 2 if self.kind == "ordinal" else 3
+        n = len(self.blocks) * len(self.features)
+        if self.coef.shape != (want, n) or self.intercept.shape != (want,):
+            return "coefficient shapes do not match the feature list"
+        if "global" in self.blocks and (
+                self.center is None or self.spread is None
+                or self.center.shape != (len(self.features),)
+                or self.spread.shape != (len(self.features),)):
+            return "the global block needs a reference center and spread per feature"
+        if self.thresholds is not None and (
+                len(self.thresholds) != 2 or not all(0 < t < 1 for t in self.thresholds)):
+            return f"thresholds must be two probabilities, got {list(self.thresholds)}"
+        return None
+
     def to_json(self) -> str:
-        return json.dumps({
+        doc: dict[str, Any] = {
             "model_id": self.model_id, "kind": self.kind, "suffix": self.suffix,
-            "features": list(self.features), "coef": np.round(self.coef, 8).tolist(),
-            "intercept": np.round(self.intercept, 8).tolist(), "clip": self.clip,
-            "min_site_runs": self.min_site_runs, "max_missing_weight": self.max_missing_weight,
-            "card": self.card}, indent=1) + "\n"
+            "blocks": list(self.blocks), "features": list(self.features),
+            "coef": np.round(self.coef, 8).tolist(),
+            "intercept": np.round(self.intercept, 8).tolist(),
+            "global_reference": ({"center": np.round(self.center, 8).tolist(),
+                                  "spread": np.round(self.spread, 8).tolist()}
+                                 if "global" in self.blocks else None),
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
+            "clip": self.clip, "min_site_runs": self.min_site_runs,
+            "max_missing_weight": self.max_missing_weight, "card": self.card}
+        return json.dumps(doc, indent=1) + "\n"
 
     # -- checks ---------------------------------------------------------------------------
     def feature_weights(self) -> np.ndarray:
-        """Share of the model's absolute weight carried by each feature (sums to 1)."""
-        weight = np.abs(self.coef).sum(axis=0)
+        """Share of the model's absolute weight carried by each IQM, summed over the blocks
+        (sums to 1)."""
+        weight = np.abs(self.coef).sum(axis=0).reshape(len(self.blocks), -1).sum(axis=0)
         return weight / weight.sum()
 
     def missing_features(self, present: Sequence[str]) -> list[str]:
@@ -119,16 +163,28 @@ class IqmModel:
         """(n_runs, 3) probabilities in :data:`LABELS` order from raw IQMs (NaN = missing)."""
         return self.proba_from_scaled(self.scale(X, sites))
 
+    def predict(self, X: np.ndarray, sites: Sequence[str] | None = None) -> list[str]:
+        """Grades (:data:`LABELS`) of raw IQM rows, with the model's decision rule."""
+        return decide(self.predict_proba(X, sites), self.thresholds)
+
     def scale(self, X: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
-        """Per-site robust scaling; refuses a site with fewer than ``min_site_runs`` runs."""
-        sites = np.asarray(sites if sites is not None else ["site"] * len(X))
-        for site in np.unique(sites):
-            n = int((sites == site).sum())
-            if n < self.min_site_runs:
-                raise ModelInputError(
-                    f"site {site!r} has {n} run(s); scaling IQMs to a site needs at least "
-                    f"{self.min_site_runs} runs of the same scanner and protocol")
-        return site_robust_scale(X, sites, self.clip)
+        """The design matrix (blocks side by side; NaN = missing). The ``site`` block refuses a
+        site with fewer than ``min_site_runs`` runs; the ``global`` block needs no site."""
+        X = np.asarray(X, dtype=float)
+        parts = []
+        for block in self.blocks:
+            if block == "site":
+                sites = np.asarray(sites if sites is not None else ["site"] * len(X))
+                for site in np.unique(sites):
+                    n = int((sites == site).sum())
+                    if n < self.min_site_runs:
+                        raise ModelInputError(
+                            f"site {site!r} has {n} run(s); scaling IQMs to a site needs at "
+                            f"least {self.min_site_runs} runs of the same scanner and protocol")
+                parts.append(site_robust_scale(X, sites, self.clip))
+            else:
+                parts.append(reference_scale(X, self.center, self.spread, self.clip))
+        return np.hstack(parts)
 
     def scores(self, Z: np.ndarray) -> np.ndarray:
         return np.nan_to_num(Z, nan=0.0) @ self.coef.T + self.intercept
@@ -137,12 +193,12 @@ class IqmModel:
         return probabilities(self.scores(Z), self.kind)
 
     def drivers(self, z: np.ndarray, label: str, top: int = 3) -> list[tuple[str, float]]:
-        """The IQMs that pushed one run (scaled row ``z``) most towards ``label``.
+        """The IQMs that pushed one run (design row ``z``) most towards ``label``.
 
-        Contribution of IQM j: ``d_j z_j`` where ``d`` is the weight direction of the label
-        (ordinal: towards Bad ``-w_0``, towards Good ``+w_1``, Medium: away from both;
-        multinomial: ``w_label - mean_k w_k``). Returns ``(name, contribution)`` pairs,
-        largest first, contributions > 0 only.
+        Contribution of IQM j: ``sum_blocks d_j z_j`` where ``d`` is the weight direction of
+        the label (ordinal: towards Bad ``-w_0``, towards Good ``+w_1``, Medium: away from both;
+        multinomial: ``w_label - mean_k w_k``). Returns ``(name, contribution)`` pairs, largest
+        first, contributions > 0 only.
         """
         z = np.nan_to_num(z, nan=0.0)
         if self.kind == "ordinal":
@@ -150,7 +206,7 @@ class IqmModel:
                          "Medium": self.coef[0] - self.coef[1]}[label]
         else:
             direction = self.coef[LABELS.index(label)] - self.coef.mean(axis=0)
-        contrib = direction * z
+        contrib = (direction * z).reshape(len(self.blocks), -1).sum(axis=0)
         order = np.argsort(-contrib)[:top]
         return [(self.features[i], float(contrib[i])) for i in order if contrib[i] > 0]
 
@@ -174,6 +230,29 @@ def site_robust_scale(X: np.ndarray, sites: Sequence[str], clip: float) -> np.nd
     return Z
 
 
+def signed_log(X: np.ndarray) -> np.ndarray:
+    """``sign(x) log(1 + |x|)``: compresses the heavy right tails of IQMs such as ``fber``
+    and ``snr_*`` while keeping zero and the sign."""
+    X = np.asarray(X, dtype=float)
+    return np.sign(X) * np.log1p(np.abs(X))
+
+
+def reference_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and IQR (1 where zero) of ``signed_log(X)`` per column, ignoring NaN."""
+    L = signed_log(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nanmedian(L, axis=0)
+        spread = np.nanpercentile(L, 75, axis=0) - np.nanpercentile(L, 25, axis=0)
+    return center, np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+
+
+def reference_scale(X: np.ndarray, center: np.ndarray, spread: np.ndarray,
+                    clip: float) -> np.ndarray:
+    """``(signed_log(x) - center) / spread`` clipped to ``[-clip, clip]``; NaN stays NaN."""
+    return np.clip((signed_log(X) - center) / spread, -clip, clip)
+
+
 def probabilities(scores: np.ndarray, kind: str) -> np.ndarray:
     """Linear scores -> (n, 3) probabilities in (Bad, Medium, Good) order (see module doc)."""
     scores = np.atleast_2d(scores)
@@ -184,3 +263,19 @@ def probabilities(scores: np.ndarray, kind: str) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     expo = np.exp(shifted)
     return expo / expo.sum(axis=1, keepdims=True)
+
+
+def decide_index(proba: np.ndarray, thresholds: tuple[float, float] | None) -> np.ndarray:
+    """Grade indices into :data:`LABELS` (0 Bad, 1 Medium, 2 Good) of (n, 3) probabilities:
+    the argmax, or with ``(t_bad, t_good)`` the cut rule Bad if ``p_bad >= t_bad``, else Good
+    if ``p_good >= t_good``, else Medium."""
+    proba = np.atleast_2d(proba)
+    if thresholds is None:
+        return proba.argmax(axis=1)
+    t_bad, t_good = thresholds
+    return np.where(proba[:, 0] >= t_bad, 0, np.where(proba[:, 2] >= t_good, 2, 1))
+
+
+def decide(proba: np.ndarray, thresholds: tuple[float, float] | None) -> list[str]:
+    """Grades (:data:`LABELS`) of (n, 3) probabilities; see :func:`decide_index`."""
+    return [LABELS[i] for i in decide_index(proba, thresholds)]

@@ -6,10 +6,10 @@ Data: the MRIQC IQMs and expert ratings that PyPI's ``mriqc-learn`` ships
 ``rater_1``/``rater_2``; ``ds030.tsv``: 265 images, 2 sites, ``rater_1``), read in place from
 the installed package. Ratings -1/0/1 = exclude/doubtful/accept = Bad/Medium/Good.
 
-Protocol: fit on ABIDE only; select the model family and its regularisation by
-leave-one-site-out cross-validation within ABIDE; DS030 is the held-out test, scored once.
-Metrics are computed with ``sklearn.metrics`` (``mmrqa_bids.evaluation`` was not available on
-this branch when this was written).
+Protocol: fit on ABIDE only. Every choice (feature blocks, model family, regularisation,
+decision rule) is made by leave-one-site-out (LOSO) cross-validation within ABIDE, with the
+pre-declared criterion :func:`selection_score`; DS030 is the held-out test, scored once, after.
+Metrics are computed with ``sklearn.metrics``.
 """
 from __future__ import annotations
 
@@ -18,16 +18,20 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
-from mmrqa_bids.mriqc.model import IqmModel, site_robust_scale
+from mmrqa_bids.mriqc.model import (IqmModel, decide_index, reference_scale, reference_stats,
+                                    site_robust_scale)
 
 CLIP = 10.0
-GRID = tuple((kind, c) for kind in ("ordinal", "multinomial")
-             for c in (0.001, 0.003, 0.01, 0.03, 0.1))
 CODES = np.array([-1, 0, 1])  # Bad, Medium, Good (column order of the probabilities)
+BLOCK_SETS = (("site",), ("global",), ("site", "global"))
+KINDS = ("ordinal", "multinomial")
+CS = (0.003, 0.01, 0.03, 0.1)
+RULES = ("argmax", "median", "tuned")
+THRESHOLD_GRID = np.round(np.arange(0.20, 0.801, 0.05), 2)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,28 @@ class RatedTable:
     X: np.ndarray
     sites: np.ndarray
     ratings: dict[str, np.ndarray]  # rater column -> codes, NaN where not rated
+
+
+@dataclass(frozen=True)
+class Candidate:
+    blocks: tuple[str, ...]
+    kind: str
+    C: float
+
+    @property
+    def name(self) -> str:
+        return f"{'+'.join(self.blocks)} {self.kind} C={self.C:g}"
+
+
+def chosen_candidate(model: IqmModel) -> tuple[Candidate, str]:
+    """The candidate and decision rule recorded in a trained model's card."""
+    chosen = model.card["chosen"]
+    return Candidate(tuple(chosen["blocks"]), chosen["kind"], float(chosen["C"])), chosen["rule"]
+
+
+def candidates() -> list[Candidate]:
+    """The grid compared by LOSO CV, simplest first (ties keep the earlier one)."""
+    return [Candidate(b, k, c) for b in BLOCK_SETS for k in KINDS for c in CS]
 
 
 def mriqc_learn_datasets() -> Path:
@@ -80,16 +106,21 @@ def abide_labels(table: RatedTable, seed: int) -> np.ndarray:
     return y.astype(int)
 
 
-def scaled(table: RatedTable, features: list[str]) -> np.ndarray:
-    idx = [table.names.index(f) for f in features]
-    return site_robust_scale(table.X[:, idx], table.sites, CLIP)
+def columns(table: RatedTable, features: list[str]) -> np.ndarray:
+    return table.X[:, [table.names.index(f) for f in features]]
+
+
+def design(X: np.ndarray, sites: np.ndarray, blocks: tuple[str, ...],
+           reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Blocks side by side, as :meth:`IqmModel.scale` builds them (NaN -> 0)."""
+    parts = [site_robust_scale(X, sites, CLIP) if b == "site"
+             else reference_scale(X, reference[0], reference[1], CLIP) for b in blocks]
+    return np.nan_to_num(np.hstack(parts), nan=0.0)
 
 
 def fit(Z: np.ndarray, y: np.ndarray, kind: str, C: float, seed: int = 0):
-    """(coef, intercept) of the ordinal pair or the multinomial model, balanced classes."""
+    """(coef, intercept) of the ordinal pair or the multinomial model, L2, balanced classes."""
     from sklearn.linear_model import LogisticRegression
-
-    Z = np.nan_to_num(Z, nan=0.0)
 
     def logreg(target):
         with warnings.catch_warnings():
@@ -105,19 +136,48 @@ def fit(Z: np.ndarray, y: np.ndarray, kind: str, C: float, seed: int = 0):
     return model.coef_.copy(), model.intercept_.copy()
 
 
-def make_model(features, coef, intercept, kind, card=None) -> IqmModel:
-    return IqmModel(model_id=f"mriqc-iqm-{kind}-abide-v1", kind=kind, suffix="T1w",
-                    features=tuple(features), coef=coef, intercept=intercept, clip=CLIP,
-                    card=card or {})
+def make_model(features, cand: Candidate, coef, intercept, reference=None, thresholds=None,
+               card=None) -> IqmModel:
+    center, spread = reference if reference is not None else (None, None)
+    return IqmModel(model_id=f"mriqc-iqm-{'-'.join(cand.blocks)}-{cand.kind}-abide-v2",
+                    kind=cand.kind, suffix="T1w", features=tuple(features), coef=coef,
+                    intercept=intercept, blocks=cand.blocks, center=center, spread=spread,
+                    thresholds=thresholds, clip=CLIP, card=card or {})
 
 
-def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Binary Bad-vs-rest (p_bad >= 0.5; equal priors) and 3-class (argmax) metrics."""
+# -- metrics and decision rules ----------------------------------------------------------
+def macro_f1(y_idx: np.ndarray, pred_idx: np.ndarray) -> float:
+    """Macro-averaged F1 over the 3 classes (indices 0..2); numpy, for the threshold search
+    (equal to ``sklearn.metrics.f1_score(average='macro')`` when all classes occur)."""
+    f1 = []
+    for k in range(3):
+        tp = np.sum((pred_idx == k) & (y_idx == k))
+        denom = np.sum(pred_idx == k) + np.sum(y_idx == k)
+        f1.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1))
+
+
+def tune_thresholds(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """(t_bad, t_good) of :data:`THRESHOLD_GRID` maximising macro-F1 (first maximum)."""
+    y_idx = np.searchsorted(CODES, y)
+    best, arg = -1.0, (0.5, 0.5)
+    for tb in THRESHOLD_GRID:
+        for tg in THRESHOLD_GRID:
+            f1 = macro_f1(y_idx, decide_index(proba, (float(tb), float(tg))))
+            if f1 > best + 1e-12:
+                best, arg = f1, (float(tb), float(tg))
+    return arg
+
+
+def scores(y: np.ndarray, proba: np.ndarray,
+           thresholds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Binary Bad-vs-rest (Bad when ``p_bad >= t_bad``, 0.5 without thresholds; AUC from
+    ``p_bad``) and 3-class metrics (grade by :func:`decide_index`)."""
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
                                  roc_auc_score)
     bad = (y == -1).astype(int)
-    pred_bad = (proba[:, 0] >= 0.5).astype(int)
-    pred = CODES[proba.argmax(axis=1)]
+    pred_bad = (proba[:, 0] >= (thresholds[0] if thresholds else 0.5)).astype(int)
+    pred = CODES[decide_index(proba, thresholds)]
     return {
         "bin_acc": accuracy_score(bad, pred_bad),
         "bin_bacc": balanced_accuracy_score(bad, pred_bad),
@@ -129,52 +189,122 @@ def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 def selection_score(s: dict[str, float]) -> float:
-    """Mean of binary AUC, binary balanced accuracy, 3-class macro-F1 and balanced accuracy."""
-    return float(np.mean([s["bin_auc"], s["bin_bacc"], s["f1_3"], s["bacc3"]]))
+    """The pre-declared selection criterion: mean of the LOSO Bad-vs-rest ROC-AUC and the
+    LOSO 3-class macro-F1."""
+    return float(np.mean([s["bin_auc"], s["f1_3"]]))
 
 
-def loso_predictions(Z: np.ndarray, y: np.ndarray, sites: np.ndarray, kind: str,
-                     C: float) -> np.ndarray:
-    """Leave-one-site-out predicted probabilities (each site predicted by a model fitted on
-    the other sites; the scaling is per site and label-free, so no fold leaks)."""
+# -- leave-one-site-out ------------------------------------------------------------------
+def loso_predictions(X: np.ndarray, y: np.ndarray, sites: np.ndarray,
+                     cand: Candidate) -> np.ndarray:
+    """Leave-one-site-out probabilities: each site predicted by a model fitted on the other
+    sites. The ``global`` reference (median/IQR) comes from the training sites only; the
+    ``site`` scaling of each site uses its own (unlabelled) IQMs, as at grading time."""
     proba = np.zeros((len(y), 3))
     for site in np.unique(sites):
         test = sites == site
-        coef, intercept = fit(Z[~test], y[~test], kind, C)
-        model = make_model(range(Z.shape[1]), coef, intercept, kind)
-        proba[test] = model.proba_from_scaled(Z[test])
+        reference = reference_stats(X[~test])
+        Z_train = design(X[~test], sites[~test], cand.blocks, reference)
+        coef, intercept = fit(Z_train, y[~test], cand.kind, cand.C)
+        model = make_model(range(X.shape[1]), cand, coef, intercept, reference)
+        proba[test] = model.proba_from_scaled(design(X[test], sites[test], cand.blocks,
+                                                     reference))
     return proba
 
 
-def select_and_fit(seed: int, verbose: bool = False) -> tuple[IqmModel, list[dict[str, Any]]]:
-    """Model selection by LOSO CV on ABIDE, then the chosen model refitted on all of ABIDE."""
+def loso_rules(y: np.ndarray, sites: np.ndarray,
+               proba: np.ndarray) -> dict[str, tuple[dict[str, float], Any]]:
+    """LOSO metrics of the three decision rules on the same LOSO probabilities:
+    ``argmax``; ``median`` (t_bad = t_good = 0.5); ``tuned``: for each held-out site, the
+    thresholds that maximise macro-F1 on the LOSO predictions of the *other* sites (those
+    predictions came from models that saw the held-out site's labels, so this figure is
+    slightly optimistic); the final thresholds are tuned on all LOSO predictions."""
+    out: dict[str, tuple[dict[str, float], Any]] = {
+        "argmax": (scores(y, proba, None), None),
+        "median": (scores(y, proba, (0.5, 0.5)), (0.5, 0.5))}
+    pred = np.zeros(len(y), dtype=int)
+    pred_bad = np.zeros(len(y), dtype=int)
+    for site in np.unique(sites):
+        test = sites == site
+        th = tune_thresholds(y[~test], proba[~test])
+        pred[test] = CODES[decide_index(proba[test], th)]
+        pred_bad[test] = proba[test, 0] >= th[0]
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
+                                 roc_auc_score)
+    bad = (y == -1).astype(int)
+    tuned = {"bin_acc": accuracy_score(bad, pred_bad),
+             "bin_bacc": balanced_accuracy_score(bad, pred_bad),
+             "bin_auc": roc_auc_score(bad, proba[:, 0]), "acc3": accuracy_score(y, pred),
+             "f1_3": f1_score(y, pred, average="macro"),
+             "bacc3": balanced_accuracy_score(y, pred)}
+    out["tuned"] = (tuned, tune_thresholds(y, proba))
+    return out
+
+
+def select_and_fit(seed: int, verbose: bool = False,
+                   grid: Iterable[Candidate] | None = None, rules: Iterable[str] = RULES,
+                   n_jobs: int = 1) -> tuple[IqmModel, list[dict[str, Any]]]:
+    """Model selection by LOSO CV on ABIDE, then the chosen model refitted on all of ABIDE.
+    ``grid``/``rules`` restrict the search (default: :func:`candidates` x :data:`RULES`)."""
+    rules = tuple(rules)
     abide = read_rated_table(mriqc_learn_datasets() / "abide.tsv")
     features = model_features(abide.names)
-    Z = scaled(abide, features)
+    X = columns(abide, features)
     y = abide_labels(abide, seed)
+    grid = list(candidates() if grid is None else grid)
+    if n_jobs > 1 and len(grid) > 1:  # candidates in parallel processes; same results
+        from joblib import Parallel, delayed
+        probas = Parallel(n_jobs=n_jobs)(delayed(loso_predictions)(X, y, abide.sites, cand)
+                                         for cand in grid)
+    else:
+        probas = [loso_predictions(X, y, abide.sites, cand) for cand in grid]
     table = []
-    for kind, C in GRID:
-        s = scores(y, loso_predictions(Z, y, abide.sites, kind, C))
-        table.append({"kind": kind, "C": C, **s, "selection": selection_score(s)})
-        if verbose:
-            print(f"  LOSO {kind:11s} C={C:<6g} " + " ".join(f"{k} {v:.3f}" for k, v in s.items())
-                  + f"  -> {table[-1]['selection']:.3f}", flush=True)
-    best = max(table, key=lambda r: r["selection"])
-    coef, intercept = fit(Z, y, best["kind"], best["C"])
+    for cand, proba in zip(grid, probas):
+        for rule, (s, th) in loso_rules(y, abide.sites, proba).items():
+            if rule not in rules:
+                continue
+            row = {"candidate": cand, "rule": rule, "thresholds": th, **s,
+                   "selection": selection_score(s)}
+            table.append(row)
+            if verbose:
+                print(f"  LOSO {cand.name:32s} {rule:6s} "
+                      + " ".join(f"{k} {s[k]:.3f}" for k in
+                                 ("bin_auc", "bin_bacc", "f1_3", "bacc3", "acc3"))
+                      + f"  -> {row['selection']:.3f}"
+                      + (f"  (thresholds {th[0]:.2f}/{th[1]:.2f})" if th else ""), flush=True)
+    best = max(table, key=lambda r: r["selection"])  # first maximum: the simpler one
+    cand = best["candidate"]
+    reference = reference_stats(X)
+    coef, intercept = fit(design(X, abide.sites, cand.blocks, reference), y, cand.kind, cand.C)
     counts = {lab: int((y == c).sum()) for lab, c in zip(("Bad", "Medium", "Good"), CODES)}
     card = {"training_data": "mriqc-learn abide.tsv (ABIDE I, 17 sites, T1w)",
             "n_train": int(len(y)), "class_counts": counts, "label_seed": seed,
-            "selection": "leave-one-site-out CV on ABIDE, criterion: mean of binary AUC, "
-                         "binary balanced accuracy, 3-class macro-F1 and balanced accuracy",
-            "chosen": {"kind": best["kind"], "C": best["C"]},
-            "loso_cv": {k: round(float(v), 4) for k, v in best.items()
-                        if k not in ("kind", "C")}}
-    return make_model(features, coef, intercept, best["kind"], card), table
+            "selection": "leave-one-site-out CV on ABIDE, criterion: mean of Bad-vs-rest "
+                         "ROC-AUC and 3-class macro-F1",
+            "n_candidates": len(table),
+            "chosen": {"blocks": list(cand.blocks), "kind": cand.kind, "C": cand.C,
+                       "rule": best["rule"], "thresholds": best["thresholds"]},
+            "loso_cv": {k: round(float(best[k]), 4) for k in
+                        ("bin_acc", "bin_bacc", "bin_auc", "acc3", "f1_3", "bacc3",
+                         "selection")}}
+    model = make_model(features, cand, coef, intercept,
+                       reference if "global" in cand.blocks else None,
+                       tuple(best["thresholds"]) if best["thresholds"] else None, card)
+    return model, table
 
 
 def evaluate_ds030(model: IqmModel) -> dict[str, float]:
     """The held-out test: DS030 (2 sites unseen in training), ratings of rater_1."""
     ds030 = read_rated_table(mriqc_learn_datasets() / "ds030.tsv")
     y = ds030.ratings["rater_1"].astype(int)
-    X = ds030.X[:, [ds030.names.index(f) for f in model.features]]
-    return scores(y, model.predict_proba(X, ds030.sites))
+    X = columns(ds030, list(model.features))
+    return scores(y, model.predict_proba(X, ds030.sites), model.thresholds)
+
+
+def confusion_ds030(model: IqmModel) -> np.ndarray:
+    """DS030 confusion matrix, rows = truth (Bad, Medium, Good), columns = grade."""
+    from sklearn.metrics import confusion_matrix
+    ds030 = read_rated_table(mriqc_learn_datasets() / "ds030.tsv")
+    y = ds030.ratings["rater_1"].astype(int)
+    proba = model.predict_proba(columns(ds030, list(model.features)), ds030.sites)
+    return confusion_matrix(y, CODES[decide_index(proba, model.thresholds)], labels=CODES)

@@ -51,7 +51,7 @@ def _question(name: str) -> str:
 def _user_text(facts: QAFacts, question: str) -> str:
     from mmrqa_bids.grading.prompts import CONTRASTS, metric_lines
     return template_env(html=False).get_template("qa/user.j2").render(
-        contrast=CONTRASTS.get(facts.suffix, facts.suffix), metrics=metric_lines(facts.metrics),
+        contrast=CONTRASTS.get(facts.suffix, facts.suffix), metrics=metric_lines(facts.metrics, facts.suffix),
         question=question).strip()
 
 

@@ -50,7 +50,7 @@ def request_messages(facts: QAFacts) -> list[dict[str, str]]:
     user = env.get_template("qa/llm_request.j2").render(
         contrast=CONTRASTS.get(facts.suffix, facts.suffix), label=facts.label,
         artifact=facts.artifact, severity=facts.severity, notes=facts.notes,
-        metrics=metric_lines(facts.metrics), deviations=list(facts.deviations))
+        metrics=metric_lines(facts.metrics, facts.suffix), deviations=list(facts.deviations))
     return [{"role": "system", "content": env.get_template("qa/llm_system.j2").render().strip()},
             {"role": "user", "content": user.strip()}]
 

@@ -1,4 +1,11 @@
-"""The participant-level workflow: one branch per run, grading joined across runs."""
+"""The participant-level workflow: one node per run, grading joined across runs.
+
+Granularity (benchmarks/scaling.py): Nipype's MultiProc scheduler looks for finished nodes
+once per ``poll_sleep_duration``, so each node costs its worker up to one poll interval of
+idleness, plus hashing and result pickling. A run is therefore one node (metrics and mosaics
+share the reference volume and masks in memory), and the derivatives of all runs are written
+by one node after the grading JoinNode.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,26 +16,27 @@ from nipype.pipeline import engine as pe
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.interfaces.grade import GradeRuns
 from mmrqa_bids.interfaces.measure import MeasureRun
-from mmrqa_bids.interfaces.mosaics import RenderMosaics
-from mmrqa_bids.interfaces.write import WriteRun
+from mmrqa_bids.interfaces.write import WriteRuns
 from mmrqa_bids.settings import Settings
 
 
-def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = None) -> pe.Workflow:
-    """Per-run branch: load + validate + metrics (+ MRIQC's IQMs from ``mriqc_dir``), then mosaics.
+def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = None,
+                omp_nthreads: int = 1, inu_method: str = "polynomial") -> pe.Workflow:
+    """Per-run branch: load + validate + metrics (+ MRIQC's IQMs from ``mriqc_dir``) + mosaics.
 
     inputnode.run (RunSpec dict) -> outputnode.out_record (run record JSON).
+    ``omp_nthreads`` is the node's ``n_procs``: MultiProc runs at most
+    ``nprocs // omp_nthreads`` runs at once, each with that many BLAS/OpenMP threads.
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=["out_record"]), name="outputnode")
-    measure = pe.Node(MeasureRun(**({"mriqc_dir": mriqc_dir} if mriqc_dir else {})),
-                      name="measure")
-    render = pe.Node(RenderMosaics(report_views=reports), name="mosaics")
+    measure = pe.Node(MeasureRun(report_views=reports, inu_method=inu_method,
+                                 **({"mriqc_dir": mriqc_dir} if mriqc_dir else {})),
+                      name="measure", n_procs=omp_nthreads)
     wf.connect([
         (inputnode, measure, [("run", "run")]),
-        (measure, render, [("out_record", "in_record")]),
-        (render, outputnode, [("out_record", "out_record")]),
+        (measure, outputnode, [("out_record", "out_record")]),
     ])
     return wf
 
@@ -36,26 +44,29 @@ def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = Non
 def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
                         name: str = "mmrqa_participant_wf") -> pe.Workflow:
     """All runs: a branch each (``init_run_wf``), one grading JoinNode (model loaded once,
-    batched), then the derivatives of each run written by a MapNode.
+    batched), then one node writing the derivatives of every run (in the scheduler's process).
 
-    outputnode.out_json / outputnode.status: one entry per run.
+    outputnode.out_json / outputnode.status: one entry per run, in the order of ``runs``.
     """
     ex = settings.execution
     wf = pe.Workflow(name=name, base_dir=str(ex.work_dir))
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     inputnode.iterables = [("run", [r.to_dict() for r in runs])]
     run_wf = init_run_wf(reports=ex.reports,
-                         mriqc_dir=str(ex.mriqc_dir) if ex.mriqc_dir else None)
+                         mriqc_dir=str(ex.mriqc_dir) if ex.mriqc_dir else None,
+                         omp_nthreads=min(ex.omp_nthreads, max(ex.nprocs, 1)),
+                         inu_method=ex.inu_method)
     grade = pe.JoinNode(GradeRuns(grading=settings.to_dict()["grading"]), name="grade",
                         joinsource="inputnode", joinfield=["in_records"])
-    write = pe.MapNode(WriteRun(output_dir=str(ex.output_dir), settings=settings.to_dict(),
-                                reports=ex.reports),
-                       iterfield=["in_record"], name="write")
+    # Writing takes milliseconds per run: the scheduler's own process does it as soon as
+    # grading is done, with no round trip to a worker (or a batch job on a cluster).
+    write = pe.Node(WriteRuns(output_dir=str(ex.output_dir), settings=settings.to_dict(),
+                              reports=ex.reports), name="write", run_without_submitting=True)
     outputnode = pe.Node(IdentityInterface(fields=["out_json", "status"]), name="outputnode")
     wf.connect([
         (inputnode, run_wf, [("run", "inputnode.run")]),
         (run_wf, grade, [("outputnode.out_record", "in_records")]),
-        (grade, write, [("out_records", "in_record")]),
+        (grade, write, [("out_records", "in_records")]),
         (write, outputnode, [("out_json", "out_json"), ("status", "status")]),
     ])
     return wf

@@ -49,8 +49,8 @@ echo "== test-vllm: tiny model, LoRA adapter, merged checkpoint, dataset ($WORK)
 
 PORT=${VLLM_PORT:-$("$MMRQA_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 echo "== test-vllm: vllm serve on 127.0.0.1:$PORT"
-# --max-model-len 4096: the participant prompt lists every metric of the run (about 70
-# for an anatomical run), 2,328 prompt tokens with the tiny model's 1,024-entry tokenizer.
+# --max-model-len 4096: 664 image tokens + ~880 text tokens (tiny tokenizer) + up to 400
+# new tokens leaves 2048 too tight.
 # --mm-processor-cache-gb 0: every mosaic is new, and a cached item whose request was
 # refused (HTTP 400) is answered 500 later ("P0/P1 cache drift").
 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \

@@ -31,6 +31,10 @@ def test_settings_from_arguments(tmp_path):
     assert s.execution.plugin == "MultiProc"  # --nprocs > 1 picks MultiProc by default
     assert s.grading.grader == "classifier" and s.grading.batch_size == 4
     assert s.training.batch_size == 8
+    assert s.execution.inu_method == "polynomial"
+    n4 = build_parser().parse_args([str(tmp_path), str(tmp_path / "out"), "participant",
+                                    "--inu-method", "n4"])
+    assert build_settings(n4).execution.inu_method == "n4"
 
 
 @pytest.mark.parametrize("argv", [["a", "b", "nonsense"], ["a", "b", "participant", "-m", "dwi"],

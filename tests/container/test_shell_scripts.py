@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted([*(REPO / "scripts" / "ci").glob("*.sh"), REPO / "examples" / "slurm_array.sh"])
+SCRIPTS = sorted([*(REPO / "scripts" / "ci").glob("*.sh"), *(REPO / "scripts" / "vllm").glob("*.sh"),
+                  REPO / "examples" / "slurm_array.sh"])
 
 
 def _shellcheck() -> str:

@@ -19,7 +19,8 @@ NARRATIVE = {"classification": "Sharp grey/white boundaries; snr1 = 18.2 is high
 
 def request(mosaic: Path | None = None, **metrics: float) -> GradeRequest:
     return GradeRequest(bids_name="sub-01_T1w", suffix="T1w",
-                        metrics=metrics or {"snr1": 18.2345, "cjv": 0.41, "efc": float("nan")},
+                        metrics=metrics or {"mrqy_SNR1": 18.2345, "cjv": 0.41, "efc": float("nan"),
+                                                    "summary_wm_mean": 812.0},
                         mosaic=mosaic)
 
 
@@ -89,7 +90,8 @@ def test_prompt_carries_image_metrics_and_the_three_questions():
     parts = messages[1]["content"]
     assert [p["type"] for p in parts] == ["image", "text"]
     text = parts[1]["text"]
-    assert "- snr1 = 18.23" in text and "- cjv = 0.41" in text and "- efc = n/a" in text
+    assert "- mrqy_SNR1 = 18.23" in text and "- cjv = 0.41" in text and "- efc = n/a" in text
+    assert "summary_wm_mean" not in text  # scanner-unit statistics stay out of the prompt
     assert "T1-weighted" in text
     for question in ("1. Classification:", "2. Artifact:", "3. Analysis:", "Grade: <Good"):
         assert question in text
@@ -101,7 +103,23 @@ def test_prompt_carries_image_metrics_and_the_three_questions():
 
 
 def test_bold_prompt_names_the_contrast():
-    assert "BOLD fMRI" in user_prompt(GradeRequest("sub-01_task-rest_bold", "bold", {"tsnr": 40.0}))
+    text = user_prompt(GradeRequest("sub-01_task-rest_bold", "bold", {"tsnr": 40.0, "cjv": 0.3}))
+    assert "BOLD fMRI" in text and "- tsnr = 40" in text and "cjv" not in text
+
+
+def test_prompt_quotes_a_fixed_subset_of_what_compute_returns():
+    from mmrqa_bids.grading.prompts import metric_lines, prompt_metric_names
+    from mmrqa_bids.metrics.names import ANAT_METRICS, FUNC_METRICS
+    for suffix, names in (("T1w", ANAT_METRICS), ("bold", FUNC_METRICS)):
+        metrics = {name: 1.0 for name in names}
+        wanted = prompt_metric_names(suffix)
+        assert set(wanted) <= set(names)  # every quoted metric is one compute() returns
+        assert [n for n, _ in metric_lines(metrics, suffix)] == list(wanted)
+
+
+def test_prompt_quotes_mriqc_value_where_mriqc_measured_it():
+    text = user_prompt(request(cnr=2.5, mriqc_cnr=3.25, cjv=0.4))
+    assert "- mriqc_cnr = 3.25" in text and "- cnr =" not in text and "- cjv = 0.4" in text
 
 
 def test_openai_messages_embed_the_mosaic_as_base64(mosaic_png):

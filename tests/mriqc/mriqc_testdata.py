@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmrqa_bids.mriqc.model import IqmModel
+
 DATA = Path(__file__).parent / "data"
 NEW_JSON = DATA / "mriqc_23.1" / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_T1w.json"
 OLD_JSON = DATA / "mriqc_0.9.6" / "derivatives" / "sub-02_T1w.json"
@@ -49,3 +51,18 @@ def data_dir(tmp_path):
     out = tmp_path / "data"
     shutil.copytree(DATA, out)
     return out
+
+
+def site_model(blocks=("site",)):
+    """A model over the shipped features with the given blocks, whatever blocks the shipped
+    model uses (its weights summed over its blocks, repeated for each block; a global
+    reference of median 0 and IQR 1)."""
+    shipped = IqmModel.load()
+    n = len(shipped.features)
+    coef = shipped.coef.reshape(shipped.coef.shape[0], -1, n).sum(axis=1)
+    coef = np.hstack([coef] * len(blocks))
+    center, spread = np.zeros(n), np.ones(n)
+    return IqmModel(model_id="test", kind=shipped.kind, suffix="T1w",
+                    features=shipped.features, coef=coef, intercept=shipped.intercept,
+                    blocks=tuple(blocks), center=center, spread=spread,
+                    thresholds=(0.5, 0.5))

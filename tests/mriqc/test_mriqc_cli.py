@@ -1,7 +1,7 @@
 import csv
 import json
 
-from mriqc_testdata import mriqc_site, write_site  # noqa: F401 (fixture)
+from mriqc_testdata import mriqc_site, site_model, write_site  # noqa: F401 (fixture)
 
 from mmrqa_bids.mriqc.cli import main
 
@@ -55,7 +55,9 @@ def test_refusals_exit_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     few = tmp_path / "few"
     write_site(few, 4)
-    assert main([str(few), str(tmp_path / "out")]) == 2
+    model = tmp_path / "site_model.json"
+    model.write_text(site_model(("site",)).to_json())
+    assert main([str(few), str(tmp_path / "out"), "--model", str(model)]) == 2
     assert "needs at least 10 runs" in capsys.readouterr().err
     lacking = tmp_path / "lacking"
     lacking.mkdir()

@@ -2,11 +2,12 @@ import json
 
 import numpy as np
 import pytest
-from mriqc_testdata import NEW_JSON, OLD_JSON
+from mriqc_testdata import NEW_JSON, OLD_JSON, site_model
 
 from mmrqa_bids.mriqc.grade import grade_records
 from mmrqa_bids.mriqc.iqms import IqmRecord, read_iqm_json
-from mmrqa_bids.mriqc.model import (IqmModel, ModelInputError, probabilities,
+from mmrqa_bids.mriqc.model import (IqmModel, ModelInputError, decide, probabilities,
+                                    reference_scale, reference_stats, signed_log,
                                     site_robust_scale)
 from mmrqa_bids.resources import data_dir
 
@@ -67,7 +68,9 @@ def test_grading_is_deterministic_and_order_invariant():
     for row in a.rows:
         assert row["p_good"] + row["p_medium"] + row["p_bad"] == pytest.approx(1.0)
         assert row["grade"] in ("Good", "Medium", "Bad")
-        assert row["confidence"] == max(row["p_good"], row["p_medium"], row["p_bad"])
+        assert row["confidence"] == row[f"p_{row['grade'].lower()}"]
+        assert row["grade"] == decide(np.array([[row["p_bad"], row["p_medium"], row["p_good"]]]),
+                                      model.thresholds)[0]
 
 
 def test_old_mriqc_version_graded_with_missing_iqms_reported():
@@ -89,9 +92,39 @@ def test_refuses_table_lacking_needed_iqms():
 
 
 def test_refuses_too_few_runs_for_site_scaling():
-    model = IqmModel.load()
     with pytest.raises(ModelInputError, match="needs at least 10 runs"):
-        grade_records(site_records(NEW_JSON, n=5), model, "T1w", "t")
+        grade_records(site_records(NEW_JSON, n=5), site_model(), "T1w", "t")
+    # A model on the global block alone needs no site statistics.
+    table = grade_records(site_records(NEW_JSON, n=5), site_model(("global",)), "T1w", "t")
+    assert len(table.rows) == 5
+
+
+def test_global_block_formula_and_model_round_trip(tmp_path):
+    x = np.array([[-3.0, 0.0, np.e - 1.0]])
+    assert signed_log(x) == pytest.approx(np.array([[-np.log(4.0), 0.0, 1.0]]))
+    X = np.array([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0], [7.0, 1.0], [np.nan, 1.0]])
+    center, spread = reference_stats(X)
+    # slog of column 0: 0, log 2, log 4, log 8 -> median 1.5 log 2, IQR 1.5 log 2
+    assert center[0] == pytest.approx(1.5 * np.log(2))
+    assert spread[0] == pytest.approx(1.5 * np.log(2))
+    assert spread[1] == 1.0  # constant column
+    Z = reference_scale(X, center, spread, clip=0.5)
+    assert Z[:, 0][:4] == pytest.approx([-0.5, -1 / 3, 1 / 3, 0.5]) and np.isnan(Z[4, 0])
+    model = site_model(("site", "global"))
+    path = tmp_path / "m.json"
+    path.write_text(model.to_json())
+    loaded = IqmModel.load(path)
+    assert loaded.blocks == ("site", "global") and loaded.thresholds == (0.5, 0.5)
+    X = loaded.design([r.iqms for r in site_records(NEW_JSON)])
+    assert loaded.predict_proba(X) == pytest.approx(model.predict_proba(X))
+    assert loaded.feature_weights().shape == (len(loaded.features),)
+
+
+def test_cut_rule_decides_between_the_cumulative_probabilities():
+    p = np.array([[0.6, 0.1, 0.3], [0.3, 0.3, 0.4], [0.45, 0.1, 0.45], [0.1, 0.6, 0.3]])
+    assert decide(p, None) == ["Bad", "Good", "Bad", "Medium"]
+    assert decide(p, (0.5, 0.5)) == ["Bad", "Medium", "Medium", "Medium"]
+    assert decide(p, (0.4, 0.35)) == ["Bad", "Good", "Bad", "Medium"]
 
 
 def test_broken_model_file_is_a_clear_error(tmp_path):
@@ -101,4 +134,9 @@ def test_broken_model_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "model.json"
     bad.write_text(json.dumps(doc))
     with pytest.raises(MriqcError, match="model.json: coefficient shapes"):
+        IqmModel.load(bad)
+    doc = json.loads((data_dir() / "mriqc_t1w_model.json").read_text())
+    doc["thresholds"] = [0.5, 1.5]
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(MriqcError, match="model.json: thresholds must be two probabilities"):
         IqmModel.load(bad)

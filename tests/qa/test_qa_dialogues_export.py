@@ -13,7 +13,7 @@ from mmrqa_bids.qa.export import read_hf_jsonl, swift_record, write_jsonl
 from mmrqa_bids.qa.facts import QAFacts
 from mmrqa_bids.qa.template import template_content
 
-FACTS = QAFacts("sub-01_run-02_T1w", "T1w", "Medium", {"snr1": 7.5, "efc": 0.55},
+FACTS = QAFacts("sub-01_run-02_T1w", "T1w", "Medium", {"mrqy_SNR1": 7.5, "efc": 0.55},
                 artifact="ghosting")
 
 
@@ -40,7 +40,7 @@ def test_every_task_question_and_a_three_round_dialogue(convs):
     for conv in convs:
         first_user = next(m for m in conv.messages if m["role"] == "user")
         assert first_user["content"][0] == {"type": "image"}
-        assert "snr1 = 7.5" in first_user["content"][1]["text"]
+        assert "mrqy_SNR1 = 7.5" in first_user["content"][1]["text"]
         assert conv.messages[0]["role"] == "system"
     dialogue = convs[-1]
     assert [m["role"] for m in dialogue.messages] == ["system"] + ["user", "assistant"] * 3

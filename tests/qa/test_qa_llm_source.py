@@ -13,9 +13,9 @@ from mmrqa_bids.qa.facts import QAFacts  # noqa: E402
 from mmrqa_bids.qa.llm import (LLMSource, QAGenerationError, cache_key, parse_reply,  # noqa: E402
                                request_messages)
 
-FACTS = [QAFacts("sub-01_T1w", "T1w", "Bad", {"snr1": 4.0}, artifact="motion", severity="severe",
+FACTS = [QAFacts("sub-01_T1w", "T1w", "Bad", {"mrqy_SNR1": 4.0}, artifact="motion", severity="severe",
                  origin="simulated"),
-         QAFacts("sub-02_T1w", "T1w", "Good", {"snr1": 20.0}, notes="sharp")]
+         QAFacts("sub-02_T1w", "T1w", "Good", {"mrqy_SNR1": 20.0}, notes="sharp")]
 
 
 def _source(server, tmp_path, **kw):
@@ -40,7 +40,7 @@ def test_parse_reply_validates_against_the_schema():
 def test_request_carries_the_facts_and_the_key_is_content_based():
     user = request_messages(FACTS[0])[1]["content"]
     assert "Grade: Bad" in user and "Artifact: motion (simulated, severe severity)" in user
-    assert "snr1 = 4" in user
+    assert "mrqy_SNR1 = 4" in user
     assert "Rater's notes: sharp" in request_messages(FACTS[1])[1]["content"]
     a = cache_key("m", request_messages(FACTS[0]), 0.2)
     assert a == cache_key("m", request_messages(FACTS[0]), 0.2)

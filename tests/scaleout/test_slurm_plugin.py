@@ -82,15 +82,16 @@ def test_participant_level_through_slurm_matches_multiproc(slurm, tmp_path):
             if j.get("Name") != "wrap" and not j.get("Name", "").startswith("mmrqa-")]
     assert jobs, "no job in the SLURM job-completion log"
     assert all(j["JobState"] == "COMPLETED" and j["NodeList"] == "mmrqa-node" for j in jobs), jobs
-    kinds = Counter(next((k for k in ("measure", "mosaics", "grade", "_write")
+    kinds = Counter(next((k for k in ("measure", "grade", "write")
                           if k in j["Name"]), "other") for j in jobs)
-    assert kinds["measure"] == n and kinds["mosaics"] == n and kinds["grade"] == 1
-    assert kinds["_write"] == n, kinds
+    # One job per run, then the grading JoinNode; the derivatives are written by the
+    # submitting process (run_without_submitting), not by a job.
+    assert kinds == {"measure": n, "grade": 1}, kinds
     show = subprocess.run(["scontrol", "show", "job", jobs[0]["JobId"]], env=env,
                           capture_output=True, text=True, timeout=60)
     assert "JobState=COMPLETED" in show.stdout, show.stdout + show.stderr
     batch = work / "mmrqa_participant_wf" / "batch"
-    assert len(list(batch.glob("batchscript_*.sh"))) >= 2 * n + 1
+    assert len(list(batch.glob("batchscript_*.sh"))) >= n + 1
     outs = {p.name for p in batch.glob("slurm-*.out")}
     assert {f"slurm-{j['JobId']}.out" for j in jobs if "measure" in j["Name"]} <= outs
 

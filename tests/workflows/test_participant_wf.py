@@ -1,4 +1,5 @@
 """The workflow graph, built without running a node."""
+from dataclasses import replace
 from pathlib import Path
 
 from mmrqa_bids.bids import RunSpec
@@ -17,15 +18,43 @@ def test_participant_wf_structure(tmp_path):
             for i in (1, 2, 3)]
     wf = init_participant_wf(runs, _settings(tmp_path))
     names = set(wf.list_node_names())
-    assert {"inputnode", "run_wf.measure", "run_wf.mosaics", "grade", "write", "outputnode"} <= names
+    assert {"inputnode", "run_wf.measure", "grade", "write", "outputnode"} <= names
+    # One node per run: metrics and mosaics share the volume in memory (no mosaics node).
+    assert not any(n.endswith("mosaics") for n in names)
     inputnode = wf.get_node("inputnode")
     assert [r["bids_name"] for r in inputnode.iterables[0][1]] == ["sub-01_T1w", "sub-02_T1w", "sub-03_T1w"]
     grade = wf.get_node("grade")
     assert grade.joinsource == "inputnode" and grade.joinfield == ["in_records"]
     assert grade.interface.inputs.grading["grader"] == "classifier"
-    assert wf.get_node("write").iterfield == ["in_record"]
+    write = wf.get_node("write")
+    assert not hasattr(write, "iterfield"), "derivatives are written by one node, not a MapNode"
+    assert write.run_without_submitting and not grade.run_without_submitting
+    assert wf.get_node("run_wf.measure").n_procs == 1
 
 
 def test_no_reports_skips_report_mosaics(tmp_path):
     wf = init_run_wf(reports=False)
-    assert wf.get_node("mosaics").inputs.report_views is False
+    assert wf.get_node("measure").inputs.report_views is False
+
+
+def test_measure_node_reserves_its_threads(tmp_path):
+    """MultiProc counts a run's BLAS/OpenMP threads against --nprocs (never above it)."""
+    def n_procs(nprocs, omp):
+        settings = _settings(tmp_path)
+        settings = Settings(execution=replace(settings.execution, nprocs=nprocs,
+                                              omp_nthreads=omp))
+        runs = [RunSpec(Path("/d/sub-01/anat/sub-01_T1w.nii.gz"), "T1w", "anat",
+                        {"subject": "01"})]
+        return init_participant_wf(runs, settings).get_node("run_wf.measure").n_procs
+
+    assert n_procs(4, 2) == 2
+    assert n_procs(2, 8) == 2
+    assert init_run_wf(reports=True, omp_nthreads=3).get_node("measure").n_procs == 3
+
+
+def test_inu_method_reaches_the_measure_node(tmp_path):
+    runs = [RunSpec(Path("/d/sub-01/anat/sub-01_T1w.nii.gz"), "T1w", "anat", {"subject": "01"})]
+    default = _settings(tmp_path)
+    n4 = replace(default, execution=replace(default.execution, inu_method="n4"))
+    assert init_participant_wf(runs, default).get_node("run_wf.measure").inputs.inu_method == "polynomial"
+    assert init_participant_wf(runs, n4).get_node("run_wf.measure").inputs.inu_method == "n4"
