@@ -68,6 +68,8 @@ class Training:
     output_model: Path | None = None
     seed: int = 0
     lora_targets: str = "language"
+    lora_dropout: float = 0.05
+    lr_scheduler: str = "cosine"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _dropout(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1), got {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmrqa",
@@ -107,4 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lora-targets", choices=["language", "all-linear"], default="language",
                     help="LoRA targets: the language model's linear layers (MMRQA), or also "
                          "the multimodal projector (every linear layer but the vision tower)")
+    tr.add_argument("--lora-dropout", type=_dropout, default=0.05,
+                    help="dropout on the LoRA input (default 0.05, ms-swift's)")
+    tr.add_argument("--lr-scheduler", choices=["cosine", "constant", "linear"], default="cosine",
+                    help="learning-rate schedule (default cosine with 5%% warm-up, ms-swift's)")
     return parser

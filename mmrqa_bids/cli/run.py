@@ -81,7 +81,8 @@ def build_settings(args) -> Settings:
                         lora_alpha=args.lora_alpha, learning_rate=args.learning_rate,
                         epochs=args.epochs, batch_size=batch or 8, base_model=args.base_model,
                         output_model=args.output_model, seed=args.seed,
-                        lora_targets=args.lora_targets)
+                        lora_targets=args.lora_targets, lora_dropout=args.lora_dropout,
+                        lr_scheduler=args.lr_scheduler)
     return Settings(execution=execution, grading=grading, training=training)
 
 

@@ -118,16 +118,23 @@ def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
 
 def facts_for(entries: Sequence[dict[str, Any]]) -> tuple[list, bool]:
     """(QA facts of every entry, whether a reference exists); metric deviations against the
-    *training* runs rated Good by the experts (held-out runs never inform the reference)."""
+    *training* runs rated Good by the experts (held-out runs never inform the reference).
+
+    The facts hold only the metrics the grading prompt shows (``prompt_metrics``): an answer
+    that cited any other value would teach the model to invent numbers it was never given.
+    """
+    from mmrqa_bids.grading.prompts import prompt_metrics
     from mmrqa_bids.qa.facts import QAFacts, deviations, metric_reference
 
-    reference = metric_reference(e["metrics"] for e in entries
+    shown = [prompt_metrics(e["metrics"], e["suffix"]) for e in entries]
+    reference = metric_reference(m for e, m in zip(entries, shown)
                                  if e["split"] == "train" and e["origin"] == "expert"
                                  and e["label"] == "Good")
     return [QAFacts(example_id=e["example_id"], suffix=e["suffix"], label=e["label"],
-                    metrics=e["metrics"], artifact=e["artifact"], severity=e["severity"],
+                    metrics=m, artifact=e["artifact"], severity=e["severity"],
                     origin=e["origin"], notes=e["notes"],
-                    deviations=deviations(e["metrics"], reference)) for e in entries], bool(reference)
+                    deviations=deviations(m, reference))
+            for e, m in zip(entries, shown)], bool(reference)
 
 
 def qa_contents(settings: Settings, facts: Sequence, has_reference: bool) -> list:
@@ -193,9 +200,10 @@ def _recipe(settings: Settings, device: str):
     from mmrqa_bids.train.lora import TARGET_PRESETS, LoraRecipe
     tr = settings.training
     preset = tr.lora_targets
-    return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, targets=TARGET_PRESETS[preset],
-                      learning_rate=tr.learning_rate, epochs=tr.epochs,
-                      batch_size=tr.batch_size, seed=tr.seed), preset
+    return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, dropout=tr.lora_dropout,
+                      targets=TARGET_PRESETS[preset], learning_rate=tr.learning_rate,
+                      epochs=tr.epochs, batch_size=tr.batch_size,
+                      scheduler=tr.lr_scheduler, seed=tr.seed), preset
 
 
 def train_llava(settings: Settings, base: str, out: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +297,8 @@ def model_card(settings: Settings, out: Path, data: dict[str, Any], summary: dic
         n_conversations=len(data["conversations"]), qa_source=tr.qa_source,
         qa_fraction=tr.qa_fraction, kinds=data["manifest"]["conversations"],
         lora_r=tr.lora_r, lora_alpha=tr.lora_alpha, lora_targets=summary["targets_preset"],
+        lora_dropout=tr.lora_dropout, lr_scheduler=tr.lr_scheduler,
+        warmup_steps=summary["warmup_steps"],
         n_target_modules=summary["n_target_modules"], learning_rate=tr.learning_rate,
         batch_size=tr.batch_size, micro_batch=summary["micro_batch_size"],
         accumulation=summary["accumulation"], epochs=tr.epochs, steps=summary["global_step"],

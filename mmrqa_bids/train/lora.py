@@ -3,7 +3,10 @@
 MMRQA's recipe: LoRA r=16, alpha=16 on the language model's linear layers only (the SigLIP
 tower and the projector stay frozen), Adam (AdamW with weight decay 0) at lr 1e-4 with
 betas (0.9, 0.95), an effective batch of 8 (micro-batches with gradient accumulation), one
-epoch. The learning-rate schedule is cosine with 5% warm-up (ms-swift's default).
+epoch. The learning-rate schedule is cosine with 5% warm-up (ms-swift's default), counted
+in whole steps rounded down (:func:`warmup_steps`): transformers' schedules take their first
+optimizer step at a learning rate of 0 during warm-up, so a rounded-up warm-up made a run of
+one optimizer step (8 conversations or fewer at the default batch) train nothing at all.
 
 Checkpoints (adapter, optimizer, scheduler, RNG states) are written under
 ``checkpoints/`` every 10% of the optimizer steps (at most 50 apart); :func:`fine_tune` with
@@ -42,7 +45,7 @@ class LoraRecipe:
     epochs: int = 1
     batch_size: int = 8  # effective batch (micro-batch x accumulation)
     micro_batch_size: int | None = None  # None: the batch on GPU, 1 on CPU
-    warmup: float = 0.05  # fraction of the steps
+    warmup: float = 0.05  # fraction of the optimizer steps, rounded down (warmup_steps)
     scheduler: str = "cosine"
     save_steps: int | None = None  # None: every 10% of the run, at most every 50 steps
     seed: int = 0
@@ -51,6 +54,27 @@ class LoraRecipe:
         micro = self.micro_batch_size or (self.batch_size if device.startswith("cuda") else 1)
         micro = max(1, min(micro, self.batch_size))
         return micro, math.ceil(self.batch_size / micro)
+
+
+def optimizer_steps(n: int, micro: int, accumulation: int, epochs: int) -> int:
+    """Optimizer steps of a run, as the Trainer counts them:
+    ``epochs * ceil(ceil(n / micro) / accumulation)`` (a last, partial accumulation still
+    steps), at least one per epoch."""
+    return max(1, math.ceil(math.ceil(n / micro) / accumulation)) * epochs
+
+
+def warmup_steps(fraction: float, steps: int) -> int:
+    """Linear warm-up length: ``floor(fraction * steps)``.
+
+    The Trainer's schedules scale the learning rate by ``k / warmup`` at step ``k`` (from 0),
+    so every warm-up starts with one step at lr 0. Rounding ``fraction * steps`` up (what
+    ``warmup_steps=0.05`` does) gives one warm-up step to every run shorter than 20 steps,
+    and a one-step run (at most ``batch_size`` conversations, one epoch) then leaves the
+    adapter at its initialisation; rounded down, short runs have no warm-up.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"warm-up fraction must be within [0, 1), got {fraction}")
+    return math.floor(fraction * steps)
 
 
 def lora_config(recipe: LoraRecipe) -> Any:
@@ -143,6 +167,7 @@ class TrainResult:
     seconds: float
     loss_before: float  # dataset_loss on (up to 32) training conversations, before training
     loss_after: float  # the same, after
+    warmup_steps: int = 0
 
 
 def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: LoraRecipe,
@@ -166,6 +191,7 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         peft_model.enable_input_require_grads()
     micro, accumulation = recipe.micro_and_accumulation(device)
     checkpoint_dir = Path(checkpoint_dir)
+    steps = optimizer_steps(len(conversations), micro, accumulation, recipe.epochs)
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=micro,
@@ -175,11 +201,10 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         optim="adamw_torch",
         num_train_epochs=recipe.epochs,
         lr_scheduler_type=recipe.scheduler,
-        warmup_steps=recipe.warmup,
+        warmup_steps=warmup_steps(recipe.warmup, steps),
         logging_steps=1,
         save_strategy="steps", save_total_limit=2,
-        save_steps=recipe.save_steps or _save_every(len(conversations), micro, accumulation,
-                                                    recipe.epochs),
+        save_steps=recipe.save_steps or _save_every(steps),
         bf16=on_gpu and _bf16_ok(),
         activation_checkpointing=on_gpu,  # gradient checkpointing (transformers 5 name)
         activation_checkpointing_kwargs={"use_reentrant": False} if on_gpu else None,
@@ -209,12 +234,12 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
         global_step=trainer.state.global_step, losses=losses,
         resumed_from=str(resume_from) if resume_from else None, trainable=trainable,
         total=total, micro_batch_size=micro, accumulation=accumulation, seconds=seconds,
-        loss_before=loss_before, loss_after=loss_after)
+        loss_before=loss_before, loss_after=loss_after,
+        warmup_steps=warmup_steps(recipe.warmup, steps))
 
 
-def _save_every(n: int, micro: int, accumulation: int, epochs: int) -> int:
+def _save_every(steps: int) -> int:
     """Checkpoint interval: 10% of the optimizer steps, between 1 and 50."""
-    steps = math.ceil(math.ceil(n / micro) / accumulation) * epochs
     return max(1, min(50, math.ceil(steps / 10)))
 
 

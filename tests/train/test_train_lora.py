@@ -15,7 +15,8 @@ from mmrqa_bids.qa.template import template_content  # noqa: E402
 from mmrqa_bids.train.dataset import (END_OF_TURN, IGNORE_INDEX,  # noqa: E402
                                       PromptMaskingCollator, encode_conversation)
 from mmrqa_bids.train.lora import (ALL_LINEAR_TARGETS, LANGUAGE_MODEL_TARGETS,  # noqa: E402
-                                   LoraRecipe, add_lora, fine_tune, targeted_modules)
+                                   LoraRecipe, add_lora, fine_tune, optimizer_steps,
+                                   targeted_modules, warmup_steps)
 
 
 def _model(path):
@@ -95,6 +96,29 @@ def test_sequence_is_the_inference_prompt_plus_the_answer_and_im_end(tiny_base, 
     enc = encode_conversation(processor, multi.messages, image)
     text = processor.tokenizer.decode([t for t, k in zip(enc["input_ids"], enc["learned"]) if k])
     assert text == END_OF_TURN.join(multi.assistant_turns()) + END_OF_TURN
+
+
+def test_step_count_and_warmup_are_whole_steps_rounded_down():
+    assert optimizer_steps(3, micro=1, accumulation=8, epochs=1) == 1  # partial accumulation
+    assert optimizer_steps(17, micro=1, accumulation=8, epochs=2) == 6
+    assert optimizer_steps(16, micro=8, accumulation=1, epochs=1) == 2
+    assert warmup_steps(0.05, 1) == 0 and warmup_steps(0.05, 19) == 0
+    assert warmup_steps(0.05, 20) == 1 and warmup_steps(0.05, 1000) == 50
+    with pytest.raises(ValueError, match="warm-up fraction"):
+        warmup_steps(1.0, 10)
+
+
+def test_a_single_optimizer_step_moves_the_adapter(tiny_base, mosaics, tmp_path):
+    """Three conversations at the default effective batch of 8 make one optimizer step. With
+    a warm-up rounded up, that step was taken at lr 0 and the adapter kept its initial B = 0."""
+    processor = _processor(tiny_base)
+    recipe = LoraRecipe(learning_rate=1e-3)  # MMRQA's batch 8, one epoch, 5% warm-up
+    model, result = fine_tune(_model(tiny_base), processor, _conversations(mosaics), recipe,
+                              tmp_path, show_progress=False)
+    assert result.global_step == 1 and result.accumulation == 8
+    assert result.losses[0]["learning_rate"] == pytest.approx(1e-3)
+    lora_b = [v for k, v in _lora_state(model).items() if "lora_B" in k]
+    assert lora_b and all(float(v.abs().max()) > 0 for v in lora_b)
 
 
 class _Interrupt:
