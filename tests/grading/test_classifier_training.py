@@ -23,12 +23,38 @@ def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
     unseen_sources = {ex.source for ex in plan if ex.split == "unseen"}
     assert train_sources == {ex.source for ex in plan if ex.split == "seen"}
     assert not train_sources & unseen_sources
-    assert {ex.anatomy for ex in plan if ex.split == "train"} == {"mni"}
+    assert {ex.anatomy for ex in plan if ex.split == "train"} == {"mni", "mnihard"}
     assert "tpm" in {ex.anatomy for ex in plan if ex.split == "unseen"}
     labels = [ex.label for ex in plan if ex.split == "train"]
     counts = {label: labels.count(label) for label in ("Good", "Medium", "Bad")}
     assert counts["Medium"] == counts["Bad"] == len(labels) // 24 * len(ARTIFACTS)
     assert {ex.artifact_label for ex in plan} == {"none", *ARTIFACTS}
+
+
+def test_per_source_draws_override_the_family_draws():
+    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe["anat"]["train"] = [{"anatomy": "mni", "contrast": "T1w", "voxel_size": 4.0},
+                               {"anatomy": "mnihard", "contrast": "T1w", "voxel_size": 4.0,
+                                "draws": {"train": 1}}]
+    recipe["anat"]["draws"] = {"train": 2, "seen": 1, "unseen": 0}
+    plan = [ex for ex in tc.plan_examples(recipe, "anat") if ex.split == "train"]
+    per_draw = 3 * len(ARTIFACTS) + tc.GOOD_NONE_PER_DRAW
+    assert sum(ex.anatomy == "mni" for ex in plan) == 2 * per_draw
+    assert sum(ex.anatomy == "mnihard" for ex in plan) == 1 * per_draw
+
+
+def test_hard_label_head_is_sharper_than_the_template():
+    """Hard labels leave partial volume only at tissue borders: more pure-tissue voxels."""
+    soft = tc.load_source_head("mni", 4.0)
+    hard = tc.load_hard_label_head(4.0)
+    assert hard.gm.shape == soft.gm.shape
+    for tissue in ("csf", "gm", "wm"):
+        h, s = getattr(hard, tissue), getattr(soft, tissue)
+        assert h.min() >= 0 and h.max() <= 1 + 1e-6
+        assert (h > 0.95).sum() > 1.5 * (s > 0.95).sum(), tissue
+    brain_h = hard.csf + hard.gm + hard.wm
+    brain_s = soft.csf + soft.gm + soft.wm
+    assert abs((brain_h > 0.5).sum() / (brain_s > 0.5).sum() - 1) < 0.1  # same head
 
 
 def test_scale_free_selection_drops_intensity_metrics():
@@ -69,6 +95,9 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
     doc = tc.fit_family("anat", examples, records, recipe)
     assert "measured degradation" in doc["recipe"]["label_map"]
     assert doc["features"] == ["a", "b", "c"]  # "mean" is not scale-free
+    excluding = copy.deepcopy(recipe)
+    excluding["anat"]["exclude_features"] = ["c"]
+    assert tc.fit_family("anat", examples, records, excluding)["features"] == ["a", "b"]
     assert doc["evaluation"]["unseen"]["accuracy"] > 0.85
     path = tc.save_model(doc, tmp_path)
     assert path.read_bytes() == tc.save_model(doc, tmp_path).read_bytes()  # deterministic
