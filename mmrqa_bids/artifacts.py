@@ -411,19 +411,35 @@ def simulate(clean: np.ndarray, artifact: str, severity: str, *, seed: int,
     if not params:
         degraded, d = clean.astype(np.float32), 0.0
     elif artifact == "noise":
-        if calibrated:
-            params["sigma"] = target * float(clean[head_of(clean)].mean())
-        degraded, d = clean.astype(np.float32), noise_degradation(params["sigma"], clean)
-    elif calibrated:
-        degraded, params, d = calibrate(clean, artifact, params, target, seed=seed,
-                                        voxel_size=voxel_size, pe_axis=pe_axis)
+        d = _noise(clean, params, target, calibrated)
+        degraded = clean.astype(np.float32)
     else:
-        degraded = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
-                                  pe_axis=pe_axis)
-        d = degradation(degraded, reference_for(clean, artifact, params, pe_axis))
+        degraded, params, d = _static(clean, artifact, params, target, calibrated=calibrated,
+                                      seed=seed, voxel_size=voxel_size, pe_axis=pe_axis)
     sigma = params.get("sigma", floor)
     params = {**params, "noise_sigma": sigma}
     return Simulated(rician(degraded, sigma, rng), artifact, severity, params, d)
+
+
+def _noise(clean: np.ndarray, params: dict[str, Any], target: float, calibrated: bool) -> float:
+    """d of the Rician noise; with ``calibrated``, first set ``params["sigma"]`` to the
+    target d relative to the head's mean signal."""
+    if calibrated:
+        params["sigma"] = target * float(clean[head_of(clean)].mean())
+    return noise_degradation(params["sigma"], clean)
+
+
+def _static(clean: np.ndarray, artifact: str, params: dict[str, Any], target: float, *,
+            calibrated: bool, seed: int, voxel_size: Sequence[float],
+            pe_axis: int) -> tuple[np.ndarray, dict[str, Any], float]:
+    """(degraded image, parameters, d) of one artifact applied to the clean image: scaled
+    into the target d with ``calibrated``, else with the drawn parameters as they are."""
+    if calibrated:
+        return calibrate(clean, artifact, params, target, seed=seed, voxel_size=voxel_size,
+                         pe_axis=pe_axis)
+    degraded = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
+                              pe_axis=pe_axis)
+    return degraded, params, degradation(degraded, reference_for(clean, artifact, params, pe_axis))
 
 
 def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volumes: int,
@@ -457,19 +473,12 @@ def simulate_series(clean: np.ndarray, artifact: str, severity: str, *, n_volume
     target = draw_target(severity, rng) if params else 0.0
     d: float | None = 0.0
     if artifact == "noise" and params:
-        if calibrated:
-            params["sigma"] = target * float(clean[head_of(clean)].mean())
-        d = noise_degradation(params["sigma"], clean)
+        d = _noise(clean, params, target, calibrated)
     elif artifact == "motion" and params:
         d = None
     elif params:
-        if calibrated:
-            static, params, d = calibrate(clean, artifact, params, target, seed=seed,
-                                          voxel_size=voxel_size, pe_axis=pe_axis)
-        else:
-            static = apply_artifact(clean, artifact, params, seed=seed, voxel_size=voxel_size,
-                                    pe_axis=pe_axis)
-            d = degradation(static, reference_for(clean, artifact, params, pe_axis))
+        static, params, d = _static(clean, artifact, params, target, calibrated=calibrated,
+                                    seed=seed, voxel_size=voxel_size, pe_axis=pe_axis)
     sigma = params.get("sigma", floor)
     tissue = clean > 0.05 * float(clean.max())
     hit: set[int] = set()
