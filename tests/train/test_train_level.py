@@ -4,16 +4,13 @@ training answers greedily (the base model: about none), and it grades at the par
 level in a fresh process.
 
 The tiny model has random weights, so the run uses a recipe suited to it: 5e-3 on every
-linear layer but the vision tower, a constant schedule, no LoRA dropout, 144 steps (MMRQA's
-1e-4 with cosine decay over one epoch fits a pretrained checkpoint; measured on these four
-conversations, 24 steps of cosine at 5e-3 lower the loss 6.92 -> 6.51, of constant 5e-3
-6.92 -> 6.08). Its tied 0.02-scale embeddings and unit final RMSNorm bound every logit by
-sqrt(hidden) * max |embedding row| (about 3.1, against 1,023 other tokens), so the loss can
-fall only part of the way from ln 1024 = 6.93 and cross-entropy never saturates: the
-frequent template tokens keep most of the gradient, and the one token that depends on the
-run (the grade after ``Grade:``) is learned last: after these 144 steps, greedy generation
-after ``Grade:`` gave the training grade for 2 of the 4 conversations in one run (all
-Good) and 4 of 4 in another run of the same recipe, so it is not asserted.
+linear layer but the vision tower, a constant schedule, no LoRA dropout, 192 steps (MMRQA's
+1e-4 with cosine decay over one epoch fits a pretrained checkpoint). Its final RMSNorm gain
+(``FINAL_NORM_GAIN`` in :mod:`mmrqa_bids.testing.tiny_llava`) gives its logits a realistic
+range, so the loss can fall well below the uniform guess (7.30 -> 0.78 here) and
+free-running greedy decoding with the adapter opens with the training answer's ``Grade:
+<label>`` line (with a unit gain the logits stay below about 3: 144 steps lowered the loss
+only 6.93 -> 5.16 and greedy answers opened with ``Classification:``, grade right 2 of 4).
 """
 from __future__ import annotations
 
@@ -26,13 +23,13 @@ from mmrqa_bids.testing.cli import run_cli
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-EPOCHS = 36  # 4 training conversations, batch 1: 144 optimizer steps
+EPOCHS = 48  # 4 training conversations, batch 1: 192 optimizer steps
 LEARNING_RATE = 5e-3
 #: Measured on this CLI run (CPU, seed 0): eval-mode loss on the training conversations
-#: 6.93 -> 5.16 (mean step loss 6.83 in the first epoch, 5.11 in the last); greedy
-#: next-token agreement 0-0.9% before, 68-93% after.
+#: 7.30 -> 0.78 (mean step loss 6.87 in the first epoch, 0.68 in the last); 36 epochs gave
+#: 7.30 -> 1.07 and free-running greedy grades right 2 of 4 (4 of 4 with 48).
 AGREEMENT = 0.5
-LOSS_FALL = 1.0
+LOSS_FALL = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +85,8 @@ def test_training_loss_falls(trained):
                                                                 log["loss_after"])
     first, last = losses[:4], losses[-4:]  # the first and the last epoch
     assert sum(last) / 4 < sum(first) / 4 - LOSS_FALL, losses
-    assert abs(log["loss_before"] - 6.93) < 0.1  # ln(1024): the random model's uniform guess
+    # near ln(1024) = 6.93, the uniform guess (a little above: the random logits span ~12)
+    assert 6.8 < log["loss_before"] < 7.8, log["loss_before"]
     assert log["trainable"] < log["total"] / 4  # LoRA matrices only
 
 
@@ -128,6 +126,52 @@ def test_adapter_predicts_most_training_answer_tokens_greedily(trained, tiny_bas
     after = greedy_agreement(tiny_base, model, conversations)
     assert max(before) < 0.05, before  # a random model's guess: about 1 in 1024
     assert min(after) > AGREEMENT, after
+
+
+def greedy_answers(base, adapter, conversations) -> list[tuple[str, str]]:
+    """(training answer, free-running greedy answer) per conversation: the prompt (system and
+    user turns, chat template with the generation prompt) and the image go through the
+    processor and ``generate`` (no sampling) decodes as many tokens as the answer has, plus 4;
+    the model is loaded as the llava grader loads it (``adapter`` merged in)."""
+    import torch
+    from PIL import Image
+
+    from mmrqa_bids.grading.llava import load_model
+
+    net, processor, _ = load_model(str(base), adapter, device="cpu", dtype="float32")
+    pairs = []
+    for conv in conversations:
+        prompt = [m for m in conv.messages if m["role"] != "assistant"]
+        answer = "".join(c["text"] for m in conv.messages if m["role"] == "assistant"
+                         for c in m["content"] if c["type"] == "text")
+        text = processor.apply_chat_template(prompt, add_generation_prompt=True)
+        with Image.open(conv.image) as img:
+            inputs = processor(text=[text], images=[img.convert("RGB")], return_tensors="pt")
+        budget = len(processor.tokenizer(answer)["input_ids"]) + 4
+        with torch.no_grad():
+            out = net.generate(**inputs, max_new_tokens=budget, do_sample=False)
+        pairs.append((answer, processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],
+                                                         skip_special_tokens=True)))
+    return pairs
+
+
+@pytest.mark.slow
+def test_adapter_reproduces_the_training_grades_when_generating_freely(trained, tiny_base):
+    """Free-running greedy answers open with the training answer's ``Grade: <label>`` line,
+    label included, for at least 3 of the 4 conversations (measured: 4 of 4; the base model
+    generates only newlines). The label is the one token that depends on the run, learned
+    last: after 144 steps the CLI run gave the format 4 of 4 but the label 2 of 4."""
+    from mmrqa_bids.qa.export import read_hf_jsonl
+
+    _, model, _ = trained
+    conversations = read_hf_jsonl(model / "dataset" / "train.hf.jsonl")
+    pairs = greedy_answers(tiny_base, model, conversations)
+    grades = [answer.splitlines()[0] for answer, _ in pairs]
+    assert all(g.startswith("Grade: ") for g in grades), grades
+    first_lines = [gen.strip().splitlines()[0] if gen.strip() else "" for _, gen in pairs]
+    assert sum(line == g for line, g in zip(first_lines, grades)) >= 3, (grades, first_lines)
+    base = [gen.strip() for _, gen in greedy_answers(tiny_base, None, conversations[:1])]
+    assert not any(gen.startswith("Grade:") for gen in base), base
 
 
 @pytest.mark.slow
