@@ -39,9 +39,11 @@ VOCAB_SIZE = 1024
 #: tokens whatever LoRA learns (it does not train the tied ``lm_head``): fine-tuning lowers
 #: the loss only part of the way and free-running greedy decoding drifts. A trained model's
 #: logits span tens of units; a gain of 4 gives a logit range of about 12. Measured on the
-#: train level's four conversations (5e-3, all-linear, 144 steps): gain 1: loss 6.93 -> 5.16,
-#: greedy "Grade:" line right 2/4; gain 4: 7.30 -> 1.10, 4/4; gain 8: 10.54 -> 0.60 (too
-#: peaked at random init), 3/4.
+#: train level's four conversations (5e-3, all-linear, constant, 144 steps; free-running
+#: greedy answers whose first line is the training "Grade: <label>"): gain 1: loss
+#: 6.93 -> 5.16, answers open with "Classification:"; gain 4: 7.30 -> 1.10 and 4/4 in
+#: process, 7.30 -> 1.07 and 2/4 through the CLI (192 steps: 7.30 -> 0.78, 4/4); gain 8:
+#: 10.54 -> 0.60 (too peaked at random init), 3/4 in process.
 FINAL_NORM_GAIN = 4.0
 
 #: The LLaVA-OneVision chat template (as shipped with the llava-hf checkpoints).
