@@ -236,6 +236,9 @@ class Example:
     zoom_jitter: float = 0.0
     random_contrast: float = 0.0
     smooth_jitter: float = 0.0
+    zoom_order: int = 1  # spline order of the zoom (1: linear, blurs; 3: cubic, keeps edges)
+    texture: float = 0.0  # intra-tissue texture amplitude, see :func:`_render_clean`
+    plain: float = 0.0  # probability of no randomisation at all, see :func:`_render_clean`
 
     @property
     def label(self) -> str:
@@ -256,8 +259,9 @@ class Example:
         """Content key for the metrics cache (fields at their default are left out, so that
         adding an option does not invalidate earlier caches)."""
         fields = {k: v for k, v in asdict(self).items()
-                  if not (k in ("contrast_jitter", "zoom_jitter", "random_contrast",
-                                "smooth_jitter") and v == 0.0)}
+                  if not ((k in ("contrast_jitter", "zoom_jitter", "random_contrast",
+                                 "smooth_jitter", "texture", "plain") and v == 0.0)
+                          or (k == "zoom_order" and v == 1))}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -288,7 +292,10 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                                        contrast_jitter=float(rand.get("contrast", 0.0)),
                                        zoom_jitter=float(rand.get("zoom", 0.0)),
                                        random_contrast=float(rand.get("random_contrast", 0.0)),
-                                       smooth_jitter=float(rand.get("smooth", 0.0))))
+                                       smooth_jitter=float(rand.get("smooth", 0.0)),
+                                       zoom_order=int(rand.get("zoom_order", 1)),
+                                       texture=float(rand.get("texture", 0.0)),
+                                       plain=float(rand.get("plain", 0.0))))
     return out
 
 
@@ -301,7 +308,17 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
       exp(U(-c, c)) each (``contrast_jitter`` c);
     * a zoom of U(1 - z, 1 + z) per axis (head size and shape);
     * an intrinsic smoothness: a Gaussian of U(0, s) voxels (``smooth_jitter`` s), so that
-      anatomies (or templates) of different sharpness are seen clean.
+      anatomies (or templates) of different sharpness are seen clean;
+    * an intra-tissue texture (``texture`` t): each tissue's signal multiplied by
+      exp(a g(x)), a ~ U(0, t), g a white Gaussian field smoothed by a Gaussian of
+      U(1, 3) voxels and scaled to unit standard deviation (one field per tissue): real
+      tissue is not uniform (deep grey matter, myelination, vessels), a template is.
+
+    With probability ``plain`` none of this: the named contrast as the unseen sources are
+    rendered (a randomised example is never as sharp as a plain one).
+
+    The zoom is interpolated with a spline of order ``zoom_order``: order 1 (linear)
+    smooths a 3 mm image by itself (clean FWHM ~5.0 -> ~6.1 mm at 3 mm, T1w), order 3 hardly.
     """
     from scipy import ndimage as ndi
 
@@ -309,16 +326,26 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     from mmrqa_bids.testing.phantom import CONTRASTS
 
     base = np.array(CONTRASTS[ex.contrast], dtype=float)
+    if ex.plain and rng.random() < ex.plain:
+        return (base[0] * head.csf + base[1] * head.gm + base[2] * head.wm
+                + base[3] * head.skull + base[4] * head.scalp).astype(np.float32)
     if ex.random_contrast and rng.random() < ex.random_contrast:
         base = rng.uniform(0.03, 1.0, 5)
     elif ex.contrast_jitter:
         base = np.clip(base * np.exp(rng.uniform(-ex.contrast_jitter, ex.contrast_jitter, 5)),
                        0.01, 1.0)
-    img = (base[0] * head.csf + base[1] * head.gm + base[2] * head.wm + base[3] * head.skull
-           + base[4] * head.scalp).astype(np.float32)
+    tissues = (head.csf, head.gm, head.wm, head.skull, head.scalp)
+    if ex.texture:
+        amp, width = float(rng.uniform(0, ex.texture)), float(rng.uniform(1, 3))
+        img = np.zeros(head.csf.shape, np.float32)
+        for b, tissue in zip(base, tissues):
+            g = ndi.gaussian_filter(rng.standard_normal(tissue.shape).astype(np.float32), width)
+            img += (b * tissue * np.exp(amp * g / max(float(g.std()), 1e-12))).astype(np.float32)
+    else:
+        img = sum(b * t for b, t in zip(base, tissues)).astype(np.float32)
     if ex.zoom_jitter:
         zoom = rng.uniform(1 - ex.zoom_jitter, 1 + ex.zoom_jitter, 3)
-        img = ndi.zoom(img, zoom, order=1).astype(np.float32)
+        img = np.clip(ndi.zoom(img, zoom, order=ex.zoom_order), 0, None).astype(np.float32)
     if ex.smooth_jitter:
         img = np.clip(gaussian_blur(img, float(rng.uniform(0, ex.smooth_jitter)), (1.0,) * 3),
                       0, None)

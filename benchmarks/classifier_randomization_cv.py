@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Choosing the anat domain randomisation of the metric classifier without the unseen sources.
+
+    python benchmarks/classifier_randomization_cv.py anat NAME=JSON [NAME=JSON ...] [--draws 4]
+
+Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
+:func:`mmrqa_bids.train.classifier._render_clean`), e.g.
+``R3='{"contrast":0.5,"zoom":0.15,"random_contrast":0.5,"smooth":0.5}'``.
+:mod:`classifier_source_cv` compares feature sets on the training examples themselves; a
+change of randomisation changes those examples, so here every candidate is scored on the
+*same* validation examples: one plain draw (the named contrast, no zoom, smoothing or
+texture, as the unseen sources are rendered) of each training source, with seeds of their own
+(recipe seed + 1000). For each training source s, the candidate's training examples of the
+other sources (``--draws`` draws each) are fitted and the plain examples of s graded
+(leave-one-source-out, LOSO); the criterion is the mean macro-F1 over the sources. Also
+printed: the fit on every training source graded on every plain example ("all"), and the
+true-Medium examples graded Good there (the error the unseen sources showed).
+
+The held-out "unseen" sources take no part. Metrics come from the trainer's cache.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+
+def candidate(recipe: dict, family: str, randomize: dict, draws: int) -> dict:
+    """The recipe with ``randomize`` and ``draws`` training draws for every training source."""
+    out = copy.deepcopy(recipe)
+    cfg = out[family]
+    cfg["randomize"] = randomize
+    cfg["draws"] = {**cfg["draws"], "train": draws}
+    for src in cfg["train"]:
+        src.pop("draws", None)
+    return out
+
+
+def validation_recipe(recipe: dict, family: str) -> dict:
+    """One plain draw of each training source, as "unseen" examples of a recipe seeded apart."""
+    out = copy.deepcopy(recipe)
+    out["seed"] = int(recipe["seed"]) + 1000
+    cfg = out[family]
+    cfg["unseen"] = [{k: v for k, v in s.items() if k != "draws"} for s in cfg["train"]]
+    cfg["train"] = []
+    cfg["draws"] = {"train": 0, "seen": 0, "unseen": 1}
+    return out
+
+
+def grade_rows(doc: dict, rows: list) -> list:
+    """Most likely grade of each metric row under a model file's content."""
+    from mmrqa_bids.grading.base import LABELS
+    from mmrqa_bids.grading.classifier import MetricModel
+
+    model = MetricModel.from_dict(doc)
+    x = np.array([[r.get(f, np.nan) for f in model.features] for r in rows], dtype=float)
+    x[~np.isfinite(x)] = np.nan
+    return [LABELS[k] for k in model.grade.predict_proba(x).argmax(axis=1)]
+
+
+def main(argv=None) -> int:
+    from mmrqa_bids.train.classifier import (DEFAULT_RECIPE, build_training_set,
+                                             evaluate_model, fit_model, plan_examples,
+                                             select_features)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    draws = 4
+    if "--draws" in argv:
+        i = argv.index("--draws")
+        draws = int(argv[i + 1])
+        del argv[i:i + 2]
+    family, specs = argv[0], argv[1:]
+    cache = Path(os.environ.get("CV_CACHE", REPO / ".cache" / "classifier-metrics"))
+    jobs = int(os.environ.get("CV_JOBS", "2"))
+    base = copy.deepcopy(DEFAULT_RECIPE)
+    params = {**base["model"], **json.loads(os.environ.get("CV_PARAMS", "{}"))}
+    excluded = set(base[family].get("exclude_features", ()))
+
+    val = [e for e in plan_examples(validation_recipe(base, family), family)
+           if e.split == "unseen"]
+    vrec = build_training_set(val, cache_dir=cache, n_jobs=jobs, verbose=False)
+    vrows = [r["metrics"] for r in vrec]
+    vlab = [r.get("label") or e.label for r, e in zip(vrec, val)]
+    vsrc = np.array([e.source for e in val])
+    print(f"{family}: {len(val)} plain validation examples, {draws} training draws per source, "
+          f"params {params}", flush=True)
+    for spec in specs:
+        name, randomize = spec.split("=", 1)
+        t0 = time.time()
+        ex = [e for e in plan_examples(candidate(base, family, json.loads(randomize), draws),
+                                       family) if e.split == "train"]
+        rec = build_training_set(ex, cache_dir=cache, n_jobs=jobs, verbose=False)
+        rows = [r["metrics"] for r in rec]
+        labels = [r.get("label") or e.label for r, e in zip(rec, ex)]
+        src = np.array([e.source for e in ex])
+        feats = [f for f in select_features(family, rows) if f not in excluded]
+
+        def fit_eval(train_i, test_i, predictions=False):
+            doc = fit_model(family, [rows[i] for i in train_i], [labels[i] for i in train_i],
+                            [ex[i].artifact_label for i in train_i],
+                            [ex[i].severity == "none" for i in train_i],
+                            params=params, seed=0, features=feats)
+            res = evaluate_model(doc, [vrows[i] for i in test_i], [vlab[i] for i in test_i])
+            if not predictions:
+                return res
+            return res, grade_rows(doc, [vrows[i] for i in test_i])
+
+        loso = []
+        for s in sorted(set(vsrc)):
+            e = fit_eval(np.where(src != s)[0], np.where(vsrc == s)[0])
+            loso.append((s, e["accuracy"], e["macro_f1"]))
+        every, pred = fit_eval(np.arange(len(ex)), np.arange(len(val)), predictions=True)
+        conf = np.array(every["confusion"])
+        missed = {}
+        for e, truth, p in zip(val, vlab, pred):
+            if truth != "Good" and p == "Good":
+                missed[e.artifact] = missed.get(e.artifact, 0) + 1
+        print(f"{name}: LOSO mean acc {np.mean([x[1] for x in loso]):.3f} macro-F1 "
+              f"{np.mean([x[2] for x in loso]):.3f} | "
+              + " ".join(f"{s}:{m:.2f}" for s, _, m in loso)
+              + f" | all acc {every['accuracy']:.3f} macro-F1 {every['macro_f1']:.3f} "
+              f"M->G {conf[1, 0]}/{conf[1].sum()} conf {conf.tolist()} graded Good though "
+              f"degraded: {missed}"
+              f"  ({len(ex)} ex, {time.time() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
