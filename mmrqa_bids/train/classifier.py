@@ -49,7 +49,7 @@ import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
@@ -63,7 +63,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 0,
     "anat": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
-        "randomize": {"contrast": 0.5, "zoom": 0.15, "random_contrast": 0.5, "smooth": 0.5},
+        # Recipe 4: cubic zoom, no smoothing jitter, 30% plain renderings (see below).
+        "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5,
+                      "plain": 0.3},
         "train": [{"anatomy": "mni", "contrast": c, "voxel_size": v}
                   for c in ("T1w", "T2w") for v in (3.0, 4.0)]
         + [{"anatomy": "mnihard", "contrast": c, "voxel_size": v, "draws": {"train": 8}}
@@ -104,6 +106,15 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # 0.774 (4 draws: without efc, dvars_vstd, gsr_y 0.764 against 0.743); the candidate
     # trained with 8 draws and without efc, dvars_vstd, gsr_y scored 0.760 / 0.751 unseen
     # against recipe 2's 0.771 / 0.760, so the bold model stays recipe 2's.
+    # Recipe 4 (anat): recipe 3's randomisation made every training image blurrier than any
+    # plain rendering (linear zoom: clean FWHM at 3 mm T1w ~5.0 -> ~6.1 mm; smoothing jitter
+    # more), so a clean real head looked sharper than anything "Good" in training and
+    # a moderate blur of it still looked fine. Chosen by benchmarks/classifier_randomization_cv.py
+    # (fixed plain renderings of the training sources, 4 draws per source; mean LOSO
+    # macro-F1, LOPO = protocol held out in both renderings): recipe 3's randomisation 0.671;
+    # cubic zoom 0.759; + smoothing 0.25 and texture 0.15 0.754; cubic zoom + 30% plain
+    # 0.860 (LOPO 0.788); cubic zoom without smoothing 0.863; cubic zoom without smoothing
+    # + 30% plain 0.868 (LOPO 0.817): the last one, trained with 8 draws per source.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},

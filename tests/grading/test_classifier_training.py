@@ -110,3 +110,58 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
                                                              "c": 0.0})])[0]
     assert good.label == "Good"
     assert 1.0 / 20 <= doc["grade"]["temperature"] <= 20.0
+
+
+def _box_head(n: int = 24):
+    """A small synthetic head: WM core, GM shell, CSF shell, skull and scalp (no template)."""
+    from mmrqa_bids.testing.phantom import Head
+
+    r = np.linalg.norm(np.indices((n,) * 3) - (n - 1) / 2, axis=0)
+    shells = [(r < 4), (r >= 4) & (r < 6), (r >= 6) & (r < 7), (r >= 7) & (r < 8),
+              (r >= 8) & (r < 9)]
+    wm, gm, csf, skull, scalp = (s.astype(np.float32) for s in shells)
+    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=np.eye(4))
+
+
+def _render(**kw):
+    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
+    return tc._render_clean(_box_head(), ex, np.random.default_rng(11))
+
+
+def test_new_randomisation_options_leave_earlier_cache_keys_alone():
+    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+                    zoom_jitter=0.15, smooth_jitter=0.5)
+    # zoom_order=1, texture=0 and plain=0 are the defaults and stay out of the key
+    assert ex.key() == tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+                                  zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=1,
+                                  texture=0.0, plain=0.0).key()
+    assert ex.key() != tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+                                  zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=3).key()
+    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe["anat"]["randomize"] = {"zoom": 0.1, "zoom_order": 3, "texture": 0.1, "plain": 0.2}
+    ex = next(e for e in tc.plan_examples(recipe, "anat") if e.split == "train")
+    assert (ex.zoom_order, ex.texture, ex.plain) == (3, 0.1, 0.2)
+    unseen = next(e for e in tc.plan_examples(recipe, "anat") if e.split == "unseen")
+    assert (unseen.zoom_order, unseen.texture, unseen.plain) == (1, 0.0, 0.0)
+
+
+def test_cubic_zoom_keeps_edges_sharper_than_linear():
+    """Mean absolute gradient of the zoomed head: linear interpolation smooths it."""
+    def sharpness(img):
+        return float(np.mean(np.abs(np.diff(img, axis=0))))
+    linear, cubic = _render(zoom_jitter=0.15), _render(zoom_jitter=0.15, zoom_order=3)
+    assert linear.shape == cubic.shape  # same draw of the zoom
+    assert cubic.min() >= 0
+    assert sharpness(cubic) > 1.03 * sharpness(linear)
+
+
+def test_plain_share_and_texture():
+    plain = _render()
+    assert np.array_equal(_render(zoom_jitter=0.15, smooth_jitter=0.5, contrast_jitter=0.5,
+                                  plain=1.0), plain)
+    textured = _render(texture=0.3)
+    head = _box_head()
+    core = head.wm > 0.5
+    assert np.ptp(plain[core]) == 0  # a template tissue is uniform ...
+    assert textured[core].std() / textured[core].mean() > 0.01  # ... a textured one is not
+    assert abs(textured[core].mean() / plain[core].mean() - 1) < 0.2
