@@ -4,11 +4,26 @@
     pip install mriqc-learn        # provides the ABIDE and DS030 IQM tables (read in place)
     python scripts/train_mriqc_model.py [--seed 0] [--out mmrqa_bids/data/mriqc_t1w_model.json]
 
-Every candidate of :func:`mmrqa_bids.mriqc.train.candidates` (feature blocks x model family x
-C) and decision rule is scored by leave-one-site-out CV within ABIDE; the best by the
-pre-declared criterion (mean of LOSO Bad-vs-rest ROC-AUC and 3-class macro-F1) is refitted on
-all of ABIDE and only then scored once on DS030 (held-out sites). The printed markdown table is
-the selection log copied into the model card.
+Model v3 selection, declared (committed) before any v3 candidate was scored:
+
+* Data: ABIDE only (mriqc-learn ``abide.tsv``), label seed 0; leave-one-site-out (LOSO) over
+  its 17 sites. DS030 is not read by this script (it is scored once, afterwards, by
+  ``benchmarks/mriqc_ratings.py``).
+* Criterion (:func:`mmrqa_bids.mriqc.train.site_criterion`): per held-out site, ROC-AUC of
+  p_bad (Bad vs rest), binary balanced accuracy (graded Bad vs rated Bad) -- both on sites
+  with >= 3 Bad and >= 3 non-Bad images -- and 3-class macro-F1 over the ratings present at
+  the site; each averaged over sites (unweighted); criterion = mean of the three averages.
+  Highest wins; exact ties: earlier in grid order. Per-site metrics cannot be raised by
+  scores that only track a site's class mix (the flaw of v2's pooled criterion).
+* Grid: IQM set {all 58, nosummary (without the 28 ``summary_*`` tissue-intensity
+  statistics)} x feature blocks {site (per-site robust scaling), rank (per-site rank ->
+  normal scores), global (log-z against ABIDE), site+global, rank+global} x {ordinal,
+  multinomial} logistic x C {0.01, 0.03, 0.1} x class weights {balanced, none}; plus random
+  forests (300 trees, min 5 per leaf, sqrt features, balanced_subsample) on {site, rank,
+  global} x both IQM sets. Each x prior step {none, EM re-estimation of the held-out site's
+  class priors from its unlabelled probabilities (Saerens et al. 2002)} x decision rule
+  {argmax, median cut 0.5/0.5, tuned cut: thresholds maximising (mean_s BAcc_s +
+  mean_s F1_s) / 2 on the LOSO predictions of the other 16 sites}.
 """
 from __future__ import annotations
 

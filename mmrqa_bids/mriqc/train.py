@@ -189,9 +189,58 @@ def scores(y: np.ndarray, proba: np.ndarray,
 
 
 def selection_score(s: dict[str, float]) -> float:
-    """The pre-declared selection criterion: mean of the LOSO Bad-vs-rest ROC-AUC and the
-    LOSO 3-class macro-F1."""
+    """The v2 selection criterion (superseded, kept to print it next to the v3 one): mean of
+    the LOSO Bad-vs-rest ROC-AUC and 3-class macro-F1, POOLED over the held-out sites. Pooled
+    metrics reward IQM levels that track each site's class mix (site confounding)."""
     return float(np.mean([s["bin_auc"], s["f1_3"]]))
+
+
+# -- v3 selection criterion: per held-out site, then averaged over sites ------------------
+# Declared (committed) before any v3 candidate was scored; see site_criterion.
+MIN_SITE_CLASS = 3  # a site enters the binary means with >= 3 Bad and >= 3 non-Bad images
+
+
+def site_metrics(y: np.ndarray, proba: np.ndarray, grade: np.ndarray) -> dict[str, float]:
+    """Metrics of ONE held-out site (its LOSO probabilities and grades, codes -1/0/1).
+
+    * ``auc``: ROC-AUC of ``p_bad`` for Bad vs rest, and ``bacc``: binary balanced accuracy of
+      "graded Bad" vs "rated Bad"; both NaN unless the site has at least
+      :data:`MIN_SITE_CLASS` Bad and :data:`MIN_SITE_CLASS` non-Bad images;
+    * ``f1``: 3-class macro-F1 over the ratings present at the site
+      (``sklearn.metrics.f1_score(labels=present, average='macro')``).
+    """
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+    bad = y == -1
+    binary_ok = bad.sum() >= MIN_SITE_CLASS and (~bad).sum() >= MIN_SITE_CLASS
+    present = [c for c in CODES if (y == c).any()]
+    return {"auc": float(roc_auc_score(bad, proba[:, 0])) if binary_ok else np.nan,
+            "bacc": float(balanced_accuracy_score(bad, grade == -1)) if binary_ok else np.nan,
+            "f1": float(f1_score(y, grade, labels=present, average="macro", zero_division=0))}
+
+
+def site_criterion(y: np.ndarray, sites: np.ndarray, proba: np.ndarray,
+                   grade: np.ndarray) -> dict[str, float]:
+    """The v3 selection criterion, computed on ABIDE leave-one-site-out predictions only.
+
+    For every held-out site s, :func:`site_metrics` gives AUC_s, BAcc_s (sites with >= 3 Bad
+    and >= 3 non-Bad images) and F1_s (every site). Each is averaged over sites, unweighted
+    (a site counts once, whatever its size), and the criterion is
+
+        criterion = (mean_s AUC_s + mean_s BAcc_s + mean_s F1_s) / 3
+
+    Every term is computed inside one site, so a score that only tracks a site's class mix
+    (a site-level offset of p_bad) cannot raise it: within-site AUC ignores offsets, and
+    within-site balanced accuracy and macro-F1 punish them. The three terms are the three
+    DS030 targets (AUC, balanced accuracy, macro-F1), measured per unseen site. The best
+    row wins; on an exact tie, the earlier row in grid order (simpler first).
+    """
+    per_site = [site_metrics(y[sites == s], proba[sites == s], grade[sites == s])
+                for s in np.unique(sites)]
+    out = {f"site_{k}": float(np.nanmean([m[k] for m in per_site]))
+           for k in ("auc", "bacc", "f1")}
+    out["n_binary_sites"] = int(sum(np.isfinite(m["auc"]) for m in per_site))
+    out["criterion"] = float(np.mean([out["site_auc"], out["site_bacc"], out["site_f1"]]))
+    return out
 
 
 # -- leave-one-site-out ------------------------------------------------------------------
