@@ -2,7 +2,10 @@
 """mmrqa's IQM model vs MRIQC's own classifier pipeline, trained on ABIDE, tested on DS030.
 
     pip install mriqc-learn
-    python benchmarks/mriqc_ratings.py [--seeds 0 1 2] [--n-jobs 2] [--reselect]
+    python benchmarks/mriqc_ratings.py [--seeds 0 1 2] [--n-jobs 2] [--reselect] 2>/dev/null
+
+(stderr: mriqc-learn's tree fits make scikit-learn repeat a UserWarning about
+``delayed`` tens of thousands of times; the figures are on stdout.)
 
 Both sides see the same data and labels per seed: ABIDE (rater_1 or rater_2, one at random
 where both rated; the seed drives that pick and the models' randomness), DS030 rater_1 as the
