@@ -1,7 +1,8 @@
 """The IQM model: grades runs Good / Medium / Bad from MRIQC's IQMs alone.
 
-numpy (and scipy for the rank block) at prediction time; the coefficients ship as JSON (``data/mriqc_t1w_model.json``,
-written by ``scripts/train_mriqc_model.py``, described in ``data/mriqc_t1w_model_card.md``).
+numpy (and scipy for the rank block) at prediction time; the coefficients ship as JSON
+(``data/mriqc_t1w_model.json``, written by ``scripts/train_mriqc_model.py``, described in
+``data/mriqc_t1w_model_card.md``).
 
 Steps, for a table of runs:
 
