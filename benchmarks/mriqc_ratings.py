@@ -2,15 +2,20 @@
 """mmrqa's IQM model vs MRIQC's own classifier pipeline, trained on ABIDE, tested on DS030.
 
     pip install mriqc-learn
-    python benchmarks/mriqc_ratings.py [--seeds 0 1 2] [--n-jobs 2] [--reselect]
+    python benchmarks/mriqc_ratings.py [--seeds 0 1 2] [--n-jobs 2] [--reselect] 2>/dev/null
+
+(stderr: mriqc-learn's tree fits make scikit-learn repeat a UserWarning about
+``delayed`` tens of thousands of times; the figures are on stdout.)
 
 Both sides see the same data and labels per seed: ABIDE (rater_1 or rater_2, one at random
 where both rated; the seed drives that pick and the models' randomness), DS030 rater_1 as the
-held-out test. mmrqa: the configuration (feature blocks, model, C, decision rule) that
-``scripts/train_mriqc_model.py`` selected by leave-one-site-out CV on ABIDE (read from the
-shipped model's card), refitted on each seed's labels (a ``tuned`` rule re-tunes its thresholds
-on that seed's ABIDE LOSO predictions), then one DS030 score (``mmrqa_bids.mriqc.train``);
-``--reselect`` redoes the whole LOSO selection per seed (slow: 24 candidates x 17 folds).
+held-out test. mmrqa: the configuration (IQM set, feature blocks, model, C, class weights,
+prior step, decision rule) that ``scripts/train_mriqc_model.py`` selected by leave-one-site-out
+CV on ABIDE (read from the shipped model's card), refitted on each seed's labels (a ``tuned``
+rule re-tunes its thresholds on that seed's ABIDE LOSO predictions), then one DS030 score
+(``mmrqa_bids.mriqc.train``); per-site blocks and the EM prior step use each DS030 site's own
+unlabelled IQMs, never its ratings. ``--reselect`` redoes the whole LOSO selection per seed
+(slow: 126 candidates x 17 folds).
 MRIQC: the steps of ``mriqc_learn.models.production.init_pipeline()`` (drop geometry,
 per-site robust scaling, site-predictability feature removal, noise-winnow feature selection,
 random forest) built from mriqc-learn's own classes; the module itself cannot be imported
@@ -31,9 +36,9 @@ import warnings
 import numpy as np
 
 from mmrqa_bids.mriqc.model import IqmModel
-from mmrqa_bids.mriqc.train import (CODES, abide_labels, chosen_candidate, evaluate_ds030,
-                                    mriqc_learn_datasets, read_rated_table, scores,
-                                    select_and_fit)
+from mmrqa_bids.mriqc.train import (CODES, abide_labels, chosen_candidate, confusion_ds030,
+                                    evaluate_ds030, mriqc_learn_datasets, read_rated_table,
+                                    scores, select_and_fit)
 
 METRICS = (("bin_acc", "binary Bad-vs-rest accuracy"), ("bin_bacc", "binary balanced accuracy"),
            ("bin_auc", "binary ROC-AUC"), ("acc3", "3-class accuracy"),
@@ -101,17 +106,22 @@ def main(argv=None) -> int:
     # mriqc-learn's joblib workers warn about sklearn's `delayed` once per task; silence them
     # (inherited by the worker processes, started after this).
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
-    cand, rule = chosen_candidate(IqmModel.load())
-    search = ({"n_jobs": args.n_jobs} if args.reselect else {"grid": [cand], "rules": [rule]})
+    cand, rule, prior = chosen_candidate(IqmModel.load())
+    search = ({"n_jobs": args.n_jobs} if args.reselect
+              else {"grid": [cand], "rules": [rule], "priors": [prior]})
     print("mmrqa configuration: " + ("full LOSO reselection per seed" if args.reselect else
-                                     f"{cand.name} {rule} (shipped model card), refit per seed"))
+                                     f"{cand.name} prior {prior} {rule} (shipped model card), "
+                                     "refit per seed"))
     ours, theirs, chosen, t_ours, t_theirs = [], [], [], 0.0, 0.0
     for seed in args.seeds:
         t0 = time.perf_counter()
         model, _ = select_and_fit(seed, **search)
         ours.append(evaluate_ds030(model))
         c = model.card["chosen"]
-        chosen.append(f"{'+'.join(c['blocks'])} {c['kind']} C={c['C']:g} {c['rule']}"
+        print(f"seed {seed}: mmrqa DS030 confusion (rows truth Bad/Medium/Good, columns grade): "
+              + str(confusion_ds030(model).tolist()))
+        chosen.append(f"{c['features']} {'+'.join(c['blocks'])} {c['kind']} C={c['C']:g} "
+                      f"{c['weight']} prior {c['prior']} {c['rule']}"
                       + (f" {c['thresholds'][0]:.2f}/{c['thresholds'][1]:.2f}"
                          if c["thresholds"] else ""))
         t1 = time.perf_counter()

@@ -1,7 +1,8 @@
 """The IQM model: grades runs Good / Medium / Bad from MRIQC's IQMs alone.
 
-Pure numpy at prediction time; the coefficients ship as JSON (``data/mriqc_t1w_model.json``,
-written by ``scripts/train_mriqc_model.py``, described in ``data/mriqc_t1w_model_card.md``).
+numpy (and scipy for the rank block) at prediction time; the coefficients ship as JSON
+(``data/mriqc_t1w_model.json``, written by ``scripts/train_mriqc_model.py``, described in
+``data/mriqc_t1w_model_card.md``).
 
 Steps, for a table of runs:
 
@@ -9,6 +10,9 @@ Steps, for a table of runs:
 
    * ``site``: per-site robust scaling, ``z = (x - median_site(x)) / IQR_site(x)`` clipped to
      ``[-clip, clip]`` (statistics of the graded table itself, one site: no labels needed);
+   * ``rank``: per-site rank-based inverse normal transform, ``z = Phi^-1((r - 1/2) / n)``
+     with ``r`` the rank of the run's IQM within its site (ties: mean rank) and ``n`` the
+     site's runs with that IQM (also label-free and transductive);
    * ``global``: ``z = (slog(x) - m) / s`` clipped, with ``slog(x) = sign(x) log(1 + |x|)``
      and ``m``, ``s`` the median and IQR of ``slog`` over the training images (shipped with
      the model): the IQM's level relative to the training population;
@@ -21,11 +25,15 @@ Steps, for a table of runs:
      ``p_bad = 1 - P(y > Bad)``, ``p_good = P(y > Medium)``, ``p_medium`` the rest;
    * ``multinomial``: ``p = softmax(s)`` over (Bad, Medium, Good);
 
-4. the grade: with ``thresholds = (t_bad, t_good)``, Bad if ``p_bad >= t_bad``, else Good if
+4. optionally (``prior = "em"``), the class priors of the graded site are re-estimated from
+   its own unlabelled probabilities by EM (Saerens, Latinne & Decaestecker 2002, Neural
+   Comput. 14:21-41): ``p'(k|x) ∝ (pi'_k / pi_k) p(k|x)``, ``pi'_k = mean_x p'(k|x)``,
+   iterated to a fixed point, with ``pi`` the training priors (``train_prior``);
+5. the grade: with ``thresholds = (t_bad, t_good)``, Bad if ``p_bad >= t_bad``, else Good if
    ``p_good >= t_good``, else Medium (an ordinal cut rule); without thresholds, the argmax.
 
-The models are fitted with balanced class weights, so the probabilities are those of a
-population with equal class priors (no prior re-estimation on the graded site).
+With balanced class weights the probabilities are those of a population with equal class
+priors (``train_prior`` = 1/3 each); without, those of the training class mix.
 """
 from __future__ import annotations
 
@@ -42,7 +50,9 @@ from mmrqa_bids.mriqc.iqms import MriqcError
 from mmrqa_bids.resources import data_dir
 
 LABELS = ("Bad", "Medium", "Good")  # ordinal order
-BLOCKS = ("site", "global")
+BLOCKS = ("site", "rank", "global")
+SITE_BLOCKS = ("site", "rank")  # blocks computed from the graded site's own statistics
+PRIORS = ("none", "em")
 DEFAULT_MODEL = "mriqc_t1w_model.json"
 
 
@@ -62,6 +72,8 @@ class IqmModel:
     center: np.ndarray | None = None  # "global" block: training median of slog(x)
     spread: np.ndarray | None = None  # "global" block: training IQR of slog(x)
     thresholds: tuple[float, float] | None = None  # (t_bad, t_good); None: argmax
+    prior: str = "none"  # "em": re-estimate the graded site's class priors (step 4)
+    train_prior: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # Bad, Medium, Good
     clip: float = 10.0
     min_site_runs: int = 10
     max_missing_weight: float = 0.35
@@ -84,6 +96,9 @@ class IqmModel:
                         spread=np.asarray(ref["spread"], dtype=float) if ref else None,
                         thresholds=(tuple(float(t) for t in doc["thresholds"])
                                     if doc.get("thresholds") is not None else None),
+                        prior=doc.get("prior", "none"),
+                        train_prior=tuple(float(v) for v in
+                                          doc.get("train_prior", [1 / 3, 1 / 3, 1 / 3])),
                         clip=float(doc["clip"]), min_site_runs=int(doc["min_site_runs"]),
                         max_missing_weight=float(doc["max_missing_weight"]),
                         card=dict(doc.get("card", {})),
@@ -114,7 +129,17 @@ class IqmModel:
         if self.thresholds is not None and (
                 len(self.thresholds) != 2 or not all(0 < t < 1 for t in self.thresholds)):
             return f"thresholds must be two probabilities, got {list(self.thresholds)}"
+        if self.prior not in PRIORS:
+            return f"unknown prior step {self.prior!r} (known: {', '.join(PRIORS)})"
+        if len(self.train_prior) != 3 or not np.isclose(sum(self.train_prior), 1.0) \
+                or min(self.train_prior) <= 0:
+            return f"train_prior must be 3 positive probabilities, got {list(self.train_prior)}"
         return None
+
+    @property
+    def needs_site(self) -> bool:
+        """Whether grading uses statistics of the graded site (then >= min_site_runs runs)."""
+        return self.prior == "em" or any(b in SITE_BLOCKS for b in self.blocks)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -126,6 +151,7 @@ class IqmModel:
                                   "spread": np.round(self.spread, 8).tolist()}
                                  if "global" in self.blocks else None),
             "thresholds": list(self.thresholds) if self.thresholds is not None else None,
+            "prior": self.prior, "train_prior": [round(float(v), 8) for v in self.train_prior],
             "clip": self.clip, "min_site_runs": self.min_site_runs,
             "max_missing_weight": self.max_missing_weight, "card": self.card}
         return json.dumps(doc, indent=1) + "\n"
@@ -161,36 +187,53 @@ class IqmModel:
 
     def predict_proba(self, X: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
         """(n_runs, 3) probabilities in :data:`LABELS` order from raw IQMs (NaN = missing)."""
-        return self.proba_from_scaled(self.scale(X, sites))
+        return self.proba_from_scaled(self.scale(X, sites), sites)
 
     def predict(self, X: np.ndarray, sites: Sequence[str] | None = None) -> list[str]:
         """Grades (:data:`LABELS`) of raw IQM rows, with the model's decision rule."""
         return decide(self.predict_proba(X, sites), self.thresholds)
 
     def scale(self, X: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
-        """The design matrix (blocks side by side; NaN = missing). The ``site`` block refuses a
-        site with fewer than ``min_site_runs`` runs; the ``global`` block needs no site."""
+        """The design matrix (blocks side by side; NaN = missing). The ``site`` and ``rank``
+        blocks (and the ``em`` prior step) refuse a site with fewer than ``min_site_runs``
+        runs; a model of the ``global`` block alone needs no site."""
         X = np.asarray(X, dtype=float)
+        sites = self._sites(sites, len(X))
         parts = []
         for block in self.blocks:
             if block == "site":
-                sites = np.asarray(sites if sites is not None else ["site"] * len(X))
-                for site in np.unique(sites):
-                    n = int((sites == site).sum())
-                    if n < self.min_site_runs:
-                        raise ModelInputError(
-                            f"site {site!r} has {n} run(s); scaling IQMs to a site needs at "
-                            f"least {self.min_site_runs} runs of the same scanner and protocol")
                 parts.append(site_robust_scale(X, sites, self.clip))
+            elif block == "rank":
+                parts.append(site_rank_scale(X, sites))
             else:
                 parts.append(reference_scale(X, self.center, self.spread, self.clip))
         return np.hstack(parts)
 
+    def _sites(self, sites: Sequence[str] | None, n_runs: int) -> np.ndarray:
+        sites = np.asarray(sites if sites is not None else ["site"] * n_runs)
+        if self.needs_site:
+            for site in np.unique(sites):
+                n = int((sites == site).sum())
+                if n < self.min_site_runs:
+                    raise ModelInputError(
+                        f"site {site!r} has {n} run(s); scaling IQMs to a site (or estimating "
+                        f"its class mix) needs at least {self.min_site_runs} runs of the same "
+                        "scanner and protocol")
+        return sites
+
     def scores(self, Z: np.ndarray) -> np.ndarray:
         return np.nan_to_num(Z, nan=0.0) @ self.coef.T + self.intercept
 
-    def proba_from_scaled(self, Z: np.ndarray) -> np.ndarray:
-        return probabilities(self.scores(Z), self.kind)
+    def proba_from_scaled(self, Z: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities of design rows; with ``prior = "em"``, adapted to each site's
+        re-estimated class priors (``sites`` None: all rows are one site)."""
+        proba = probabilities(self.scores(Z), self.kind)
+        if self.prior == "em":
+            sites = self._sites(sites, len(proba))
+            for site in np.unique(sites):
+                rows = sites == site
+                proba[rows] = em_priors(proba[rows], np.asarray(self.train_prior))[0]
+        return proba
 
     def drivers(self, z: np.ndarray, label: str, top: int = 3) -> list[tuple[str, float]]:
         """The IQMs that pushed one run (design row ``z``) most towards ``label``.
@@ -228,6 +271,47 @@ def site_robust_scale(X: np.ndarray, sites: Sequence[str], clip: float) -> np.nd
         iqr = np.where(np.isfinite(iqr) & (iqr > 0), iqr, 1.0)
         Z[rows] = np.clip((block - med) / iqr, -clip, clip)
     return Z
+
+
+def site_rank_scale(X: np.ndarray, sites: Sequence[str]) -> np.ndarray:
+    """Per-site rank-based inverse normal transform ``Phi^-1((r - 1/2) / n)``: ``r`` the rank
+    of the value within its site and column (ties: mean rank), ``n`` the number of non-NaN
+    values there; NaN stays NaN. Invariant to any increasing transform of an IQM at a site
+    (a scanner's gain or offset), bounded by ``|Phi^-1(1/(2n))|``."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+    X = np.asarray(X, dtype=float)
+    Z = np.full_like(X, np.nan)
+    sites = np.asarray(sites)
+    for site in np.unique(sites):
+        rows = np.flatnonzero(sites == site)
+        for j in range(X.shape[1]):
+            col = X[rows, j]
+            ok = np.isfinite(col)
+            if ok.any():
+                Z[rows[ok], j] = ndtri((rankdata(col[ok]) - 0.5) / ok.sum())
+    return Z
+
+
+def em_priors(proba: np.ndarray, train_prior: np.ndarray, tol: float = 1e-6,
+              max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """EM re-estimation of the class priors of an unlabelled sample (Saerens, Latinne &
+    Decaestecker 2002, eq. 2.9-2.10): starting from ``pi' = pi`` (training priors), repeat
+    ``p'(k|x) = (pi'_k/pi_k) p(k|x) / sum_j (pi'_j/pi_j) p(j|x)`` and ``pi'_k = mean_x p'(k|x)``
+    until the priors change by less than ``tol``. Returns (adapted probabilities, priors)."""
+    proba = np.asarray(proba, dtype=float)
+    train_prior = np.asarray(train_prior, dtype=float)
+    prior = train_prior.copy()
+    for _ in range(max_iter):
+        weighted = proba * (prior / train_prior)
+        adapted = weighted / weighted.sum(axis=1, keepdims=True)
+        new = adapted.mean(axis=0)
+        done = np.abs(new - prior).max() < tol
+        prior = new
+        if done:
+            break
+    weighted = proba * (prior / train_prior)
+    return weighted / weighted.sum(axis=1, keepdims=True), prior
 
 
 def signed_log(X: np.ndarray) -> np.ndarray:

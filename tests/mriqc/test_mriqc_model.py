@@ -6,9 +6,10 @@ from mriqc_testdata import NEW_JSON, OLD_JSON, site_model
 
 from mmrqa_bids.mriqc.grade import grade_records
 from mmrqa_bids.mriqc.iqms import IqmRecord, read_iqm_json
-from mmrqa_bids.mriqc.model import (IqmModel, ModelInputError, decide, probabilities,
-                                    reference_scale, reference_stats, signed_log,
-                                    site_robust_scale)
+from mmrqa_bids.mriqc.model import (IqmModel, ModelInputError, decide, em_priors,
+                                    probabilities, reference_scale, reference_stats, signed_log,
+                                    site_rank_scale, site_robust_scale)
+from mmrqa_bids.mriqc.iqms import MriqcError
 from mmrqa_bids.resources import data_dir
 
 
@@ -28,7 +29,7 @@ def test_shipped_model_is_small_and_complete():
     assert model.suffix == "T1w" and model.kind in ("ordinal", "multinomial")
     assert len(model.features) == model.coef.shape[1] > 20
     assert not any(f.startswith(("size_", "spacing_")) for f in model.features)
-    assert {"loso_cv", "chosen", "ds030_test"} <= model.card.keys()
+    assert {"loso_cv", "chosen"} <= model.card.keys()
     assert (data_dir() / "mriqc_t1w_model_card.md").is_file()
 
 
@@ -140,3 +141,67 @@ def test_broken_model_file_is_a_clear_error(tmp_path):
     bad.write_text(json.dumps(doc))
     with pytest.raises(MriqcError, match="model.json: thresholds must be two probabilities"):
         IqmModel.load(bad)
+
+
+def test_em_recovers_a_known_prior_shift():
+    """Three 1-D Gaussian classes; exact posteriors under equal training priors; a target
+    sample drawn with priors (0.6, 0.3, 0.1): EM (Saerens et al. 2002) recovers them, and the
+    adapted posteriors are the exact posteriors under the target priors."""
+    rng = np.random.default_rng(0)
+    means, target = np.array([-2.0, 0.0, 2.0]), np.array([0.6, 0.3, 0.1])
+    k = rng.choice(3, size=4000, p=target)
+    x = rng.normal(means[k], 1.0)
+    lik = np.exp(-0.5 * (x[:, None] - means) ** 2)
+    posterior = lik / lik.sum(axis=1, keepdims=True)  # training priors 1/3 each
+    adapted, prior = em_priors(posterior, np.full(3, 1 / 3))
+    assert prior == pytest.approx(target, abs=0.03)
+    exact = lik * prior / (lik * prior).sum(axis=1, keepdims=True)
+    assert adapted == pytest.approx(exact, abs=1e-5)
+    # No shift: the priors stay where they were, the posteriors unchanged.
+    k = rng.choice(3, size=6000)
+    lik = np.exp(-0.5 * (rng.normal(means[k], 1.0)[:, None] - means) ** 2)
+    posterior = lik / lik.sum(axis=1, keepdims=True)
+    adapted, prior = em_priors(posterior, np.full(3, 1 / 3))
+    assert prior == pytest.approx([1 / 3] * 3, abs=0.03)
+    assert adapted == pytest.approx(posterior, abs=0.05)
+
+
+def test_site_rank_scale_formula_and_invariance():
+    from scipy.stats import norm
+    X = np.array([[3.0], [1.0], [2.0], [2.0], [np.nan]])
+    Z = site_rank_scale(X, ["a"] * 5)
+    # ranks among the 4 values: 4, 1, 2.5, 2.5 -> Phi^-1((r - 0.5) / 4)
+    assert Z[:4, 0] == pytest.approx(norm.ppf((np.array([4, 1, 2.5, 2.5]) - 0.5) / 4))
+    assert np.isnan(Z[4, 0])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 2))
+    sites = np.repeat(["a", "b"], 10)
+    y = x.copy()
+    y[sites == "b"] = np.exp(3 * x[sites == "b"]) + 100  # a scanner's monotone distortion
+    assert site_rank_scale(y, sites) == pytest.approx(site_rank_scale(x, sites))
+
+
+def test_em_model_round_trip_and_refusal(tmp_path):
+    model = site_model(("rank", "global"))
+    model = IqmModel(**{**model.__dict__, "prior": "em", "train_prior": (0.3, 0.3, 0.4)})
+    path = tmp_path / "em.json"
+    path.write_text(model.to_json())
+    loaded = IqmModel.load(path)
+    assert loaded.prior == "em" and loaded.train_prior == pytest.approx((0.3, 0.3, 0.4))
+    records = site_records(NEW_JSON, n=15)
+    X = loaded.design([r.iqms for r in records])
+    p = loaded.predict_proba(X)
+    assert p == pytest.approx(model.predict_proba(X)) and np.allclose(p.sum(axis=1), 1)
+    plain = IqmModel(**{**model.__dict__, "prior": "none"})
+    assert p == pytest.approx(em_priors(plain.predict_proba(X), np.array([0.3, 0.3, 0.4]))[0])
+    table = grade_records(records, loaded, "T1w", "t")  # the table is one site
+    assert [r["p_bad"] for r in table.rows] == pytest.approx(p[:, 0])
+    # The EM step estimates a site's class mix: it needs enough runs, like per-site scaling.
+    glob_em = IqmModel(**{**site_model(("global",)).__dict__, "prior": "em"})
+    with pytest.raises(ModelInputError, match="needs at least 10 runs"):
+        grade_records(site_records(NEW_JSON, n=5), glob_em, "T1w", "t")
+    doc = json.loads(path.read_text())
+    doc["prior"] = "bayes"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(MriqcError, match="em.json: unknown prior step 'bayes'"):
+        IqmModel.load(path)
