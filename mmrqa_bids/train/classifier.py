@@ -76,7 +76,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
     },
     "bold": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
-        "randomize": {"contrast": 0.5, "zoom": 0.15, "random_contrast": 0.5, "smooth": 0.5},
+        # Recipe 4 (bold): cubic zoom, no smoothing jitter (see below).
+        "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5},
         "n_volumes": 12,
         # Recipe 2's bold sources: the recipe-3 variant (below) was better in training-source
         # CV but not on the unseen sources, so the shipped bold model stays recipe 2's.
@@ -115,6 +116,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # cubic zoom 0.759; + smoothing 0.25 and texture 0.15 0.754; cubic zoom + 30% plain
     # 0.860 (LOPO 0.788); cubic zoom without smoothing 0.863 (LOPO 0.777); cubic zoom without smoothing
     # + 30% plain 0.868 (LOPO 0.817): the last one, trained with 8 draws per source.
+    # Recipe 4 (bold), same CV (2 training sources, so LOSO = LOPO; 48 plain examples, a noisy
+    # criterion): recipe 2's randomisation 0.544; cubic zoom 0.503; cubic zoom without
+    # smoothing 0.584; cubic zoom without smoothing + 30% plain 0.579: the best by LOSO (the
+    # criterion; the last one by 0.005, within the noise), trained with 8 draws per source.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
