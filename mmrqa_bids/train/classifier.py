@@ -342,15 +342,14 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     from mmrqa_bids.testing.phantom import CONTRASTS
 
     base = np.array(CONTRASTS[ex.contrast], dtype=float)
+    tissues = (head.csf, head.gm, head.wm, head.skull, head.scalp)
     if ex.plain and rng.random() < ex.plain:
-        return (base[0] * head.csf + base[1] * head.gm + base[2] * head.wm
-                + base[3] * head.skull + base[4] * head.scalp).astype(np.float32)
+        return sum(b * t for b, t in zip(base, tissues)).astype(np.float32)
     if ex.random_contrast and rng.random() < ex.random_contrast:
         base = rng.uniform(0.03, 1.0, 5)
     elif ex.contrast_jitter:
         base = np.clip(base * np.exp(rng.uniform(-ex.contrast_jitter, ex.contrast_jitter, 5)),
                        0.01, 1.0)
-    tissues = (head.csf, head.gm, head.wm, head.skull, head.scalp)
     if ex.texture:
         amp, width = float(rng.uniform(0, ex.texture)), float(rng.uniform(1, 3))
         img = np.zeros(head.csf.shape, np.float32)
