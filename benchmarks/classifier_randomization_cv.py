@@ -18,6 +18,11 @@ the same anatomy), the stricter figure where a candidate fits plain renderings. 
 printed: the fit on every training source graded on every plain example ("all"), and the
 true-Medium examples graded Good there (the error the unseen sources showed).
 
+A candidate's JSON may also hold ``"extra_train"``: a list of training sources added to the
+fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
+validation examples stay those of the recipe's sources. LOSO then still fits the other
+rendering of a held-out protocol; LOPO does not (the fair figure for such a candidate).
+
 The held-out "unseen" sources take no part. Metrics come from the trainer's cache.
 """
 from __future__ import annotations
@@ -36,12 +41,16 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 
-def candidate(recipe: dict, family: str, randomize: dict, draws: int) -> dict:
-    """The recipe with ``randomize`` and ``draws`` training draws for every training source."""
+def candidate(recipe: dict, family: str, randomize: dict, draws: int,
+              extra_train: list | None = None) -> dict:
+    """The recipe with ``randomize`` and ``draws`` training draws for every training source,
+    plus the training sources ``extra_train`` (fitted only: the validation examples stay
+    those of the recipe's own training sources)."""
     out = copy.deepcopy(recipe)
     cfg = out[family]
     cfg["randomize"] = randomize
     cfg["draws"] = {**cfg["draws"], "train": draws}
+    cfg["train"] = cfg["train"] + copy.deepcopy(list(extra_train or []))
     for src in cfg["train"]:
         src.pop("draws", None)
     return out
@@ -97,8 +106,10 @@ def main(argv=None) -> int:
           f"params {params}", flush=True)
     for spec in specs:
         name, randomize = spec.split("=", 1)
+        randomize = json.loads(randomize)
+        extra = randomize.pop("extra_train", [])
         t0 = time.time()
-        ex = [e for e in plan_examples(candidate(base, family, json.loads(randomize), draws),
+        ex = [e for e in plan_examples(candidate(base, family, randomize, draws, extra),
                                        family) if e.split == "train"]
         rec = build_training_set(ex, cache_dir=cache, n_jobs=jobs, verbose=False)
         rows = [r["metrics"] for r in rec]
