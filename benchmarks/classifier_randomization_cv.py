@@ -70,12 +70,11 @@ def validation_recipe(recipe: dict, family: str) -> dict:
 def grade_rows(doc: dict, rows: list) -> list:
     """Most likely grade of each metric row under a model file's content."""
     from mmrqa_bids.grading.base import LABELS
-    from mmrqa_bids.grading.classifier import MetricModel
+    from mmrqa_bids.grading.classifier import MetricModel, metric_matrix
 
     model = MetricModel.from_dict(doc)
-    x = np.array([[r.get(f, np.nan) for f in model.features] for r in rows], dtype=float)
-    x[~np.isfinite(x)] = np.nan
-    return [LABELS[k] for k in model.grade.predict_proba(x).argmax(axis=1)]
+    p = model.grade.predict_proba(metric_matrix(rows, model.features))
+    return [LABELS[k] for k in p.argmax(axis=1)]
 
 
 def main(argv=None) -> int:

@@ -163,6 +163,14 @@ class MetricModel:
         return [d for _, d in scored[:n]]
 
 
+def metric_matrix(rows: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndarray:
+    """(n_rows, n_features) matrix of metric rows (training, evaluation): a metric a row lacks,
+    or one that is not finite (+-inf), is missing (NaN), the trees' missing branch."""
+    x = np.array([[r.get(f, np.nan) for f in features] for r in rows], dtype=float)
+    x[~np.isfinite(x)] = np.nan
+    return x
+
+
 def _as_float(v: Any) -> float:
     try:
         return float(v)

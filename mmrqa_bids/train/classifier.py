@@ -647,12 +647,11 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
 
     from mmrqa_bids import __version__
     from mmrqa_bids.artifacts import ARTIFACTS
-    from mmrqa_bids.grading.classifier import FORMAT
+    from mmrqa_bids.grading.classifier import FORMAT, metric_matrix
 
     params = {**DEFAULT_RECIPE["model"], **(params or {})}
     features = list(features) if features is not None else select_features(family, rows)
-    x = np.array([[r.get(f, np.nan) for f in features] for r in rows], dtype=float)
-    x[~np.isfinite(x)] = np.nan  # +-inf as missing
+    x = metric_matrix(rows, features)
     calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
     grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
     artifact = _fit_ensemble(x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
@@ -683,11 +682,10 @@ def evaluate_model(doc: dict[str, Any], rows: Sequence[dict[str, float]], labels
                    artifact_labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Grade metric rows with a model file's content and compare with the labels."""
     from mmrqa_bids.evaluation import evaluate
-    from mmrqa_bids.grading.classifier import MetricModel
+    from mmrqa_bids.grading.classifier import MetricModel, metric_matrix
 
     model = MetricModel.from_dict(doc)
-    x = np.array([[r.get(f, np.nan) for f in model.features] for r in rows], dtype=float)
-    x[~np.isfinite(x)] = np.nan
+    x = metric_matrix(rows, model.features)
     p = model.grade.predict_proba(x)
     res = evaluate(list(labels), [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist())
     if artifact_labels is not None:
