@@ -214,19 +214,7 @@ def scores(y: np.ndarray, proba: np.ndarray,
            thresholds: tuple[float, float] | None = None) -> dict[str, float]:
     """Pooled metrics: binary Bad-vs-rest (predicted Bad = graded Bad; AUC from ``p_bad``)
     and 3-class (grade by :func:`decide_index`)."""
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
-                                 roc_auc_score)
-    bad = (y == -1).astype(int)
-    pred = CODES[decide_index(proba, thresholds)]
-    pred_bad = (pred == -1).astype(int)
-    return {
-        "bin_acc": accuracy_score(bad, pred_bad),
-        "bin_bacc": balanced_accuracy_score(bad, pred_bad),
-        "bin_auc": roc_auc_score(bad, proba[:, 0]),
-        "acc3": accuracy_score(y, pred),
-        "f1_3": f1_score(y, pred, average="macro"),
-        "bacc3": balanced_accuracy_score(y, pred),
-    }
+    return pooled_scores(y, proba, CODES[decide_index(proba, thresholds)])
 
 
 def selection_score(s: dict[str, float]) -> float:
@@ -382,7 +370,7 @@ def loso_rules(y: np.ndarray, sites: np.ndarray,
 
 
 def pooled_scores(y: np.ndarray, proba: np.ndarray, grade: np.ndarray) -> dict[str, float]:
-    """:func:`scores` of given grades, pooled over all rows."""
+    """The metrics of :func:`scores` for given grades (codes -1/0/1), pooled over all rows."""
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
                                  roc_auc_score)
     bad = (y == -1).astype(int)
