@@ -2,6 +2,7 @@
 """Choosing the anat domain randomisation of the metric classifier without the unseen sources.
 
     python benchmarks/classifier_randomization_cv.py anat NAME=JSON [NAME=JSON ...] [--draws 4]
+        [--val-anatomy robex] [--val-draws 2]
 
 Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
 :func:`mmrqa_bids.train.classifier._render_clean`), e.g.
@@ -22,6 +23,14 @@ A candidate's JSON may also hold ``"extra_train"``: a list of training sources a
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
 rendering of a held-out protocol; LOPO does not (the fair figure for such a candidate).
+
+``--val-anatomy A`` (recipe 6 on) adds a cross-anatomy validation: plain renderings of
+anatomy A (e.g. ``robex``, a real subject none of the candidates' training sources is made
+from) at every protocol of the recipe's training sources, ``--val-draws`` draws each, graded
+by the candidate fitted on all its training examples. Its macro-F1 is what LOSO cannot
+measure (every LOSO fold still fits the MNI anatomy it grades). The criterion is then the
+mean of the LOSO macro-F1 and A's macro-F1 ("criterion" in the output), declared in
+:data:`~mmrqa_bids.train.classifier.DEFAULT_RECIPE`'s comment before any candidate was run.
 
 The held-out "unseen" sources take no part. Metrics come from the trainer's cache.
 """
@@ -56,14 +65,21 @@ def candidate(recipe: dict, family: str, randomize: dict, draws: int,
     return out
 
 
-def validation_recipe(recipe: dict, family: str) -> dict:
-    """One plain draw of each training source, as "unseen" examples of a recipe seeded apart."""
+def validation_recipe(recipe: dict, family: str, anatomy: str | None = None,
+                      draws: int = 1) -> dict:
+    """Plain draws of each training source, as "unseen" examples of a recipe seeded apart;
+    with ``anatomy``, of each training protocol (contrast, voxel size) rendered on that
+    anatomy instead (seeded apart again)."""
     out = copy.deepcopy(recipe)
-    out["seed"] = int(recipe["seed"]) + 1000
+    out["seed"] = int(recipe["seed"]) + (1000 if anatomy is None else 2000)
     cfg = out[family]
-    cfg["unseen"] = [{k: v for k, v in s.items() if k != "draws"} for s in cfg["train"]]
+    sources = [{k: v for k, v in s.items() if k != "draws"} for s in cfg["train"]]
+    if anatomy is not None:
+        protocols = sorted({(s["contrast"], float(s["voxel_size"])) for s in sources})
+        sources = [{"anatomy": anatomy, "contrast": c, "voxel_size": v} for c, v in protocols]
+    cfg["unseen"] = sources
     cfg["train"] = []
-    cfg["draws"] = {"train": 0, "seen": 0, "unseen": 1}
+    cfg["draws"] = {"train": 0, "seen": 0, "unseen": draws}
     return out
 
 
@@ -83,11 +99,13 @@ def main(argv=None) -> int:
                                              select_features)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    draws = 4
-    if "--draws" in argv:
-        i = argv.index("--draws")
-        draws = int(argv[i + 1])
-        del argv[i:i + 2]
+    opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2"}
+    for flag in opts:
+        if flag in argv:
+            i = argv.index(flag)
+            opts[flag] = argv[i + 1]
+            del argv[i:i + 2]
+    draws, val_anatomy = int(opts["--draws"]), opts["--val-anatomy"] or None
     family, specs = argv[0], argv[1:]
     cache = Path(os.environ.get("CV_CACHE", REPO / ".cache" / "classifier-metrics"))
     jobs = int(os.environ.get("CV_JOBS", "2"))
@@ -101,8 +119,16 @@ def main(argv=None) -> int:
     vrows = [r["metrics"] for r in vrec]
     vlab = [r.get("label") or e.label for r, e in zip(vrec, val)]
     vsrc = np.array([e.source for e in val])
-    print(f"{family}: {len(val)} plain validation examples, {draws} training draws per source, "
-          f"params {params}", flush=True)
+    if val_anatomy:
+        xval = [e for e in plan_examples(validation_recipe(base, family, val_anatomy,
+                                                           int(opts["--val-draws"])), family)
+                if e.split == "unseen"]
+        xrec = build_training_set(xval, cache_dir=cache, n_jobs=jobs, verbose=False)
+        xrows = [r["metrics"] for r in xrec]
+        xlab = [r.get("label") or e.label for r, e in zip(xrec, xval)]
+    print(f"{family}: {len(val)} plain validation examples"
+          + (f" + {len(xval)} of {val_anatomy}" if val_anatomy else "")
+          + f", {draws} training draws per source, params {params}", flush=True)
     for spec in specs:
         name, randomize = spec.split("=", 1)
         randomize = json.loads(randomize)
@@ -139,6 +165,16 @@ def main(argv=None) -> int:
             e = fit_eval(np.where(proto != s)[0], np.where(vproto == s)[0])
             lopo.append((s, e["accuracy"], e["macro_f1"]))
         every, pred = fit_eval(np.arange(len(ex)), np.arange(len(val)), predictions=True)
+        cross = ""
+        if val_anatomy:
+            doc = fit_model(family, rows, labels, [e.artifact_label for e in ex],
+                            [e.severity == "none" for e in ex], params=params, seed=0,
+                            features=feats)
+            xe = evaluate_model(doc, xrows, xlab)
+            xconf = np.array(xe["confusion"])
+            loso_f1 = float(np.mean([x[2] for x in loso]))
+            cross = (f" | {val_anatomy} acc {xe['accuracy']:.3f} macro-F1 {xe['macro_f1']:.3f} "
+                     f"conf {xconf.tolist()} | criterion {(loso_f1 + xe['macro_f1']) / 2:.3f}")
         conf = np.array(every["confusion"])
         missed = {}
         for e, truth, p in zip(val, vlab, pred):
@@ -153,7 +189,7 @@ def main(argv=None) -> int:
               + f" | all acc {every['accuracy']:.3f} macro-F1 {every['macro_f1']:.3f} "
               f"M->G {conf[1, 0]}/{conf[1].sum()} conf {conf.tolist()} graded Good though "
               f"degraded: {missed}"
-              f"  ({len(ex)} ex, {time.time() - t0:.0f} s)", flush=True)
+              + cross + f"  ({len(ex)} ex, {time.time() - t0:.0f} s)", flush=True)
     return 0
 
 

