@@ -198,18 +198,6 @@ def macro_f1(y_idx: np.ndarray, pred_idx: np.ndarray) -> float:
     return float(np.mean(f1))
 
 
-def tune_thresholds(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
-    """(t_bad, t_good) of :data:`THRESHOLD_GRID` maximising macro-F1 (first maximum)."""
-    y_idx = np.searchsorted(CODES, y)
-    best, arg = -1.0, (0.5, 0.5)
-    for tb in THRESHOLD_GRID:
-        for tg in THRESHOLD_GRID:
-            f1 = macro_f1(y_idx, decide_index(proba, (float(tb), float(tg))))
-            if f1 > best + 1e-12:
-                best, arg = f1, (float(tb), float(tg))
-    return arg
-
-
 def scores(y: np.ndarray, proba: np.ndarray,
            thresholds: tuple[float, float] | None = None) -> dict[str, float]:
     """Pooled metrics: binary Bad-vs-rest (predicted Bad = graded Bad; AUC from ``p_bad``)
