@@ -23,7 +23,7 @@ def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
     unseen_sources = {ex.source for ex in plan if ex.split == "unseen"}
     assert train_sources == {ex.source for ex in plan if ex.split == "seen"}
     assert not train_sources & unseen_sources
-    assert {ex.anatomy for ex in plan if ex.split == "train"} == {"mni", "mnihard"}
+    assert {ex.anatomy for ex in plan if ex.split == "train"} == {"mni", "mnihard", "robex"}
     assert "tpm" in {ex.anatomy for ex in plan if ex.split == "unseen"}
     labels = [ex.label for ex in plan if ex.split == "train"]
     counts = {label: labels.count(label) for label in ("Good", "Medium", "Bad")}
