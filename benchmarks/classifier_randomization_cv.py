@@ -19,7 +19,9 @@ the same anatomy), the stricter figure where a candidate fits plain renderings. 
 printed: the fit on every training source graded on every plain example ("all"), and the
 true-Medium examples graded Good there (the error the unseen sources showed).
 
-A candidate's JSON may also hold ``"extra_train"``: a list of training sources added to the
+A candidate's JSON may also hold ``"extra_features"`` (metrics added to the family's
+candidate features, see :func:`~mmrqa_bids.train.classifier.select_features`) and
+``"extra_train"``: a list of training sources added to the
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
 rendering of a held-out protocol; LOPO does not (the fair figure for such a candidate).
@@ -27,7 +29,9 @@ rendering of a held-out protocol; LOPO does not (the fair figure for such a cand
 ``--val-anatomy A`` (recipe 6 on) adds a cross-anatomy validation: plain renderings of
 anatomy A (e.g. ``robex``, a real subject none of the candidates' training sources is made
 from) at every protocol of the recipe's training sources, ``--val-draws`` draws each, graded
-by the candidate fitted on all its training examples. Its macro-F1 is what LOSO cannot
+by the candidate fitted on all its training examples. Sources of anatomy A in the recipe's
+training list are dropped from every fit and from LOSO/LOPO (a recipe that trains on A is
+then validated as one that does not). Its macro-F1 is what LOSO cannot
 measure (every LOSO fold still fits the MNI anatomy it grades). The criterion is then the
 mean of the LOSO macro-F1 and A's macro-F1 ("criterion" in the output), declared in
 :data:`~mmrqa_bids.train.classifier.DEFAULT_RECIPE`'s comment before any candidate was run.
@@ -110,6 +114,9 @@ def main(argv=None) -> int:
     cache = Path(os.environ.get("CV_CACHE", REPO / ".cache" / "classifier-metrics"))
     jobs = int(os.environ.get("CV_JOBS", "2"))
     base = copy.deepcopy(DEFAULT_RECIPE)
+    if val_anatomy:  # leave the validation anatomy out of every fit (and of LOSO/LOPO)
+        base[family]["train"] = [s for s in base[family]["train"]
+                                 if s["anatomy"] != val_anatomy]
     params = {**base["model"], **json.loads(os.environ.get("CV_PARAMS", "{}"))}
     excluded = set(base[family].get("exclude_features", ()))
 
@@ -133,6 +140,7 @@ def main(argv=None) -> int:
         name, randomize = spec.split("=", 1)
         randomize = json.loads(randomize)
         extra = randomize.pop("extra_train", [])
+        extra_features = randomize.pop("extra_features", [])
         t0 = time.time()
         ex = [e for e in plan_examples(candidate(base, family, randomize, draws, extra),
                                        family) if e.split == "train"]
@@ -140,7 +148,7 @@ def main(argv=None) -> int:
         rows = [r["metrics"] for r in rec]
         labels = [r.get("label") or e.label for r, e in zip(rec, ex)]
         src = np.array([e.source for e in ex])
-        feats = [f for f in select_features(family, rows) if f not in excluded]
+        feats = [f for f in select_features(family, rows, extra_features) if f not in excluded]
 
         def fit_eval(train_i, test_i, predictions=False):
             doc = fit_model(family, [rows[i] for i in train_i], [labels[i] for i in train_i],
