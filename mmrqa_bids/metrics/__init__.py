@@ -64,7 +64,7 @@ def measure(data: np.ndarray, suffix: str,
         if data.ndim != 3:
             raise RunInputError(f"an anatomical run must be 3-D, got shape {data.shape}")
         ref = data
-    masks = compute_masks(ref, with_brain=data.ndim == 3)
+    masks = compute_masks(ref)  # bold too: its inu_* are fitted on the brain of the mean EPI
     if not masks.head_small.any() or masks.head_small.all():
         raise RunInputError("no head found: the image has no foreground distinct from air")
     labels = None

@@ -1,7 +1,10 @@
 """Metrics of a 4-D bold run (pure numpy/scipy; no file I/O).
 
 Names and definitions follow MRIQC's functional IQMs (Esteban et al., PLoS One 2017) where
-they match. Spatial metrics (efc, fber, snr, fwhm, gsr) are taken on the temporal mean.
+they match. Spatial metrics (efc, fber, snr, fwhm, gsr) are taken on the temporal mean, and
+so are two static-artifact metrics MRIQC computes for anatomical runs only: ``qi_1`` (structured
+signal in the air: ghosts, wrap-around) and ``inu_med``/``inu_range`` (the bias field of the
+3-class tissue fit, :func:`mmrqa_bids.metrics.tissues.fit_tissues`, EPI contrast).
 """
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.stats import norm
 
-from mmrqa_bids.metrics.anatomical import NAN, efc, fber, fwhm, snr, summary_stats
+from mmrqa_bids.metrics.anatomical import (NAN, efc, fber, fwhm, inu_stats, qi_1, snr,
+                                           summary_stats)
 from mmrqa_bids.metrics.masks import Masks
+from mmrqa_bids.metrics.tissues import fit_tissues
 
 EPS = 1e-16
 FD_RADIUS_MM = 50.0  # Power et al. 2012: rotations as arc length on a 50 mm sphere
@@ -199,6 +204,10 @@ def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
     out["snr"] = snr(fg_stats["median"], fg_stats["stdv"], fg_stats["n"])
     fx, fy, fz = fwhm(mean_epi, head, zooms, stride=1)
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
+    out["qi_1"] = qi_1(masks.small, masks.background_small)
+    model = fit_tissues(masks.small, masks.brain_small, "bold")
+    out["inu_med"], out["inu_range"] = (inu_stats(model.field_small, masks.brain_small)
+                                        if model is not None else (NAN, NAN))
     for region, stats in (("fg", fg_stats), ("bg", bg_stats)):
         for k, v in stats.items():
             out[f"summary_{region}_{k}"] = v

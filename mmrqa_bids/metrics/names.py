@@ -47,5 +47,6 @@ ANAT_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
 
 #: Every key of ``compute(img, suffix)`` for a bold run.
 FUNC_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
-    FUNC_FEATURES + ("dvars_nstd", "fd_num", "fwhm_x", "fwhm_y", "fwhm_z")
+    FUNC_FEATURES + ("dvars_nstd", "fd_num", "fwhm_x", "fwhm_y", "fwhm_z",
+                     "qi_1", "inu_med", "inu_range")
     + _summary(("fg", "bg")) + tuple(f"mrqy_{n}" for n in MRQY_NAMES)))

@@ -97,3 +97,24 @@ def test_measure_bold_names_motion_and_scale():
     scaled = measure(_run(0.0) * 3.1, "bold", (3.0, 3.0, 3.0)).metrics
     for k in FUNC_FEATURES:
         assert scaled[k] == pytest.approx(m[k], rel=1e-4, abs=1e-6), k
+
+
+def test_bold_static_metrics_follow_bias_field_and_ghost_severity():
+    """inu_range of the mean EPI grows with a simulated bias field, qi_1 with a ghost
+    (a real subject's tissue maps, 4 mm)."""
+    from mmrqa_bids.artifacts import simulate_series
+    from mmrqa_bids.train.sources import load_tpm_head
+
+    clean = load_tpm_head(4.0).render("bold")
+    clean = clean / clean.max()
+    vox = (4.0, 4.0, 4.0)
+
+    def metrics(artifact, severity):
+        sim = simulate_series(clean, artifact, severity, n_volumes=6, seed=1, voxel_size=vox)
+        return measure(sim.data, "bold", vox).metrics
+
+    inu = [metrics("inhomogeneity", s)["inu_range"] for s in ("none", "mild", "moderate", "severe")]
+    qi = [metrics("ghosting", s)["qi_1"] for s in ("none", "moderate", "severe")]
+    # A mild field (a few %) is within the fit's anatomy-driven spread; beyond it, monotone.
+    assert max(inu[:2]) < 0.05 < inu[2] < inu[3], inu
+    assert qi[0] < 0.01 < qi[-1] and qi[1] >= qi[0], qi
