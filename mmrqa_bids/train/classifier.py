@@ -178,6 +178,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # yet the model fitted on the MNI head still grades robex's Medium bias fields Good: the
     # other metrics shift with the anatomy. Bold needs more training anatomies, not more
     # metrics.
+    # Round 5, declared before it runs: more anatomies by elastic deformation of the training
+    # heads ("deform", :func:`elastic_deform`, 30 mm smooth, largest shift U(0, d) mm; plain
+    # renderings stay undeformed). Same CV, criterion mean(LOPO, robex macro-F1), to beat
+    # recipe 6 by >= 0.01 (anat 0.857, bold 0.656): anat recipe 6 + deform 8 mm and 15 mm;
+    # bold recipe 6 + deform 8 mm and 15 mm.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
@@ -203,6 +208,7 @@ class Example:
     zoom_order: int = 1  # spline order of the zoom (1: linear, blurs; 3: cubic, keeps edges)
     texture: float = 0.0  # intra-tissue texture amplitude, see :func:`_render_clean`
     plain: float = 0.0  # probability of no randomisation at all, see :func:`_render_clean`
+    deform: float = 0.0  # largest elastic displacement in mm, see :func:`_render_clean`
 
     @property
     def label(self) -> str:
@@ -224,7 +230,8 @@ class Example:
         adding an option does not invalidate earlier caches)."""
         fields = {k: v for k, v in asdict(self).items()
                   if not ((k in ("contrast_jitter", "zoom_jitter", "random_contrast",
-                                 "smooth_jitter", "texture", "plain") and v == 0.0)
+                                 "smooth_jitter", "texture", "plain", "deform")
+                                and v == 0.0)
                           or (k == "zoom_order" and v == 1))}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -259,7 +266,8 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                                        smooth_jitter=float(rand.get("smooth", 0.0)),
                                        zoom_order=int(rand.get("zoom_order", 1)),
                                        texture=float(rand.get("texture", 0.0)),
-                                       plain=float(rand.get("plain", 0.0))))
+                                       plain=float(rand.get("plain", 0.0)),
+                                       deform=float(rand.get("deform", 0.0))))
     return out
 
 
@@ -277,6 +285,11 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
       exp(a g(x)), a ~ U(0, t), g a white Gaussian field smoothed by a Gaussian of
       U(1, 3) voxels and scaled to unit standard deviation (one field per tissue): real
       tissue is not uniform (deep grey matter, myelination, vessels), a template is.
+
+    * an elastic deformation (``deform`` d): a smooth random displacement field (white noise
+      smoothed by a Gaussian of 30 mm, one per axis) scaled to a largest displacement of
+      U(0, d) mm, :func:`elastic_deform`: another head's shape and folding, as SynthSeg
+      deforms its label maps (Billot et al., Med Image Anal 2023);
 
     With probability ``plain`` none of this: the named contrast as the unseen sources are
     rendered (a randomised example is never as sharp as a plain one).
@@ -306,6 +319,9 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
             img += (b * tissue * np.exp(amp * g / max(float(g.std()), 1e-12))).astype(np.float32)
     else:
         img = sum(b * t for b, t in zip(base, tissues)).astype(np.float32)
+    if ex.deform:
+        img = elastic_deform(img, float(rng.uniform(0, ex.deform)) / ex.voxel_size,
+                             30.0 / ex.voxel_size, rng, order=ex.zoom_order)
     if ex.zoom_jitter:
         zoom = rng.uniform(1 - ex.zoom_jitter, 1 + ex.zoom_jitter, 3)
         img = np.clip(ndi.zoom(img, zoom, order=ex.zoom_order), 0, None).astype(np.float32)
@@ -313,6 +329,24 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
         img = np.clip(gaussian_blur(img, float(rng.uniform(0, ex.smooth_jitter)), (1.0,) * 3),
                       0, None)
     return img
+
+
+def elastic_deform(img: np.ndarray, max_shift: float, smooth: float,
+                   rng: np.random.Generator, order: int = 3) -> np.ndarray:
+    """``img`` resampled at x + u(x): u a white Gaussian field per axis smoothed by a Gaussian
+    of ``smooth`` voxels and scaled so that its largest displacement is ``max_shift`` voxels
+    (spline of ``order``; values clipped at 0)."""
+    from scipy import ndimage as ndi
+
+    if max_shift <= 0:
+        return img
+    fields = [ndi.gaussian_filter(rng.standard_normal(img.shape).astype(np.float32), smooth)
+              for _ in range(3)]
+    peak = max(float(np.sqrt(sum(f * f for f in fields)).max()), 1e-12)
+    grid = np.indices(img.shape, dtype=np.float32)
+    coords = [g + f * (max_shift / peak) for g, f in zip(grid, fields)]
+    out = ndi.map_coordinates(img, coords, order=order, mode="constant", cval=0.0)
+    return np.clip(out, 0, None).astype(np.float32)
 
 
 def _vary_geometry(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

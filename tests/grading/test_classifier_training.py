@@ -151,3 +151,17 @@ def test_plain_share_and_texture():
     assert np.ptp(plain[core]) == 0  # a template tissue is uniform ...
     assert textured[core].std() / textured[core].mean() > 0.01  # ... a textured one is not
     assert abs(textured[core].mean() / plain[core].mean() - 1) < 0.2
+
+
+def test_elastic_deform_moves_by_at_most_the_largest_shift():
+    """On a ramp along x the intensity change is the x displacement: bounded by max_shift,
+    and reaching a good part of it (the field is scaled to its largest vector norm)."""
+    ramp = np.broadcast_to(np.arange(40, dtype=np.float32)[:, None, None] + 100,
+                           (40, 36, 32)).copy()
+    out = tc.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
+    inner = (slice(4, -4),) * 3
+    shift = np.abs(out - ramp)[inner]
+    assert shift.max() <= 2.0 + 1e-3 and shift.max() > 0.5
+    assert np.array_equal(tc.elastic_deform(ramp, 0.0, 5.0, np.random.default_rng(0)), ramp)
+    again = tc.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
+    assert np.array_equal(out, again)
