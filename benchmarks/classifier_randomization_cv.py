@@ -161,7 +161,7 @@ def main(argv=None) -> int:
             res = evaluate_model(doc, [vrows[i] for i in test_i], [vlab[i] for i in test_i])
             if not predictions:
                 return res
-            return res, grade_rows(doc, [vrows[i] for i in test_i])
+            return res, grade_rows(doc, [vrows[i] for i in test_i]), doc
 
         loso = []
         for s in sorted(set(vsrc)):
@@ -175,13 +175,10 @@ def main(argv=None) -> int:
         for s in sorted(set(vproto)):
             e = fit_eval(np.where(proto != s)[0], np.where(vproto == s)[0])
             lopo.append((s, e["accuracy"], e["macro_f1"]))
-        every, pred = fit_eval(np.arange(len(ex)), np.arange(len(val)), predictions=True)
+        every, pred, doc = fit_eval(np.arange(len(ex)), np.arange(len(val)), predictions=True)
         cross = ""
         if val_anatomy:
-            doc = fit_model(family, rows, labels, [e.artifact_label for e in ex],
-                            [e.severity == "none" for e in ex], params=params, seed=0,
-                            features=feats)
-            xe = evaluate_model(doc, xrows, xlab)
+            xe = evaluate_model(doc, xrows, xlab)  # the fit on every training example
             xconf = np.array(xe["confusion"])
             loso_f1 = float(np.mean([x[2] for x in loso]))
             lopo_f1 = float(np.mean([x[2] for x in lopo]))
