@@ -115,8 +115,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # (fixed plain renderings of the training sources, 4 draws per source; mean LOSO
     # macro-F1, LOPO = protocol held out in both renderings): recipe 3's randomisation 0.671;
     # cubic zoom 0.759; + smoothing 0.25 and texture 0.15 0.754; cubic zoom + 30% plain
-    # 0.860 (LOPO 0.788); cubic zoom without smoothing 0.863 (LOPO 0.777); cubic zoom without smoothing
-    # + 30% plain 0.868 (LOPO 0.817): the last one, trained with 8 draws per source.
+    # 0.860 (LOPO 0.788); cubic zoom without smoothing 0.863 (LOPO 0.777); cubic zoom
+    # without smoothing + 30% plain 0.868 (LOPO 0.817): the last one, trained with 8 draws
+    # per source.
     # Recipe 4 (bold), same CV (2 training sources, so LOSO = LOPO; 48 plain examples, a noisy
     # criterion): recipe 2's randomisation 0.544; cubic zoom 0.503; cubic zoom without
     # smoothing 0.584; cubic zoom without smoothing + 30% plain 0.579: the best by LOSO (the

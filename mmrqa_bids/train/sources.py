@@ -151,7 +151,8 @@ def partial_volume_fractions(t1: np.ndarray, mask: np.ndarray, seed: int = 0
     gm = np.where(low, t_low, 1.0 - t_high)
     wm = np.where(low, 0.0, t_high)
     inside = mask.astype(np.float32)
-    return tuple((a * inside).astype(np.float32) for a in (csf, gm, wm))  # type: ignore[return-value]
+    return ((csf * inside).astype(np.float32), (gm * inside).astype(np.float32),
+            (wm * inside).astype(np.float32))
 
 
 @lru_cache(maxsize=1)
