@@ -18,10 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-#: Anatomies :func:`load_source_head` knows.
-ANATOMIES = ("mni", "mnihard", "tpm", "robex")
-
-
 class TrainingError(RuntimeError):
     """The classifier cannot be trained (missing package data, too few examples...)."""
 
@@ -200,16 +196,11 @@ def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = N
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return Head(**{k: z[k] for k in z.files})
-    if anatomy == "mni":
-        head = load_head(voxel_size)
-    elif anatomy == "tpm":
-        head = load_tpm_head(voxel_size)
-    elif anatomy == "mnihard":
-        head = load_hard_label_head(voxel_size)
-    elif anatomy == "robex":
-        head = load_robex_head(voxel_size)
-    else:
-        raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(ANATOMIES)})")
+    loaders = {"mni": load_head, "mnihard": load_hard_label_head, "tpm": load_tpm_head,
+               "robex": load_robex_head}
+    if anatomy not in loaders:
+        raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(loaders)})")
+    head = loaders[anatomy](voxel_size)
     if cached is not None:
         import io
 
