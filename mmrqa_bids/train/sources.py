@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 class TrainingError(RuntimeError):
     """The classifier cannot be trained (missing package data, too few examples...)."""
 
