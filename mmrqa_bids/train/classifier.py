@@ -289,12 +289,11 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     * an intra-tissue texture (``texture`` t): each tissue's signal multiplied by
       exp(a g(x)), a ~ U(0, t), g a white Gaussian field smoothed by a Gaussian of
       U(1, 3) voxels and scaled to unit standard deviation (one field per tissue): real
-      tissue is not uniform (deep grey matter, myelination, vessels), a template is.
-
+      tissue is not uniform (deep grey matter, myelination, vessels), a template is;
     * an elastic deformation (``deform`` d): a smooth random displacement field (white noise
       smoothed by a Gaussian of 30 mm, one per axis) scaled to a largest displacement of
       U(0, d) mm, :func:`elastic_deform`: another head's shape and folding, as SynthSeg
-      deforms its label maps (Billot et al., Med Image Anal 2023);
+      deforms its label maps (Billot et al., Med Image Anal 2023).
 
     With probability ``plain`` none of this: the named contrast as the unseen sources are
     rendered (a randomised example is never as sharp as a plain one).
