@@ -2,7 +2,7 @@
 """Choosing the anat domain randomisation of the metric classifier without the unseen sources.
 
     python benchmarks/classifier_randomization_cv.py anat NAME=JSON [NAME=JSON ...] [--draws 4]
-        [--val-anatomy robex] [--val-draws 2]
+        [--val-anatomy robex[,b0]] [--val-draws 2]
 
 Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
 :func:`mmrqa_bids.train.classifier._render_clean`), e.g.
@@ -38,6 +38,10 @@ mean of the LOSO macro-F1 and A's macro-F1 ("criterion" in the output), declared
 also printed, mean(LOPO, A), the criterion from recipe 6's round 3 on: both its figures hold
 out the graded anatomy (LOSO fits the other rendering of the graded protocol, so a plain
 share in training inflates it).
+
+Several anatomies may be named (``--val-anatomy robex,b0``, recipe 6's round 7 on): each is
+left out of every fit and graded as above, and the criterion is the mean of LOPO and each
+anatomy's macro-F1 ("mean(LOPO, A, B)"), so that no single validation head decides.
 
 The held-out "unseen" sources take no part. Metrics come from the trainer's cache.
 """
@@ -112,14 +116,15 @@ def main(argv=None) -> int:
             i = argv.index(flag)
             opts[flag] = argv[i + 1]
             del argv[i:i + 2]
-    draws, val_anatomy = int(opts["--draws"]), opts["--val-anatomy"] or None
+    draws = int(opts["--draws"])
+    val_anatomies = [a for a in opts["--val-anatomy"].split(",") if a]
     family, specs = argv[0], argv[1:]
     cache = Path(os.environ.get("CV_CACHE", REPO / ".cache" / "classifier-metrics"))
     jobs = int(os.environ.get("CV_JOBS", "2"))
     base = copy.deepcopy(DEFAULT_RECIPE)
-    if val_anatomy:  # leave the validation anatomy out of every fit (and of LOSO/LOPO)
-        base[family]["train"] = [s for s in base[family]["train"]
-                                 if s["anatomy"] != val_anatomy]
+    # Leave the validation anatomies out of every fit (and of LOSO/LOPO).
+    base[family]["train"] = [s for s in base[family]["train"]
+                             if s["anatomy"] not in val_anatomies]
     params = {**base["model"], **json.loads(os.environ.get("CV_PARAMS", "{}"))}
     excluded = set(base[family].get("exclude_features", ()))
 
@@ -129,15 +134,16 @@ def main(argv=None) -> int:
     vrows = [r["metrics"] for r in vrec]
     vlab = [r.get("label") or e.label for r, e in zip(vrec, val)]
     vsrc = np.array([e.source for e in val])
-    if val_anatomy:
-        xval = [e for e in plan_examples(validation_recipe(base, family, val_anatomy,
+    cross_val = {}  # anatomy -> (metric rows, labels)
+    for anatomy in val_anatomies:
+        xval = [e for e in plan_examples(validation_recipe(base, family, anatomy,
                                                            int(opts["--val-draws"])), family)
                 if e.split == "unseen"]
         xrec = build_training_set(xval, cache_dir=cache, n_jobs=jobs, verbose=False)
-        xrows = [r["metrics"] for r in xrec]
-        xlab = [r.get("label") or e.label for r, e in zip(xrec, xval)]
+        cross_val[anatomy] = ([r["metrics"] for r in xrec],
+                              [r.get("label") or e.label for r, e in zip(xrec, xval)])
     print(f"{family}: {len(val)} plain validation examples"
-          + (f" + {len(xval)} of {val_anatomy}" if val_anatomy else "")
+          + "".join(f" + {len(v[1])} of {a}" for a, v in cross_val.items())
           + f", {draws} training draws per source, params {params}", flush=True)
     for spec in specs:
         name, randomize = spec.split("=", 1)
@@ -177,14 +183,21 @@ def main(argv=None) -> int:
             lopo.append((s, e["accuracy"], e["macro_f1"]))
         every, pred, doc = fit_eval(np.arange(len(ex)), np.arange(len(val)), predictions=True)
         cross = ""
-        if val_anatomy:
+        loso_f1 = float(np.mean([x[2] for x in loso]))
+        lopo_f1 = float(np.mean([x[2] for x in lopo]))
+        xf1 = {}
+        for anatomy, (xrows, xlab) in cross_val.items():
             xe = evaluate_model(doc, xrows, xlab)  # the fit on every training example
-            xconf = np.array(xe["confusion"])
-            loso_f1 = float(np.mean([x[2] for x in loso]))
-            lopo_f1 = float(np.mean([x[2] for x in lopo]))
-            cross = (f" | {val_anatomy} acc {xe['accuracy']:.3f} macro-F1 {xe['macro_f1']:.3f} "
-                     f"conf {xconf.tolist()} | criterion {(loso_f1 + xe['macro_f1']) / 2:.3f}"
-                     f" | mean(LOPO, {val_anatomy}) {(lopo_f1 + xe['macro_f1']) / 2:.3f}")
+            xf1[anatomy] = xe["macro_f1"]
+            cross += (f" | {anatomy} acc {xe['accuracy']:.3f} macro-F1 {xe['macro_f1']:.3f} "
+                      f"conf {np.array(xe['confusion']).tolist()}")
+        if len(xf1) == 1:
+            (anatomy, f1), = xf1.items()
+            cross += (f" | criterion {(loso_f1 + f1) / 2:.3f}"
+                      f" | mean(LOPO, {anatomy}) {(lopo_f1 + f1) / 2:.3f}")
+        elif xf1:
+            cross += (f" | mean(LOPO, {', '.join(xf1)}) "
+                      f"{np.mean([lopo_f1, *xf1.values()]):.3f}")
         conf = np.array(every["confusion"])
         missed = {}
         for e, truth, p in zip(val, vlab, pred):
