@@ -205,6 +205,12 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # + qi_1, inu_med, inu_range; + deform 8 mm. A winner is trained on recipe 6's bold
     # sources (mni, mnihard, robex; b0 stays a validation head) and the unseen sources are
     # scored once.
+    # Round 7 (mean(LOPO, robex, b0); LOPO / robex / b0 macro-F1): recipe 6 0.689 (0.681 /
+    # 0.603 / 0.783); plain 0.5 0.623 (0.626 / 0.619 / 0.624); plain 1.0 0.547 (0.646 / 0.621 /
+    # 0.374: b0's Good graded Medium, 65 of 80); + MRQy 0.647 (0.663 / 0.578 / 0.701); + qi_1,
+    # inu_* 0.684 (0.635 / 0.599 / 0.818); + deform 8 mm 0.684 (0.680 / 0.638 / 0.734). None
+    # wins: bold stays as shipped (no unseen score). On robex every candidate errs the same
+    # way (Medium graded Good 22-34 of 56, Bad graded Medium 10-29 of 56).
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
