@@ -56,6 +56,34 @@ def test_robex_head_is_a_real_subject_distinct_from_the_template():
     assert head.gm.shape != mni.gm.shape
 
 
+def test_b0_head_renders_the_real_epi():
+    """dipy's b=0 head: a whole intracranial volume, and its bold rendering is the b0 image."""
+    pytest.importorskip("dipy")
+    import nibabel as nb
+    from scipy import ndimage as ndi
+
+    head = sources.load_source_head("b0", 4.0)
+    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    # Intracranial volume from the cerebellum to the vertex (120 mm of z): 1.2-1.7 l.
+    assert 1200 < sum(ml.values()) < 1700, ml
+    assert min(ml.values()) > 50, ml
+    bold = head.render("bold")
+    assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
+    # The fractions (2 mm) taken back to the b0's 4 x 4 x 5 mm grid and rendered with the bold
+    # signals follow the b0 voxel by voxel inside the brain.
+    from mmrqa_bids.testing.phantom import CONTRASTS
+
+    b0 = np.asarray(nb.as_closest_canonical(nb.load(str(sources.b0_path()))).dataobj,
+                    dtype=np.float32)
+    csf, gm, wm = sources._b0_fractions()[:3]
+    back = [ndi.zoom(a, [n / m for n, m in zip(b0.shape, a.shape)], order=1)
+            for a in (csf, gm, wm)]
+    signal = sum(w * a for w, a in zip(CONTRASTS["bold"], back))
+    inside = ndi.binary_erosion(sum(back) > 0.99)
+    assert inside.sum() > 5000
+    assert np.corrcoef(signal[inside], b0[inside])[0, 1] > 0.8
+
+
 def test_unknown_anatomy_is_a_clear_error():
     with pytest.raises(sources.TrainingError, match="unknown anatomy 'colin'.*robex"):
         sources.load_source_head("colin", 4.0)
