@@ -32,7 +32,9 @@ One command rebuilds the shipped models (``python scripts/train_classifier.py``)
    ("seen") and held-out whole sources ("unseen": another subject's anatomy, an unseen
    contrast and voxel size). Stored in the model file and printed.
 
-Everything is seeded; the recipe (:data:`DEFAULT_RECIPE`) is stored in the model file.
+Everything is seeded; the recipe (:data:`DEFAULT_RECIPE`) is stored in the model file. The
+model card, ``mmrqa_bids/data/classifier_model_card.md``, has the figures and the log of how
+the recipe was chosen.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "anat": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
         # Recipe 6: cubic zoom, no smoothing jitter, 70% plain renderings; ROBEX's subject
-        # as a third training anatomy (see below).
+        # as a third training anatomy.
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5,
                       "plain": 0.7},
         "train": [{"anatomy": a, "contrast": c, "voxel_size": v}
@@ -76,11 +78,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
     },
     "bold": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
-        # Recipe 4 (bold): cubic zoom, no smoothing jitter (see below).
+        # Recipe 4 (bold): cubic zoom, no smoothing jitter.
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5},
         "n_volumes": 12,
         # Recipe 6 (bold): recipe 5's sources (the MNI head, soft and hard labels) + ROBEX's
-        # subject (see below).
+        # subject.
         "train": [{"anatomy": a, "contrast": "bold", "voxel_size": v}
                   for a in ("mni", "mnihard", "robex") for v in (4.0, 5.0)],
         "unseen": [{"anatomy": "tpm", "contrast": "bold", "voxel_size": 4.0},
@@ -90,127 +92,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # family (a family's "randomize" overrides this one), see :func:`_render_clean`: each
     # tissue's signal multiplied by exp(U(-c, c)) ("contrast"), or with probability
     # "random_contrast" drawn U(0.03, 1) (SynthSeg-style), the head zoomed by U(1-z, 1+z) per
-    # axis ("zoom"), an intrinsic smoothness of U(0, s) voxels ("smooth"). Recipe 1 (severity
-    # labels): anat unseen accuracy 0.48 -> 0.79 with c=0.5, z=0.15. Recipe 2 (measured
-    # labels, scripts/train_classifier.py): without random contrast/smoothness and with
-    # 5 (anat) / 4 (bold) training draws, unseen accuracy anat 0.703, bold 0.677; with
-    # them and 8 draws, anat 0.760, bold 0.771. Recipe 3 (anat): 8 more training draws per
-    # contrast and voxel size of the hard-label MNI head ("mnihard",
-    # :func:`load_hard_label_head`).
-    # Chosen by leave-one-training-source-out CV (benchmarks/classifier_source_cv.py: mean
-    # macro-F1 over the 8 held-out training sources; the "unseen" sources take no part):
-    # mni only 0.788, + 8 mnihard draws 0.843 (4 draws: 0.834 against 0.794 on its folds);
-    # dropping the 3 metrics whose clean values move most between the two renderings
-    # (|median difference| / IQR) 0.844, a tie kept simple (4 draws: dropping 3/6/10 gave
-    # 0.832/0.823/0.831); a stronger regularisation (min_samples_leaf 20, l2 5, 4 draws)
-    # 0.826. Unseen: anat 0.797 acc / 0.778 macro-F1 (recipe 2: 0.760 / 0.738). Bold, same
-    # CV: mni only 0.726, + 8 mnihard draws 0.772, also without efc, dvars_std, dvars_vstd
-    # 0.774 (4 draws: without efc, dvars_vstd, gsr_y 0.764 against 0.743); the candidate
-    # trained with 8 draws and without efc, dvars_vstd, gsr_y scored 0.760 / 0.751 unseen
-    # against recipe 2's 0.771 / 0.760, so the bold model stays recipe 2's.
-    # Recipe 4 (anat): recipe 3's randomisation made every training image blurrier than any
-    # plain rendering (linear zoom: clean FWHM at 3 mm T1w ~5.0 -> ~6.1 mm; smoothing jitter
-    # more), so a clean real head looked sharper than anything "Good" in training and
-    # a moderate blur of it still looked fine. Chosen by benchmarks/classifier_randomization_cv.py
-    # (fixed plain renderings of the training sources, 4 draws per source; mean LOSO
-    # macro-F1, LOPO = protocol held out in both renderings): recipe 3's randomisation 0.671;
-    # cubic zoom 0.759; + smoothing 0.25 and texture 0.15 0.754; cubic zoom + 30% plain
-    # 0.860 (LOPO 0.788); cubic zoom without smoothing 0.863 (LOPO 0.777); cubic zoom
-    # without smoothing + 30% plain 0.868 (LOPO 0.817): the last one, trained with 8 draws
-    # per source.
-    # Recipe 4 (bold), same CV (2 training sources, so LOSO = LOPO; 48 plain examples, a noisy
-    # criterion): recipe 2's randomisation 0.544; cubic zoom 0.503; cubic zoom without
-    # smoothing 0.584; cubic zoom without smoothing + 30% plain 0.579: the best by LOSO (the
-    # criterion; the last one by 0.005, within the noise), trained with 8 draws per source.
-    # Recipe 5, same CV, one run (4 draws; model settings as below unless said): anat recipe
-    # 4 0.868 (LOPO 0.817); 50% plain 0.897 (LOPO 0.831); recipe 4 with learning rate 0.05
-    # and 160 trees 0.869 (LOPO 0.828); 50% plain with them 0.905 (LOPO 0.825), within 0.01
-    # of 50% plain alone, so the model settings stay. Anat: 50% plain, 8 draws per source.
-    # Bold: recipe 4 0.584 (LOPO 0.584); + the mnihard head at 4 and 5 mm as extra training
-    # sources 0.671 (LOPO 0.690; validation on the mni examples only, so LOPO holds out both
-    # renderings of a protocol): shipped, 8 draws per source. No named FLAIR-like option was
-    # tried: random_contrast already draws every tissue U(0.03, 1), dark-CSF ones included.
-    # Unseen (benchmarks/classifier_unseen_anatomy.py, after the choice): anat 0.880 acc /
-    # 0.872 macro-F1 (recipe 4: 0.854 / 0.841); bold 0.792 / 0.783 (recipe 4: 0.781 / 0.766).
-    # Recipe 6, declared before any candidate was run: a second real subject, ROBEX's
-    # reference head ("robex", :func:`mmrqa_bids.train.sources.load_robex_head`), validates
-    # across anatomy, which LOSO cannot (its folds still fit the MNI anatomy they grade).
-    # benchmarks/classifier_randomization_cv.py --val-anatomy robex --val-draws 2, 4 training
-    # draws; criterion = mean(LOSO macro-F1, robex macro-F1); a candidate replaces recipe 5
-    # only if it beats it by >= 0.01. Candidates: anat recipe 5; + texture 0.15; plain 0.7;
-    # random_contrast 0.8; recipe 5 with learning rate 0.05 and 160 trees. Bold recipe 5;
-    # + plain 0.5; + texture 0.15; recipe 5 with learning rate 0.05 and 160 trees. Then,
-    # decided beforehand too, the chosen one is trained with robex added as a training
-    # source at every training protocol (8 draws each), and the unseen sources are scored
-    # once. Round 1 (criterion; LOSO / robex macro-F1): anat recipe 5 0.848 (0.897 / 0.799);
-    # + texture 0.833; plain 0.7 0.876 (0.921 / 0.830); random_contrast 0.8 0.820; learning
-    # rate 0.05 + 160 trees 0.840. Bold recipe 5 0.635 (0.640 / 0.630); + plain 0.5 0.652
-    # (0.702 / 0.602); + texture 0.627; learning rate 0.05 + 160 trees 0.640. Round 2, declared
-    # after round 1 and before running it: the plain share pushed further, anat plain 0.85
-    # and 1.0 (no randomisation), bold plain 0.7 and 1.0; each must beat round 1's winner
-    # (anat plain 0.7, bold plain 0.5) by >= 0.01. Round 2: anat plain 0.85 0.881 (0.918 /
-    # 0.844), plain 1.0 0.849: neither beats plain 0.7 by 0.01. Bold plain 0.7 0.714 (0.804
-    # / 0.624), plain 1.0 0.750 (0.876 / 0.625). The bold rule would ship plain 1.0, but its
-    # gain is all LOSO, which fits the other rendering (mni vs mnihard) of the protocol it
-    # grades, so a plain share there fits near-copies of the validation images (the
-    # benchmark's docstring said so before this round); the two figures that hold out the
-    # graded anatomy, LOPO and robex, favour recipe 5: mean(LOPO, robex) recipe 5 0.656,
-    # learning rate 0.05 0.649, texture 0.644, plain 1.0 0.636, plain 0.7 0.627, plain 0.5
-    # 0.614. Decided before any unseen score of recipe 6: bold keeps recipe 5's
-    # randomisation. Anat under the same mean: plain 0.7 0.857, plain 0.85 0.865 (within
-    # 0.01), recipe 5 0.815: plain 0.7 either way.
-    # Recipe 6, round 3 (bold features), declared before it runs, after recipe 6's one unseen
-    # score (anat 0.896 / 0.891, bold 0.823 / 0.819): the bold model sees none of the MRQy
-    # metrics the method is built on (computed for bold runs too, on every volume's slices).
-    # Same CV (robex left out of every fit), criterion mean(LOPO, robex macro-F1), to beat
-    # recipe 6's bold by >= 0.01: + the 11 scale-free MRQy metrics ("extra_features"); + those
-    # and the kurtosis of the foreground and background (summary_fg_k, summary_bg_k).
-    # Round 3 (mean(LOPO, robex); LOPO / robex macro-F1): recipe 6 bold 0.656 (0.681 / 0.630,
-    # the round-1 figures reproduced); + MRQy 0.635 (0.663 / 0.606); + MRQy and kurtosis
-    # 0.632 (0.642 / 0.621): bold stays as it is (LOSO rose, 0.640 -> 0.702 / 0.712).
-    # Round 4 (bold), declared before it runs: on robex the bold model grades Good most
-    # Medium bias fields (4 of 4), wrap-arounds (4 of 4) and ghosts (3 of 4), and bold runs
-    # had no bias-field or air-artifact metric; the metrics engine now computes inu_med,
-    # inu_range and qi_1 on the mean EPI too. Same CV and criterion (mean(LOPO, robex)), to
-    # beat recipe 6's bold by >= 0.01: + qi_1, inu_med, inu_range ("extra_features").
-    # Round 4: recipe 6 bold 0.656 again (0.681 / 0.630); + qi_1, inu_* 0.617 (0.635 / 0.598):
-    # bold stays. The new metrics do separate the grades (median inu_range of bias-field
-    # examples Good/Medium/Bad 0.043/0.102/0.202 in training, 0.029/0.106/0.241 on robex),
-    # yet the model fitted on the MNI head still grades robex's Medium bias fields Good: the
-    # other metrics shift with the anatomy. Bold needs more training anatomies, not more
-    # metrics.
-    # Round 5, declared before it runs: more anatomies by elastic deformation of the training
-    # heads ("deform", :func:`elastic_deform`, 30 mm smooth, largest shift U(0, d) mm; plain
-    # renderings stay undeformed). Same CV, criterion mean(LOPO, robex macro-F1), to beat
-    # recipe 6 by >= 0.01 (anat 0.857, bold 0.656): anat recipe 6 + deform 8 mm and 15 mm;
-    # bold recipe 6 + deform 8 mm and 15 mm.
-    # Round 5 (mean(LOPO, robex); LOPO / robex macro-F1): anat recipe 6 0.857 again; + deform
-    # 8 mm 0.842 (0.870 / 0.814); 15 mm 0.855 (0.884 / 0.827). Bold recipe 6 0.656; + deform
-    # 8 mm 0.658 (0.680 / 0.637); 15 mm 0.604. None wins by 0.01: recipe 6 stays as shipped
-    # (no new unseen score).
-    # Round 6 (bold), declared before it runs: a real EPI anatomy, dipy's b=0 head ("b0",
-    # :func:`mmrqa_bids.train.sources.load_b0_head`, 4 x 4 x 5 mm, bold protocols only), as
-    # an extra training source at bold 4 and 5 mm ("extra_train", 4 draws as every source).
-    # Same CV (robex left out of every fit; LOPO holds out the protocol of b0 too), criterion
-    # mean(LOPO, robex macro-F1), to beat recipe 6's bold (0.656) by >= 0.01. If it wins, b0
-    # joins the bold training sources (8 draws each) and the unseen sources are scored once.
-    # Round 6 (mean(LOPO, robex); LOPO / robex macro-F1): recipe 6 bold 0.656 (0.681 / 0.630)
-    # again; + b0 0.638 (0.661 / 0.615; LOSO 0.640 -> 0.696): bold stays as shipped.
-    # Round 7 (bold), declared before it runs: rounds 1-6 were decided on 96 robex examples
-    # (a macro-F1 standard error ~0.05, larger than every gap measured). Validation now on two
-    # real heads, neither fitted: robex and b0, 4 plain draws each at bold 4 and 5 mm (192
-    # examples each; --val-anatomy robex,b0 --val-draws 4); criterion mean(LOPO, robex
-    # macro-F1, b0 macro-F1), to beat recipe 6's bold by >= 0.01. Candidates, the earlier
-    # rounds' bold ideas re-judged: + plain 0.5; plain 1.0; + the 11 scale-free MRQy metrics;
-    # + qi_1, inu_med, inu_range; + deform 8 mm. A winner is trained on recipe 6's bold
-    # sources (mni, mnihard, robex; b0 stays a validation head) and the unseen sources are
-    # scored once.
-    # Round 7 (mean(LOPO, robex, b0); LOPO / robex / b0 macro-F1): recipe 6 0.689 (0.681 /
-    # 0.603 / 0.783); plain 0.5 0.623 (0.626 / 0.619 / 0.624); plain 1.0 0.547 (0.646 / 0.621 /
-    # 0.374: b0's Good graded Medium, 65 of 80); + MRQy 0.647 (0.663 / 0.578 / 0.701); + qi_1,
-    # inu_* 0.684 (0.635 / 0.599 / 0.818); + deform 8 mm 0.684 (0.680 / 0.638 / 0.734). None
-    # wins: bold stays as shipped (no unseen score). On robex every candidate errs the same
-    # way (Medium graded Good 22-34 of 56, Bad graded Medium 10-29 of 56).
+    # axis ("zoom", spline order "zoom_order"), an intrinsic smoothness of U(0, s) voxels
+    # ("smooth"), intra-tissue texture ("texture"), an elastic deformation ("deform"), or with
+    # probability "plain" none of these. How every value was chosen (each round's rule and
+    # candidates declared in a commit before it ran, and its figures) is the selection log of
+    # mmrqa_bids/data/classifier_model_card.md.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},

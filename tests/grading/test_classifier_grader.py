@@ -56,6 +56,17 @@ def test_shipped_models_are_small_and_load_fast():
         assert {"seen", "unseen"} <= model.evaluation.keys()
 
 
+def test_model_card_describes_the_shipped_models():
+    """The card names each shipped model and quotes its stored unseen figures."""
+    card = (REPO / "mmrqa_bids" / "data" / "classifier_model_card.md").read_text()
+    for name in MODEL_FILES.values():
+        model = load_model_file(REPO / "mmrqa_bids" / "data" / name)
+        assert f"`{model.model_id}`" in card, f"the card does not name {model.model_id}"
+        unseen = model.evaluation["unseen"]
+        for key in ("accuracy", "macro_f1"):
+            assert f"**{unseen[key]:.3f}**" in card, (model.family, key, unseen[key])
+
+
 def test_grading_needs_no_torch_nor_sklearn():
     code = ("import sys; from mmrqa_bids.grading import make_grader, GradeRequest; "
             "from mmrqa_bids.settings import Grading; g = make_grader(Grading()); "
