@@ -2,7 +2,7 @@
 """Choosing the anat domain randomisation of the metric classifier without the unseen sources.
 
     python benchmarks/classifier_randomization_cv.py anat NAME=JSON [NAME=JSON ...] [--draws 4]
-        [--val-anatomy robex[,b0]] [--val-draws 2]
+        [--val-anatomy robex[,b0]] [--val-draws 2] [--save-models DIR]
 
 Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
 :func:`mmrqa_bids.train.classifier._render_clean`), e.g.
@@ -43,6 +43,10 @@ share in training inflates it).
 Several anatomies may be named (``--val-anatomy robex,b0``, recipe 6's round 7 on): each is
 left out of every fit and graded as above, and the criterion is the mean of LOPO and each
 anatomy's macro-F1 ("mean(LOPO, A, B)"), so that no single validation head decides.
+
+``--save-models DIR`` writes each candidate's fit on all its training examples to
+``DIR/NAME/`` beside a copy of the other family's shipped model, a ``--model`` folder for the
+classifier grader (e.g. for ``benchmarks/classifier_real_scans.py --model-dir DIR/NAME``).
 
 The held-out "unseen" sources take no part. Metrics come from the trainer's cache.
 """
@@ -105,13 +109,28 @@ def grade_rows(doc: dict, rows: list) -> list:
     return [LABELS[k] for k in p.argmax(axis=1)]
 
 
+def save_candidate(doc: dict, family: str, folder: Path) -> None:
+    """``doc`` as the family's model file in ``folder``, with the shipped model of the other
+    family beside it."""
+    import shutil
+
+    from mmrqa_bids.grading.classifier import MODEL_FILES
+    from mmrqa_bids.resources import data_dir
+    from mmrqa_bids.train.classifier import save_model
+
+    save_model(doc, folder)
+    for other, name in MODEL_FILES.items():
+        if other != family:
+            shutil.copyfile(data_dir() / name, folder / name)
+
+
 def main(argv=None) -> int:
     from mmrqa_bids.train.classifier import (DEFAULT_RECIPE, build_training_set,
                                              evaluate_model, fit_model, plan_examples,
                                              select_features)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2"}
+    opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2", "--save-models": ""}
     for flag in opts:
         if flag in argv:
             i = argv.index(flag)
@@ -199,6 +218,8 @@ def main(argv=None) -> int:
         elif xf1:
             cross += (f" | mean(LOPO, {', '.join(xf1)}) "
                       f"{np.mean([lopo_f1, *xf1.values()]):.3f}")
+        if opts["--save-models"]:
+            save_candidate(doc, family, Path(opts["--save-models"]) / name)
         conf = np.array(every["confusion"])
         missed = {}
         for e, truth, p in zip(val, vlab, pred):

@@ -123,6 +123,8 @@ class Example:
     texture: float = 0.0  # intra-tissue texture amplitude, see :func:`_render_clean`
     plain: float = 0.0  # probability of no randomisation at all, see :func:`_render_clean`
     deform: float = 0.0  # largest elastic displacement in mm, see :func:`_render_clean`
+    scanner: float = 0.0  # probability of a scanner's bias field and field of view, see
+    # :func:`_scanner_nuisance`
 
     @property
     def label(self) -> str:
@@ -144,7 +146,7 @@ class Example:
         adding an option does not invalidate earlier caches)."""
         fields = {k: v for k, v in asdict(self).items()
                   if not ((k in ("contrast_jitter", "zoom_jitter", "random_contrast",
-                                 "smooth_jitter", "texture", "plain", "deform")
+                                 "smooth_jitter", "texture", "plain", "deform", "scanner")
                                 and v == 0.0)
                           or (k == "zoom_order" and v == 1))}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
@@ -181,7 +183,8 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                                        zoom_order=int(rand.get("zoom_order", 1)),
                                        texture=float(rand.get("texture", 0.0)),
                                        plain=float(rand.get("plain", 0.0)),
-                                       deform=float(rand.get("deform", 0.0))))
+                                       deform=float(rand.get("deform", 0.0)),
+                                       scanner=float(rand.get("scanner", 0.0))))
     return out
 
 
@@ -275,6 +278,39 @@ def _vary_geometry(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(clean)
 
 
+#: Ranges of :func:`_scanner_nuisance`: std of the log bias field over the head (our
+#: polynomial estimate of ROBEX's subject as scanned: inu_range 0.21 ~ std 0.065), and the
+#: in-plane field of view in mm.
+SCANNER_BIAS_LOG_STD = (0.0, 0.1)
+SCANNER_FOV_MM = (220.0, 260.0)
+
+
+def _scanner_nuisance(clean: np.ndarray, ex: Example, rng: np.random.Generator) -> np.ndarray:
+    """With probability ``ex.scanner``, what every real scan has and a rendered head lacks,
+    made part of the clean reference (so never graded as degradation):
+
+    * a receive-coil bias field (:func:`~mmrqa_bids.artifacts.bias_field`, 3rd order, std of
+      its log over the head U(:data:`SCANNER_BIAS_LOG_STD`)): a good scan is rarely flat
+      (ABIDE's accepted T1w scans: MRIQC inu_range 0.19-0.49, q05-q95);
+    * air around the head as a scanner's field of view holds it: both in-plane axes padded
+      to U(:data:`SCANNER_FOV_MM`) mm (a rendered head has ~12 mm of air; EFC, FBER and the
+      background statistics depend on how much air there is).
+    """
+    from mmrqa_bids.artifacts import bias_field
+
+    if not ex.scanner or rng.random() >= ex.scanner:
+        return clean
+    log_std = float(rng.uniform(*SCANNER_BIAS_LOG_STD))
+    clean = clean * bias_field(clean, log_std, seed=int(rng.integers(2 ** 31)))
+    fov = float(rng.uniform(*SCANNER_FOV_MM))
+    pads = []
+    for axis in (0, 1):
+        extra = max(0, int(round(fov / ex.voxel_size)) - clean.shape[axis])
+        before = int(rng.integers(0, extra + 1))
+        pads.append((before, extra - before))
+    return np.pad(clean, pads + [(0, 0)]).astype(np.float32)
+
+
 def _store(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Scanner gain (log-uniform, 200-20000 at the brightest tissue) and int16 storage."""
     gain = float(np.exp(rng.uniform(np.log(200), np.log(20000))))
@@ -292,7 +328,7 @@ def simulate_example(ex: Example, cache_dir: Path | None = None):
 
     rng = np.random.default_rng(ex.seed)
     head = load_source_head(ex.anatomy, ex.voxel_size, cache_dir)
-    clean = _vary_geometry(_render_clean(head, ex, rng), rng)
+    clean = _scanner_nuisance(_vary_geometry(_render_clean(head, ex, rng), rng), ex, rng)
     clean = clean / float(np.percentile(clean[clean > 0.05 * clean.max()], 99.5))
     pe_axis = int(rng.integers(0, 2))
     vox = (ex.voxel_size,) * 3
