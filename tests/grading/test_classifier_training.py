@@ -165,3 +165,22 @@ def test_elastic_deform_moves_by_at_most_the_largest_shift():
     assert np.array_equal(tc.elastic_deform(ramp, 0.0, 5.0, np.random.default_rng(0)), ramp)
     again = tc.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
     assert np.array_equal(out, again)
+
+
+def test_scanner_nuisance_pads_the_field_of_view_and_adds_a_bias_field():
+    clean = _render()
+    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1, scanner=1.0)
+    out = tc._scanner_nuisance(clean, ex, np.random.default_rng(0))
+    lo, hi = (int(round(mm / 3.0)) for mm in tc.SCANNER_FOV_MM)
+    assert all(lo <= n <= hi for n in out.shape[:2]) and out.shape[2] == clean.shape[2]
+    # The same head, moved by the padding and multiplied by a smooth, non-constant field.
+    def nonzero_box(a):
+        return a[tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(a))]
+
+    head, moved = nonzero_box(clean), nonzero_box(out)
+    assert moved.shape == head.shape
+    field = moved[head > 0] / head[head > 0]
+    assert 0.5 < field.min() and field.max() < 2 and field.std() > 1e-3
+    plain = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1)
+    assert np.array_equal(tc._scanner_nuisance(clean, plain, np.random.default_rng(0)), clean)
+    assert np.array_equal(tc._scanner_nuisance(clean, ex, np.random.default_rng(0)), out)
