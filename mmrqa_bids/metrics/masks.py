@@ -281,17 +281,43 @@ class Masks:
         return upsample(self.head_small.T, self.factor, self.head.shape[::-1]).T
 
 
+def hat_mask(reference: np.ndarray, min_share: float = 0.25) -> np.ndarray:
+    """The air that the background metrics use: above the centre of ``reference`` (the brain,
+    or the head) along the last (inferior-superior, RAS) axis.
+
+    Mortamet et al. (MRM 2009) and MRIQC measure the background in the "hat" above the
+    nasion-ear plane only: below it, a real scan holds the face, neck and shoulders, whose
+    dark, coil-shaded tissue falls outside an intensity-based head mask and would count as
+    artifact in the air (ROBEX's reference subject as scanned: qi_1 0.109, all of it neck and
+    face). The brain's centre lies above that plane. Returns an all-True mask when the hat
+    would hold less than ``min_share`` of the slices (a slab, or a head at the top of the
+    field of view).
+    """
+    out = np.ones(reference.shape, bool)
+    z = np.nonzero(reference.any(axis=(0, 1)))[0]
+    if z.size == 0:
+        return out
+    weights = reference.sum(axis=(0, 1))[z].astype(float)
+    centre = int(round(float(np.sum(z * weights) / weights.sum())))
+    if reference.shape[2] - centre < min_share * reference.shape[2]:
+        return out
+    out[:, :, :centre] = False
+    return out
+
+
 def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True) -> Masks:
-    """Head, background (air farther than ``margin_vox`` voxels from the head, excluding
-    exact zeros: zero-filled borders are not air) and brain masks of a 3-D volume."""
+    """Head, background (air farther than ``margin_vox`` voxels from the head, above the
+    brain's centre (:func:`hat_mask`), excluding exact zeros: zero-filled borders are not air)
+    and brain masks of a 3-D volume in RAS orientation."""
     if data.ndim != 3:
         raise ValueError(f"masks need a 3-D volume, got shape {data.shape}")
     f = mask_factor(data.shape)
     small = block_mean(data, f)
     head_s = head_mask_lowres(small)
     grown = ndi.binary_dilation(head_s, iterations=max(1, int(np.ceil(margin_vox / f))))
-    bg_s = ~grown & (small != 0)
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
+    grown |= ~hat_mask(brain_s)
+    bg_s = ~grown & (small != 0)
     head = upsample(head_s, f, data.shape)
     bg = upsample(~grown, f, data.shape)
     if not np.all(data):  # exact zeros (zero-filled borders, defacing) are not air
