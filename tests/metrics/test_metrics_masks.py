@@ -71,3 +71,36 @@ def test_big_volume_uses_the_2x_grid():
     masks = M.compute_masks(img.astype(np.float32), with_brain=False)
     assert masks.factor == 2 and masks.head.shape == shape
     assert _dice(masks.head, ball) > 0.97
+
+
+def test_background_is_the_hat_above_the_brain(make_sphere):
+    """A real scan's neck is darker than the head's Otsu threshold (coil shading) and falls
+    outside the head mask; the background metrics read only the air above the brain's centre,
+    so it does not count as artifact in the air (MRIQC's "hat", Mortamet et al. 2009)."""
+    from mmrqa_bids.metrics.anatomical import qi_1
+
+    ph = make_sphere(20.0)
+    rng = np.random.default_rng(1)
+    # 24 slices of noisy air below the sphere, and a neck through them up into the head.
+    below = np.abs(rng.normal(0, 20.0, ph.image.shape[:2] + (24,)) + 1j * rng.normal(
+        0, 20.0, ph.image.shape[:2] + (24,))).astype(np.float32)
+    necked = np.concatenate([below, ph.image], axis=2)
+    grid = np.indices(necked.shape)
+    neck = ((grid[0] - 35.5) ** 2 + (grid[1] - 35.5) ** 2 < 12 ** 2) & (grid[2] < 30)
+    necked[neck] += 150.0  # far above the noise (sigma 20), below the head's Otsu threshold
+    masks = M.compute_masks(necked)
+    assert not masks.background[neck].any()
+    assert not masks.background[:, :, :50].any() and masks.background[:, :, 60:].any()
+    assert qi_1(masks.small, masks.background_small) < 1e-3
+    everywhere = ~ndi.binary_dilation(masks.head_small, iterations=4)
+    assert qi_1(masks.small, everywhere) > 0.01  # what the whole air would have said
+
+
+def test_hat_falls_back_to_all_air_when_too_little_lies_above():
+    ref = np.zeros((10, 10, 20), bool)
+    ref[3:7, 3:7, 14:20] = True  # a head at the top of the field of view
+    assert M.hat_mask(ref).all()
+    ref[:] = False
+    ref[3:7, 3:7, 4:11] = True  # centre z = 7
+    hat = M.hat_mask(ref)
+    assert not hat[:, :, :7].any() and hat[:, :, 7:].all()
