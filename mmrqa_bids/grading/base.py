@@ -29,6 +29,8 @@ class Grade:
     narrative: dict[str, str]  # classification / artifact / analysis
     raw: str | None = None  # the model's raw answer (MLLM graders)
     parse_error: str | None = None
+    #: metrics outside every run the metric model was trained on (the grade extrapolates)
+    outside_training: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.label is not None and self.label not in LABELS:

@@ -121,6 +121,8 @@ class MetricModel:
     reference: dict[str, dict[str, float]]  # feature -> {q05, q25, median, q75, q95} (clean runs)
     recipe: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    #: feature -> {low, high}: 0.5th-99.5th percentile over every training run (older files: {})
+    support: dict[str, dict[str, float]] = field(default_factory=dict)
     path: str = ""
     sha256: str = ""
 
@@ -135,7 +137,8 @@ class MetricModel:
         return cls(family=d["family"], model_id=d["model_id"], features=tuple(d["features"]),
                    grade=grade, artifact=TreeEnsemble.from_dict(d["artifact"]),
                    reference=d["reference"], recipe=d.get("recipe", {}),
-                   evaluation=d.get("evaluation", {}), path=path, sha256=sha256)
+                   evaluation=d.get("evaluation", {}), support=d.get("support", {}),
+                   path=path, sha256=sha256)
 
     def vector(self, metrics: dict[str, float], what: str = "run") -> np.ndarray:
         missing = [f for f in self.features if f not in metrics]
@@ -159,6 +162,23 @@ class MetricModel:
             z = _robust_z(value, ref)
             scored.append((abs(z), Driver(name=name, value=value, low=ref["q05"], high=ref["q95"],
                                           z=z)))
+        scored.sort(key=lambda s: -s[0])
+        return [d for _, d in scored[:n]]
+
+    def outside_training(self, metrics: dict[str, float], n: int = N_DRIVERS) -> list[Driver]:
+        """The features outside :attr:`support` (every training run's range, not only the
+        clean ones'), furthest first in widths of that range: the trees then extrapolate, as
+        they do on real scans whose air, bias field or texture no simulation had."""
+        scored = []
+        for name in self.features:
+            span = self.support.get(name)
+            value = _as_float(metrics.get(name, math.nan))
+            if not span or not math.isfinite(value):
+                continue
+            low, high = span["low"], span["high"]
+            out = max(low - value, value - high) / max(high - low, 1e-12)
+            if out > 0:
+                scored.append((out, Driver(name=name, value=value, low=low, high=high, z=out)))
         scored.sort(key=lambda s: -s[0])
         return [d for _, d in scored[:n]]
 
@@ -267,8 +287,9 @@ class ClassifierGrader:
         if not artifacts and label != "Good":  # a degraded run always names its likeliest cause
             artifacts = [{"type": art_probs[0][0], "likelihood": art_probs[0][1]}]
         conf = confidence_from(probs)
+        outside = model.outside_training(req.metrics)
         narrative = render_narrative(
             label=label, confidence=conf, drivers=model.drivers(req.metrics),
-            artifacts=artifacts, model_id=model.model_id, suffix=req.suffix)
+            artifacts=artifacts, model_id=model.model_id, suffix=req.suffix, outside=outside)
         return Grade(label=label, probabilities=probs, confidence=conf, artifacts=artifacts,
-                     narrative=narrative)
+                     narrative=narrative, outside_training=[d.name for d in outside])

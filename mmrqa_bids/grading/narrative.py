@@ -105,11 +105,12 @@ def describe_metrics(metrics: dict[str, float], names: list[str]) -> str:
 
 def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver],
                      artifacts: Sequence[dict[str, Any]], model_id: str,
-                     suffix: str = "T1w") -> dict[str, str]:
+                     suffix: str = "T1w", outside: Sequence[Driver] = ()) -> dict[str, str]:
     """The three narrative sections for one graded run.
 
     ``drivers``: the metrics furthest from clean acquisitions (most deviant first);
-    ``artifacts``: ``[{"type", "likelihood"}]``, most likely first (may be empty).
+    ``artifacts``: ``[{"type", "likelihood"}]``, most likely first (may be empty);
+    ``outside``: metrics outside every training run's range (low/high = that range).
     """
     main = artifacts[0] if artifacts else None
     facts = ARTIFACT_FACTS.get(main["type"], {}) if main else {}
@@ -121,6 +122,8 @@ def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver]
         "drivers": [{"name": d.name, "value": format_value(d.value), "low": format_value(d.low),
                      "high": format_value(d.high), "direction": d.direction} for d in drivers],
         "deviant": [d.name for d in drivers if d.direction != "within"],
+        "outside": [{"name": d.name, "value": format_value(d.value), "low": format_value(d.low),
+                     "high": format_value(d.high)} for d in outside],
         "usability_sentence": USABILITY[label][0],
         "usability_advice": USABILITY[label][1],
         "main_artifact": None if main is None else {

@@ -553,6 +553,19 @@ def reference_ranges(rows: Sequence[dict[str, float]], features: Sequence[str]) 
     return out
 
 
+def support_ranges(x: np.ndarray, features: Sequence[str], q: float = 0.5
+                   ) -> dict[str, dict[str, float]]:
+    """The ``q``-th and (100 - ``q``)-th percentiles of every feature over all training rows
+    (the grader flags a run outside them as an extrapolation)."""
+    out = {}
+    for j, name in enumerate(features):
+        v = x[:, j][np.isfinite(x[:, j])]
+        if v.size:
+            low, high = np.percentile(v, [q, 100 - q])
+            out[name] = {"low": float(low), "high": float(high)}
+    return out
+
+
 def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[str],
               artifact_labels: Sequence[str], clean: Sequence[bool], *,
               params: dict[str, Any] | None = None, seed: int = 0,
@@ -594,6 +607,7 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
         "grade": grade,
         "artifact": artifact,
         "reference": reference_ranges(clean_rows, features),
+        "support": support_ranges(x, features),
         "recipe": {"recipe": recipe or {"model": params, "seed": seed},
                    "label_map": label_map,
                    "trainer": "mmrqa_bids.train.classifier (scripts/train_classifier.py)",

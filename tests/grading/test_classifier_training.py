@@ -96,6 +96,19 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
                                                              "c": 0.0})])[0]
     assert good.label == "Good"
     assert 1.0 / 20 <= doc["grade"]["temperature"] <= 20.0
+    # Inside every training run's range: no caution. Far outside it: named, in the narrative.
+    assert good.outside_training == [] and "Caution" not in good.narrative["classification"]
+    assert set(doc["support"]) == {"a", "b", "c"}
+    odd = grader.grade([GradeRequest("sub-01_T1w", "T1w", {"a": 10 ** 1.5, "b": 0.0,
+                                                            "c": 40.0})])[0]
+    assert odd.outside_training == ["c"]
+    text = odd.narrative["classification"]
+    from mmrqa_bids.grading.narrative import format_value
+    span = doc["support"]["c"]
+    assert (f"Caution: c = 40 lies outside every run the model was trained on (c: "
+            f"{format_value(span['low'])} to {format_value(span['high'])})") in text
+    assert "{" not in text and "}" not in text
+    assert odd.to_dict()["outside_training"] == ["c"]
 
 
 def _box_head(n: int = 24):
