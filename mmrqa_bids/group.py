@@ -12,7 +12,7 @@ from mmrqa_bids.outputs import derivative_paths, read_derivative, read_failures
 
 ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
 FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_medium",
-                 "p_bad", "confidence", "artifact", "grader", "error")
+                 "p_bad", "confidence", "artifact", "outside_training", "grader", "error")
 
 
 def collect_documents(output_dir: Path) -> list[dict[str, Any]]:
@@ -44,6 +44,7 @@ def document_row(doc: dict[str, Any]) -> dict[str, Any]:
         "p_bad": probs.get("Bad", "n/a"),
         "confidence": grade.get("confidence", "n/a"),
         "artifact": arts[0]["type"] if arts else "none",
+        "outside_training": ",".join(grade.get("outside_training") or []) or "n/a",
         "grader": doc.get("provenance", {}).get("backend", "n/a"),
         "error": doc.get("parse_error") or "n/a",
     }
@@ -54,8 +55,8 @@ def document_row(doc: dict[str, Any]) -> dict[str, Any]:
 def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
     return {"bids_name": fail["bids_name"], **{k: fail.get(k, "n/a") for k in ENTITY_COLUMNS},
             "status": "failed", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
-            "p_bad": "n/a", "confidence": "n/a", "artifact": "n/a", "grader": "n/a",
-            "error": fail["error"]}
+            "p_bad": "n/a", "confidence": "n/a", "artifact": "n/a", "outside_training": "n/a",
+            "grader": "n/a", "error": fail["error"]}
 
 
 def group_tables(output_dir: Path, docs: list[dict[str, Any]] | None = None

@@ -31,6 +31,8 @@ def derivative_document(record: dict[str, Any], settings: dict[str, Any]) -> dic
             "label": grade["label"],
             "probabilities": grade["probabilities"],
             "confidence": grade["confidence"],
+            # metrics outside every run the metric model was trained on (an extrapolation)
+            "outside_training": grade.get("outside_training", []),
         },
         "artifacts": grade["artifacts"],
         "narrative": grade["narrative"],

@@ -67,6 +67,9 @@ def test_per_run_json(processed, small_bids):
         assert all(doc["narrative"][k].strip() for k in doc["narrative"])
         assert doc["provenance"]["backend"] == "classifier" and doc["provenance"]["model_id"]
         assert all(np.isfinite(v) for v in doc["metrics"].values())
+        outside = doc["grade"]["outside_training"]  # metrics the model never saw so far out
+        assert set(outside) <= set(doc["metrics"])
+        assert ("Caution:" in doc["narrative"]["classification"]) == bool(outside)
     bold = json.loads(paths["sub-01_ses-1_task-rest_bold"].read_text())
     assert "tsnr" in bold["metrics"]
     # The degraded run is graded worse than its clean twin.
@@ -87,6 +90,7 @@ def test_reports_and_group_tables(processed):
     for row in t1:
         assert row["grade"] in ("Good", "Medium", "Bad") and row["status"] == "ok"
         assert float(row["p_good"]) + float(row["p_medium"]) + float(row["p_bad"]) == pytest.approx(1, abs=1e-4)
+        assert row["outside_training"] == "n/a" or set(row["outside_training"].split(",")) <= set(row)
     assert (out / "group_T1w.html").stat().st_size > 0
     logs = list((out / "logs").glob("settings_participant_*.toml"))
     assert logs and tomllib.loads(logs[0].read_text())["execution"]["nprocs"] == 2
