@@ -80,6 +80,23 @@ def real_images(grader, reference: dict, features: list) -> None:
         print(f"    outside the clean range: {outside_clean_range(metrics, reference, features)}")
 
 
+def bad_vs_rest_auc(df, p_bad: np.ndarray, min_per_class: int = 3) -> str:
+    """ROC-AUC of ``p_bad`` for excluded (Bad) against the other rated scans: pooled, and the
+    mean over sites with ``min_per_class`` of each (as the MRIQC model's selection)."""
+    from sklearn.metrics import roc_auc_score
+
+    rated = df["rater_1"].notna().to_numpy()
+    bad = (df["rater_1"] == -1).to_numpy()
+    pooled = roc_auc_score(bad[rated], p_bad[rated])
+    per_site = []
+    for _, idx in df[rated].groupby("site").groups.items():
+        y = bad[np.asarray(idx)]
+        if min(y.sum(), (~y).sum()) >= min_per_class:
+            per_site.append(roc_auc_score(y, p_bad[np.asarray(idx)]))
+    return (f"AUC pooled {pooled:.3f}, mean within {len(per_site)} sites "
+            f"{np.mean(per_site):.3f}" if per_site else f"AUC pooled {pooled:.3f}")
+
+
 def mriqc_tables(model) -> None:
     import pandas as pd
 
@@ -110,6 +127,7 @@ def mriqc_tables(model) -> None:
         good = rated == "Good"
         print(f"    accepted scans graded Good: {(graded[good] == 'Good').mean():.3f}; "
               f"accuracy {(graded == rated).mean():.3f}")
+        print(f"    does p_bad rank excluded scans first? {bad_vs_rest_auc(df, p[:, 2])}")
         if name == "abide":
             ref = model.reference
             print("    features of accepted ABIDE scans (q05-q95) against the clean range "

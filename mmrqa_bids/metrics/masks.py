@@ -288,8 +288,8 @@ def hat_mask(reference: np.ndarray, min_share: float = 0.25) -> np.ndarray:
     Mortamet et al. (MRM 2009) and MRIQC measure the background in the "hat" above the
     nasion-ear plane only: below it, a real scan holds the face, neck and shoulders, whose
     dark, coil-shaded tissue falls outside an intensity-based head mask and would count as
-    artifact in the air (ROBEX's reference subject as scanned: qi_1 0.109, all of it neck and
-    face). The brain's centre lies above that plane. Returns an all-True mask when the hat
+    artifact in the air (ROBEX's reference subject as scanned: qi_1 0.109, of which 0.099
+    neck and face). The brain's centre lies above that plane. Returns an all-True mask when the hat
     would hold less than ``min_share`` of the slices (a slab, or a head at the top of the
     field of view).
     """
@@ -316,7 +316,7 @@ def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True
     head_s = head_mask_lowres(small)
     grown = ndi.binary_dilation(head_s, iterations=max(1, int(np.ceil(margin_vox / f))))
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
-    grown |= ~hat_mask(brain_s)
+    grown |= ~hat_mask(brain_s)  # not air: the head and its margin, and all below the hat
     bg_s = ~grown & (small != 0)
     head = upsample(head_s, f, data.shape)
     bg = upsample(~grown, f, data.shape)
