@@ -357,12 +357,28 @@ def cache_key() -> str:
 
 
 def metrics_code_hash() -> str:
-    """Hash of the metrics package source: cached metrics are reused only for the same code."""
+    """Hash of the metrics package's code: cached metrics are reused only for the same code.
+
+    The syntax trees are hashed without their docstrings (comments never reach them), so an
+    edit of the documentation keeps the cache and the hash recorded in the model files. The
+    trees' dump format belongs to the Python version: another version starts a new cache.
+    """
+    import ast
+
     import mmrqa_bids.metrics as metrics_pkg
 
     digest = hashlib.sha256()
     for path in sorted(Path(metrics_pkg.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                  ast.AsyncFunctionDef)) and body
+                    and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(path.name.encode())
+        digest.update(ast.dump(tree).encode())
     return digest.hexdigest()[:12]
 
 

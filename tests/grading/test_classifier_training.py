@@ -197,3 +197,22 @@ def test_scanner_nuisance_pads_the_field_of_view_and_adds_a_bias_field():
     plain = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1)
     assert np.array_equal(tc._scanner_nuisance(clean, plain, np.random.default_rng(0)), clean)
     assert np.array_equal(tc._scanner_nuisance(clean, ex, np.random.default_rng(0)), out)
+
+
+def test_metrics_code_hash_ignores_documentation_but_not_code(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    import mmrqa_bids.metrics as metrics_pkg
+
+    src = Path(metrics_pkg.__file__).parent
+    copy_dir = tmp_path / "metrics"
+    shutil.copytree(src, copy_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(metrics_pkg, "__file__", str(copy_dir / "__init__.py"))
+    base = tc.metrics_code_hash()
+    masks = copy_dir / "masks.py"
+    text = masks.read_text()
+    masks.write_text(text.replace('"""Head', '"""Edited. Head', 1) + "\n# a comment\n")
+    assert tc.metrics_code_hash() == base
+    masks.write_text(text + "\nEXTRA = 1\n")
+    assert tc.metrics_code_hash() != base
