@@ -179,6 +179,24 @@ def qi_1(small: np.ndarray, background_small: np.ndarray, z: float = 5.0) -> flo
     return float(np.count_nonzero(art) / air.size)
 
 
+def fov_edge(head: np.ndarray) -> float:
+    """Share of the in-plane field-of-view faces covered by the head: max over the x and y
+    axes of mean(head on the two faces normal to that axis).
+
+    0 when air surrounds the head in-plane. A field of view shorter than the head along the
+    phase-encoding axis folds the head's tails onto both faces along it (wrap-around,
+    :func:`mmrqa_bids.artifacts.wrap_around`), so the head fills them. The z faces are left
+    out: a field of view that cuts the neck or the vertex is common and harmless.
+    """
+    if head.ndim != 3 or not head.any():
+        return NAN
+    shares = []
+    for axis in (0, 1):
+        faces = np.take(head, [0, head.shape[axis] - 1], axis=axis)
+        shares.append(float(faces.mean()))
+    return max(shares)
+
+
 def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
          stride: int = 2) -> tuple[float, float, float]:
     """Smoothness per axis from first differences (Forman et al., MRM 1995; AFNI 3dFWHMx
@@ -276,6 +294,7 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     out["snr1"] = snr1_volume(fg, air)
     out["wm2max"] = wm2max(data, wm["median"])
     out["qi_1"] = qi_1(masks.small, masks.background_small)
+    out["fov_edge"] = fov_edge(masks.head_small)
     fx, fy, fz = fwhm(data, masks.head, zooms, stride=3 if data.size > 8_000_000 else 2)
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
     n_icv = sum(stats[t]["n"] for t in TISSUES)

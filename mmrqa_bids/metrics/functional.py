@@ -4,7 +4,8 @@ Names and definitions follow MRIQC's functional IQMs (Esteban et al., PLoS One 2
 they match. Spatial metrics (efc, fber, snr, fwhm, gsr) are taken on the temporal mean, and
 so are two static-artifact metrics MRIQC computes for anatomical runs only: ``qi_1`` (structured
 signal in the air: ghosts, wrap-around) and ``inu_med``/``inu_range`` (the bias field of the
-3-class tissue fit, :func:`mmrqa_bids.metrics.tissues.fit_tissues`, EPI contrast).
+3-class tissue fit, :func:`mmrqa_bids.metrics.tissues.fit_tissues`, EPI contrast). ``fov_edge``
+(wrap-around, :func:`~mmrqa_bids.metrics.anatomical.fov_edge`) is mmrqa's own.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.stats import norm
 
-from mmrqa_bids.metrics.anatomical import (NAN, efc, fber, fwhm, inu_stats, qi_1, snr,
-                                           summary_stats)
+from mmrqa_bids.metrics.anatomical import (NAN, efc, fber, fov_edge, fwhm, inu_stats, qi_1,
+                                           snr, summary_stats)
 from mmrqa_bids.metrics.masks import Masks
 from mmrqa_bids.metrics.tissues import fit_tissues
 
@@ -205,6 +206,7 @@ def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
     fx, fy, fz = fwhm(mean_epi, head, zooms, stride=1)
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
     out["qi_1"] = qi_1(masks.small, masks.background_small)
+    out["fov_edge"] = fov_edge(masks.head_small)
     model = fit_tissues(masks.small, masks.brain_small, "bold")
     out["inu_med"], out["inu_range"] = (inu_stats(model.field_small, masks.brain_small)
                                         if model is not None else (NAN, NAN))

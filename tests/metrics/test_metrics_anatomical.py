@@ -156,3 +156,17 @@ def test_memory_layout_does_not_change_values(make_sphere):
     assert not c.background[:, :3].any()
     for k, v in c.metrics.items():
         assert f.metrics[k] == pytest.approx(v, rel=1e-5, abs=1e-12), k
+
+
+def test_fov_edge_is_zero_in_air_and_rises_with_wrap_around():
+    from mmrqa_bids.artifacts import wrap_around
+    from mmrqa_bids.metrics.anatomical import fov_edge
+
+    grid = np.indices((40, 48, 36))
+    head = ((grid[0] - 19.5) ** 2 / 14 ** 2 + (grid[1] - 23.5) ** 2 / 18 ** 2
+            + (grid[2] - 17.5) ** 2 / 14 ** 2) < 1
+    assert fov_edge(head) == 0.0
+    image = head.astype(np.float32)
+    shares = [fov_edge(wrap_around(image, f, axis=1) > 0.5) for f in (1.0, 0.9, 0.75, 0.6)]
+    assert shares[0] < 0.05 and shares[1] < shares[2] < shares[3]
+    assert np.isnan(fov_edge(np.zeros((8, 8, 8), bool)))
