@@ -20,7 +20,8 @@ printed: the fit on every training source graded on every plain example ("all"),
 true-Medium examples graded Good there (the error the unseen sources showed).
 
 A candidate's JSON may also hold ``"extra_features"`` (metrics added to the family's
-candidate features, see :func:`~mmrqa_bids.train.classifier.select_features`) and
+candidate features and to the recipe's own ``extra_features``, see
+:func:`~mmrqa_bids.train.classifier.select_features`) and
 ``"extra_train"``: a list of training sources added to the
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
@@ -169,7 +170,9 @@ def main(argv=None) -> int:
         name, randomize = spec.split("=", 1)
         randomize = json.loads(randomize)
         extra = randomize.pop("extra_train", [])
-        extra_features = randomize.pop("extra_features", [])
+        # the recipe's own extra features (recipe 7 on), then the candidate's
+        extra_features = list(dict.fromkeys(list(base[family].get("extra_features", []))
+                                            + randomize.pop("extra_features", [])))
         t0 = time.time()
         ex = [e for e in plan_examples(candidate(base, family, randomize, draws, extra),
                                        family) if e.split == "train"]
