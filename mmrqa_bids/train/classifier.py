@@ -51,7 +51,7 @@ import numpy as np
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.train.sources import TrainingError, load_source_head  # noqa: F401
 
-RECIPE_VERSION = 7
+RECIPE_VERSION = 8
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
@@ -82,8 +82,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5},
         "n_volumes": 12,
         # Recipe 7 (bold): the bias field (inu_*) and air-artifact (qi_1) metrics of the mean
-        # EPI join the features (round 10 of the model card's selection log).
-        "extra_features": ["inu_med", "inu_range", "qi_1"],
+        # EPI join the features (round 10 of the model card's selection log); recipe 8: the
+        # wrap-around metric fov_edge (round 11).
+        "extra_features": ["inu_med", "inu_range", "qi_1", "fov_edge"],
         # Recipe 6 (bold): recipe 5's sources (the MNI head, soft and hard labels) + ROBEX's
         # subject.
         "train": [{"anatomy": a, "contrast": "bold", "voxel_size": v}
