@@ -22,9 +22,11 @@ One command rebuilds the shipped models (``python scripts/train_classifier.py``)
    invalidates the cache by itself).
 4. **Features**: only metrics that are *scale-free* (unchanged when the image is multiplied
    by a constant: :func:`scale_free_metrics`), from ``ANAT_FEATURES``/``FUNC_FEATURES`` of
-   :mod:`mmrqa_bids.metrics` when it defines them, otherwise every metric, less the
-   family's ``exclude_features`` in the recipe (metrics whose clean values depend on the
-   anatomy). The list is stored in the model file.
+   :mod:`mmrqa_bids.metrics` when it defines them, otherwise every metric, plus the
+   family's ``extra_features`` in the recipe (bold: the bias-field, air-artifact and
+   wrap-around metrics of the mean EPI), less its ``exclude_features``
+   (:func:`recipe_features`). The list is stored in the model file; the ``train`` level
+   fits the same features on rated runs.
 5. **Fit**: gradient boosting (``HistGradientBoostingClassifier``) for the grade and for the
    artifact type, on 80% of the training sources' examples; a softmax temperature on the
    other 20% (calibration); exported as JSON trees (:mod:`mmrqa_bids.grading.classifier`).
@@ -497,6 +499,17 @@ def select_features(family: str, rows: Sequence[dict[str, float]],
     return keep
 
 
+def recipe_features(family: str, rows: Sequence[dict[str, float]],
+                    recipe: dict[str, Any] | None = None) -> list[str]:
+    """A recipe's features for a family (:data:`DEFAULT_RECIPE` by default, as the shipped
+    models): :func:`select_features` with its ``extra_features``, less its
+    ``exclude_features``."""
+    cfg = (recipe or DEFAULT_RECIPE).get(family, {})
+    excluded = set(cfg.get("exclude_features", ()))
+    return [f for f in select_features(family, rows, cfg.get("extra_features", ()))
+            if f not in excluded]
+
+
 # --------------------------------------------------------------------------- fit + export
 def export_hgb(model, classes: Sequence[str]) -> dict[str, Any]:
     """A fitted ``HistGradientBoostingClassifier`` as flat JSON-able node arrays (see
@@ -608,7 +621,7 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     from mmrqa_bids.grading.classifier import FORMAT, metric_matrix
 
     params = {**DEFAULT_RECIPE["model"], **(params or {})}
-    features = list(features) if features is not None else select_features(family, rows)
+    features = list(features) if features is not None else recipe_features(family, rows)
     x = metric_matrix(rows, features)
     calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
     grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
@@ -677,10 +690,7 @@ def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[
     rows = [r["metrics"] for r in records]
     labels = [r.get("label") or ex.label for r, ex in zip(records, examples)]
     train = [i for i, ex in enumerate(examples) if ex.split == "train"]
-    excluded = set(recipe[family].get("exclude_features", ()))
-    features = [f for f in select_features(family, [rows[i] for i in train],
-                                           recipe[family].get("extra_features", ()))
-                if f not in excluded]
+    features = recipe_features(family, [rows[i] for i in train], recipe)
     stored = {k: recipe[k] for k in ("version", "seed", family, "model", "randomize")
               if k in recipe}
     doc = fit_model(family, [rows[i] for i in train], [labels[i] for i in train],

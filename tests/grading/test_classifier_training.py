@@ -216,3 +216,16 @@ def test_metrics_code_hash_ignores_documentation_but_not_code(tmp_path, monkeypa
     assert tc.metrics_code_hash() == base
     masks.write_text(text + "\nEXTRA = 1\n")
     assert tc.metrics_code_hash() != base
+
+
+def test_recipe_features_add_the_recipe_extras_and_are_the_default_of_fit_model():
+    from mmrqa_bids.metrics import FUNC_METRICS
+
+    rng = np.random.default_rng(0)
+    rows = [{k: float(rng.random()) for k in FUNC_METRICS} for _ in range(30)]
+    feats = tc.recipe_features("bold", rows)
+    assert set(tc.DEFAULT_RECIPE["bold"]["extra_features"]) <= set(feats)
+    assert {"tsnr", "fd_mean"} <= set(feats) and "summary_fg_mean" not in feats
+    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe["bold"]["exclude_features"] = ["fov_edge"]
+    assert "fov_edge" not in tc.recipe_features("bold", rows, recipe)
