@@ -11,6 +11,7 @@ metric classifier instead, on the same examples and split.
 """
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
 import sys
@@ -103,7 +104,10 @@ def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
     """Manifest entries (spec fields + metrics + mosaic) and the failures with their reason."""
     jobs = [(s, image_dir, cache_dir) for s in specs]
     if nprocs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=nprocs) as pool:
+        # spawn, not fork: a forked child of a process whose torch thread pool already ran
+        # (the LLM graders, another test in the same worker) can hang in its first tensor copy
+        with ProcessPoolExecutor(max_workers=nprocs,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_realise_one, jobs))
     else:
         results = [_realise_one(j) for j in jobs]
