@@ -154,16 +154,11 @@ class MetricModel:
         """The features furthest from clean acquisitions, in robust z units:
         z = (v - median) / IQR over clean training runs (log10 scale for positive features)."""
         scored = []
-        for name in self.features:
-            ref = self.reference.get(name)
-            value = _as_float(metrics.get(name, math.nan))
-            if not ref or not math.isfinite(value):
-                continue
+        for name, value, ref in self._measured(metrics, self.reference):
             z = _robust_z(value, ref)
             scored.append((abs(z), Driver(name=name, value=value, low=ref["q05"], high=ref["q95"],
                                           z=z)))
-        scored.sort(key=lambda s: -s[0])
-        return [d for _, d in scored[:n]]
+        return _furthest(scored, n)
 
     def outside_training(self, metrics: dict[str, float], n: int = N_DRIVERS,
                          margin: float = 0.1) -> list[Driver]:
@@ -172,17 +167,26 @@ class MetricModel:
         extrapolate, as on real scans whose air, bias field or texture no simulation had.
         (The margin keeps a 1 mm run's FWHM, just below the 3-4 mm training runs', quiet.)"""
         scored = []
-        for name in self.features:
-            span = self.support.get(name)
-            value = _as_float(metrics.get(name, math.nan))
-            if not span or not math.isfinite(value):
-                continue
+        for name, value, span in self._measured(metrics, self.support):
             low, high = span["low"], span["high"]
             out = max(low - value, value - high) / max(high - low, 1e-12)
             if out > margin:
                 scored.append((out, Driver(name=name, value=value, low=low, high=high, z=out)))
-        scored.sort(key=lambda s: -s[0])
-        return [d for _, d in scored[:n]]
+        return _furthest(scored, n)
+
+    def _measured(self, metrics: dict[str, float], ranges: dict[str, dict[str, float]]):
+        """(name, value, range) of every feature that has a range and a finite value."""
+        for name in self.features:
+            span = ranges.get(name)
+            value = _as_float(metrics.get(name, math.nan))
+            if span and math.isfinite(value):
+                yield name, value, span
+
+
+def _furthest(scored: list[tuple[float, Driver]], n: int) -> list[Driver]:
+    """The ``n`` drivers of largest distance (stable for ties)."""
+    scored.sort(key=lambda s: -s[0])
+    return [d for _, d in scored[:n]]
 
 
 def metric_matrix(rows: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndarray:
