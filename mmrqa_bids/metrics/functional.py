@@ -5,7 +5,8 @@ they match. Spatial metrics (efc, fber, snr, fwhm, gsr) are taken on the tempora
 so are two static-artifact metrics MRIQC computes for anatomical runs only: ``qi_1`` (structured
 signal in the air: ghosts, wrap-around) and ``inu_med``/``inu_range`` (the bias field of the
 3-class tissue fit, :func:`mmrqa_bids.metrics.tissues.fit_tissues`, EPI contrast). ``fov_edge``
-(wrap-around, :func:`~mmrqa_bids.metrics.anatomical.fov_edge`) is mmrqa's own.
+(wrap-around, :func:`~mmrqa_bids.metrics.anatomical.fov_edge`) and ``head_edge`` (blur,
+:func:`~mmrqa_bids.metrics.anatomical.head_edge`) are mmrqa's own.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.stats import norm
 
-from mmrqa_bids.metrics.anatomical import (NAN, efc, fber, fov_edge, fwhm, inu_stats, qi_1,
-                                           snr, summary_stats)
+from mmrqa_bids.metrics.anatomical import (NAN, efc, fber, fov_edge, fwhm, head_edge, inu_stats,
+                                           qi_1, snr, summary_stats)
 from mmrqa_bids.metrics.masks import Masks
 from mmrqa_bids.metrics.tissues import fit_tissues
 
@@ -207,6 +208,7 @@ def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
     out["qi_1"] = qi_1(masks.small, masks.background_small)
     out["fov_edge"] = fov_edge(masks.head_small)
+    out["head_edge"] = head_edge(mean_epi, head, bg_stats["median"])
     model = fit_tissues(masks.small, masks.brain_small, "bold")
     out["inu_med"], out["inu_range"] = (inu_stats(model.field_small, masks.brain_small)
                                         if model is not None else (NAN, NAN))

@@ -42,11 +42,11 @@ def _summary(regions: tuple[str, ...]) -> tuple[str, ...]:
 #: ``snr1`` is MRQy's SNR1 over the whole volume (quoted in the QA pairs' key metrics);
 #: graders train on ``ANAT_FEATURES`` (``mrqy_SNR1``/``snr_total``), not on it.
 ANAT_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
-    ANAT_FEATURES + ("fwhm_x", "fwhm_y", "fwhm_z", "snr1", "fov_edge")
+    ANAT_FEATURES + ("fwhm_x", "fwhm_y", "fwhm_z", "snr1", "fov_edge", "head_edge")
     + _summary(("bg",) + TISSUES) + tuple(f"mrqy_{n}" for n in MRQY_NAMES)))
 
 #: Every key of ``compute(img, suffix)`` for a bold run.
 FUNC_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
     FUNC_FEATURES + ("dvars_nstd", "fd_num", "fwhm_x", "fwhm_y", "fwhm_z",
-                     "qi_1", "inu_med", "inu_range", "fov_edge")
+                     "qi_1", "inu_med", "inu_range", "fov_edge", "head_edge")
     + _summary(("fg", "bg")) + tuple(f"mrqy_{n}" for n in MRQY_NAMES)))

@@ -170,3 +170,26 @@ def test_fov_edge_is_zero_in_air_and_rises_with_wrap_around():
     shares = [fov_edge(wrap_around(image, f, axis=1) > 0.5) for f in (1.0, 0.9, 0.75, 0.6)]
     assert shares[0] < 0.05 and shares[1] < shares[2] < shares[3]
     assert np.isnan(fov_edge(np.zeros((8, 8, 8), bool)))
+
+
+def test_head_edge_is_one_for_a_step_and_falls_with_the_point_spread():
+    from mmrqa_bids.artifacts import gaussian_blur
+    from mmrqa_bids.metrics.anatomical import head_edge
+
+    grid = np.indices((40, 48, 36))
+    head = ((grid[0] - 19.5) ** 2 / 14 ** 2 + (grid[1] - 23.5) ** 2 / 18 ** 2
+            + (grid[2] - 17.5) ** 2 / 14 ** 2) < 1
+    image = head.astype(np.float32)
+    assert head_edge(image, head, 0.0) == pytest.approx(1.0)
+    values = [head_edge(gaussian_blur(image, s, (1.0,) * 3), head, 0.0)
+              for s in (0.5, 1.0, 2.0)]
+    assert 1.0 > values[0] > values[1] > values[2]
+    # The steepest one-voxel step of a unit step blurred by std s is Phi(1/2s) - Phi(-1/2s).
+    assert values[1] == pytest.approx(0.3829, rel=0.1)
+    # Gain and offset (an air level) do not move it; every 2nd slice measures the same edge.
+    noisy = image + np.random.default_rng(0).normal(0, 0.02, image.shape).astype(np.float32)
+    ref = head_edge(noisy + 0.1, head, 0.1)
+    assert head_edge(37.3 * noisy + 3.73, head, 3.73) == pytest.approx(ref, rel=1e-5)
+    assert head_edge(noisy, head, 0.0, z_stride=2) == pytest.approx(ref, rel=0.05)
+    assert np.isnan(head_edge(image, np.zeros_like(head), 0.0))
+    assert np.isnan(head_edge(image, np.ones_like(head), 0.0))
