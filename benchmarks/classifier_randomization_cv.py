@@ -21,7 +21,8 @@ true-Medium examples graded Good there (the error the unseen sources showed).
 
 A candidate's JSON may also hold ``"extra_features"`` (metrics added to the family's
 candidate features and to the recipe's own ``extra_features``, see
-:func:`~mmrqa_bids.train.classifier.select_features`) and
+:func:`~mmrqa_bids.train.classifier.select_features`), ``"exclude_features"`` (metrics
+left out, as the recipe's ``exclude_features``) and
 ``"extra_train"``: a list of training sources added to the
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
         # the recipe's own extra features (recipe 7 on), then the candidate's
         extra_features = list(dict.fromkeys(list(base[family].get("extra_features", []))
                                             + randomize.pop("extra_features", [])))
+        dropped = excluded | set(randomize.pop("exclude_features", []))
         t0 = time.time()
         ex = [e for e in plan_examples(candidate(base, family, randomize, draws, extra),
                                        family) if e.split == "train"]
@@ -180,7 +182,7 @@ def main(argv=None) -> int:
         rows = [r["metrics"] for r in rec]
         labels = [r.get("label") or e.label for r, e in zip(rec, ex)]
         src = np.array([e.source for e in ex])
-        feats = [f for f in select_features(family, rows, extra_features) if f not in excluded]
+        feats = [f for f in select_features(family, rows, extra_features) if f not in dropped]
 
         def fit_eval(train_i, test_i, predictions=False):
             doc = fit_model(family, [rows[i] for i in train_i], [labels[i] for i in train_i],
