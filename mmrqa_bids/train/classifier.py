@@ -53,7 +53,7 @@ import numpy as np
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.train.sources import TrainingError, load_source_head  # noqa: F401
 
-RECIPE_VERSION = 8
+RECIPE_VERSION = 9
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
@@ -85,8 +85,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
         "n_volumes": 12,
         # Recipe 7 (bold): the bias field (inu_*) and air-artifact (qi_1) metrics of the mean
         # EPI join the features (round 10 of the model card's selection log); recipe 8: the
-        # wrap-around metric fov_edge (round 11).
-        "extra_features": ["inu_med", "inu_range", "qi_1", "fov_edge"],
+        # wrap-around metric fov_edge (round 11); recipe 9: the blur metric head_edge in
+        # place of fwhm_avg, which measures the anatomy's smoothness as much as the blur
+        # (round 13).
+        "extra_features": ["inu_med", "inu_range", "qi_1", "fov_edge", "head_edge"],
+        "exclude_features": ["fwhm_avg"],
         # Recipe 6 (bold): recipe 5's sources (the MNI head, soft and hard labels) + ROBEX's
         # subject.
         "train": [{"anatomy": a, "contrast": "bold", "voxel_size": v}
