@@ -204,31 +204,30 @@ def b0_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
-def _b0_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """CSF, GM, WM fractions of dipy's b=0 head on a 2 mm isotropic grid, with its affine."""
-    import nibabel as nb
+def _reversed_epi_fractions(img, path: Path, median_radius: int = 2
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions of a T2(*)-weighted EPI head (a 3-D nibabel image, RAS) on a
+    2 mm isotropic grid, with its affine: dipy's ``median_otsu`` brain mask, N4, then
+    :func:`partial_volume_fractions` of the reversed intensities."""
     from dipy.segment.mask import median_otsu
     from scipy import ndimage as ndi
 
     from mmrqa_bids.metrics.inu import n4_field
 
-    path = b0_path()
-    img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path))))
-    b0 = np.asarray(img.dataobj, dtype=np.float32)
+    epi = np.asarray(img.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    # The b0's scalp is dark (fat-suppressed EPI), so dipy's median-filtered Otsu finds the
-    # intracranial volume in every slice (~1440 ml); the project's structural brain mask
-    # loses the thin top and bottom 5 mm slices to its erosion.
-    _, mask = median_otsu(b0, median_radius=2, numpass=2)
-    field = n4_field(b0, mask, zooms, grid_mm=8.0, iterations=(50,) * 4)
+    # An EPI's scalp is dark (fat suppression), so dipy's median-filtered Otsu finds the
+    # intracranial volume in every slice; the project's structural brain mask loses thin
+    # top and bottom slices to its erosion.
+    _, mask = median_otsu(epi, median_radius=median_radius, numpass=2)
+    field = n4_field(epi, mask, zooms, grid_mm=8.0, iterations=(50,) * 4)
     if field is None:
         raise TrainingError(f"{path}: N4 found too small a brain")
-    x = b0 / field
+    x = epi / field
     # T2-weighted: CSF brightest, WM darkest. Reversed, the intensities have the T1 order the
-    # partial-volume model expects. At 4-5 mm GM and WM form one histogram peak, so their
+    # partial-volume model expects. At 2-5 mm GM and WM form one histogram peak, so their
     # split is coarse; rendered in the bold contrast (CSF > GM > WM) the fractions still give
-    # back the b0's own texture.
+    # back the EPI's own texture.
     top = float(np.percentile(x[mask], 99.5))
     csf, gm, wm = partial_volume_fractions(np.clip(top - x, 0, None), mask)
     native = 2.0
@@ -239,6 +238,17 @@ def _b0_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, flo
     return csf, gm, wm, affine, native
 
 
+@lru_cache(maxsize=1)
+def _b0_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions of dipy's b=0 head on a 2 mm isotropic grid, with its affine."""
+    import nibabel as nb
+
+    path = b0_path()
+    # ~1440 ml of intracranial volume in every slice.
+    return _reversed_epi_fractions(nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path)))),
+                                   path)
+
+
 @lru_cache(maxsize=8)
 def load_b0_head(voxel_size: float = 4.0):
     """dipy's b=0 head (a real EPI of one subject, PyPI ``dipy``) as a head: partial-volume
@@ -246,6 +256,38 @@ def load_b0_head(voxel_size: float = 4.0):
     resampled to 2 mm, with the same skull/scalp shell as :func:`load_tpm_head`. Its voxels
     are 4 x 4 x 5 mm, so it is a training anatomy for bold protocols (4-5 mm) only."""
     csf, gm, wm, affine, native = _b0_fractions()
+    return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
+
+
+def epi_path() -> Path:
+    """nibabel's ``example4d.nii.gz`` (its test data): two volumes of a real fMRI run
+    (128 x 96 x 24 at 2 x 2 x 2.2 mm, oblique axial, T2*-weighted EPI, masked to the head).
+    It covers 53 mm of the brain, from the orbits to above the ventricles."""
+    path = _package_dir("nibabel", "epi") / "tests" / "data" / "example4d.nii.gz"
+    if not path.is_file():
+        raise TrainingError(f"nibabel is installed but lacks {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _epi_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions of nibabel's EPI (the mean of its two volumes) on a 2 mm grid."""
+    import nibabel as nb
+
+    path = epi_path()
+    run = nb.load(str(path))
+    mean = np.asarray(run.dataobj, dtype=np.float32).mean(axis=3)
+    return _reversed_epi_fractions(nb.as_closest_canonical(nb.Nifti1Image(mean, run.affine)),
+                                   path)
+
+
+@lru_cache(maxsize=8)
+def load_epi_head(voxel_size: float = 4.0):
+    """nibabel's fMRI subject (a real 2 mm EPI slab, PyPI ``nibabel``) as a head, built as
+    :func:`load_b0_head` is. The brain is cut at the slab's ends, where the skull/scalp shell
+    closes it flat: a partial field of view. Held out of training and of every model choice
+    (the fresh source of ``benchmarks/classifier_unseen_anatomy.py --fresh``)."""
+    csf, gm, wm, affine, native = _epi_fractions()
     return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
 
 
@@ -260,7 +302,7 @@ def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = N
         with np.load(cached) as z:
             return Head(**{k: z[k] for k in z.files})
     loaders = {"mni": load_head, "mnihard": load_hard_label_head, "tpm": load_tpm_head,
-               "robex": load_robex_head, "b0": load_b0_head}
+               "robex": load_robex_head, "b0": load_b0_head, "epi": load_epi_head}
     if anatomy not in loaders:
         raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(loaders)})")
     head = loaders[anatomy](voxel_size)

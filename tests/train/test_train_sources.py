@@ -84,6 +84,34 @@ def test_b0_head_renders_the_real_epi():
     assert np.corrcoef(signal[inside], b0[inside])[0, 1] > 0.8
 
 
+def test_epi_head_is_a_slab_that_renders_the_real_fmri():
+    """nibabel's fMRI subject: a 53 mm slab of brain, and its bold rendering is the EPI."""
+    pytest.importorskip("dipy")
+    import nibabel as nb
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.testing.phantom import CONTRASTS
+
+    head = sources.load_source_head("epi", 4.0)
+    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    assert 600 < sum(ml.values()) < 1100, ml  # a partial field of view, not a whole brain
+    assert min(ml.values()) > 50, ml
+    brain = (head.csf + head.gm + head.wm) > 0.5
+    z = np.nonzero(brain.any(axis=(0, 1)))[0]
+    assert 40 <= (z[-1] - z[0] + 1) * 4.0 <= 64
+    run = nb.load(str(sources.epi_path()))
+    mean = nb.as_closest_canonical(nb.Nifti1Image(
+        np.asarray(run.dataobj, dtype=np.float32).mean(axis=3), run.affine))
+    epi = np.asarray(mean.dataobj)
+    csf, gm, wm = sources._epi_fractions()[:3]
+    back = [ndi.zoom(a, [n / m for n, m in zip(epi.shape, a.shape)], order=1)
+            for a in (csf, gm, wm)]
+    signal = sum(w * a for w, a in zip(CONTRASTS["bold"], back))
+    inside = ndi.binary_erosion(sum(back) > 0.99)
+    assert inside.sum() > 20000
+    assert np.corrcoef(signal[inside], epi[inside])[0, 1] > 0.75  # 0.79 measured
+
+
 def test_unknown_anatomy_is_a_clear_error():
     with pytest.raises(sources.TrainingError, match="unknown anatomy 'colin'.*robex"):
         sources.load_source_head("colin", 4.0)
