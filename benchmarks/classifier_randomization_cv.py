@@ -88,17 +88,13 @@ def validation_recipe(recipe: dict, family: str, anatomy: str | None = None,
     """Plain draws of each training source, as "unseen" examples of a recipe seeded apart;
     with ``anatomy``, of each training protocol (contrast, voxel size) rendered on that
     anatomy instead (seeded apart again)."""
-    out = copy.deepcopy(recipe)
-    out["seed"] = int(recipe["seed"]) + (1000 if anatomy is None else 2000)
-    cfg = out[family]
-    sources = [{k: v for k, v in s.items() if k != "draws"} for s in cfg["train"]]
+    from mmrqa_bids.train.classifier import held_out_recipe
+
+    sources = recipe[family]["train"]
     if anatomy is not None:
         protocols = sorted({(s["contrast"], float(s["voxel_size"])) for s in sources})
         sources = [{"anatomy": anatomy, "contrast": c, "voxel_size": v} for c, v in protocols]
-    cfg["unseen"] = sources
-    cfg["train"] = []
-    cfg["draws"] = {"train": 0, "seen": 0, "unseen": draws}
-    return out
+    return held_out_recipe(recipe, family, sources, 1000 if anatomy is None else 2000, draws)
 
 
 def grade_rows(doc: dict, rows: list) -> list:

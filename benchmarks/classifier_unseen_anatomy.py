@@ -37,16 +37,10 @@ FRESH_PROTOCOLS = {"anat": (("T1w", 3.0), ("T2w", 3.0)), "bold": (("bold", 4.0),
 
 def fresh_recipe(recipe: dict, family: str, anatomy: str) -> dict:
     """``recipe`` with ``anatomy`` at :data:`FRESH_PROTOCOLS` as its only (unseen) sources."""
-    import copy
+    from mmrqa_bids.train.classifier import held_out_recipe
 
-    out = copy.deepcopy(recipe)
-    out["seed"] = int(recipe["seed"]) + 3000
-    cfg = out[family]
-    cfg["unseen"] = [{"anatomy": anatomy, "contrast": c, "voxel_size": v}
-                     for c, v in FRESH_PROTOCOLS[family]]
-    cfg["train"] = []
-    cfg["draws"] = {"train": 0, "seen": 0, "unseen": 2}
-    return out
+    return held_out_recipe(recipe, family, [{"anatomy": anatomy, "contrast": c, "voxel_size": v}
+                                            for c, v in FRESH_PROTOCOLS[family]], 3000, 2)
 
 
 def main(argv=None) -> int:

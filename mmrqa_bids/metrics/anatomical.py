@@ -197,6 +197,13 @@ def fov_edge(head: np.ndarray) -> float:
     return max(shares)
 
 
+def _neighbours(axis: int, ndim: int = 3) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Index pair (a, b) such that ``x[a]`` and ``x[b]`` are neighbours along ``axis``."""
+    a, b = [slice(None)] * ndim, [slice(None)] * ndim
+    a[axis], b[axis] = slice(1, None), slice(None, -1)
+    return tuple(a), tuple(b)
+
+
 def _within(mask: np.ndarray, axis: int, steps: int) -> np.ndarray:
     """Voxels with a True of ``mask`` within ``steps`` voxels along ``axis`` (either side)."""
     return ndi.maximum_filter1d(mask.view(np.uint8), 2 * steps + 1, axis=axis,
@@ -230,12 +237,9 @@ def head_edge(data: np.ndarray, head: np.ndarray, air_level: float, z_stride: in
     band = near_air & (_within(head, 0, 2) | _within(head, 1, 2))
     steps = []
     for axis in (0, 1):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis] = slice(1, None)
-        b[axis] = slice(None, -1)
-        pair = band[tuple(a)] & band[tuple(b)]
-        steps.append(np.abs(data[tuple(a)][pair].astype(np.float64) - data[tuple(b)][pair]))
+        a, b = _neighbours(axis)
+        pair = band[a] & band[b]
+        steps.append(np.abs(data[a][pair].astype(np.float64) - data[b][pair]))
     return float(np.percentile(np.concatenate(steps), 95) / height)
 
 
@@ -254,13 +258,10 @@ def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float] =
         sl[axis] = slice(None)
         d = data[tuple(sl)]
         m = mask[tuple(sl)]
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis] = slice(1, None)
-        b[axis] = slice(None, -1)
-        pair = m[tuple(a)] & m[tuple(b)]
-        x = d[tuple(a)][pair].astype(np.float64)
-        dx = x - d[tuple(b)][pair]
+        a, b = _neighbours(axis)
+        pair = m[a] & m[b]
+        x = d[a][pair].astype(np.float64)
+        dx = x - d[b][pair]
         var_x = x.var()
         if x.size < 10 or var_x <= 0:
             out.append(NAN)

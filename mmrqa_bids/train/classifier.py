@@ -197,6 +197,22 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
     return out
 
 
+def held_out_recipe(recipe: dict[str, Any], family: str, sources: Sequence[dict[str, Any]],
+                    seed_offset: int, draws: int) -> dict[str, Any]:
+    """``recipe`` with ``sources`` as its only sources, graded as "unseen" ones (plain
+    renderings, no randomisation), ``draws`` draws each, seeded ``seed_offset`` apart from
+    the recipe's own examples: the validation and fresh examples of the benchmarks."""
+    import copy
+
+    out = copy.deepcopy(recipe)
+    out["seed"] = int(recipe["seed"]) + seed_offset
+    cfg = out[family]
+    cfg["unseen"] = [{k: v for k, v in s.items() if k != "draws"} for s in sources]
+    cfg["train"] = []
+    cfg["draws"] = {"train": 0, "seen": 0, "unseen": draws}
+    return out
+
+
 def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     """The noise-free head in the example's contrast, with its domain randomisation:
 
