@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -289,6 +290,42 @@ def load_epi_head(voxel_size: float = 4.0):
     (the fresh source of ``benchmarks/classifier_unseen_anatomy.py --fresh``)."""
     csf, gm, wm, affine, native = _epi_fractions()
     return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
+
+
+@lru_cache(maxsize=2)
+def load_native_head(anatomy: str):
+    """A source head on the grid its tissue maps come from, and that grid's spacing in mm
+    (1 mm for the MNI heads, 1.5 for robex, 2 for b0 and epi, 3 for tpm): the head that
+    :func:`resample_head` zooms (recipe 10's ``zoom_native``)."""
+    from mmrqa_bids.testing.phantom import load_head
+
+    if anatomy == "mni":
+        return load_head(1.0), 1.0
+    if anatomy == "mnihard":
+        return load_hard_label_head(1.0), 1.0
+    fractions = {"robex": _robex_fractions, "b0": _b0_fractions, "epi": _epi_fractions}
+    if anatomy in fractions:
+        csf, gm, wm, affine, native = fractions[anatomy]()
+        return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=native), native
+    if anatomy == "tpm":
+        return load_tpm_head(3.0), 3.0
+    raise TrainingError(f"unknown anatomy {anatomy!r}")
+
+
+def resample_head(head, native_mm: float, voxel_mm: Sequence[float]):
+    """``head`` (on a ``native_mm`` grid) resampled to voxels of ``voxel_mm`` (per axis) as
+    :func:`_tissue_head` resamples it, linear interpolation of each tissue map: a head zoomed
+    by native/voxel before it is imaged, so its outline stays as sharp as a plain one's."""
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.testing.phantom import Head
+
+    f = [native_mm / float(v) for v in voxel_mm]
+    maps = {k: ndi.zoom(getattr(head, k), f, order=1) for k in ("csf", "gm", "wm", "skull",
+                                                                "scalp")}
+    affine = head.affine.copy()
+    affine[:3, :3] = affine[:3, :3] @ np.diag([1.0 / x for x in f])
+    return Head(**maps, affine=affine)
 
 
 @lru_cache(maxsize=8)
