@@ -154,6 +154,41 @@ def test_cubic_zoom_keeps_edges_sharper_than_linear():
     assert sharpness(cubic) > 1.03 * sharpness(linear)
 
 
+def test_native_zoom_resizes_the_head_and_keeps_its_outline_sharp(monkeypatch):
+    """zoom_native zooms the tissue maps on their own (finer) grid: the head changes size as
+    with the image zoom, but its outline stays as sharp as a plain rendering's."""
+    from mmrqa_bids.metrics.anatomical import head_edge
+    from mmrqa_bids.testing.phantom import Head
+    from mmrqa_bids.train import sources
+
+    r = np.linalg.norm(np.indices((72,) * 3) - 35.5, axis=0)
+    shells = [(r < 12), (r >= 12) & (r < 18), (r >= 18) & (r < 21), (r >= 21) & (r < 24),
+              (r >= 24) & (r < 27)]
+    wm, gm, csf, skull, scalp = (x.astype(np.float32) for x in shells)
+    fine = Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=np.eye(4))
+    monkeypatch.setattr(sources, "load_native_head", lambda anatomy: (fine, 1.0))
+    coarse = sources.resample_head(fine, 1.0, (3.0, 3.0, 3.0))
+    assert coarse.csf.shape == (24, 24, 24)
+
+    def render(**kw):
+        ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
+        return tc._render_clean(coarse, ex, np.random.default_rng(11))
+
+    def edge(img):
+        head = img > 0.05 * img.max()
+        return head_edge(img, head, 0.0)
+
+    plain = render()
+    image_zoom = render(zoom_jitter=0.15, zoom_order=3)
+    native_zoom = render(zoom_jitter=0.15, zoom_order=3, zoom_native=True)
+    assert native_zoom.shape != plain.shape and image_zoom.shape != plain.shape
+    assert edge(native_zoom) > edge(image_zoom)
+    assert edge(native_zoom) == pytest.approx(edge(plain), abs=0.1)
+    key = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5).key()
+    assert tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5,
+                      zoom_native=False).key() == key
+
+
 def test_plain_share_and_texture():
     plain = _render()
     assert np.array_equal(_render(zoom_jitter=0.15, smooth_jitter=0.5, contrast_jitter=0.5,
