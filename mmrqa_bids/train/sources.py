@@ -43,11 +43,8 @@ def _tissue_head(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, affine: np.nda
     dist = ndi.distance_transform_edt(~brain) * native_mm
     skull = ((dist > 0) & (dist <= 5)).astype(np.float32)
     scalp = ((dist > 5) & (dist <= 10)).astype(np.float32)
-    if voxel_size != native_mm:
-        f = native_mm / voxel_size
-        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
-        affine[:3, :3] *= voxel_size / native_mm
-    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+    head = Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+    return head if voxel_size == native_mm else resample_head(head, native_mm, (voxel_size,) * 3)
 
 
 def tpm_paths() -> list[Path]:
@@ -86,8 +83,6 @@ def load_hard_label_head(voxel_size: float = 3.0):
     resampled to ``voxel_size`` as the probability maps are (:func:`~mmrqa_bids.testing.
     phantom.load_head`), which leaves partial volume only at tissue borders.
     """
-    from scipy import ndimage as ndi
-
     from mmrqa_bids.testing.phantom import Head, load_head
 
     soft = load_head(1.0)
@@ -95,12 +90,9 @@ def load_hard_label_head(voxel_size: float = 3.0):
     inside = stack.sum(axis=0) > 0.5
     label = np.argmax(stack, axis=0)
     csf, gm, wm = ((inside & (label == k)).astype(np.float32) for k in range(3))
-    skull, scalp, affine = soft.skull, soft.scalp, soft.affine.copy()
-    if voxel_size != 1.0:
-        f = 1.0 / voxel_size
-        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
-        affine[:3, :3] *= voxel_size
-    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+    head = Head(csf=csf, gm=gm, wm=wm, skull=soft.skull, scalp=soft.scalp,
+                affine=soft.affine.copy())
+    return head if voxel_size == 1.0 else resample_head(head, 1.0, (voxel_size,) * 3)
 
 
 def _package_dir(package: str, anatomy: str) -> Path:
