@@ -288,7 +288,8 @@ def load_epi_head(voxel_size: float = 4.0):
 def load_native_head(anatomy: str):
     """A source head on the grid its tissue maps come from, and that grid's spacing in mm
     (1 mm for the MNI heads, 1.5 for robex, 2 for b0 and epi, 3 for tpm): the head that
-    :func:`resample_head` zooms (recipe 10's ``zoom_native``)."""
+    :func:`resample_head` zooms for the ``zoom_native`` randomisation (round 14 of the
+    model card's selection log)."""
     from mmrqa_bids.testing.phantom import load_head
 
     if anatomy == "mni":
@@ -305,9 +306,10 @@ def load_native_head(anatomy: str):
 
 
 def resample_head(head, native_mm: float, voxel_mm: Sequence[float]):
-    """``head`` (on a ``native_mm`` grid) resampled to voxels of ``voxel_mm`` (per axis) as
-    :func:`_tissue_head` resamples it, linear interpolation of each tissue map: a head zoomed
-    by native/voxel before it is imaged, so its outline stays as sharp as a plain one's."""
+    """``head`` (on a ``native_mm`` grid) resampled to voxels of ``voxel_mm`` (per axis) by
+    linear interpolation of each tissue map, as every source head is built. With voxels
+    other than the protocol's, it is the head zoomed by native/voxel before it is imaged, so
+    its outline stays as sharp as a plain rendering's."""
     from scipy import ndimage as ndi
 
     from mmrqa_bids.testing.phantom import Head
