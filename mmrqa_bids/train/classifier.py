@@ -53,7 +53,7 @@ import numpy as np
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.train.sources import TrainingError, load_source_head  # noqa: F401
 
-RECIPE_VERSION = 9
+RECIPE_VERSION = 10
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
 #: metrics are keyed by it, by :data:`~mmrqa_bids.artifacts.SEVERITY_RANGES` and by the
 #: metrics code (:func:`cache_key`).
@@ -87,9 +87,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
         # EPI join the features (round 10 of the model card's selection log); recipe 8: the
         # wrap-around metric fov_edge (round 11); recipe 9: the blur metric head_edge in
         # place of fwhm_avg, which measures the anatomy's smoothness as much as the blur
-        # (round 13).
+        # (round 13); recipe 10: without efc, which measures how much of the field of view
+        # the head fills as much as the artifact (round 15).
         "extra_features": ["inu_med", "inu_range", "qi_1", "fov_edge", "head_edge"],
-        "exclude_features": ["fwhm_avg"],
+        "exclude_features": ["fwhm_avg", "efc"],
         # Recipe 6 (bold): recipe 5's sources (the MNI head, soft and hard labels) + ROBEX's
         # subject.
         "train": [{"anatomy": a, "contrast": "bold", "voxel_size": v}
