@@ -264,3 +264,18 @@ def test_recipe_features_add_the_recipe_extras_and_are_the_default_of_fit_model(
     recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
     recipe["bold"]["exclude_features"] = ["fov_edge"]
     assert "fov_edge" not in tc.recipe_features("bold", rows, recipe)
+
+
+def test_held_out_recipe_plans_plain_unseen_examples_seeded_apart():
+    sources = [{"anatomy": "epi", "contrast": "bold", "voxel_size": 4.0, "draws": {"train": 9}}]
+    recipe = tc.held_out_recipe(tc.DEFAULT_RECIPE, "bold", sources, 3000, 2)
+    planned = tc.plan_examples(recipe, "bold")
+    per_draw = len(tc.plan_examples(tc.held_out_recipe(tc.DEFAULT_RECIPE, "bold", sources, 3000,
+                                                       1), "bold"))
+    assert len(planned) == 2 * per_draw > 0
+    assert {e.split for e in planned} == {"unseen"} and {e.anatomy for e in planned} == {"epi"}
+    assert all(e.zoom_jitter == 0 and e.random_contrast == 0 for e in planned)
+    own = {e.seed for e in tc.plan_examples(tc.DEFAULT_RECIPE, "bold")}
+    assert not own & {e.seed for e in planned}
+    assert "draws" not in recipe["bold"]["unseen"][0]
+    assert tc.DEFAULT_RECIPE["bold"]["unseen"][0]["anatomy"] == "tpm"  # the recipe is copied
