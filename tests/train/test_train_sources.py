@@ -56,11 +56,24 @@ def test_robex_head_is_a_real_subject_distinct_from_the_template():
     assert head.gm.shape != mni.gm.shape
 
 
+def _rendered_fractions_match(fractions, image: np.ndarray) -> tuple[int, float]:
+    """Tissue fractions taken back to ``image``'s grid and rendered with the bold signals:
+    the number of voxels well inside the brain, and their correlation with ``image`` there."""
+    from scipy import ndimage as ndi
+
+    from mmrqa_bids.testing.phantom import CONTRASTS
+
+    back = [ndi.zoom(a, [n / m for n, m in zip(image.shape, a.shape)], order=1)
+            for a in fractions]
+    signal = sum(w * a for w, a in zip(CONTRASTS["bold"], back))
+    inside = ndi.binary_erosion(sum(back) > 0.99)
+    return int(inside.sum()), float(np.corrcoef(signal[inside], image[inside])[0, 1])
+
+
 def test_b0_head_renders_the_real_epi():
     """dipy's b=0 head: a whole intracranial volume, and its bold rendering is the b0 image."""
     pytest.importorskip("dipy")
     import nibabel as nb
-    from scipy import ndimage as ndi
 
     head = sources.load_source_head("b0", 4.0)
     ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
@@ -71,26 +84,17 @@ def test_b0_head_renders_the_real_epi():
     assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
     # The fractions (2 mm) taken back to the b0's 4 x 4 x 5 mm grid and rendered with the bold
     # signals follow the b0 voxel by voxel inside the brain.
-    from mmrqa_bids.testing.phantom import CONTRASTS
-
     b0 = np.asarray(nb.as_closest_canonical(nb.load(str(sources.b0_path()))).dataobj,
                     dtype=np.float32)
-    csf, gm, wm = sources._b0_fractions()[:3]
-    back = [ndi.zoom(a, [n / m for n, m in zip(b0.shape, a.shape)], order=1)
-            for a in (csf, gm, wm)]
-    signal = sum(w * a for w, a in zip(CONTRASTS["bold"], back))
-    inside = ndi.binary_erosion(sum(back) > 0.99)
-    assert inside.sum() > 5000
-    assert np.corrcoef(signal[inside], b0[inside])[0, 1] > 0.8
+    n_inside, r = _rendered_fractions_match(sources._b0_fractions()[:3], b0)
+    assert n_inside > 5000
+    assert r > 0.8
 
 
 def test_epi_head_is_a_slab_that_renders_the_real_fmri():
     """nibabel's fMRI subject: a 53 mm slab of brain, and its bold rendering is the EPI."""
     pytest.importorskip("dipy")
     import nibabel as nb
-    from scipy import ndimage as ndi
-
-    from mmrqa_bids.testing.phantom import CONTRASTS
 
     head = sources.load_source_head("epi", 4.0)
     ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
@@ -103,13 +107,9 @@ def test_epi_head_is_a_slab_that_renders_the_real_fmri():
     mean = nb.as_closest_canonical(nb.Nifti1Image(
         np.asarray(run.dataobj, dtype=np.float32).mean(axis=3), run.affine))
     epi = np.asarray(mean.dataobj)
-    csf, gm, wm = sources._epi_fractions()[:3]
-    back = [ndi.zoom(a, [n / m for n, m in zip(epi.shape, a.shape)], order=1)
-            for a in (csf, gm, wm)]
-    signal = sum(w * a for w, a in zip(CONTRASTS["bold"], back))
-    inside = ndi.binary_erosion(sum(back) > 0.99)
-    assert inside.sum() > 20000
-    assert np.corrcoef(signal[inside], epi[inside])[0, 1] > 0.75  # 0.79 measured
+    n_inside, r = _rendered_fractions_match(sources._epi_fractions()[:3], epi)
+    assert n_inside > 20000
+    assert r > 0.75  # 0.79 measured
 
 
 def test_unknown_anatomy_is_a_clear_error():
