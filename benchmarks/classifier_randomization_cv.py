@@ -23,6 +23,8 @@ A candidate's JSON may also hold ``"extra_features"`` (metrics added to the fami
 candidate features and to the recipe's own ``extra_features``, see
 :func:`~mmrqa_bids.train.classifier.select_features`), ``"exclude_features"`` (metrics
 left out, as the recipe's ``exclude_features``) and
+``"model"``: model settings over the recipe's (e.g. ``{"grade_model": "ordinal",
+"monotonic": "training"}``, see :func:`~mmrqa_bids.train.classifier.fit_model`), and
 ``"extra_train"``: a list of training sources added to the
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
@@ -124,8 +126,8 @@ def save_candidate(doc: dict, family: str, folder: Path) -> None:
 
 def main(argv=None) -> int:
     from mmrqa_bids.train.classifier import (DEFAULT_RECIPE, build_training_set,
-                                             evaluate_model, fit_model, plan_examples,
-                                             select_features)
+                                             evaluate_model, family_params, fit_model,
+                                             plan_examples, select_features)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2", "--save-models": ""}
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     # Leave the validation anatomies out of every fit (and of LOSO/LOPO).
     base[family]["train"] = [s for s in base[family]["train"]
                              if s["anatomy"] not in val_anatomies]
-    params = {**base["model"], **json.loads(os.environ.get("CV_PARAMS", "{}"))}
+    params = {**family_params(base, family), **json.loads(os.environ.get("CV_PARAMS", "{}"))}
     excluded = set(base[family].get("exclude_features", ()))
 
     val = [e for e in plan_examples(validation_recipe(base, family), family)
@@ -171,6 +173,7 @@ def main(argv=None) -> int:
         extra_features = list(dict.fromkeys(list(base[family].get("extra_features", []))
                                             + randomize.pop("extra_features", [])))
         dropped = excluded | set(randomize.pop("exclude_features", []))
+        cand_params = {**params, **randomize.pop("model", {})}
         t0 = time.time()
         ex = [e for e in plan_examples(candidate(base, family, randomize, draws, extra),
                                        family) if e.split == "train"]
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
             doc = fit_model(family, [rows[i] for i in train_i], [labels[i] for i in train_i],
                             [ex[i].artifact_label for i in train_i],
                             [ex[i].severity == "none" for i in train_i],
-                            params=params, seed=0, features=feats)
+                            params=cand_params, seed=0, features=feats)
             res = evaluate_model(doc, [vrows[i] for i in test_i], [vlab[i] for i in test_i])
             if not predictions:
                 return res

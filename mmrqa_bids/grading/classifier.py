@@ -4,8 +4,9 @@ Two models ship in ``mmrqa_bids/data`` (one for anatomical runs, one for bold, s
 metrics differ), each a gzipped JSON file holding
 
 * the feature list (scale-free metric names, recorded at training time),
-* a gradient-boosted tree ensemble for the grade (Good/Medium/Bad) and one for the artifact
-  type, exported from scikit-learn's ``HistGradientBoostingClassifier``,
+* a gradient-boosted tree ensemble for the grade (Good/Medium/Bad; multi-class, or two
+  cumulative binary ensembles for the ordered grades) and one for the artifact type,
+  exported from scikit-learn's ``HistGradientBoostingClassifier``,
 * a softmax temperature fitted on held-out data (calibrated confidence; Guo et al., ICML 2017),
 * the distribution of every feature over clean training runs (to name the metrics that drove
   a decision), and the training recipe and evaluation (recorded in the provenance).
@@ -110,13 +111,47 @@ class TreeEnsemble:
 
 
 @dataclass(frozen=True)
+class OrdinalEnsemble:
+    """The grade as two cumulative binary ensembles (Frank & Hall, ECML 2001), for grades
+    that are ordered: a = P(grade >= Medium), b = P(grade = Bad), each a calibrated
+    :class:`TreeEnsemble` with a sigmoid link, and
+
+        P(Good) = 1 - a,  P(Medium) = a - min(a, b),  P(Bad) = min(a, b).
+
+    Each binary fit may be monotonic in a feature (``monotonic``: feature -> +1/-1, recorded
+    from training), which a multi-class fit cannot be."""
+
+    at_least_medium: TreeEnsemble
+    bad: TreeEnsemble
+    monotonic: dict[str, int] = field(default_factory=dict)
+    classes: tuple[str, ...] = LABELS
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OrdinalEnsemble":
+        return cls(at_least_medium=TreeEnsemble.from_dict(d["at_least_medium"]),
+                   bad=TreeEnsemble.from_dict(d["bad"]), monotonic=dict(d.get("monotonic", {})),
+                   classes=tuple(d["classes"]))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated Good/Medium/Bad probabilities, shape (n_samples, 3)."""
+        a = self.at_least_medium.predict_proba(x)[:, 1]
+        b = np.minimum(a, self.bad.predict_proba(x)[:, 1])
+        return np.column_stack([1.0 - a, a - b, b])
+
+
+def grade_ensemble(d: dict[str, Any]) -> TreeEnsemble | OrdinalEnsemble:
+    """The grade model of a model file: multi-class trees, or ``"kind": "ordinal"``."""
+    return OrdinalEnsemble.from_dict(d) if d.get("kind") == "ordinal" else TreeEnsemble.from_dict(d)
+
+
+@dataclass(frozen=True)
 class MetricModel:
     """One family's model file, loaded."""
 
     family: str
     model_id: str
     features: tuple[str, ...]
-    grade: TreeEnsemble
+    grade: TreeEnsemble | OrdinalEnsemble
     artifact: TreeEnsemble
     reference: dict[str, dict[str, float]]  # feature -> {q05, q25, median, q75, q95} (clean runs)
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +166,7 @@ class MetricModel:
         if d.get("format") != FORMAT:
             raise GraderError(f"{path}: not an mmrqa metric classifier "
                               f"(format {d.get('format')!r}, expected {FORMAT!r})")
-        grade = TreeEnsemble.from_dict(d["grade"])
+        grade = grade_ensemble(d["grade"])
         if grade.classes != LABELS:
             raise GraderError(f"{path}: grade classes {grade.classes} are not {LABELS}")
         return cls(family=d["family"], model_id=d["model_id"], features=tuple(d["features"]),

@@ -578,6 +578,9 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
     """T minimising the negative log-likelihood of softmax(raw / T) (temperature scaling)."""
     from scipy.optimize import minimize_scalar
 
+    if raw.shape[1] == 1:  # a binary ensemble's logit: softmax([0, r / T]) = sigmoid(r / T)
+        raw = np.column_stack([np.zeros(len(raw)), raw[:, 0]])
+
     def nll(log_t: float) -> float:
         z = raw / np.exp(log_t)
         z = z - z.max(axis=1, keepdims=True)
@@ -589,7 +592,8 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
-                  params: dict[str, Any], seed: int, calib: np.ndarray) -> dict[str, Any]:
+                  params: dict[str, Any], seed: int, calib: np.ndarray,
+                  monotonic_cst: Sequence[int] | None = None) -> dict[str, Any]:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from mmrqa_bids.grading.classifier import TreeEnsemble
@@ -599,7 +603,8 @@ def _fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
     hgb = HistGradientBoostingClassifier(
         max_iter=params["max_iter"], learning_rate=params["learning_rate"],
         max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
-        l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed)
+        l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed,
+        monotonic_cst=None if monotonic_cst is None else list(monotonic_cst))
     hgb.fit(x[~calib], y[~calib])
     if list(hgb.classes_) != list(range(len(classes))):
         raise TrainingError(f"every class needs training examples; got {sorted(set(y_names))}")
@@ -607,6 +612,63 @@ def _fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
     raw = TreeEnsemble.from_dict(exported).raw(x[calib])
     exported["temperature"] = fit_temperature(raw, y[calib])
     return exported
+
+
+#: |Spearman rho| from which an artifact is said to move a metric (:func:`monotonic_signs`).
+MONOTONIC_MIN_RHO = 0.3
+
+
+def monotonic_signs(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence[str],
+                    features: Sequence[str], min_rho: float = MONOTONIC_MIN_RHO
+                    ) -> dict[str, int]:
+    """The direction in which every artifact degrades each feature, from training runs.
+
+    For artifact a, rho_a(f) = Spearman correlation of f with the grade rank (Good 0,
+    Medium 1, Bad 2) over a's runs and the clean runs; s_a = sign(rho_a) where |rho_a| >=
+    ``min_rho``, else 0 (a does not move f). f is constrained to s (+1: higher is worse,
+    -1: lower is worse) when every non-zero s_a is s; a feature that one artifact raises and
+    another lowers (an SNR that blur raises and noise lowers) stays free."""
+    from scipy.stats import spearmanr
+
+    rank = np.array([LABELS.index(v) for v in labels], dtype=float)
+    art = np.asarray(artifact_labels)
+    clean = art == "none"
+    out = {}
+    for j, name in enumerate(features):
+        signs = set()
+        for a in sorted(set(art) - {"none"}):
+            sel = (clean | (art == a)) & np.isfinite(x[:, j])
+            if sel.sum() < 10 or np.ptp(rank[sel]) == 0 or np.ptp(x[sel, j]) == 0:
+                continue
+            rho = spearmanr(x[sel, j], rank[sel]).statistic
+            if abs(rho) >= min_rho:
+                signs.add(int(np.sign(rho)))
+        if len(signs) == 1:
+            out[name] = signs.pop()
+    return out
+
+
+def _fit_ordinal(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence[str],
+                 features: Sequence[str], params: dict[str, Any], seed: int,
+                 calib: np.ndarray) -> dict[str, Any]:
+    """The grade as two calibrated binary fits, P(>= Medium) and P(Bad) (see
+    :class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`); with ``params["monotonic"]``
+    "training", each monotonic in the features :func:`monotonic_signs` finds on the fitted
+    runs (the calibration runs take no part)."""
+    signs: dict[str, int] = {}
+    if params.get("monotonic", "none") == "training":
+        signs = monotonic_signs(x[~calib], [labels[i] for i in np.where(~calib)[0]],
+                                [artifact_labels[i] for i in np.where(~calib)[0]], features)
+    elif params.get("monotonic", "none") != "none":
+        raise TrainingError(f"unknown monotonic option {params['monotonic']!r} "
+                            "(none or training)")
+    cst = [signs.get(f, 0) for f in features]
+    labels = np.asarray(labels)
+    out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": signs}
+    for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
+        y = np.where(np.isin(labels, positive), "yes", "no")
+        out[key] = _fit_ensemble(x, y, ("no", "yes"), params, seed, calib, cst)
+    return out
 
 
 def reference_ranges(rows: Sequence[dict[str, float]], features: Sequence[str]) -> dict[str, Any]:
@@ -649,7 +711,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     copies): ``labels`` Good/Medium/Bad, ``artifact_labels`` "none" or one of
     :data:`~mmrqa_bids.artifacts.ARTIFACTS`, ``clean`` marks the runs whose metric ranges
     the narrative calls "clean runs". A random ``params["calibration_fraction"]`` of the rows
-    fits the softmax temperature instead of the trees.
+    fits the softmax temperature instead of the trees. ``params["grade_model"]`` is
+    "multiclass" (the default) or "ordinal" (:func:`_fit_ordinal`, with
+    ``params["monotonic"]`` "none" or "training").
     """
     import sklearn
 
@@ -661,7 +725,13 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     features = list(features) if features is not None else recipe_features(family, rows)
     x = metric_matrix(rows, features)
     calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
-    grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
+    if params.get("grade_model", "multiclass") == "ordinal":
+        grade = _fit_ordinal(x, labels, artifact_labels, features, params, seed, calib)
+    elif params.get("grade_model", "multiclass") == "multiclass":
+        grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
+    else:
+        raise TrainingError(f"unknown grade_model {params['grade_model']!r} "
+                            "(multiclass or ordinal)")
     artifact = _fit_ensemble(x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
     clean_rows = [r for r, c in zip(rows, clean) if c]
     if len(clean_rows) < 5:
@@ -718,6 +788,11 @@ def measured_label_map() -> str:
             "severe Bad")
 
 
+def family_params(recipe: dict[str, Any], family: str) -> dict[str, Any]:
+    """The recipe's model settings, with the family's own ``"model"`` entries over them."""
+    return {**recipe["model"], **recipe[family].get("model", {})}
+
+
 def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[str, Any]],
                recipe: dict[str, Any]) -> dict[str, Any]:
     """Fit on the recipe's "train" examples, evaluate on "seen" and "unseen".
@@ -733,7 +808,7 @@ def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[
     doc = fit_model(family, [rows[i] for i in train], [labels[i] for i in train],
                     [examples[i].artifact_label for i in train],
                     [examples[i].severity == "none" for i in train],
-                    params=recipe["model"], seed=recipe["seed"], recipe=stored,
+                    params=family_params(recipe, family), seed=recipe["seed"], recipe=stored,
                     features=features, label_map=measured_label_map())
     evaluation = {}
     for split in ("seen", "unseen"):

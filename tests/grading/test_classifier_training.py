@@ -279,3 +279,71 @@ def test_held_out_recipe_plans_plain_unseen_examples_seeded_apart():
     assert not own & {e.seed for e in planned}
     assert "draws" not in recipe["bold"]["unseen"][0]
     assert tc.DEFAULT_RECIPE["bold"]["unseen"][0]["anatomy"] == "tpm"  # the recipe is copied
+
+
+def _ordinal_rows(n: int = 1200, seed: int = 0):
+    """Synthetic runs: "blur" lowers `sharp` and raises `snr`, "noise" lowers `snr`;
+    `drift` rises with every artifact (the others move nothing else); the grade follows
+    the artifact's strength."""
+    rng = np.random.default_rng(seed)
+    art = rng.choice(("none",) + ARTIFACTS, size=n)
+    strength = np.where(art == "none", 0.0, rng.random(n))
+    grade = np.where(strength < 0.33, "Good", np.where(strength < 0.66, "Medium", "Bad"))
+    sharp = 1 - np.where(art == "blur", strength, 0) + 0.05 * rng.normal(size=n)
+    snr = 10 + np.where(art == "blur", 5 * strength, 0) - np.where(art == "noise", 8 * strength, 0)
+    drift = strength + 0.05 * rng.normal(size=n)
+    rows = [{"sharp": a, "snr": b, "drift": c} for a, b, c in zip(sharp, snr, drift)]
+    return rows, grade.tolist(), art.tolist()
+
+
+def test_monotonic_signs_constrain_only_features_every_artifact_moves_one_way():
+    rows, grade, art = _ordinal_rows()
+    feats = ["sharp", "snr", "drift"]
+    x = np.array([[r[f] for f in feats] for r in rows])
+    # blur raises snr and noise lowers it: free; sharp only falls (blur); drift always rises
+    assert tc.monotonic_signs(x, grade, art, feats) == {"sharp": -1, "drift": 1}
+
+
+def test_ordinal_grade_model_is_monotonic_calibrated_and_round_trips(tmp_path):
+    from mmrqa_bids.grading.classifier import OrdinalEnsemble, load_model_file
+
+    rows, grade, art = _ordinal_rows()
+    feats = ["sharp", "snr", "drift"]
+    params = {"grade_model": "ordinal", "monotonic": "training", "max_iter": 30}
+    doc = tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
+                       features=feats)
+    assert doc["grade"]["kind"] == "ordinal"
+    assert doc["grade"]["monotonic"] == {"sharp": -1, "drift": 1}
+    model = load_model_file(tc.save_model(doc, tmp_path))
+    assert isinstance(model.grade, OrdinalEnsemble)
+    x = np.array([[r[f] for f in feats] for r in rows])
+    p = model.grade.predict_proba(x)
+    assert p.shape == (len(rows), 3) and np.all(p >= 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert np.mean(np.array(tc.LABELS)[p.argmax(axis=1)] == np.array(grade)) > 0.8
+    # P(>= Medium) never falls as drift rises, nor as sharp falls, whatever the other values
+    grid = np.linspace(x.min(axis=0), x.max(axis=0), 25)
+    base = np.tile(np.median(x, axis=0), (25, 1))
+    for j, sign in ((2, 1), (0, -1)):
+        probe = base.copy()
+        probe[:, j] = grid[:, j]
+        a = model.grade.at_least_medium.predict_proba(probe)[:, 1]
+        assert np.all(sign * np.diff(a) >= -1e-12)
+    for temp in (model.grade.at_least_medium.temperature, model.grade.bad.temperature):
+        assert 0.05 < temp < 20
+
+
+def test_unknown_grade_model_options_are_clear_errors():
+    rows, grade, art = _ordinal_rows(100)
+    for params in ({"grade_model": "ranked"}, {"grade_model": "ordinal", "monotonic": "yes"}):
+        with pytest.raises(tc.TrainingError, match="grade_model|monotonic"):
+            tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
+                         features=["sharp", "snr", "drift"])
+
+
+def test_family_model_settings_override_the_recipe_model():
+    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe["bold"]["model"] = {"grade_model": "ordinal"}
+    assert tc.family_params(recipe, "bold")["grade_model"] == "ordinal"
+    assert tc.family_params(recipe, "bold")["max_iter"] == recipe["model"]["max_iter"]
+    assert "grade_model" not in tc.family_params(recipe, "anat")
