@@ -101,6 +101,10 @@ def main(argv=None) -> int:
             cells = "".join(f"{results[s][key]:>10d}" if key == "n" else
                             f"{results[s][key]:>10.3f}" for s in splits)
             print(f"{name:<30}{cells}")
+            if key in ("accuracy", "macro_f1"):  # runs as independent: a lower bound
+                print(f"{'  95% bootstrap interval':<30}" + "".join(
+                    "{:>10}".format("{:.2f}-{:.2f}".format(*results[s]["ci95"][key]))
+                    for s in splits))
         for split in splits:
             print(f"confusion {split:<7} rows=truth {'/'.join(LABELS)}: {results[split]['confusion']}")
         print("accuracy per source:")

@@ -15,6 +15,8 @@ Definitions (K classes, n runs, C the confusion matrix with rows = truth, column
 * balanced accuracy = mean_k recall_k over the classes present in the truth
 * ECE (expected calibration error; Naeini et al., AAAI 2015; Guo et al., ICML 2017):
   sum_b |B_b|/n * |acc(B_b) - conf(B_b)| over M equal-width bins of the top-class confidence.
+* 95% intervals of accuracy and macro-F1: percentile bootstrap over runs (B resamples of
+  the n (truth, prediction) pairs with replacement; Efron & Tibshirani 1993), seeded.
 """
 from __future__ import annotations
 
@@ -97,6 +99,32 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     return float(ece)
 
 
+def bootstrap_intervals(c: np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> dict[str, list[float]]:
+    """Percentile-bootstrap intervals of accuracy and macro-F1 from a confusion matrix.
+
+    Runs are resampled as independent. Runs that share a subject or a simulated source are
+    not, so on such sets the intervals are a lower bound on the uncertainty."""
+    k = c.shape[0]
+    codes = np.repeat(np.arange(k * k), c.ravel())  # one code t * K + p per run
+    n = codes.size
+    if n == 0:
+        return {"accuracy": [math.nan, math.nan], "macro_f1": [math.nan, math.nan]}
+    draws = codes[np.random.default_rng(seed).integers(0, n, size=(n_boot, n))]
+    offsets = (np.arange(n_boot) * k * k)[:, None]
+    boot = np.bincount((draws + offsets).ravel(), minlength=n_boot * k * k)
+    boot = boot.reshape(n_boot, k, k).astype(float)
+    tp = np.einsum("bkk->bk", boot)
+    predicted, actual = boot.sum(axis=1), boot.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)
+    present = (predicted + actual) > 0  # F1 = 2PR/(P+R) = 2TP/(predicted + actual)
+    macro = (f1 * present).sum(axis=1) / present.sum(axis=1)
+    acc = tp.sum(axis=1) / n
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {"accuracy": np.percentile(acc, q).tolist(), "macro_f1": np.percentile(macro, q).tolist()}
+
+
 @dataclass(frozen=True)
 class Prediction:
     bids_name: str
@@ -117,6 +145,7 @@ def evaluate(truth: Sequence[str], pred: Sequence[str],
         "labels": list(labels),
         "confusion": c.tolist(),
         "per_class": per_class(c, labels),
+        "ci95": bootstrap_intervals(c),
     }
     if confidence is not None:
         out["ece"] = expected_calibration_error(confidence, [t == p for t, p in zip(truth, pred)])
@@ -181,14 +210,19 @@ def evaluate_files(predictions: str | Path, labels: str | Path) -> dict[str, Any
     return result
 
 
+def _interval(result: dict[str, Any], key: str) -> str:
+    lo, hi = result.get("ci95", {}).get(key, (math.nan, math.nan))
+    return f"  (95% CI {lo:.3f}-{hi:.3f})" if math.isfinite(lo) and math.isfinite(hi) else ""
+
+
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text summary: headline figures, confusion matrix, per-class P/R/F1."""
     labels = result["labels"]
     lines = [f"runs evaluated: {result['n']}" + (f" ({result['n_unpredicted']} rated runs "
                                                  "without a prediction)"
                                                  if result.get("n_unpredicted") else ""),
-             f"accuracy          {result['accuracy']:.3f}",
-             f"macro-F1          {result['macro_f1']:.3f}",
+             f"accuracy          {result['accuracy']:.3f}{_interval(result, 'accuracy')}",
+             f"macro-F1          {result['macro_f1']:.3f}{_interval(result, 'macro_f1')}",
              f"balanced accuracy {result['balanced_accuracy']:.3f}"]
     if "ece" in result:
         lines.append(f"ECE               {result['ece']:.3f}")

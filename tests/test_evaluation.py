@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mmrqa_bids.evaluation import (accuracy, balanced_accuracy, confusion, evaluate,
-                                   evaluate_files, expected_calibration_error, macro_f1, main,
-                                   per_class)
+from mmrqa_bids.evaluation import (accuracy, balanced_accuracy, bootstrap_intervals, confusion,
+                                   evaluate, evaluate_files, expected_calibration_error,
+                                   macro_f1, main, per_class)
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH = ["Good", "Good", "Good", "Medium", "Medium", "Bad", "Bad", "Good"]
@@ -45,6 +45,26 @@ def test_expected_calibration_error_by_hand():
     assert ece == pytest.approx(0.35)
     assert expected_calibration_error([1.0, 1.0], [True, True]) == 0.0
     assert evaluate(TRUTH, PRED, [1.0] * 8)["ece"] == pytest.approx(0.25)
+
+
+def test_bootstrap_intervals_match_a_resampling_loop_and_narrow_with_n():
+    c = confusion(TRUTH, PRED)
+    ci = bootstrap_intervals(c, n_boot=400, seed=3)
+    # The same resamples drawn one by one and scored by scikit-learn.
+    pairs = np.repeat(np.arange(9), c.ravel())
+    draws = pairs[np.random.default_rng(3).integers(0, pairs.size, size=(400, pairs.size))]
+    acc, f1 = [], []
+    for d in draws:
+        t, p = [LABELS[v // 3] for v in d], [LABELS[v % 3] for v in d]
+        acc.append(skm.accuracy_score(t, p))
+        f1.append(skm.f1_score(t, p, average="macro", labels=sorted(set(t) | set(p))))
+    np.testing.assert_allclose(ci["accuracy"], np.percentile(acc, [2.5, 97.5]))
+    np.testing.assert_allclose(ci["macro_f1"], np.percentile(f1, [2.5, 97.5]))
+    assert ci["accuracy"][0] <= accuracy(TRUTH, PRED) <= ci["accuracy"][1]
+    wide, narrow = bootstrap_intervals(c)["accuracy"], bootstrap_intervals(c * 25)["accuracy"]
+    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 3  # ~1/sqrt(25) as wide
+    assert bootstrap_intervals(c) == bootstrap_intervals(c)  # seeded
+    assert evaluate(TRUTH, PRED)["ci95"] == bootstrap_intervals(c)
 
 
 def _doc(bids_name: str, label: str, confidence: float) -> dict:
@@ -91,7 +111,10 @@ def test_cli_prints_table_and_writes_json(outputs, tmp_path, capsys):
     assert main([str(out), str(ratings), "--json", str(dest)]) == 0
     printed = capsys.readouterr().out
     assert "accuracy          0.667" in printed and "confusion" in printed
-    assert json.loads(dest.read_text())["n"] == 3
+    written = json.loads(dest.read_text())
+    assert written["n"] == 3
+    lo, hi = written["ci95"]["accuracy"]
+    assert f"(95% CI {lo:.3f}-{hi:.3f})" in printed and lo <= 2 / 3 <= hi
 
 
 def test_cli_bad_input_is_one_clear_line(tmp_path, outputs):
