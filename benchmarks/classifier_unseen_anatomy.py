@@ -2,7 +2,7 @@
 """Seen vs unseen-anatomy accuracy of the shipped metric classifier.
 
     python benchmarks/classifier_unseen_anatomy.py [--model-dir mmrqa_bids/data] [--jobs 2]
-                                                   [--fresh epi]
+                                                   [--fresh epi] [--family bold]
 
 Re-creates the evaluation examples of the model's own recipe (stored in the model file):
 "seen" = fresh draws (new seeds) of the training sources; "unseen" = whole sources never
@@ -17,6 +17,8 @@ in training or in any model choice (``epi``, nibabel's fMRI subject, held out fr
 on), rendered at :data:`FRESH_PROTOCOLS`, 2 draws each, seeded apart from the recipe's
 other examples. It gives a figure that repeated looks at the unseen sources cannot have
 flattered (see the selection log of ``mmrqa_bids/data/classifier_model_card.md``).
+``fsl`` (fslpy's fMRI subject, 4 x 4 x 6 mm) is a second fresh source, for bold only
+(``--fresh fsl --family bold``): its voxels are too coarse for the 3 mm anatomical protocols.
 """
 from __future__ import annotations
 
@@ -55,11 +57,15 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--fresh", default=None, metavar="ANATOMY",
                         help="also grade this held-out anatomy (e.g. epi)")
+    parser.add_argument("--family", choices=("anat", "bold"), default=None,
+                        help="evaluate this family's model only (default: both)")
     args = parser.parse_args(argv)
 
     grader = ClassifierGrader.from_paths(model_paths(str(args.model_dir) if args.model_dir
                                                      else None))
     for family, model in grader.models.items():
+        if args.family and family != args.family:
+            continue
         recipe = {**model.recipe["recipe"]}
         examples = [ex for ex in plan_examples(recipe, family) if ex.split != "train"]
         splits = ["seen", "unseen"]

@@ -12,7 +12,11 @@ rendered from.
   fractions (:func:`load_robex_head`);
 * ``b0``: the b=0 diffusion image of one real subject in dipy's data (PyPI ``dipy``,
   ``aniso_vox.nii.gz``, 4 x 4 x 5 mm EPI, cerebellum to vertex), a real EPI head for the bold
-  family (:func:`load_b0_head`).
+  family (:func:`load_b0_head`);
+* ``epi``: nibabel's fMRI subject (a 2 mm EPI slab, :func:`load_epi_head`), held out;
+* ``fsl``: the mean EPI of an FSL FEAT example in fslpy's test data (PyPI ``fslpy``,
+  ``example_func.nii.gz``, 4 x 4 x 6 mm, the whole head), held out
+  (:func:`load_fsl_head`).
 """
 from __future__ import annotations
 
@@ -284,10 +288,40 @@ def load_epi_head(voxel_size: float = 4.0):
     return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
 
 
+def fsl_path() -> Path:
+    """fslpy's ``example_func.nii.gz`` (its test data, from an FSL FEAT analysis): the
+    reference volume of a real fMRI run, 64 x 64 x 21 at 4 x 4 x 6 mm, T2*-weighted EPI,
+    the whole head with its scalp."""
+    path = _package_dir("fsl", "fsl") / "tests" / "testdata" / "example_func.nii.gz"
+    if not path.is_file():
+        raise TrainingError(f"fslpy is installed but lacks {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _fsl_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """CSF, GM, WM fractions of fslpy's EPI on a 2 mm grid, with its affine."""
+    import nibabel as nb
+
+    path = fsl_path()
+    return _reversed_epi_fractions(nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path)))),
+                                   path)
+
+
+@lru_cache(maxsize=8)
+def load_fsl_head(voxel_size: float = 4.0):
+    """fslpy's fMRI subject (a real 4 x 4 x 6 mm EPI, PyPI ``fslpy``) as a head, built as
+    :func:`load_b0_head` is. A second fresh source for the bold family, held out of
+    training and of every model choice (``benchmarks/classifier_unseen_anatomy.py --fresh
+    fsl``)."""
+    csf, gm, wm, affine, native = _fsl_fractions()
+    return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=voxel_size)
+
+
 @lru_cache(maxsize=2)
 def load_native_head(anatomy: str):
     """A source head on the grid its tissue maps come from, and that grid's spacing in mm
-    (1 mm for the MNI heads, 1.5 for robex, 2 for b0 and epi, 3 for tpm): the head that
+    (1 mm for the MNI heads, 1.5 for robex, 2 for b0, epi and fsl, 3 for tpm): the head that
     :func:`resample_head` zooms for the ``zoom_native`` randomisation (round 14 of the
     model card's selection log)."""
     from mmrqa_bids.testing.phantom import load_head
@@ -296,7 +330,8 @@ def load_native_head(anatomy: str):
         return load_head(1.0), 1.0
     if anatomy == "mnihard":
         return load_hard_label_head(1.0), 1.0
-    fractions = {"robex": _robex_fractions, "b0": _b0_fractions, "epi": _epi_fractions}
+    fractions = {"robex": _robex_fractions, "b0": _b0_fractions, "epi": _epi_fractions,
+                 "fsl": _fsl_fractions}
     if anatomy in fractions:
         csf, gm, wm, affine, native = fractions[anatomy]()
         return _tissue_head(csf, gm, wm, affine, native_mm=native, voxel_size=native), native
@@ -333,7 +368,8 @@ def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = N
         with np.load(cached) as z:
             return Head(**{k: z[k] for k in z.files})
     loaders = {"mni": load_head, "mnihard": load_hard_label_head, "tpm": load_tpm_head,
-               "robex": load_robex_head, "b0": load_b0_head, "epi": load_epi_head}
+               "robex": load_robex_head, "b0": load_b0_head, "epi": load_epi_head,
+               "fsl": load_fsl_head}
     if anatomy not in loaders:
         raise TrainingError(f"unknown anatomy {anatomy!r} ({', '.join(loaders)})")
     head = loaders[anatomy](voxel_size)

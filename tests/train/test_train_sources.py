@@ -112,6 +112,28 @@ def test_epi_head_is_a_slab_that_renders_the_real_fmri():
     assert r > 0.75  # 0.79 measured
 
 
+def test_fsl_head_is_a_whole_brain_that_renders_the_real_fmri():
+    """fslpy's fMRI subject: a whole brain at 4 x 4 x 6 mm, and its bold rendering is the EPI."""
+    pytest.importorskip("dipy")
+    pytest.importorskip("fsl")
+    import nibabel as nb
+
+    head = sources.load_source_head("fsl", 4.0)
+    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    assert 1100 < sum(ml.values()) < 1700, ml  # 1.33 l measured
+    assert min(ml.values()) > 50, ml
+    brain = (head.csf + head.gm + head.wm) > 0.5
+    z = np.nonzero(brain.any(axis=(0, 1)))[0]
+    assert (z[-1] - z[0] + 1) * 4.0 >= 100  # cerebellum to vertex (124 mm measured)
+    bold = head.render("bold")
+    assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
+    epi = np.asarray(nb.as_closest_canonical(nb.load(str(sources.fsl_path()))).dataobj,
+                     dtype=np.float32)
+    n_inside, r = _rendered_fractions_match(sources._fsl_fractions()[:3], epi)
+    assert n_inside > 5000
+    assert r > 0.7  # 0.76 measured
+
+
 def test_unknown_anatomy_is_a_clear_error():
     with pytest.raises(sources.TrainingError, match="unknown anatomy 'colin'.*robex"):
         sources.load_source_head("colin", 4.0)
