@@ -69,6 +69,10 @@ class TreeEnsemble:
     value: np.ndarray
     missing_left: np.ndarray
     temperature: float = 1.0
+    #: Prior-shift weights w (one per class; None: none): p_k <- w_k p_k / sum_j w_j p_j, the
+    #: posterior under class priors w_k times the training ones (Saerens et al., Neural
+    #: Comput 2002).
+    class_weights: np.ndarray | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
@@ -80,7 +84,9 @@ class TreeEnsemble:
                    right=np.asarray(d["right"], dtype=np.int64),
                    value=np.asarray(d["value"], dtype=float),
                    missing_left=np.asarray(d["missing_left"], dtype=bool),
-                   temperature=float(d.get("temperature", 1.0)))
+                   temperature=float(d.get("temperature", 1.0)),
+                   class_weights=(np.asarray(d["class_weights"], dtype=float)
+                                  if d.get("class_weights") is not None else None))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Raw scores, shape (n_samples, n_outputs)."""
@@ -104,10 +110,15 @@ class TreeEnsemble:
         raw = self.raw(x) / self.temperature
         if raw.shape[1] == 1:  # binary: one tree per iteration, sigmoid link
             p1 = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            return np.column_stack([1.0 - p1, p1])
-        raw -= raw.max(axis=1, keepdims=True)
-        e = np.exp(raw)
-        return e / e.sum(axis=1, keepdims=True)
+            p = np.column_stack([1.0 - p1, p1])
+        else:
+            raw -= raw.max(axis=1, keepdims=True)
+            e = np.exp(raw)
+            p = e / e.sum(axis=1, keepdims=True)
+        if self.class_weights is not None:
+            p = p * self.class_weights
+            p /= p.sum(axis=1, keepdims=True)
+        return p
 
 
 @dataclass(frozen=True)

@@ -713,7 +713,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     the narrative calls "clean runs". A random ``params["calibration_fraction"]`` of the rows
     fits the softmax temperature instead of the trees. ``params["grade_model"]`` is
     "multiclass" (the default) or "ordinal" (:func:`_fit_ordinal`, with
-    ``params["monotonic"]`` "none" or "training").
+    ``params["monotonic"]`` "none" or "training"); a multi-class grade model's
+    ``params["good_weight"]`` w (default 1) shifts its prior of Good by w
+    (:class:`~mmrqa_bids.grading.classifier.TreeEnsemble` ``class_weights``).
     """
     import sklearn
 
@@ -729,6 +731,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
         grade = _fit_ordinal(x, labels, artifact_labels, features, params, seed, calib)
     elif params.get("grade_model", "multiclass") == "multiclass":
         grade = _fit_ensemble(x, labels, LABELS, params, seed, calib)
+        if float(params.get("good_weight", 1.0)) != 1.0:
+            grade["class_weights"] = [float(params["good_weight"]) if c == "Good" else 1.0
+                                      for c in LABELS]
     else:
         raise TrainingError(f"unknown grade_model {params['grade_model']!r} "
                             "(multiclass or ordinal)")

@@ -347,3 +347,18 @@ def test_family_model_settings_override_the_recipe_model():
     assert tc.family_params(recipe, "bold")["grade_model"] == "ordinal"
     assert tc.family_params(recipe, "bold")["max_iter"] == recipe["model"]["max_iter"]
     assert "grade_model" not in tc.family_params(recipe, "anat")
+
+
+def test_good_weight_shifts_the_prior_of_good_and_round_trips(tmp_path):
+    rows, grade, art = _ordinal_rows()
+    feats = ["sharp", "snr", "drift"]
+    fit = {g: tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], features=feats,
+                           params={"max_iter": 30, "good_weight": g}) for g in (1.0, 0.5)}
+    assert "class_weights" not in fit[1.0]["grade"]
+    assert fit[0.5]["grade"]["class_weights"] == [0.5, 1.0, 1.0]
+    x = np.array([[r[f] for f in feats] for r in rows])
+    p1 = load_model_file(tc.save_model(fit[1.0], tmp_path / "a")).grade.predict_proba(x)
+    p5 = load_model_file(tc.save_model(fit[0.5], tmp_path / "b")).grade.predict_proba(x)
+    expected = p1 * [0.5, 1.0, 1.0]
+    np.testing.assert_allclose(p5, expected / expected.sum(axis=1, keepdims=True))
+    assert (p5.argmax(axis=1) == 0).sum() < (p1.argmax(axis=1) == 0).sum()
