@@ -115,11 +115,10 @@ def bootstrap_intervals(c: np.ndarray, n_boot: int = 2000, level: float = 0.95,
     boot = np.bincount((draws + offsets).ravel(), minlength=n_boot * k * k)
     boot = boot.reshape(n_boot, k, k).astype(float)
     tp = np.einsum("bkk->bk", boot)
-    predicted, actual = boot.sum(axis=1), boot.sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)
-    present = (predicted + actual) > 0  # F1 = 2PR/(P+R) = 2TP/(predicted + actual)
-    macro = (f1 * present).sum(axis=1) / present.sum(axis=1)
+    counted = boot.sum(axis=1) + boot.sum(axis=2)  # predicted + actual, per class
+    present = counted > 0
+    f1 = 2 * tp / np.where(present, counted, 1.0)  # 2PR/(P+R) = 2TP/(predicted + actual)
+    macro = f1.sum(axis=1) / present.sum(axis=1)
     acc = tp.sum(axis=1) / n
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     return {"accuracy": np.percentile(acc, q).tolist(), "macro_f1": np.percentile(macro, q).tolist()}

@@ -655,15 +655,17 @@ def _fit_ordinal(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence
     :class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`); with ``params["monotonic"]``
     "training", each monotonic in the features :func:`monotonic_signs` finds on the fitted
     runs (the calibration runs take no part)."""
+    if float(params.get("good_weight", 1.0)) != 1.0:
+        raise TrainingError("good_weight applies to the multi-class grade model only")
+    labels = np.asarray(labels)
     signs: dict[str, int] = {}
     if params.get("monotonic", "none") == "training":
-        signs = monotonic_signs(x[~calib], [labels[i] for i in np.where(~calib)[0]],
-                                [artifact_labels[i] for i in np.where(~calib)[0]], features)
+        signs = monotonic_signs(x[~calib], labels[~calib],
+                                np.asarray(artifact_labels)[~calib], features)
     elif params.get("monotonic", "none") != "none":
         raise TrainingError(f"unknown monotonic option {params['monotonic']!r} "
                             "(none or training)")
     cst = [signs.get(f, 0) for f in features]
-    labels = np.asarray(labels)
     out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": signs}
     for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
         y = np.where(np.isin(labels, positive), "yes", "no")

@@ -335,8 +335,9 @@ def test_ordinal_grade_model_is_monotonic_calibrated_and_round_trips(tmp_path):
 
 def test_unknown_grade_model_options_are_clear_errors():
     rows, grade, art = _ordinal_rows(100)
-    for params in ({"grade_model": "ranked"}, {"grade_model": "ordinal", "monotonic": "yes"}):
-        with pytest.raises(tc.TrainingError, match="grade_model|monotonic"):
+    for params in ({"grade_model": "ranked"}, {"grade_model": "ordinal", "monotonic": "yes"},
+                   {"grade_model": "ordinal", "good_weight": 0.5}):
+        with pytest.raises(tc.TrainingError, match="grade_model|monotonic|good_weight"):
             tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
                          features=["sharp", "snr", "drift"])
 
