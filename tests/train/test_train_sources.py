@@ -44,7 +44,7 @@ def test_robex_head_is_a_real_subject_distinct_from_the_template():
     head = sources.load_source_head("robex", 4.0)
     mni = sources.load_source_head("mni", 4.0)
     brain = head.csf + head.gm + head.wm
-    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    ml = _tissue_ml(head, 4.0)
     # An adult brain: 1.0-1.6 l, GM > WM > CSF inside ROBEX's (tight) brain mask.
     assert 1000 < sum(ml.values()) < 1600, ml
     assert ml["gm"] > ml["wm"] > ml["csf"] > 50, ml
@@ -54,6 +54,17 @@ def test_robex_head_is_a_real_subject_distinct_from_the_template():
     assert t2[head.csf > 0.8].mean() > t2[head.gm > 0.8].mean() > t2[head.wm > 0.8].mean()
     # Not the template: another head size on the same grid spacing.
     assert head.gm.shape != mni.gm.shape
+
+
+def _tissue_ml(head, voxel_mm: float) -> dict[str, float]:
+    """Millilitres of CSF, GM and WM in a head."""
+    return {t: float(getattr(head, t).sum()) * voxel_mm ** 3 / 1000 for t in ("csf", "gm", "wm")}
+
+
+def _brain_extent_z_mm(head, voxel_mm: float) -> float:
+    """Inferior-superior extent of a head's brain (tissue fraction > 0.5) in mm."""
+    z = np.nonzero(((head.csf + head.gm + head.wm) > 0.5).any(axis=(0, 1)))[0]
+    return float((z[-1] - z[0] + 1) * voxel_mm)
 
 
 def _rendered_fractions_match(fractions, image: np.ndarray) -> tuple[int, float]:
@@ -76,7 +87,7 @@ def test_b0_head_renders_the_real_epi():
     import nibabel as nb
 
     head = sources.load_source_head("b0", 4.0)
-    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    ml = _tissue_ml(head, 4.0)
     # Intracranial volume from the cerebellum to the vertex (120 mm of z): 1.2-1.7 l.
     assert 1200 < sum(ml.values()) < 1700, ml
     assert min(ml.values()) > 50, ml
@@ -97,12 +108,10 @@ def test_epi_head_is_a_slab_that_renders_the_real_fmri():
     import nibabel as nb
 
     head = sources.load_source_head("epi", 4.0)
-    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    ml = _tissue_ml(head, 4.0)
     assert 600 < sum(ml.values()) < 1100, ml  # a partial field of view, not a whole brain
     assert min(ml.values()) > 50, ml
-    brain = (head.csf + head.gm + head.wm) > 0.5
-    z = np.nonzero(brain.any(axis=(0, 1)))[0]
-    assert 40 <= (z[-1] - z[0] + 1) * 4.0 <= 64
+    assert 40 <= _brain_extent_z_mm(head, 4.0) <= 64
     run = nb.load(str(sources.epi_path()))
     mean = nb.as_closest_canonical(nb.Nifti1Image(
         np.asarray(run.dataobj, dtype=np.float32).mean(axis=3), run.affine))
@@ -119,12 +128,10 @@ def test_fsl_head_is_a_whole_brain_that_renders_the_real_fmri():
     import nibabel as nb
 
     head = sources.load_source_head("fsl", 4.0)
-    ml = {t: float(getattr(head, t).sum()) * 4.0 ** 3 / 1000 for t in ("csf", "gm", "wm")}
+    ml = _tissue_ml(head, 4.0)
     assert 1100 < sum(ml.values()) < 1700, ml  # 1.33 l measured
     assert min(ml.values()) > 50, ml
-    brain = (head.csf + head.gm + head.wm) > 0.5
-    z = np.nonzero(brain.any(axis=(0, 1)))[0]
-    assert (z[-1] - z[0] + 1) * 4.0 >= 100  # cerebellum to vertex (124 mm measured)
+    assert _brain_extent_z_mm(head, 4.0) >= 100  # cerebellum to vertex (124 mm measured)
     bold = head.render("bold")
     assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
     epi = np.asarray(nb.as_closest_canonical(nb.load(str(sources.fsl_path()))).dataobj,
