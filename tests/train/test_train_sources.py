@@ -81,23 +81,29 @@ def _rendered_fractions_match(fractions, image: np.ndarray) -> tuple[int, float]
     return int(inside.sum()), float(np.corrcoef(signal[inside], image[inside])[0, 1])
 
 
+def _renders_its_volume(head, fractions, path) -> tuple[int, float]:
+    """A head built from the single EPI volume at ``path``: its bold rendering has CSF
+    brighter than WM, and :func:`_rendered_fractions_match` of its fractions and that volume."""
+    import nibabel as nb
+
+    bold = head.render("bold")
+    assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
+    volume = np.asarray(nb.as_closest_canonical(nb.load(str(path))).dataobj, dtype=np.float32)
+    return _rendered_fractions_match(fractions[:3], volume)
+
+
 def test_b0_head_renders_the_real_epi():
     """dipy's b=0 head: a whole intracranial volume, and its bold rendering is the b0 image."""
     pytest.importorskip("dipy")
-    import nibabel as nb
 
     head = sources.load_source_head("b0", 4.0)
     ml = _tissue_ml(head, 4.0)
     # Intracranial volume from the cerebellum to the vertex (120 mm of z): 1.2-1.7 l.
     assert 1200 < sum(ml.values()) < 1700, ml
     assert min(ml.values()) > 50, ml
-    bold = head.render("bold")
-    assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
     # The fractions (2 mm) taken back to the b0's 4 x 4 x 5 mm grid and rendered with the bold
     # signals follow the b0 voxel by voxel inside the brain.
-    b0 = np.asarray(nb.as_closest_canonical(nb.load(str(sources.b0_path()))).dataobj,
-                    dtype=np.float32)
-    n_inside, r = _rendered_fractions_match(sources._b0_fractions()[:3], b0)
+    n_inside, r = _renders_its_volume(head, sources._b0_fractions(), sources.b0_path())
     assert n_inside > 5000
     assert r > 0.8
 
@@ -125,18 +131,13 @@ def test_fsl_head_is_a_whole_brain_that_renders_the_real_fmri():
     """fslpy's fMRI subject: a whole brain at 4 x 4 x 6 mm, and its bold rendering is the EPI."""
     pytest.importorskip("dipy")
     pytest.importorskip("fsl")
-    import nibabel as nb
 
     head = sources.load_source_head("fsl", 4.0)
     ml = _tissue_ml(head, 4.0)
     assert 1100 < sum(ml.values()) < 1700, ml  # 1.33 l measured
     assert min(ml.values()) > 50, ml
     assert _brain_extent_z_mm(head, 4.0) >= 100  # cerebellum to vertex (124 mm measured)
-    bold = head.render("bold")
-    assert bold[head.csf > 0.8].mean() > bold[head.wm > 0.8].mean()
-    epi = np.asarray(nb.as_closest_canonical(nb.load(str(sources.fsl_path()))).dataobj,
-                     dtype=np.float32)
-    n_inside, r = _rendered_fractions_match(sources._fsl_fractions()[:3], epi)
+    n_inside, r = _renders_its_volume(head, sources._fsl_fractions(), sources.fsl_path())
     assert n_inside > 5000
     assert r > 0.7  # 0.76 measured
 
