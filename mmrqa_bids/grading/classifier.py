@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS, Grade, GradeRequest, GraderError, confidence_from
-from mmrqa_bids.grading.narrative import Driver, render_narrative
+from mmrqa_bids.grading.narrative import Driver, family_of, render_narrative
 from mmrqa_bids.resources import data_dir
 from mmrqa_bids.settings import Grading
 
@@ -40,11 +40,6 @@ MODEL_FILES = {family: f"classifier_{family}.json.gz" for family in FAMILIES}
 ARTIFACT_REPORT_MIN = 0.15
 MAX_ARTIFACTS = 3
 N_DRIVERS = 3
-
-
-def family_of(suffix: str) -> str:
-    """``bold`` runs use the functional model, every other suffix the anatomical one."""
-    return "bold" if suffix == "bold" else "anat"
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,54 @@ ARTIFACT_FACTS: dict[str, dict[str, str]] = {
     },
 }
 
-USABILITY = {
-    "Good": ("Signal and contrast support quantitative analysis.",
-             "Suitable for segmentation, morphometry and registration without special handling."),
-    "Medium": ("Signal or contrast is degraded but anatomy remains identifiable.",
-               "Usable for visual reading and robust pipelines; check segmentations and consider excluding it from sensitive morphometry."),
-    "Bad": ("Signal quality is compromised to a degree that affects anatomy.",
-            "Not recommended for quantitative analysis; re-acquisition is advised."),
+#: Protocol advice for a bold run (an EPI time series) where it differs from a structural
+#: scan's (:data:`ARTIFACT_FACTS`): PROPELLER does not exist for EPI, and an EPI's ghosts and
+#: blur have causes of their own.
+BOLD_PROTOCOL: dict[str, str] = {
+    "motion": "Re-acquire with head padding and instructions; consider prospective motion correction or real-time motion feedback. In analysis, regress the motion parameters and censor (scrub) high-motion volumes.",
+    "ghosting": "Check the EPI phase-correction (reference) scan and the gradient calibration; Nyquist ghosts grow with eddy currents and field drift.",
+    "noise": "Use a head coil with more channels, larger voxels or multi-echo EPI; avoid excessive in-plane or multiband acceleration.",
+    "blur": "Shorten the EPI readout (in-plane acceleration, partial Fourier with care) and review the reconstruction filter.",
 }
+
+#: (usability sentence, usability advice) per family and grade.
+USABILITY: dict[str, dict[str, tuple[str, str]]] = {
+    "anat": {
+        "Good": ("Signal and contrast support quantitative analysis.",
+                 "Suitable for segmentation, morphometry and registration without special handling."),
+        "Medium": ("Signal or contrast is degraded but anatomy remains identifiable.",
+                   "Usable for visual reading and robust pipelines; check segmentations and consider excluding it from sensitive morphometry."),
+        "Bad": ("Signal quality is compromised to a degree that affects anatomy.",
+                "Not recommended for quantitative analysis; re-acquisition is advised."),
+    },
+    "bold": {
+        "Good": ("Temporal and spatial signal support functional analysis.",
+                 "Suitable for task and resting-state analysis (registration to the anatomy, time-series modelling) without special handling."),
+        "Medium": ("The time series or the mean image is degraded, but the brain's signal remains usable.",
+                   "Usable with care: inspect the mean EPI and the carpet plot, check the registration to the anatomy, and include motion and physiological confound regressors."),
+        "Bad": ("The time series is compromised to a degree that affects the brain's signal.",
+                "Not recommended for functional analysis; exclude the run or re-acquire it."),
+    },
+}
+
+
+def family_of(suffix: str) -> str:
+    """``bold`` runs are functional, every other suffix anatomical."""
+    return "bold" if suffix == "bold" else "anat"
+
+
+def usability(label: str, suffix: str) -> tuple[str, str]:
+    """(usability sentence, usability advice) of a grade for a run of this suffix."""
+    return USABILITY[family_of(suffix)][label]
+
+
+def artifact_facts(artifact: str | None, suffix: str) -> dict[str, str]:
+    """Cause, visible features and protocol advice of an artifact for a run of this suffix
+    ({} for no or an unknown artifact)."""
+    facts = dict(ARTIFACT_FACTS.get(artifact or "", {}))
+    if facts and family_of(suffix) == "bold" and artifact in BOLD_PROTOCOL:
+        facts["protocol"] = BOLD_PROTOCOL[artifact]
+    return facts
 
 
 ARTIFACT_NAMES = {
@@ -113,7 +153,7 @@ def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver]
     ``outside``: metrics outside every training run's range (low/high = that range).
     """
     main = artifacts[0] if artifacts else None
-    facts = ARTIFACT_FACTS.get(main["type"], {}) if main else {}
+    facts = artifact_facts(main["type"], suffix) if main else {}
     context: dict[str, Any] = {
         "label": label,
         "confidence": confidence,
@@ -124,8 +164,8 @@ def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver]
         "deviant": [d.name for d in drivers if d.direction != "within"],
         "outside": [{"name": d.name, "value": format_value(d.value), "low": format_value(d.low),
                      "high": format_value(d.high)} for d in outside],
-        "usability_sentence": USABILITY[label][0],
-        "usability_advice": USABILITY[label][1],
+        "usability_sentence": usability(label, suffix)[0],
+        "usability_advice": usability(label, suffix)[1],
         "main_artifact": None if main is None else {
             "type": main["type"], "name": ARTIFACT_NAMES.get(main["type"], main["type"]),
             "likelihood": main["likelihood"], "cause": facts.get("cause", "unknown"),

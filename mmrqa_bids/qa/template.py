@@ -5,7 +5,7 @@ Deterministic: the same facts always give the same text, so a dataset built with
 """
 from __future__ import annotations
 
-from mmrqa_bids.grading.narrative import ARTIFACT_FACTS, USABILITY
+from mmrqa_bids.grading.narrative import artifact_facts, usability
 from mmrqa_bids.qa.content import TEXT_FIELDS, QAContent, clean_text
 from mmrqa_bids.qa.facts import QAFacts
 from mmrqa_bids.resources import template_env
@@ -22,12 +22,12 @@ def template_content(facts: QAFacts, has_reference: bool = True) -> QAContent:
     context = {
         "label": facts.label,
         "artifact": facts.artifact,
-        "facts": ARTIFACT_FACTS.get(facts.artifact or "", {}),
+        "facts": artifact_facts(facts.artifact, facts.suffix),
         "deviations": list(facts.deviations),
         "key_metrics": facts.key_metrics(),
         "has_reference": has_reference,
-        "usability_sentence": USABILITY[facts.label][0],
-        "usability_advice": USABILITY[facts.label][1],
+        "usability_sentence": usability(facts.label, facts.suffix)[0],
+        "usability_advice": usability(facts.label, facts.suffix)[1],
     }
     module = template_env(html=False).get_template("qa/content.j2").make_module(context)
     texts = {name: clean_text(str(getattr(module, name)())) for name in TEXT_FIELDS}

@@ -74,15 +74,17 @@ def training_corpus() -> Iterator[str]:
     """Text the tokenizer is trained on: the prompt and narrative templates, the answer
     vocabulary and digits (byte-level BPE still encodes any other text)."""
     from mmrqa_bids.grading.base import LABELS
-    from mmrqa_bids.grading.narrative import ARTIFACT_FACTS, USABILITY
+    from mmrqa_bids.grading.narrative import ARTIFACT_FACTS, BOLD_PROTOCOL, USABILITY
     from mmrqa_bids.resources import templates_dir
 
     for path in sorted(templates_dir().rglob("*.j2")):
         yield path.read_text()
     for facts in ARTIFACT_FACTS.values():
         yield from facts.values()
-    for sentences in USABILITY.values():
-        yield from sentences
+    yield from BOLD_PROTOCOL.values()
+    for grades in USABILITY.values():
+        for sentences in grades.values():
+            yield from sentences
     yield " ".join(f"Grade: {label}" for label in LABELS)
     yield " ".join(f"{name} ({p / 10:.2f});" for name in ARTIFACT_FACTS for p in range(11))
     yield " ".join(f"{v:.4g}" for v in (0.001234, 3.142, 12.5, 256.0, 1.0e5, -0.75, 99.99))

@@ -6,8 +6,9 @@ import re
 import pytest
 
 from mmrqa_bids.grading.base import LABELS, NARRATIVE_SECTIONS
-from mmrqa_bids.grading.narrative import (ARTIFACT_FACTS, ARTIFACT_NAMES, Driver, format_value,
-                                          render_narrative)
+from mmrqa_bids.grading.narrative import (ARTIFACT_FACTS, ARTIFACT_NAMES, Driver,
+                                          artifact_facts, format_value, render_narrative,
+                                          usability)
 
 LEAKS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}|Undefined|\bNone\b|\bnan\b|\[\]|<Macro")
 
@@ -15,13 +16,14 @@ DRIVERS = [Driver("snr1", 4.2517, 25.04, 41.3, -6.1), Driver("efc", 0.61234, 0.4
            Driver("fber", 123456.0, 900.0, 2500.0, 3.0)]
 
 
+@pytest.mark.parametrize("suffix", ["T2w", "bold"])
 @pytest.mark.parametrize("label", LABELS)
 @pytest.mark.parametrize("artifact", [None, *ARTIFACT_FACTS])
-def test_every_section_present_and_clean(label, artifact):
+def test_every_section_present_and_clean(label, artifact, suffix):
     artifacts = [] if artifact is None else [{"type": artifact, "likelihood": 0.734},
                                              {"type": "noise", "likelihood": 0.2}]
     text = render_narrative(label=label, confidence=0.8765, drivers=DRIVERS, artifacts=artifacts,
-                            model_id="mmrqa-metric-test", suffix="T2w")
+                            model_id="mmrqa-metric-test", suffix=suffix)
     assert list(text) == list(NARRATIVE_SECTIONS)
     for section, body in text.items():
         assert body.strip(), section
@@ -35,6 +37,8 @@ def test_every_section_present_and_clean(label, artifact):
         assert f"{d.name} = {format_value(d.value)} (clean runs: {format_value(d.low)} to " \
                f"{format_value(d.high)})" in c
     assert "snr1 = 4.25 " in c and "efc = 0.612 " in c and "fber = 1.23e+05 " in c
+    sentence, advice = usability(label, suffix)
+    assert f"Usability: {sentence}" in c and text["analysis"].startswith(advice)
     if artifact is None:
         assert text["artifact"].startswith("No artifact stands out")
         assert "No protocol change is indicated." in text["analysis"]
@@ -48,7 +52,7 @@ def test_every_section_present_and_clean(label, artifact):
             assert "No protocol change is indicated." in text["analysis"]
         else:
             assert art.startswith("Most likely artifact")
-            assert ARTIFACT_FACTS[artifact]["protocol"] in text["analysis"]
+            assert artifact_facts(artifact, suffix)["protocol"] in text["analysis"]
 
 
 def test_motion_advice_names_propeller_and_prospective_correction():
@@ -56,6 +60,22 @@ def test_motion_advice_names_propeller_and_prospective_correction():
                             artifacts=[{"type": "motion", "likelihood": 0.9}], model_id="m")
     assert "PROPELLER" in text["analysis"] and "prospective motion correction" in text["analysis"]
     assert "k-space" in text["artifact"]
+
+
+def test_bold_runs_get_functional_usability_and_epi_protocol_advice():
+    text = render_narrative(label="Bad", confidence=0.9, drivers=DRIVERS, suffix="bold",
+                            artifacts=[{"type": "motion", "likelihood": 0.9}], model_id="m")
+    assert "PROPELLER" not in text["analysis"] and "morphometry" not in text["analysis"]
+    assert "prospective motion correction" in text["analysis"] and "scrub" in text["analysis"]
+    assert "functional analysis" in text["analysis"]
+    good = render_narrative(label="Good", confidence=0.9, drivers=DRIVERS, artifacts=[],
+                            model_id="m", suffix="bold")
+    assert "resting-state" in good["analysis"] and "morphometry" not in good["analysis"]
+    # Artifacts without EPI-specific advice keep the general one; cause and features stay.
+    assert artifact_facts("spike", "bold") == ARTIFACT_FACTS["spike"]
+    assert artifact_facts("ghosting", "bold")["cause"] == ARTIFACT_FACTS["ghosting"]["cause"]
+    assert artifact_facts(None, "bold") == {} and artifact_facts("motion", "T1w") == \
+        ARTIFACT_FACTS["motion"]
 
 
 def test_clean_run_says_metrics_are_within_range():

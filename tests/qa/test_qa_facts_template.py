@@ -36,10 +36,10 @@ def test_artifact_names_are_normalised(name, expected):
     assert normalise_artifact(name) == expected
 
 
-def _facts(label, artifact=None, metrics=None):
+def _facts(label, artifact=None, metrics=None, suffix="T1w"):
     metrics = metrics or {"snr1": 9.0, "efc": 0.6}
     ref = metric_reference(GOOD)
-    return QAFacts("sub-01_T1w", "T1w", label, metrics, artifact=artifact,
+    return QAFacts(f"sub-01_{suffix}", suffix, label, metrics, artifact=artifact,
                    deviations=deviations(metrics, ref))
 
 
@@ -56,6 +56,13 @@ def test_template_answers_are_grounded_in_labels_and_metrics():
     narrative = content.narrative()
     assert narrative["classification"].startswith("Grade Bad.")
     assert content.artifacts() == [{"type": "motion", "likelihood": 1.0}]
+
+
+def test_template_answers_for_bold_runs_speak_of_functional_analysis():
+    content = template_content(_facts("Bad", "motion", suffix="bold"))
+    assert "PROPELLER" not in content.protocol and "scrub" in content.protocol
+    assert "functional analysis" in content.downstream
+    assert "k-space" in content.artifact_cause  # the cause is the same as a structural scan's
 
 
 def test_template_without_artifact_does_not_invent_one():
