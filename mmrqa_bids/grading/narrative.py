@@ -154,6 +154,7 @@ def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver]
     """
     main = artifacts[0] if artifacts else None
     facts = artifact_facts(main["type"], suffix) if main else {}
+    sentence, advice = usability(label, suffix)
     context: dict[str, Any] = {
         "label": label,
         "confidence": confidence,
@@ -164,8 +165,8 @@ def render_narrative(*, label: str, confidence: float, drivers: Sequence[Driver]
         "deviant": [d.name for d in drivers if d.direction != "within"],
         "outside": [{"name": d.name, "value": format_value(d.value), "low": format_value(d.low),
                      "high": format_value(d.high)} for d in outside],
-        "usability_sentence": usability(label, suffix)[0],
-        "usability_advice": usability(label, suffix)[1],
+        "usability_sentence": sentence,
+        "usability_advice": advice,
         "main_artifact": None if main is None else {
             "type": main["type"], "name": ARTIFACT_NAMES.get(main["type"], main["type"]),
             "likelihood": main["likelihood"], "cause": facts.get("cause", "unknown"),

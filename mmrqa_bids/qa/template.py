@@ -19,6 +19,7 @@ def template_content(facts: QAFacts, has_reference: bool = True) -> QAContent:
     ``has_reference``: whether the training set had runs rated Good to compare against
     (without them the signal sentence cites values only, with no comparison).
     """
+    sentence, advice = usability(facts.label, facts.suffix)
     context = {
         "label": facts.label,
         "artifact": facts.artifact,
@@ -26,8 +27,8 @@ def template_content(facts: QAFacts, has_reference: bool = True) -> QAContent:
         "deviations": list(facts.deviations),
         "key_metrics": facts.key_metrics(),
         "has_reference": has_reference,
-        "usability_sentence": usability(facts.label, facts.suffix)[0],
-        "usability_advice": usability(facts.label, facts.suffix)[1],
+        "usability_sentence": sentence,
+        "usability_advice": advice,
     }
     module = template_env(html=False).get_template("qa/content.j2").make_module(context)
     texts = {name: clean_text(str(getattr(module, name)())) for name in TEXT_FIELDS}
