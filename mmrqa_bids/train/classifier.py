@@ -137,6 +137,7 @@ class Example:
     # :func:`_scanner_nuisance`
     zoom_native: bool = False  # zoom the head's tissue maps on their own grid, not the
     # image (see :func:`_render_clean`)
+    random_tissues: str = "all"  # which tissues a random contrast draws: all | shell
 
     @property
     def label(self) -> str:
@@ -161,6 +162,7 @@ class Example:
                                  "smooth_jitter", "texture", "plain", "deform", "scanner",
                                  "zoom_native")
                                 and v == 0.0)
+                          or (k == "random_tissues" and v == "all")
                           or (k == "zoom_order" and v == 1))}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -198,7 +200,8 @@ def plan_examples(recipe: dict[str, Any], family: str) -> list[Example]:
                                        plain=float(rand.get("plain", 0.0)),
                                        deform=float(rand.get("deform", 0.0)),
                                        scanner=float(rand.get("scanner", 0.0)),
-                                       zoom_native=bool(rand.get("zoom_native", False))))
+                                       zoom_native=bool(rand.get("zoom_native", False)),
+                                       random_tissues=str(rand.get("random_tissues", "all"))))
     return out
 
 
@@ -266,7 +269,13 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
         head = resample_head(native, native_mm, ex.voxel_size / zoom)
         tissues = (head.csf, head.gm, head.wm, head.skull, head.scalp)
     if ex.random_contrast and rng.random() < ex.random_contrast:
-        base = rng.uniform(0.03, 1.0, 5)
+        drawn = rng.uniform(0.03, 1.0, 5)
+        if ex.random_tissues == "shell":  # skull and scalp only; the brain jittered as below
+            drawn[:3] = np.clip(base[:3] * np.exp(rng.uniform(-ex.contrast_jitter,
+                                                              ex.contrast_jitter, 3)), 0.01, 1.0)
+        elif ex.random_tissues != "all":
+            raise TrainingError(f"random_tissues must be all or shell, not {ex.random_tissues!r}")
+        base = drawn
     elif ex.contrast_jitter:
         base = np.clip(base * np.exp(rng.uniform(-ex.contrast_jitter, ex.contrast_jitter, 5)),
                        0.01, 1.0)

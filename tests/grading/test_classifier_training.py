@@ -363,3 +363,30 @@ def test_good_weight_shifts_the_prior_of_good_and_round_trips(tmp_path):
     expected = p1 * [0.5, 1.0, 1.0]
     np.testing.assert_allclose(p5, expected / expected.sum(axis=1, keepdims=True))
     assert (p5.argmax(axis=1) == 0).sum() < (p1.argmax(axis=1) == 0).sum()
+
+
+def test_shell_only_random_contrast_keeps_the_brain_signals_near_the_named_contrast():
+    from mmrqa_bids.testing.phantom import CONTRASTS, Head
+
+    maps = {t: np.zeros((5, 1, 1), np.float32) for t in ("csf", "gm", "wm", "skull", "scalp")}
+    for i, t in enumerate(maps):
+        maps[t][i] = 1.0  # one voxel per tissue: the rendering is the tissue signals
+    head = Head(**maps, affine=np.eye(4))
+    ex = tc.Example(family="bold", split="train", anatomy="mni", contrast="bold", voxel_size=4.0,
+                    artifact="noise", severity="none", seed=0, contrast_jitter=0.5,
+                    random_contrast=1.0, random_tissues="shell")
+    base = np.array(CONTRASTS["bold"])
+    brain, shell = [], []
+    for seed in range(40):
+        img = tc._render_clean(head, ex, np.random.default_rng(seed)).ravel()
+        brain.append(img[:3] / base[:3])
+        shell.append(img[3:])
+    brain, shell = np.array(brain), np.array(shell)
+    # Brain tissues: the named signals times exp(U(-0.5, 0.5)) (clipped at 1); shell: U(0.03, 1).
+    assert np.all(brain >= np.exp(-0.5) - 1e-6) and np.all(brain <= np.exp(0.5) + 1e-6)
+    assert brain.std(axis=0).min() > 0.1  # jittered, not fixed
+    assert shell.min() >= 0.03 and shell.max() <= 1.0 and shell[:, 1].std() > 0.15
+    assert tc.Example(**{**ex.__dict__, "random_tissues": "all"}).key() != ex.key()
+    with pytest.raises(tc.TrainingError, match="random_tissues"):
+        tc._render_clean(head, tc.Example(**{**ex.__dict__, "random_tissues": "brain"}),
+                         np.random.default_rng(0))
