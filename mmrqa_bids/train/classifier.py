@@ -226,8 +226,9 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
 
     * with probability ``random_contrast``, a random contrast: each tissue's signal (CSF, GM,
       WM, skull, scalp) drawn U(0.03, 1) independently (SynthSeg's random intensities,
-      Billot et al., Med Image Anal 2023); otherwise the named contrast's signals times
-      exp(U(-c, c)) each (``contrast_jitter`` c);
+      Billot et al., Med Image Anal 2023; with ``random_tissues`` "shell" only the skull's
+      and scalp's, the brain's jittered as below); otherwise the named contrast's signals
+      times exp(U(-c, c)) each (``contrast_jitter`` c);
     * a zoom of U(1 - z, 1 + z) per axis (head size and shape);
     * an intrinsic smoothness: a Gaussian of U(0, s) voxels (``smooth_jitter`` s), so that
       anatomies (or templates) of different sharpness are seen clean;
