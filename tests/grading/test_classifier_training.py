@@ -133,7 +133,8 @@ def test_new_randomisation_options_leave_earlier_cache_keys_alone():
     # zoom_order=1, texture=0 and plain=0 are the defaults and stay out of the key
     assert ex.key() == tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
                                   zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=1,
-                                  texture=0.0, plain=0.0).key()
+                                  texture=0.0, plain=0.0, zoom_native=False,
+                                  random_tissues="all").key()
     assert ex.key() != tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
                                   zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=3).key()
     recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
