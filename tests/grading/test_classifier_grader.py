@@ -28,7 +28,7 @@ def grader() -> ClassifierGrader:
 def test_exported_trees_reproduce_scikit_learn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from mmrqa_bids.train.classifier import export_hgb
+    from mmrqa_bids.train.trees import export_hgb
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))

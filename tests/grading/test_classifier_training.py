@@ -12,6 +12,7 @@ from mmrqa_bids.artifacts import ARTIFACTS  # noqa: E402
 from mmrqa_bids.grading.base import GradeRequest  # noqa: E402
 from mmrqa_bids.grading.classifier import ClassifierGrader, load_model_file  # noqa: E402
 from mmrqa_bids.train import classifier as tc  # noqa: E402
+from mmrqa_bids.train.trees import monotonic_signs  # noqa: E402
 
 
 def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
@@ -302,7 +303,7 @@ def test_monotonic_signs_constrain_only_features_every_artifact_moves_one_way():
     feats = ["sharp", "snr", "drift"]
     x = np.array([[r[f] for f in feats] for r in rows])
     # blur raises snr and noise lowers it: free; sharp only falls (blur); drift always rises
-    assert tc.monotonic_signs(x, grade, art, feats) == {"sharp": -1, "drift": 1}
+    assert monotonic_signs(x, grade, art, feats) == {"sharp": -1, "drift": 1}
 
 
 def test_ordinal_grade_model_is_monotonic_calibrated_and_round_trips(tmp_path):
