@@ -259,6 +259,8 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     from mmrqa_bids.artifacts import gaussian_blur
     from mmrqa_bids.testing.phantom import CONTRASTS
 
+    if ex.random_tissues not in ("all", "shell"):  # checked before any draw decides
+        raise TrainingError(f"random_tissues must be all or shell, not {ex.random_tissues!r}")
     base = np.array(CONTRASTS[ex.contrast], dtype=float)
     tissues = (head.csf, head.gm, head.wm, head.skull, head.scalp)
     if ex.plain and rng.random() < ex.plain:
@@ -275,8 +277,6 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
         if ex.random_tissues == "shell":  # skull and scalp only; the brain jittered as below
             drawn[:3] = np.clip(base[:3] * np.exp(rng.uniform(-ex.contrast_jitter,
                                                               ex.contrast_jitter, 3)), 0.01, 1.0)
-        elif ex.random_tissues != "all":
-            raise TrainingError(f"random_tissues must be all or shell, not {ex.random_tissues!r}")
         base = drawn
     elif ex.contrast_jitter:
         base = np.clip(base * np.exp(rng.uniform(-ex.contrast_jitter, ex.contrast_jitter, 5)),

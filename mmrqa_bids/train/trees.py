@@ -61,8 +61,10 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
-                  params: dict[str, Any], seed: int, calib: np.ndarray,
-                  monotonic_cst: Sequence[int] | None = None) -> dict[str, Any]:
+                 params: dict[str, Any], seed: int, calib: np.ndarray,
+                 monotonic_cst: Sequence[int] | None = None) -> dict[str, Any]:
+    """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``,
+    exported (:func:`export_hgb`) with the temperature fitted on the ``calib`` rows."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from mmrqa_bids.grading.classifier import TreeEnsemble
@@ -118,14 +120,12 @@ def monotonic_signs(x: np.ndarray, labels: Sequence[str], artifact_labels: Seque
 
 
 def fit_ordinal(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence[str],
-                 features: Sequence[str], params: dict[str, Any], seed: int,
-                 calib: np.ndarray) -> dict[str, Any]:
+                features: Sequence[str], params: dict[str, Any], seed: int,
+                calib: np.ndarray) -> dict[str, Any]:
     """The grade as two calibrated binary fits, P(>= Medium) and P(Bad) (see
     :class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`); with ``params["monotonic"]``
     "training", each monotonic in the features :func:`monotonic_signs` finds on the fitted
     runs (the calibration runs take no part)."""
-    if float(params.get("good_weight", 1.0)) != 1.0:
-        raise TrainingError("good_weight applies to the multi-class grade model only")
     labels = np.asarray(labels)
     signs: dict[str, int] = {}
     if params.get("monotonic", "none") == "training":
@@ -149,12 +149,14 @@ def fit_grade_model(x: np.ndarray, labels: Sequence[str], artifact_labels: Seque
     ``params["good_weight"]`` w != 1 its prior of Good shifted by w, stored as
     ``class_weights``) or "ordinal" (:func:`fit_ordinal`)."""
     kind = params.get("grade_model", "multiclass")
-    if kind == "ordinal":
-        return fit_ordinal(x, labels, artifact_labels, features, params, seed, calib)
-    if kind != "multiclass":
+    good_weight = float(params.get("good_weight", 1.0))
+    if kind not in ("multiclass", "ordinal"):
         raise TrainingError(f"unknown grade_model {kind!r} (multiclass or ordinal)")
+    if kind == "ordinal":
+        if good_weight != 1.0:
+            raise TrainingError("good_weight applies to the multi-class grade model only")
+        return fit_ordinal(x, labels, artifact_labels, features, params, seed, calib)
     grade = fit_ensemble(x, labels, LABELS, params, seed, calib)
-    if float(params.get("good_weight", 1.0)) != 1.0:
-        grade["class_weights"] = [float(params["good_weight"]) if c == "Good" else 1.0
-                                  for c in LABELS]
+    if good_weight != 1.0:
+        grade["class_weights"] = [good_weight if c == "Good" else 1.0 for c in LABELS]
     return grade
