@@ -18,7 +18,7 @@ import numpy as np
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.metrics import measure
-from mmrqa_bids.outputs import derivative_document
+from mmrqa_bids.derivatives import DerivativesLayout, derivative_document
 from mmrqa_bids.reports import mosaics
 from mmrqa_bids.reports.group import render_group
 from mmrqa_bids.reports.individual import render_individual
@@ -69,14 +69,15 @@ def main() -> int:
                      "grader": "classifier", "error": "n/a",
                      **{k: float(v * rng.lognormal(0, 0.1)) for k, v in m.metrics.items()}})
     t5 = time.perf_counter()
-    group = render_group("T1w", rows).encode()
+    href = DerivativesLayout(Path("OUT")).report_href
+    group = render_group("T1w", rows, report_href=href).encode()
     t6 = time.perf_counter()
     # The full MRQy + MRIQC set is ~40 metrics: pad with jittered copies to see that size.
     wide = [{**r, **{f"{k}_{j}": r[k] * float(rng.lognormal(0, 0.05)) for k in m.metrics
                      for j in range(1, -(-40 // len(m.metrics)))}} for r in rows]
     n_wide = sum(isinstance(v, float) for v in wide[0].values()) - 4
     t7 = time.perf_counter()
-    group_wide = render_group("T1w", wide).encode()
+    group_wide = render_group("T1w", wide, report_href=href).encode()
     t8 = time.perf_counter()
     if len(sys.argv) > 1:  # write the reports for a look in a browser
         Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Finding the runs to assess in a BIDS dataset, and naming their derivatives."""
+"""Finding the runs to assess in a BIDS dataset (their outputs: :mod:`mmrqa_bids.derivatives`)."""
 from __future__ import annotations
 
 import json
@@ -42,16 +42,6 @@ class RunSpec:
     @property
     def subject(self) -> str:
         return self.entities["subject"]
-
-    def derivative_json(self, output_dir: Path) -> Path:
-        """``OUT/sub-XX/[ses-YY/]<datatype>/<bids name>.json`` (MRIQC's layout)."""
-        parts = [f"sub-{self.subject}"]
-        if "session" in self.entities:
-            parts.append(f"ses-{self.entities['session']}")
-        return Path(output_dir, *parts, self.datatype, f"{self.bids_name}.json")
-
-    def report_html(self, output_dir: Path) -> Path:
-        return Path(output_dir) / f"{self.bids_name}.html"
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "suffix": self.suffix, "datatype": self.datatype,

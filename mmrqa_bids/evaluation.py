@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
-from mmrqa_bids.outputs import derivative_paths, read_derivative
+from mmrqa_bids.derivatives import DerivativesLayout, read_derivative
 
 
 class EvaluationError(ValueError):
@@ -156,7 +156,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     path = Path(path)
     if path.is_dir():
         preds = []
-        for doc_path in derivative_paths(path):
+        for doc_path in DerivativesLayout(path).run_jsons():
             try:
                 doc = read_derivative(doc_path)
             except (OSError, ValueError) as exc:

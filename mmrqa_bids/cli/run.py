@@ -18,6 +18,7 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
+from mmrqa_bids.derivatives import DerivativesLayout  # noqa: E402
 from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
@@ -88,7 +89,7 @@ def build_settings(args) -> Settings:
 
 def prepare_output_dir(output_dir: Path) -> None:
     try:
-        (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        DerivativesLayout(output_dir).logs.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".mmrqa-write-test"):
             pass
     except OSError as exc:
@@ -99,18 +100,19 @@ def prepare_output_dir(output_dir: Path) -> None:
 def save_settings(settings: Settings) -> Path:
     from mmrqa_bids.io import atomic_write_text
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    path = settings.execution.output_dir / "logs" / \
-        f"settings_{settings.execution.analysis_level}_{stamp}.toml"
+    ex = settings.execution
+    path = DerivativesLayout(ex.output_dir).settings_file(ex.analysis_level, stamp)
     return atomic_write_text(path, settings.to_toml())
 
 
 def run_participant(settings: Settings) -> int:
     from mmrqa_bids.bids import collect_runs
     from mmrqa_bids.grading import check_grader
-    from mmrqa_bids.outputs import write_dataset_description
+    from mmrqa_bids.derivatives import write_dataset_description
     from mmrqa_bids.workflows.participant import init_participant_wf
 
     ex = settings.execution
+    layout = DerivativesLayout(ex.output_dir)
     t0 = time.perf_counter()
     check_grader(settings.grading)
     runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
@@ -118,7 +120,7 @@ def run_participant(settings: Settings) -> int:
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
     print(f"[mmrqa] {len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
           f"grader: {settings.grading.grader}", flush=True)
-    write_dataset_description(ex.output_dir, ex.bids_dir)
+    write_dataset_description(layout, ex.bids_dir)
     wf = init_participant_wf(runs, settings)
     wf_dir = Path(ex.work_dir) / wf.name
     if not ex.resume and wf_dir.exists():
@@ -131,7 +133,7 @@ def run_participant(settings: Settings) -> int:
     # call per queued job: poll less often there.
     poll = plugin_args.pop("poll_sleep_duration", 0.05 if ex.plugin in LOCAL_PLUGINS else 5.0)
     wf.config["execution"] = {
-        "crashdump_dir": str(ex.output_dir / "logs"),
+        "crashdump_dir": str(layout.logs),
         "crashfile_format": "txt",
         "stop_on_first_crash": "false",
         "parameterize_dirs": "false",
@@ -176,10 +178,10 @@ def run_participant(settings: Settings) -> int:
           + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
     if crashed:
         print(f"[mmrqa] ERROR: some workflow steps crashed; see crash files in "
-              f"{ex.output_dir / 'logs'} ({crashed})", file=sys.stderr, flush=True)
+              f"{layout.logs} ({crashed})", file=sys.stderr, flush=True)
         return EXIT_RUNS_FAILED
     if ex.reports:
-        print(f"[mmrqa] individual reports: {ex.output_dir}/sub-*.html", flush=True)
+        print(f"[mmrqa] individual reports: {layout.run_report('sub-*')}", flush=True)
     return EXIT_RUNS_FAILED if failed or len(statuses) < len(runs) else EXIT_OK
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmrqa_bids import __version__
+from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.mriqc.grade import grade_records, to_tsv
 from mmrqa_bids.mriqc.iqms import MriqcError, available_suffixes, collect_mriqc
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         raise MriqcError(f"{args.mriqc_dir}: no MRIQC outputs for {', '.join(args.modalities)}")
     graded, partial = 0, False
+    layout = DerivativesLayout(args.output_dir)
     for suffix in found:
         if suffix != model.suffix:
             print(f"[mmrqa-mriqc] {suffix}: not graded: the model {model.model_id} was trained on "
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[mmrqa-mriqc] WARNING {error}; skipped", file=sys.stderr, flush=True)
         table = grade_records(records, model, suffix, str(args.mriqc_dir), errors)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        tsv = atomic_write_text(args.output_dir / f"group_{suffix}.tsv",
+        tsv = atomic_write_text(layout.group_table(suffix),
                                 to_tsv(table.rows, model.features))
         print(f"[mmrqa-mriqc] {suffix}: {len(table.rows)} run(s) graded: "
               + ", ".join(f"{k} {v}" for k, v in table.counts().items()) + f" -> {tsv}", flush=True)
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                   + ", ".join(f"{k}->{v}" for k, v in sorted(table.renamed.items())), flush=True)
         if not args.no_reports:
             from mmrqa_bids.mriqc.report import write_report
-            html = write_report(args.output_dir / f"group_{suffix}.html", table, model,
+            html = write_report(layout.group_report(suffix), table, model,
                                 str(args.mriqc_dir))
             print(f"[mmrqa-mriqc] {suffix}: report {html}", flush=True)
         graded += 1

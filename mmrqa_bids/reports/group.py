@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-from urllib.parse import quote
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -66,9 +65,11 @@ def tukey_box(values: Sequence[float]) -> dict[str, list[float]]:
             "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
 
 
-def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context):
+def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context,
+                  report_href: Callable[[str], str]):
     """One box + strip subplot per metric; one point per run, coloured by grade, outliers
-    ringed in black; ``customdata`` = [run, report link, grade, robust z] for hover and click."""
+    ringed in black; ``customdata`` = [run, report link, grade, robust z] for hover and click
+    (``report_href``: run name -> link to its individual report)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -94,7 +95,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
                     "line": {"width": [2.5 if o else 0.5 for o in outlier],
                              "color": ["#111827" if o else "#ffffff" for o in outlier]},
                     "opacity": 0.9},
-            customdata=[[row["bids_name"], quote(f"{row['bids_name']}.html"), row.get("grade", "n/a"),
+            customdata=[[row["bids_name"], report_href(row["bids_name"]), row.get("grade", "n/a"),
                          round(x.get("robust_z", float("nan")), 2) if x else "n/a"]
                         for (row, _), x in zip(pts, ctx)],
             hovertemplate=("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade %{customdata[2]}"
@@ -124,8 +125,11 @@ def figure_html(fig, div_id: str, include_plotlyjs: bool) -> str:
                                                  "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
 
 
-def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None) -> str:
-    """The group report of one suffix from its group-table rows (:mod:`mmrqa_bids.group`)."""
+def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None, *,
+                 report_href: Callable[[str], str]) -> str:
+    """The group report of one suffix from its group-table rows
+    (:func:`mmrqa_bids.derivatives.group_tables`); ``report_href`` links a run name to its
+    individual report (:meth:`mmrqa_bids.derivatives.DerivativesLayout.report_href`)."""
     measured = [r for r in rows if r.get("status") != "failed"]
     metrics = stats.metric_names(measured, exclude=NON_METRIC_COLUMNS)
     if context is None:
@@ -139,7 +143,7 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
         runs.append({
             "rank": rank,
             "bids_name": r["bids_name"],
-            "href": quote(f"{r['bids_name']}.html") if r.get("status") != "failed" else None,
+            "href": report_href(r["bids_name"]) if r.get("status") != "failed" else None,
             "status": r.get("status", "ok"),
             "grade": r.get("grade") if r.get("grade") in LABELS else "n/a",
             "confidence": conf,
@@ -151,7 +155,7 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "metrics": [_number(r.get(m)) for m in metrics],
             "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
         })
-    fig = metric_figure(measured, metrics, context) if metrics and measured else None
+    fig = metric_figure(measured, metrics, context, report_href) if metrics and measured else None
     return template_env(html=True).get_template("report/group.html.j2").render(
         suffix=suffix,
         version=__version__,
@@ -172,6 +176,6 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
     )
 
 
-def write_group_report(output_dir: Path, suffix: str, rows: list[dict[str, Any]],
-                       context: Context | None = None) -> Path:
-    return atomic_write_text(Path(output_dir) / f"group_{suffix}.html", render_group(suffix, rows, context))
+def write_group_report(path: Path, suffix: str, rows: list[dict[str, Any]],
+                       context: Context | None = None, *, report_href: Callable[[str], str]) -> Path:
+    return atomic_write_text(path, render_group(suffix, rows, context, report_href=report_href))

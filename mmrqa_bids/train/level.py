@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmrqa_bids.bids import DatasetError
+from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.io import RunInputError, atomic_write_json, atomic_write_text
 from mmrqa_bids.settings import Settings
 
@@ -48,7 +49,7 @@ def model_dir(settings: Settings, base: str | None) -> Path:
         return Path(settings.training.output_model).resolve()
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(base.rstrip("/")).name) if base else ""
     name = f"mmrqa-{stem}-lora" if base else "mmrqa-metric-classifier"
-    return settings.execution.output_dir / "models" / name
+    return DerivativesLayout(settings.execution.output_dir).model(name)
 
 
 def check_settings(settings: Settings) -> None:

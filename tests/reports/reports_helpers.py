@@ -24,7 +24,7 @@ from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.io import atomic_write_json
 from mmrqa_bids.metrics import measure
-from mmrqa_bids.outputs import derivative_document
+from mmrqa_bids.derivatives import DerivativesLayout, derivative_document
 from mmrqa_bids.reports import mosaics
 from mmrqa_bids.reports.individual import write_individual
 
@@ -59,7 +59,7 @@ def _grade(seed: int, evil: bool) -> dict[str, Any]:
 def build_derivatives(out: Path, work: Path, n_runs: int = 7) -> list[dict[str, Any]]:
     """Participant-level outputs for ``n_runs`` T1w runs (the last one with ``<script>`` in its
     narrative and an HTML tag in its file name) and one failed run; returns the documents."""
-    docs = []
+    docs, layout = [], DerivativesLayout(out)
     for i in range(n_runs):
         evil = i == n_runs - 1
         sub = f"{i + 1:02d}"
@@ -82,10 +82,10 @@ def build_derivatives(out: Path, work: Path, n_runs: int = 7) -> list[dict[str, 
                   "grader": {"backend": "classifier", "model_id": "test-model"},
                   "timings": {"measure": 0.1}}
         doc = derivative_document(record, {"grading": {"grader": "classifier"}})
-        atomic_write_json(run.derivative_json(out), doc)
-        write_individual(run.report_html(out), doc, paths)
+        atomic_write_json(layout.run_json(run), doc)
+        write_individual(layout.run_report(run.bids_name), doc, paths)
         docs.append(doc)
-    atomic_write_json(out / "logs" / "failed" / "sub-99_T1w.json",
+    atomic_write_json(layout.failure("sub-99_T1w"),
                       {"bids_name": "sub-99_T1w", "suffix": "T1w", "subject": "99",
                        "source": "/data/sub-99/anat/sub-99_T1w.nii.gz",
                        "error": "not a NIfTI <script>window.__pwned=3</script>"})

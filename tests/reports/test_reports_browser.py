@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmrqa_bids.group import group_tables
+from mmrqa_bids.derivatives import DerivativesLayout, group_tables
 from mmrqa_bids.ratings import COLUMNS, read_ratings
 
 from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
@@ -58,7 +58,7 @@ def test_individual_report_in_browser(browser, derivatives):
 
 
 def test_group_report_in_browser(browser, derivatives, tmp_path):
-    rows = group_tables(derivatives)["T1w"]
+    rows = group_tables(DerivativesLayout(derivatives))["T1w"]
     measured = [r for r in rows if r["status"] != "failed"]
     page = browser.open(_url(derivatives / "group_T1w.html"), height=1100)
     page.wait_for("document.getElementById('metric-plot').getAttribute('data-ready') === '1' "

@@ -1,7 +1,9 @@
 import json
 import re
+from pathlib import Path
 
-from mmrqa_bids.group import FIXED_COLUMNS, group_tables, run_group
+from mmrqa_bids.derivatives import FIXED_COLUMNS, DerivativesLayout, group_tables
+from mmrqa_bids.group import run_group
 from mmrqa_bids.reports.group import render_group, review_order
 
 from reports_helpers import EVIL_ACQ, derivatives  # noqa: F401 (fixture)
@@ -32,7 +34,7 @@ def test_review_table_order_and_rows(derivatives):
     html = (derivatives / "group_T1w.html").read_text()
     body = html[html.index('id="runs-table"'):html.index('id="metrics"')]
     names = re.findall(r'<tr data-run="([^"]+)"', body)
-    rows = group_tables(derivatives)["T1w"]
+    rows = group_tables(DerivativesLayout(derivatives))["T1w"]
     assert len(names) == len(rows) == 8 and names[0] == "sub-99_T1w"  # the failed run first
     conf = {r["bids_name"]: r["confidence"] for r in rows if r["status"] == "ok"}
     import html as htmllib
@@ -63,7 +65,8 @@ def test_group_level_without_individual_reports_warns(tmp_path, capsys):
 def test_render_group_with_only_failed_runs():
     html = render_group("bold", [{"bids_name": "sub-01_task-x_bold", "subject": "01", "status": "failed",
                                   "grade": "n/a", "confidence": "n/a", "artifact": "n/a",
-                                  "error": "truncated file"}])
+                                  "error": "truncated file"}],
+                        report_href=DerivativesLayout(Path("/out")).report_href)
     assert "No metrics to plot" in html and "truncated file" in html
 
 

@@ -1,0 +1,289 @@
+"""The derivatives folder: where every output lives, and the documents written there.
+
+:class:`DerivativesLayout` is the one place that names a path under OUTPUT_DIR; every other
+module asks it. The layout (MRIQC's, where MRIQC has the same file)::
+
+    OUTPUT_DIR/
+      dataset_description.json                       BIDS-derivatives description
+      sub-<l>/[ses-<l>/]<datatype>/<bids name>.json  run JSON, one per graded run
+      <bids name>.html                               run report (individual HTML)
+      group_<suffix>.tsv  group_<suffix>.html        group table and group report
+      cohorts/<suffix>_<cohort id>.json              a cohort's reference statistics
+      logs/settings_<level>_<UTC stamp>.toml         settings of each invocation; crash files
+      logs/failed/<bids name>.json                   failure record of a run that failed
+      models/<name>/                                 what the train level fits
+
+Run reports sit beside the group reports, so a group report links to them by name.
+Also here: the run JSON's content (:func:`derivative_document`), the participant level's
+writer (:func:`write_run`) and the group tables read back from the run JSONs.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from mmrqa_bids import __version__
+from mmrqa_bids.bids import RunSpec
+from mmrqa_bids.io import atomic_write_json
+from mmrqa_bids.records import failed
+from mmrqa_bids.reports.individual import write_individual
+
+DERIVATIVE_KEYS = frozenset({"bids_meta", "grade", "metrics"})
+ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
+FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_medium",
+                 "p_bad", "confidence", "artifact", "outside_training", "grader", "error")
+# A cohort id becomes part of a file name: one path component, no separators.
+_FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
+
+
+@dataclass(frozen=True)
+class DerivativesLayout:
+    """Every path under one OUTPUT_DIR (``root``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def dataset_description(self) -> Path:
+        return self.root / "dataset_description.json"
+
+    def run_json(self, run: RunSpec) -> Path:
+        """``OUT/sub-XX/[ses-YY/]<datatype>/<bids name>.json`` (MRIQC's layout)."""
+        parts = [f"sub-{run.subject}"]
+        if "session" in run.entities:
+            parts.append(f"ses-{run.entities['session']}")
+        return Path(self.root, *parts, run.datatype, f"{run.bids_name}.json")
+
+    def run_jsons(self) -> list[Path]:
+        """Candidate run JSONs under ``OUT/sub-*`` (sidecars of other tools too)."""
+        return sorted(self.root.glob("sub-*/**/*.json"))
+
+    def run_report(self, bids_name: str) -> Path:
+        return self.root / f"{bids_name}.html"
+
+    def report_href(self, bids_name: str) -> str:
+        """The link from a group report (in ``OUT``) to a run's report (URL-quoted)."""
+        return quote(self.run_report(bids_name).relative_to(self.root).as_posix())
+
+    def group_table(self, suffix: str) -> Path:
+        return self.root / f"group_{suffix}.tsv"
+
+    def group_report(self, suffix: str) -> Path:
+        return self.root / f"group_{suffix}.html"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def settings_file(self, level: str, stamp: str) -> Path:
+        return self.logs / f"settings_{level}_{stamp}.toml"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.logs / "failed"
+
+    def failure(self, bids_name: str) -> Path:
+        return self.failed_dir / f"{bids_name}.json"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        return self.models / name
+
+    @property
+    def cohorts(self) -> Path:
+        return self.root / "cohorts"
+
+    def cohort_reference(self, suffix: str, cohort_id: str) -> Path:
+        """``OUT/cohorts/<suffix>_<cohort id>.json``; the id must be file-name safe."""
+        if not _FILE_SAFE.match(cohort_id):
+            raise ValueError(f"cohort id {cohort_id!r} is not file-name safe "
+                             "(letters, digits, '.', '+', '-')")
+        return self.cohorts / f"{suffix}_{cohort_id}.json"
+
+    def cohort_references(self, suffix: str | None = None) -> list[Path]:
+        """The stored cohort references (of one suffix, or all)."""
+        return sorted(self.cohorts.glob(f"{suffix}_*.json" if suffix else "*.json"))
+
+
+# --------------------------------------------------------------------------- run JSON
+def derivative_document(record: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Compose the per-run JSON from a graded run record."""
+    grade = record["grade"]
+    run = record["run"]
+    return {
+        "bids_meta": {
+            "bids_name": run["bids_name"],
+            "suffix": run["suffix"],
+            "datatype": run["datatype"],
+            **run["entities"],
+            "source": run["path"],
+            "checksum": record.get("checksum"),
+            "shape": record.get("shape"),
+            "voxel_size_mm": record.get("zooms"),
+        },
+        "metrics": record["metrics"],
+        "grade": {
+            "label": grade["label"],
+            "probabilities": grade["probabilities"],
+            "confidence": grade["confidence"],
+            # metrics outside every run the metric model was trained on (an extrapolation)
+            "outside_training": grade.get("outside_training", []),
+        },
+        "artifacts": grade["artifacts"],
+        "narrative": grade["narrative"],
+        "raw_answer": grade.get("raw"),
+        "parse_error": grade.get("parse_error"),
+        "provenance": {
+            "software": "mmrqa",
+            "version": __version__,
+            **record.get("grader", {}),
+            "mriqc": record.get("mriqc"),
+            "timings_s": record.get("timings", {}),
+            "settings": settings,
+        },
+    }
+
+
+def read_derivative(path: Path) -> dict[str, Any] | None:
+    """A per-run derivative document, or None for a JSON that is not one.
+
+    Raises OSError/ValueError when the file cannot be read or parsed; callers decide whether
+    that skips the run (group level) or stops (evaluation).
+    """
+    doc = json.loads(Path(path).read_text())
+    return doc if isinstance(doc, dict) and DERIVATIVE_KEYS <= doc.keys() else None
+
+
+def write_dataset_description(layout: DerivativesLayout, bids_dir: Path) -> Path:
+    desc = {
+        "Name": "mmrqa - MRI quality assessment",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mmrqa", "Version": __version__,
+                         "CodeURL": "https://github.com/mmrqa/mmrqa"}],
+        "SourceDatasets": [{"URL": bids_dir.resolve().as_uri()}],
+    }
+    return atomic_write_json(layout.dataset_description, desc)
+
+
+def read_failures(layout: DerivativesLayout) -> list[dict[str, Any]]:
+    folder = layout.failed_dir
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[str, Any],
+              reports: bool) -> tuple[str, str]:
+    """Write one graded run's derivative JSON (and report), or its failure record.
+
+    Returns ``(path written, status)``; status is the grade label, ``"unparsed"`` or
+    ``"failed"``.
+    """
+    run = RunSpec.from_dict(record["run"])
+    fail_json = layout.failure(run.bids_name)
+    if failed(record):
+        atomic_write_json(fail_json, {"bids_name": run.bids_name, "suffix": run.suffix,
+                                      "source": str(run.path), "error": record["error"],
+                                      **{k: v for k, v in run.entities.items()}})
+        # Outputs of an earlier successful run of this file would now be stale.
+        layout.run_json(run).unlink(missing_ok=True)
+        layout.run_report(run.bids_name).unlink(missing_ok=True)
+        print(f"[mmrqa] FAILED {run.path}: {record['error']}", flush=True)
+        return str(fail_json), "failed"
+    doc = derivative_document(record, settings)
+    target = layout.run_json(run)
+    atomic_write_json(target, doc)
+    fail_json.unlink(missing_ok=True)
+    if reports:
+        write_individual(layout.run_report(run.bids_name), doc, record.get("mosaics", {}))
+    label = doc["grade"]["label"] or "unparsed"
+    print(f"[mmrqa] {run.bids_name}: {label} (confidence {doc['grade']['confidence']:.2f})",
+          flush=True)
+    return str(target), label
+
+
+# --------------------------------------------------------------------------- group tables
+def collect_documents(layout: DerivativesLayout) -> list[dict[str, Any]]:
+    """Every per-run derivative JSON under ``OUT/sub-*``; unreadable ones are skipped."""
+    docs = []
+    for path in layout.run_jsons():
+        try:
+            doc = read_derivative(path)
+        except (OSError, ValueError) as exc:
+            print(f"[mmrqa] WARNING {path}: unreadable derivative ({exc}); skipped", flush=True)
+            continue
+        if doc is not None:
+            doc["_path"] = str(path)
+            docs.append(doc)
+    return docs
+
+
+def document_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run JSON as a group-table row: the fixed columns, then every metric."""
+    meta, grade = doc["bids_meta"], doc["grade"]
+    probs = grade.get("probabilities") or {}
+    arts = doc.get("artifacts") or []
+    row: dict[str, Any] = {
+        "bids_name": meta["bids_name"],
+        **{k: meta.get(k, "n/a") for k in ENTITY_COLUMNS},
+        "status": "ok" if grade.get("label") else "unparsed",
+        "grade": grade.get("label") or "n/a",
+        "p_good": probs.get("Good", "n/a"),
+        "p_medium": probs.get("Medium", "n/a"),
+        "p_bad": probs.get("Bad", "n/a"),
+        "confidence": grade.get("confidence", "n/a"),
+        "artifact": arts[0]["type"] if arts else "none",
+        "outside_training": ",".join(grade.get("outside_training") or []) or "n/a",
+        "grader": doc.get("provenance", {}).get("backend", "n/a"),
+        "error": doc.get("parse_error") or "n/a",
+    }
+    row.update(doc["metrics"])
+    return row
+
+
+def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
+    return {"bids_name": fail["bids_name"], **{k: fail.get(k, "n/a") for k in ENTITY_COLUMNS},
+            "status": "failed", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
+            "p_bad": "n/a", "confidence": "n/a", "artifact": "n/a", "outside_training": "n/a",
+            "grader": "n/a", "error": fail["error"]}
+
+
+def group_tables(layout: DerivativesLayout, docs: list[dict[str, Any]] | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """Suffix -> one row per run (derivative documents and failures), sorted by name."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for doc in collect_documents(layout) if docs is None else docs:
+        tables.setdefault(doc["bids_meta"]["suffix"], []).append(document_row(doc))
+    for fail in read_failures(layout):
+        tables.setdefault(fail["suffix"], []).append(failure_row(fail))
+    for rows in tables.values():
+        rows.sort(key=lambda r: r["bids_name"])
+    return tables
+
+
+def to_tsv(rows: list[dict[str, Any]]) -> str:
+    """The group TSV: :data:`FIXED_COLUMNS`, then the metrics in name order; ``n/a`` where a
+    row has no value; floats with 6 significant digits."""
+    metric_cols = sorted({k for r in rows for k in r} - set(FIXED_COLUMNS))
+    columns = list(FIXED_COLUMNS) + metric_cols
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, delimiter="\t", lineterminator="\n",
+                            restval="n/a")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
