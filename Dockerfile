@@ -8,11 +8,20 @@
 # and [train] extras on a CUDA-capable PyTorch base, whose torch is kept (a constraint file
 # pins it, so no requirement can swap it for another build).
 #
+# The core image (metrics, default classifier grader, reports; no torch, no LLM graders) is
+# the same runtime stage on the plain Python base with no extras:
+#   docker build -t mmrqa:core --build-arg PYTORCH_IMAGE=python:3.11.9-slim-bookworm \
+#     --build-arg MMRQA_EXTRAS= .
+# Where no registry is reachable, `make container` builds both on a local Debian base
+# (scripts/ci/build_container.sh).
+#
 # Build arguments
 #   PYTORCH_IMAGE      CUDA base with torch preinstalled, pinned by exact version; append
 #                      "@sha256:<digest>" to pin the digest too (`docker buildx imagetools
 #                      inspect pytorch/pytorch:<tag>` prints it).
 #   PYTHON_IMAGE       image that builds the wheel (pure Python; any CPython >= 3.10).
+#   MMRQA_EXTRAS       extras installed with the wheel: "llm,train" (default), or empty for
+#                      the core image; extras need torch in the base (no CUDA torch is pulled).
 #   VERSION, VCS_REF, BUILD_DATE   OCI labels.
 #   MMRQA_BASE_MODEL   empty by default: no model weights in the image. A Hugging Face id
 #                      (e.g. llava-hf/llava-onevision-qwen2-0.5b-ov-hf) is downloaded at build
@@ -54,6 +63,7 @@ ARG MMRQA_BASE_MODEL=""
 ARG MMRQA_BASE_MODEL_REVISION=""
 ARG MMRQA_ADAPTER=""
 ARG MMRQA_ADAPTER_REVISION=""
+ARG MMRQA_EXTRAS="llm,train"
 
 LABEL org.opencontainers.image.title="mmrqa" \
       org.opencontainers.image.description="MRI quality grades (Good/Medium/Bad) and clinical narratives from signal metrics and a multimodal LLM, as a BIDS App" \
@@ -65,7 +75,8 @@ LABEL org.opencontainers.image.title="mmrqa" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="mmrqa developers" \
       org.mmrqa.base-model="${MMRQA_BASE_MODEL}" \
-      org.mmrqa.adapter="${MMRQA_ADAPTER}"
+      org.mmrqa.adapter="${MMRQA_ADAPTER}" \
+      org.mmrqa.extras="${MMRQA_EXTRAS}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -88,10 +99,16 @@ RUN groupadd --gid 1000 mmrqa \
        --shell /usr/sbin/nologin mmrqa
 
 COPY --from=wheel /dist/ /tmp/wheels/
-# Keep the base image's torch (CUDA build) whatever the extras ask for.
-RUN python -c "import torch; print('torch==' + torch.__version__)" > /tmp/torch-constraint.txt \
+# Keep the base image's torch (CUDA build) whatever the extras ask for; extras on a base
+# without torch are an error, never a silent multi-GB download of some other torch build.
+RUN if python -c "import torch" 2>/dev/null; then \
+      python -c "import torch; print('torch==' + torch.__version__)"; \
+    elif [ -n "${MMRQA_EXTRAS}" ]; then \
+      echo "MMRQA_EXTRAS=${MMRQA_EXTRAS} needs torch in the base image; build the core image with MMRQA_EXTRAS=" >&2; \
+      exit 1; \
+    fi > /tmp/torch-constraint.txt \
     && wheel="$(ls /tmp/wheels/mmrqa-*.whl)" \
-    && pip install --no-cache-dir --constraint /tmp/torch-constraint.txt "${wheel}[llm,train]" \
+    && pip install --no-cache-dir --constraint /tmp/torch-constraint.txt "${wheel}${MMRQA_EXTRAS:+[${MMRQA_EXTRAS}]}" \
     && rm -rf /tmp/wheels /tmp/torch-constraint.txt \
     && mmrqa --version
 

@@ -63,5 +63,24 @@ test: env-test browser system-tools
 test-vllm: env-test
 	MMRQA_PYTHON=$(abspath $(PY)) scripts/vllm/test_vllm.sh
 
+# Opt-in: the image from the project's Dockerfile, built where no Docker daemon or registry is
+# reachable (Debian's buildah/podman/runc; the bases are bootstrapped with debootstrap and
+# cached under build/container) and tested against this install: README "Containers".
+CONTAINER_IMAGE ?= mmrqa:latest
+CONTAINER_CORE_IMAGE ?= mmrqa:core
+.PHONY: container-tools container container-core test-container
+container-tools:
+	@scripts/ci/install_container_tools.sh
+
+container: env container-tools
+	PYTHON=$(abspath $(PY)) scripts/ci/build_container.sh full $(CONTAINER_IMAGE)
+
+# The image without torch (metrics, default grader, reports).
+container-core: env container-tools
+	PYTHON=$(abspath $(PY)) scripts/ci/build_container.sh core $(CONTAINER_CORE_IMAGE)
+
+test-container: container env-test
+	PYTHON=$(abspath $(PY)) scripts/ci/test_container.sh $(CONTAINER_IMAGE)
+
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist

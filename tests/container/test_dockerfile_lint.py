@@ -79,8 +79,11 @@ def test_multi_stage_wheel_then_pinned_cuda_runtime():
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", args["PYTHON_IMAGE"])
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert "python -m build --wheel" in runs
-    assert '"${wheel}[llm,train]"' in runs, "runtime installs the wheel with [llm,train]"
+    assert args["MMRQA_EXTRAS"] == "llm,train", "the default image has the LLM and train extras"
+    assert '"${wheel}${MMRQA_EXTRAS:+[${MMRQA_EXTRAS}]}"' in runs, "runtime installs the extras"
     assert "--constraint /tmp/torch-constraint.txt" in runs, "the base image's torch is kept"
+    # Extras on a base without torch stop the build instead of pulling a CUDA torch.
+    assert 'elif [ -n "${MMRQA_EXTRAS}" ]' in runs and "exit 1" in runs
     assert any(word == "COPY" and rest.startswith("--from=wheel") for word, rest in ins)
 
 

@@ -1,4 +1,4 @@
-"""The shell scripts users and CI run (scripts/ci, examples) pass shellcheck."""
+"""The shell scripts users and CI run (.ci/run, scripts/ci, examples) pass shellcheck."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted([*(REPO / "scripts" / "ci").glob("*.sh"), *(REPO / "scripts" / "vllm").glob("*.sh"),
-                  REPO / "examples" / "slurm_array.sh"])
+                  REPO / ".ci" / "run", REPO / "examples" / "slurm_array.sh"])
 
 
 def _shellcheck() -> str:
@@ -23,7 +23,8 @@ def _shellcheck() -> str:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_shellcheck(script):
-    proc = subprocess.run([_shellcheck(), "--severity=style", str(script)],
+    # -x: follow the files a script sources (container_env.sh), resolved beside the script.
+    proc = subprocess.run([_shellcheck(), "-x", "--severity=style", str(script)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert script.stat().st_mode & 0o111, f"{script} is not executable"
