@@ -1,0 +1,179 @@
+"""A cohort's reference statistics: the robust centre and spread of every metric over the runs
+of one protocol, stored as JSON so that new runs can later be graded against them.
+
+The centre must survive a cohort in which a large minority of runs is degraded (up to ~40%),
+and degradations mostly push a metric one way (noise lowers every SNR, blur raises FWHM), so
+the plain median (which then lands in the clean runs' upper tail) and the mean (which follows
+the degraded runs) are not enough. Per metric, over the finite values v_1..v_n
+(:func:`robust_centre_spread`):
+
+1. the *shorth*: the shortest interval holding h = floor(n/2) + 1 values (Rousseeuw & Leroy
+   1987, the LMS location). With fewer than half the runs degraded it lies among the clean
+   runs; its width w estimates the spread as w / 1.349 (the width of a normal's central half);
+2. one reweighting step: the values within 3 such spreads of the shorth's median are kept,
+   and centre = their median, spread = 1.4826 x their median absolute deviation (MAD).
+
+The spread is floored at :data:`SPREAD_FLOOR_REL` x |centre| (and :data:`SPREAD_FLOOR_ABS`),
+so that a metric the cohort's runs share to many digits does not turn a rounding difference
+into a large z.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+FORMAT = "mmrqa-cohort-reference"
+FORMAT_VERSION = 1
+#: Smallest spread, relative to |centre| and absolute (see the module docstring).
+SPREAD_FLOOR_REL = 0.01
+SPREAD_FLOOR_ABS = 1e-9
+#: A metric enters the reference when at least this share of the runs (and 2) have it finite.
+MIN_FINITE_SHARE = 0.5
+_NORMAL_IQR = 1.3489795  # width of the central half of a standard normal
+_NORMAL_MAD = 1.4826  # 1 / Phi^-1(3/4)
+REWEIGHT_CUT = 3.0
+
+
+def robust_centre_spread(values: Sequence[float]) -> tuple[float, float]:
+    """Robust (centre, spread) of the finite ``values``: the shorth, then one reweighting
+    step (module docstring). Raises ValueError with fewer than 2 finite values."""
+    v = np.sort(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n < 2:
+        raise ValueError(f"robust centre needs at least 2 finite values, got {n}")
+    h = n // 2 + 1
+    widths = v[h - 1:] - v[: n - h + 1]
+    best = np.flatnonzero(widths == widths.min())
+    k = int(best[len(best) // 2])  # the middle of tied shortest halves
+    centre0 = float(np.median(v[k:k + h]))
+    scale0 = float(widths[k]) / _NORMAL_IQR
+    if scale0 > 0:
+        v = v[np.abs(v - centre0) <= REWEIGHT_CUT * scale0]
+    centre = float(np.median(v))
+    spread = _NORMAL_MAD * float(np.median(np.abs(v - centre)))
+    return centre, floor_spread(centre, spread)
+
+
+def floor_spread(centre: float, spread: float) -> float:
+    """max(spread, SPREAD_FLOOR_REL |centre|, SPREAD_FLOOR_ABS)."""
+    return max(float(spread), SPREAD_FLOOR_REL * abs(float(centre)), SPREAD_FLOOR_ABS)
+
+
+def _finite_float(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def metric_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
+    """(n_rows, n_names) float matrix of the rows' values, NaN where missing or not finite."""
+    return np.array([[_finite_float(r.get(n)) for n in names] for r in rows], dtype=float
+                    ).reshape(len(rows), len(names))
+
+
+@dataclass(frozen=True)
+class CohortReference:
+    """The robust centre and spread of every metric over a cohort's runs."""
+
+    cohort_id: str
+    protocol: dict[str, Any] = field(hash=False)
+    members: tuple[str, ...]
+    metrics: tuple[str, ...]
+    centre: tuple[float, ...]
+    spread: tuple[float, ...]
+    n: int
+
+    def __post_init__(self) -> None:
+        if not (len(self.metrics) == len(self.centre) == len(self.spread)):
+            raise ValueError(f"cohort {self.cohort_id!r}: {len(self.metrics)} metrics, "
+                             f"{len(self.centre)} centres, {len(self.spread)} spreads")
+        if self.n < 2:
+            raise ValueError(f"cohort {self.cohort_id!r}: a reference needs 2 runs, got {self.n}")
+
+    def stats(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(centre, spread) arrays for ``names``; NaN for a metric the reference lacks."""
+        index = {m: i for i, m in enumerate(self.metrics)}
+        c = np.array([self.centre[index[n]] if n in index else np.nan for n in names], float)
+        s = np.array([self.spread[index[n]] if n in index else np.nan for n in names], float)
+        return c, s
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe content (no NaN: every stored centre and spread is finite)."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, "cohort_id": self.cohort_id,
+                "protocol": dict(self.protocol), "members": list(self.members), "n": self.n,
+                "metrics": {m: {"centre": c, "spread": s}
+                            for m, c, s in zip(self.metrics, self.centre, self.spread)}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CohortReference":
+        """Read :meth:`to_dict`'s content back; ValueError naming the problem on anything
+        else (another format, a newer version, missing or non-finite fields)."""
+        if not isinstance(d, Mapping) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
+            raise ValueError(f"not a cohort reference (format {got!r}, expected {FORMAT!r})")
+        if d.get("version") != FORMAT_VERSION:
+            raise ValueError(f"cohort reference version {d.get('version')!r} is not supported "
+                             f"(this mmrqa reads version {FORMAT_VERSION})")
+        try:
+            stats = d["metrics"]
+            names = tuple(str(k) for k in stats)
+            centre = tuple(float(stats[k]["centre"]) for k in names)
+            spread = tuple(float(stats[k]["spread"]) for k in names)
+            ref = cls(cohort_id=str(d["cohort_id"]), protocol=dict(d["protocol"]),
+                      members=tuple(str(m) for m in d["members"]), metrics=names,
+                      centre=centre, spread=spread, n=int(d["n"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"cohort reference is missing or has a malformed field: {exc!r}"
+                             ) from exc
+        bad = [m for m, c, s in zip(names, centre, spread)
+               if not (math.isfinite(c) and math.isfinite(s) and s > 0)]
+        if bad:
+            raise ValueError(f"cohort reference {ref.cohort_id!r}: non-finite centre or "
+                             f"non-positive spread for {', '.join(bad[:5])}")
+        return ref
+
+
+def reference_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Metrics finite in at least :data:`MIN_FINITE_SHARE` of the rows (and 2), sorted."""
+    names = sorted({k for r in rows for k in r})
+    x = metric_columns(rows, names)
+    finite = np.isfinite(x).sum(axis=0)
+    need = max(2, math.ceil(MIN_FINITE_SHARE * len(rows)))
+    return [n for n, f in zip(names, finite) if f >= need]
+
+
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`robust_centre_spread` of every column of ``x`` (NaN where < 2 finite values)."""
+    centre = np.full(x.shape[1], np.nan)
+    spread = np.full(x.shape[1], np.nan)
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        if np.isfinite(col).sum() >= 2:
+            centre[j], spread[j] = robust_centre_spread(col)
+    return centre, spread
+
+
+def build_reference(rows: Sequence[Mapping[str, float]], *, cohort_id: str,
+                    protocol: Mapping[str, Any], members: Sequence[str]) -> CohortReference:
+    """The reference of a cohort from its runs' metrics (``rows``, one per member, in the
+    order of ``members``)."""
+    if len(rows) != len(members):
+        raise ValueError(f"cohort {cohort_id!r}: {len(rows)} metric rows for "
+                         f"{len(members)} members")
+    if len(rows) < 2:
+        raise ValueError(f"cohort {cohort_id!r}: a reference needs at least 2 runs, "
+                         f"got {len(rows)}")
+    names = reference_metrics(rows)
+    if not names:
+        raise ValueError(f"cohort {cohort_id!r}: no metric is finite in most of its runs")
+    centre, spread = column_stats(metric_columns(rows, names))
+    return CohortReference(cohort_id=str(cohort_id), protocol=dict(protocol),
+                           members=tuple(str(m) for m in members), metrics=tuple(names),
+                           centre=tuple(float(c) for c in centre),
+                           spread=tuple(float(s) for s in spread), n=len(rows))

