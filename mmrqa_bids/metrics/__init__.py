@@ -44,14 +44,38 @@ class Measured:
         return {name: self.tissue_labels == code for name, code in TISSUE_CODES.items()}
 
 
+_RAS = np.array([[0, 1], [1, 1], [2, 1]])
+
+
+def _as_stored(ref: np.ndarray, source: nb.Nifti1Image | None) -> tuple[np.ndarray, bool | None]:
+    """The RAS volume ``ref`` back in the voxel order of the file ``source`` (flips and
+    transposes: views), and whether MRQy bins it per grey level (an integer-typed, unscaled
+    file; None = decide from the values). Without ``source``: ``ref`` itself, decided from
+    the values."""
+    if source is None:
+        return ref, None
+    to_stored = nb.orientations.ornt_transform(_RAS, nb.orientations.io_orientation(source.affine))
+    slope, inter = (source.header.get_slope_inter()
+                    if hasattr(source.header, "get_slope_inter") else (None, None))
+    scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
+    integer = not scaled and np.issubdtype(source.get_data_dtype(), np.integer)
+    return nb.orientations.apply_orientation(ref, to_stored), integer
+
+
 def measure(data: np.ndarray, suffix: str,
-            zooms: tuple[float, ...] | None = None, inu: str = "polynomial") -> Measured:
+            zooms: tuple[float, ...] | None = None, inu: str = "polynomial",
+            source: nb.Nifti1Image | None = None) -> Measured:
     """Masks once per volume, then every metric for the run.
 
     ``data``: float array in canonical (RAS) orientation, 3-D, or 4-D (x, y, z, t) for bold.
     ``zooms``: voxel sizes in mm (x, y, z[, t]); FWHM and FD are in voxels when omitted.
     ``inu``: bias-field estimator of anatomical runs, ``"polynomial"`` (default) or ``"n4"``
     (:mod:`mmrqa_bids.metrics.inu`; slower, and its ``inu_*`` values differ).
+    ``source``: the run's image as stored (only its header is read). MRQy slices the file's
+    third voxel axis and bins integer-typed files per grey level; with ``source`` the
+    ``mrqy_*`` metrics do the same (as MRQy would on that file), without it they slice the
+    RAS volume's third (inferior-superior) axis and bin per grey level when every value is
+    a whole number. For bold runs they are taken on the temporal mean.
     Raises :class:`~mmrqa_bids.io.RunInputError` when no head can be told from the air.
     """
     data = np.asarray(data, dtype=np.float32)
@@ -73,16 +97,20 @@ def measure(data: np.ndarray, suffix: str,
     else:
         metrics, labels = anatomical.anatomical_metrics(data, masks, suffix, vox,
                                                          return_tissues=True, inu=inu)
-    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(ref, masks.head_like(ref)).items()})
+    stored, integer = _as_stored(ref, source)
+    if data.ndim == 4:
+        integer = None  # the temporal mean is not the file's integers
+    metrics.update({f"mrqy_{k}": v for k, v in mrqy_metrics(stored, integer=integer).items()})
     return Measured(metrics=metrics, head=masks.head, background=masks.background,
                     reference=ref, tissue_labels=labels)
 
 
 def compute(img: nb.Nifti1Image, suffix: str, inu: str = "polynomial") -> dict[str, float]:
-    """Every metric of a run, keyed by name (the image is first brought to RAS+); ``inu`` as
-    in :func:`measure`."""
-    img = nb.as_closest_canonical(img)
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    """Every metric of a run, keyed by name (the image is first brought to RAS+; the MRQy set
+    follows the file's voxel order and type, see :func:`measure`); ``inu`` as in
+    :func:`measure`."""
+    ras = nb.as_closest_canonical(img)
+    data = np.asarray(ras.dataobj, dtype=np.float32)
     if data.ndim == 4 and suffix != "bold" and data.shape[3] == 1:
         data = data[..., 0]
-    return measure(data, suffix, tuple(img.header.get_zooms()), inu=inu).metrics
+    return measure(data, suffix, tuple(ras.header.get_zooms()), inu=inu, source=img).metrics

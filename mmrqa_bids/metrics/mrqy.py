@@ -1,17 +1,20 @@
 """The 15 MRQy metrics (Sadri et al., Med Phys 2020; mrqy 0.0.3), slice-wise and vectorised.
 
-MRQy evaluates each metric on every 2-D slice along the third voxel axis, skipping slice 0
-and slices whose foreground image F is constant, drops NaN/Inf values and averages over the
-remaining slices. Per slice, ``F`` is the slice with the background zeroed, ``B`` the slice
-with the foreground zeroed, ``f``/``b`` the foreground/background pixel values.
+MRQy evaluates each metric on every 2-D slice along the third voxel axis of the file as
+stored, skipping slice 0 and slices whose foreground image F is constant, drops NaN/Inf
+values and averages over the remaining slices. Per slice, the foreground is MRQy's own
+(Otsu thresholds of the slice and of its equalised histogram, then the convex hull;
+:mod:`mmrqa_bids.metrics.mrqy_foreground`), ``F`` is the slice with the background zeroed,
+``B`` the slice with the foreground zeroed, ``f``/``b`` the foreground/background values.
 
 Here all slices are computed at once with array reductions (no per-slice Python loop; the
 FBER medians are exact order statistics found by counting or sorting whole blocks of
-slices), on a foreground mask given by the caller: mmrqa passes its 3-D head
-mask; MRQy rebuilds an Otsu + convex-hull mask per slice (15 times), which the benchmark can
-pass instead to compare like with like.
+slices). A caller may pass its own 3-D foreground mask instead (tests, and the benchmark's
+same-mask comparison); :func:`mmrqa_bids.metrics.measure` uses MRQy's foreground on the
+volume in the file's voxel order, so that the values are MRQy's on real acquisitions.
 
-Deviations from mrqy 0.0.3, all fixing defects (they change values; documented per metric):
+Deliberate departures from mrqy 0.0.3, each fixing a defect (benchmarks/metrics_vs_mrqy.py
+prints them beside MRQy's values):
 
 - EFC: MRQy adds 1e16 (meant 1e-16) inside the log and divides by |E_max|, giving values
   around 3-5; here 1e-16 and E_max with its sign, so EFC lies in [0, 1] as in MRIQC.
@@ -19,25 +22,25 @@ Deviations from mrqy 0.0.3, all fixing defects (they change values; documented p
   so its "noise" is the RMS of F itself (peak/RMS). Here the residual is taken against the
   median-filtered F itself, in the same units. The 5x5 median is computed separably
   (5-point median of rows, then of columns), a fast approximation of the square median.
-- FBER: MRQy squares the raw values (int16 overflows); here in float64. Slices whose air
-  median is 0 are dropped (MRQy returns 0 for them, which biases the slice average). The
-  per-slice medians are taken on every second pixel in each in-plane direction (speed).
-- Patch (SNR2, SNR3, SNR4, CNR, CVP): MRQy pads by 5 and then slices 5 pixels from the
-  brightest pixel's index, which is the 5x5 block up and to the left of it; here the 5x5
-  patch is centred on the brightest pixel (zero-padded at the slice border).
-- CPP: MRQy averages the response of a zero-sum 3x3 high-pass kernel over the whole slice,
-  which is identically 0 except at the slice border; here the mean absolute response over
-  the foreground (the contrast per pixel the paper describes).
+- FBER: MRQy squares the raw values in the file's type (int16 data overflows and wraps);
+  here in float64. On floating-point files the two agree.
+
+Kept as MRQy defines them although they read oddly: CPP is the mean over the whole slice of
+a zero-sum 3x3 high-pass response, which cancels everywhere but on the slice border (0 when
+the foreground does not touch it); the SNR2-4/CNR/CVP patch is the 5x5 block up and to the
+left of the brightest pixel (MRQy pads by 5 and slices 5 pixels from its index); FBER is 0
+on slices whose air median square is below 1e-3 (zero-filled air).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
+from mmrqa_bids.metrics.mrqy_foreground import foreground
 from mmrqa_bids.metrics.names import MRQY_NAMES
 
 EPS = 1e-16
 PATCH = 5
+PAD = 5  # MRQy's padding (not PATCH // 2): its patch ends 1 pixel before the peak
 CHUNK = 8  # slices per block: keeps the temporaries in cache (8 measured fastest)
 
 
@@ -97,9 +100,10 @@ def _first_argmax_xy(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _patches(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per slice of ``img`` laid out (slice, y, x), the PATCH x PATCH block centred on the
-    first brightest pixel in row-major (x, y) order (as numpy.where in MRQy), zero outside
-    the image: shape (n_slices, 25), patch rows along x. With ``mask``, the image is
+    """Per slice of ``img`` laid out (slice, y, x), MRQy's PATCH x PATCH block: x and y from
+    5 to 1 pixels before the first brightest pixel in row-major (x, y) order (numpy.where
+    in MRQy, which pads by 5 and slices ``[a:a + 5, b:b + 5]``), zero outside the image:
+    shape (n_slices, 25), patch rows along x. With ``mask``, the image is
     ``img`` zeroed where ``mask`` is True (MRQy's background image B), without building it.
     """
     nz, ny, nx = img.shape
@@ -108,7 +112,7 @@ def _patches(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         ax, ay = _first_argmax_xy(img_b)
     else:
         ax, ay = _first_argmax_xy(img)
-    off = np.arange(PATCH) - PATCH // 2
+    off = np.arange(PATCH) - PAD
     rows = ax[:, None, None] + off[None, :, None]
     cols = ay[:, None, None] + off[None, None, :]
     inside = (rows >= 0) & (rows < nx) & (cols >= 0) & (cols < ny)
@@ -137,38 +141,59 @@ def _slices_yx(a: np.ndarray, z0: int, z1: int) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, z0:z1].T)
 
 
-def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray, skip_first: bool = True
-                 ) -> dict[str, float]:
+def is_integral(data: np.ndarray) -> bool:
+    """True for an integer dtype, or floating-point values that are all whole numbers (a
+    scanner's integer data converted to float), checked a block of slices at a time."""
+    if data.dtype.kind in "iub":
+        return True
+    for z0 in range(0, data.shape[-1], CHUNK):
+        block = data[..., z0:z0 + CHUNK]
+        if not np.array_equal(block, np.floor(block)):
+            return False
+    return True
+
+
+def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray | None = None, skip_first: bool = True,
+                 integer: bool | None = None) -> dict[str, float]:
     """The 15 MRQy metrics, averaged over the slices along the third axis.
 
     Per slice (definitions of mrqy 0.0.3 with the fixes listed in the module docstring):
     MEAN = mean f; RNG = max f - min f; VAR = var f; CV = 100 std f / mean f;
-    CPP = mean over f of |F * k|, k = [[-1/8]*3, [-1/8, 1, -1/8], [-1/8]*3];
-    PSNR = 20 log10(max F / RMS(F - med5x5(F))); SNR1 = std f / std b;
-    SNR2 = mean P_F / std b; SNR3 = mean P_F / std P_F; SNR4 = mean P_F / std P_B;
-    CNR = mean(P_F - P_B) / std P_B; CVP = std P_F / mean P_F;
+    CPP = mean over the slice of F * k, k = [[-1/8]*3, [-1/8, 1, -1/8], [-1/8]*3] ('same'
+    zero-padded convolution) = (3/8 sum of F on the border, corners excluded, + 5/8 sum of
+    F on the 4 corners) / N; PSNR = 20 log10(max F / RMS(F - med5x5(F)));
+    SNR1 = std f / std b; SNR2 = mean P_F / std b; SNR3 = mean P_F / std P_F;
+    SNR4 = mean P_F / std P_B; CNR = mean(P_F - P_B) / std P_B; CVP = std P_F / mean P_F;
     CJV = (std f + std b) / |mean f - mean b|;
     EFC = sum_j x_j ln(x_j + 1e-16) / E_max, x = F / sqrt(sum F^2), E_max = sqrt(N) ln(1/sqrt(N));
-    FBER = median(f^2) / median(b^2); P_F, P_B = 5x5 patches centred on the brightest
-    pixel of F, B. Standard deviations are population (numpy) ones, as in MRQy.
+    FBER = median(f^2) / median(b^2) (0 when median(b^2) < 1e-3); P_F, P_B = MRQy's 5x5
+    patches of F, B (:func:`_patches`). Standard deviations are population (numpy) ones,
+    as in MRQy.
 
+    ``fg_mask``: a 3-D foreground; None (default) builds MRQy's per slice
+    (:func:`mmrqa_bids.metrics.mrqy_foreground.foreground`), whose histograms need
+    ``integer``: bin one grey level per bin, as scikit-image does for an integer-typed
+    file (default: :func:`is_integral`).
     Slices are processed in blocks of :data:`CHUNK`, each laid out (slice, y, x) so that a
     Fortran-ordered volume (as nibabel loads it) is read in place.
     """
-    if data.ndim != 3 or data.shape != fg_mask.shape:
+    if data.ndim != 3 or (fg_mask is not None and data.shape != fg_mask.shape):
         raise ValueError(f"mrqy metrics need a 3-D volume and a mask of the same shape, got "
-                         f"{data.shape} and {fg_mask.shape}")
+                         f"{data.shape} and {None if fg_mask is None else fg_mask.shape}")
     start = 1 if skip_first else 0
     d = data[:, :, start:]
+    if fg_mask is None and integer is None:
+        integer = is_integral(d)
     if d.dtype != np.float32:
         d = d.astype(np.float32, order="K")
-    m = fg_mask[:, :, start:]
-    if d.flags.f_contiguous and not m.flags.f_contiguous:
+    m = None if fg_mask is None else fg_mask[:, :, start:]
+    if m is not None and d.flags.f_contiguous and not m.flags.f_contiguous:
         m = np.asfortranarray(m)  # one copy, in the data's layout
     parts = []
     for z0 in range(0, d.shape[2], CHUNK):
-        mz = _slices_yx(m, z0, z0 + CHUNK)
-        parts.append(_chunk_values(_slices_yx(d, z0, z0 + CHUNK), mz, _bbox(mz, margin=3)))
+        dz = _slices_yx(d, z0, z0 + CHUNK)
+        mz = foreground(dz, bool(integer)) if m is None else _slices_yx(m, z0, z0 + CHUNK)
+        parts.append(_chunk_values(dz, mz, _bbox(mz, margin=3)))
     per_slice = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     valid = per_slice.pop("valid").astype(bool)
     return {name: _nanmean(per_slice[name][valid]) for name in MRQY_NAMES}
@@ -266,13 +291,14 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
               np.max(db, axis=axes, where=mb, initial=-big).astype(np.float64))
     rng = fg_max - fg_min
 
-    # CPP: 3x3 high-pass response (9F - box3x3(F)) / 8, mean |.| over the foreground.
-    hp = ndi.uniform_filter1d(ndi.uniform_filter1d(F, 3, axis=2, mode="constant"), 3, axis=1,
-                              mode="constant")
-    hp *= -9.0
-    hp += 9.0 * F
-    np.abs(hp, out=hp)
-    cpp = _ratio(np.sum(hp, axis=axes, dtype=np.float64, where=mb) / 8.0, n_f)
+    # CPP (MRQy): the zero-sum kernel cancels inside the slice; only the border is left,
+    # with the weight of the kernel taps that fall outside it (3/8 on edges, 5/8 in corners).
+    top, bottom = d[:, 0, :] * m[:, 0, :], d[:, -1, :] * m[:, -1, :]
+    edge = (top.sum(axis=1, dtype=np.float64) + bottom.sum(axis=1, dtype=np.float64)
+            + (d[:, 1:-1, 0] * m[:, 1:-1, 0]).sum(axis=1, dtype=np.float64)
+            + (d[:, 1:-1, -1] * m[:, 1:-1, -1]).sum(axis=1, dtype=np.float64))
+    corner = (top[:, 0] + top[:, -1] + bottom[:, 0] + bottom[:, -1]).astype(np.float64)
+    cpp = (3.0 / 8.0 * edge + 2.0 / 8.0 * corner) / npix
 
     # PSNR against the (separable) 5x5 median of F itself, along x then y as MRQy's slice
     # axes; outside the box F = median = 0.
@@ -293,14 +319,12 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
     e_max = np.sqrt(npix) * np.log(1.0 / np.sqrt(npix))
     efc = ent / e_max
 
-    # FBER: medians of f^2 and b^2 per slice, from every second pixel in-plane.
-    ds = d[:, ::2, ::2].reshape(nz, -1)
-    ms = m[:, ::2, ::2].reshape(nz, -1)
-    med_f, med_b = _masked_medians_sq(ds, ms)
-    n_fs = np.count_nonzero(ms, axis=1)
-    usable = valid & (n_f > 0) & (n_b > 0) & (n_fs > 0) & (n_fs < ms.shape[1]) & (med_b > 0)
+    # FBER: medians of f^2 and b^2 per slice (exact); MRQy gives 0 where the air has none.
+    med_f, med_b = _masked_medians_sq(d.reshape(nz, -1), m.reshape(nz, -1))
+    usable = valid & (n_f > 0) & (n_b > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        fber = np.where(usable, med_f / np.where(usable, med_b, 1.0), np.nan)
+        fber = np.where(usable, np.where(med_b < 1e-3, 0.0, med_f / np.where(usable, med_b, 1.0)),
+                        np.nan)
 
     return {
         "valid": valid.astype(np.float64),
