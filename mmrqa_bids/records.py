@@ -26,3 +26,14 @@ def write_record(record: dict[str, Any], directory: str | Path, name: str = "rec
 
 def failed(record: dict[str, Any]) -> bool:
     return bool(record.get("error"))
+
+
+def fail_record(record: dict[str, Any], stage: str, reason: str,
+                trace: str | None = None) -> dict[str, Any]:
+    """Mark ``record`` failed at ``stage`` with a one-line ``reason`` (and the traceback of
+    an unexpected error, which goes to the run's crash file, not its failure record)."""
+    record["error"] = " ".join(reason.split())[:500]
+    record["stage"] = stage
+    if trace:
+        record["traceback"] = trace
+    return record

@@ -1,15 +1,17 @@
 """Grade every run of the workflow in batches, with the model loaded once."""
 from __future__ import annotations
 
+import math
 import os
 import time
+import traceback
 from pathlib import Path
 
 from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObject,
                                     SimpleInterface, TraitedSpec, traits)
 
 from mmrqa_bids.grading import GradeRequest, make_grader
-from mmrqa_bids.records import failed, read_record, write_record
+from mmrqa_bids.records import fail_record, failed, read_record, write_record
 from mmrqa_bids.settings import Grading
 
 
@@ -34,25 +36,36 @@ class GradeRuns(SimpleInterface):
     output_spec = _GradeRunsOutputSpec
 
     def _run_interface(self, runtime):
+        """Every error but an interrupt fails the runs it concerns, never the whole join:
+        the grader's set-up fails every measured run, a batch's error fails that batch."""
         settings = grading_from_dict(self.inputs.grading)
         records = [read_record(p) for p in self.inputs.in_records]
         todo = [r for r in records if not failed(r)]
         start = time.perf_counter()
-        grader = make_grader(settings) if todo else None
+        grader = None
+        try:
+            grader = make_grader(settings) if todo else None
+        except Exception as exc:  # noqa: BLE001
+            _fail_all(todo, exc)
+            todo = []
         load_s = time.perf_counter() - start
         for i in range(0, len(todo), max(settings.batch_size, 1)):
             batch = todo[i:i + settings.batch_size]
-            requests = [GradeRequest(bids_name=r["run"]["bids_name"], suffix=r["run"]["suffix"],
-                                     metrics=r["metrics"],
-                                     mosaic=Path(r["mosaics"]["mllm"]) if r.get("mosaics") else None,
-                                     entities=r["run"]["entities"]) for r in batch]
             t0 = time.perf_counter()
-            grades = grader.grade(requests)
+            try:
+                grades = grader.grade([grade_request(r) for r in batch])
+            except Exception as exc:  # noqa: BLE001
+                _fail_all(batch, exc)
+                continue
             per_run = (time.perf_counter() - t0) / len(batch)
             for record, grade in zip(batch, grades):
                 record["grade"] = grade.to_dict()
                 record["timings"]["grade"] = per_run
-        provenance = grader.provenance() if grader else {"backend": settings.grader}
+        try:
+            provenance = grader.provenance() if grader else {"backend": settings.grader}
+        except Exception as exc:  # noqa: BLE001
+            provenance = {"backend": settings.grader,
+                          "provenance_error": f"{type(exc).__name__}: {exc}"}
         outs = []
         for i, record in enumerate(records):
             record["grader"] = provenance
@@ -60,3 +73,20 @@ class GradeRuns(SimpleInterface):
             outs.append(write_record(record, os.path.join(runtime.cwd), f"record_{i:05d}.json"))
         self._results["out_records"] = outs
         return runtime
+
+
+def grade_request(record: dict) -> GradeRequest:
+    """The grader's view of a measured run; a null (non-finite) metric is passed as NaN,
+    which every grader treats as missing."""
+    metrics = {k: (math.nan if v is None else v) for k, v in record["metrics"].items()}
+    return GradeRequest(bids_name=record["run"]["bids_name"], suffix=record["run"]["suffix"],
+                        metrics=metrics,
+                        mosaic=Path(record["mosaics"]["mllm"]) if record.get("mosaics") else None,
+                        entities=record["run"]["entities"])
+
+
+def _fail_all(records: list[dict], exc: Exception) -> None:
+    reason = f"grading failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    trace = traceback.format_exc()
+    for record in records:
+        fail_record(record, "grade", reason, trace)

@@ -7,7 +7,10 @@ scheduling per run (see benchmarks/scaling.py).
 """
 from __future__ import annotations
 
+import math
 import time
+import traceback
+from typing import Any
 
 import numpy as np
 from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface,
@@ -15,9 +18,9 @@ from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterfac
 
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.interfaces.mosaics import render_mosaics
-from mmrqa_bids.io import RunInputError, file_checksum, load_image
-from mmrqa_bids.metrics import measure
-from mmrqa_bids.records import write_record
+from mmrqa_bids.io import RunInputError, file_checksum, read_image
+from mmrqa_bids.metrics import MeasureError, measure
+from mmrqa_bids.records import fail_record, write_record
 
 
 class _MeasureRunInputSpec(BaseInterfaceInputSpec):
@@ -27,6 +30,8 @@ class _MeasureRunInputSpec(BaseInterfaceInputSpec):
                              desc="bias-field estimator of inu_med/inu_range (metrics.measure)")
     report_views = traits.Bool(True, usedefault=True,
                                desc="render the report mosaics besides the MLLM input mosaic")
+    memory_limit = traits.Int(0, usedefault=True,
+                              desc="bytes one run may use (io.check_header); 0: no limit")
 
 
 class _MeasureRunOutputSpec(TraitedSpec):
@@ -45,30 +50,57 @@ class MeasureRun(SimpleInterface):
         record = {"run": run.to_dict(), "error": None, "timings": {}}
         start = time.perf_counter()
         try:
-            record["checksum"] = file_checksum(run.path)
-            img, data = load_image(run.path, run.suffix)
-            result = measure(data, run.suffix, img.header.get_zooms(), inu=self.inputs.inu_method)
-        except (RunInputError, OSError) as exc:
-            record["error"] = " ".join(str(exc).split())
-            record["timings"]["measure"] = time.perf_counter() - start
-            self._results["out_record"] = write_record(record, runtime.cwd)
-            return runtime
-        record["metrics"] = result.metrics
+            self._measure(run, record, runtime.cwd)
+        except (RunInputError, MeasureError, OSError) as exc:  # the input's fault: a one-line reason
+            fail_record(record, "measure", " ".join(str(exc).split()))
+        except Exception as exc:  # noqa: BLE001 - any other error fails this run only
+            fail_record(record, "measure", f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                        traceback.format_exc())
+        record["timings"]["measure"] = time.perf_counter() - start - \
+            record["timings"].get("mosaics", 0.0)
+        self._results["out_record"] = write_record(record, runtime.cwd)
+        return runtime
+
+    def _measure(self, run: RunSpec, record: dict[str, Any], cwd: str) -> None:
+        start = time.perf_counter()
+        record["checksum"] = file_checksum(run.path)
+        loaded = read_image(run.path, run.suffix, self.inputs.memory_limit or None)
+        img, data = loaded.img, loaded.data
+        result = measure(data, run.suffix, img.header.get_zooms(), inu=self.inputs.inu_method)
+        metrics = result.metrics
         if self.inputs.mriqc_dir:
             from mmrqa_bids.mriqc.participant import run_iqms
             iqms, record["mriqc"] = run_iqms(self.inputs.mriqc_dir, run)
-            record["metrics"] = {**result.metrics, **iqms}
+            metrics = {**result.metrics, **iqms}
             if record["mriqc"]["note"]:
                 print(f"[mmrqa] NOTE {run.bids_name}: {record['mriqc']['note']}", flush=True)
+        record["metrics"], notes = finite_metrics(metrics)
+        if loaded.scale_exponent:
+            notes["intensity_scale"] = (
+                f"intensities divided by 2^{loaded.scale_exponent} before measuring (beyond "
+                "float32 arithmetic); intensity-valued metrics are in those units")
+        if notes:
+            record["metric_notes"] = notes
         record["shape"] = list(data.shape)
         record["zooms"] = [float(z) for z in img.header.get_zooms()[:3]]
-        record["timings"]["measure"] = time.perf_counter() - start
-        print(f"[mmrqa] measured {run.bids_name} in {record['timings']['measure']:.1f} s",
+        print(f"[mmrqa] measured {run.bids_name} in {time.perf_counter() - start:.1f} s",
               flush=True)
         start = time.perf_counter()
         record["mosaics"] = render_mosaics(result.reference.astype(np.float32), result.head,
-                                           result.background, runtime.cwd,
+                                           result.background, cwd,
                                            report_views=self.inputs.report_views)
         record["timings"]["mosaics"] = time.perf_counter() - start
-        self._results["out_record"] = write_record(record, runtime.cwd)
-        return runtime
+
+
+def finite_metrics(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Metrics with every non-finite number replaced by ``None`` (JSON ``null``), and a note
+    per replaced metric saying what it was: strict JSON has no NaN or Infinity."""
+    out, notes = {}, {}
+    for name, value in metrics.items():
+        if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+            out[name] = None
+            notes[name] = (f"not computable for this image ({float(value)}), recorded as null: "
+                           "e.g. a ratio over an empty or zero-valued region")
+        else:
+            out[name] = value.item() if isinstance(value, np.generic) else value
+    return out, notes

@@ -8,7 +8,8 @@ by one node after the grading JoinNode.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Iterable, Sequence
 
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
@@ -17,21 +18,28 @@ from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.interfaces.grade import GradeRuns
 from mmrqa_bids.interfaces.measure import MeasureRun
 from mmrqa_bids.interfaces.write import WriteRuns
+from mmrqa_bids.io import memory_limit_bytes
+from mmrqa_bids.records import read_record
+from mmrqa_bids.redaction import redact
 from mmrqa_bids.settings import Settings
 
 
 def init_run_wf(reports: bool, name: str = "run_wf", mriqc_dir: str | None = None,
-                omp_nthreads: int = 1, inu_method: str = "polynomial") -> pe.Workflow:
+                omp_nthreads: int = 1, inu_method: str = "polynomial",
+                memory_limit: int = 0) -> pe.Workflow:
     """Per-run branch: load + validate + metrics (+ MRIQC's IQMs from ``mriqc_dir``) + mosaics.
 
     inputnode.run (RunSpec dict) -> outputnode.out_record (run record JSON).
     ``omp_nthreads`` is the node's ``n_procs``: MultiProc runs at most
     ``nprocs // omp_nthreads`` runs at once, each with that many BLAS/OpenMP threads.
+    ``memory_limit`` (bytes, 0: none): an image whose header implies more is refused before
+    any voxel is read (:func:`mmrqa_bids.io.check_header`).
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=["run"]), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=["out_record"]), name="outputnode")
     measure = pe.Node(MeasureRun(report_views=reports, inu_method=inu_method,
+                                 memory_limit=memory_limit,
                                  **({"mriqc_dir": mriqc_dir} if mriqc_dir else {})),
                       name="measure", n_procs=omp_nthreads)
     wf.connect([
@@ -55,12 +63,14 @@ def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
     run_wf = init_run_wf(reports=ex.reports,
                          mriqc_dir=str(ex.mriqc_dir) if ex.mriqc_dir else None,
                          omp_nthreads=min(ex.omp_nthreads, max(ex.nprocs, 1)),
-                         inu_method=ex.inu_method)
+                         inu_method=ex.inu_method,
+                         memory_limit=memory_limit_bytes(ex.mem_gb))
     grade = pe.JoinNode(GradeRuns(grading=settings.to_dict()["grading"]), name="grade",
                         joinsource="inputnode", joinfield=["in_records"])
     # Writing takes milliseconds per run: the scheduler's own process does it as soon as
     # grading is done, with no round trip to a worker (or a batch job on a cluster).
-    write = pe.Node(WriteRuns(output_dir=str(ex.output_dir), settings=settings.to_dict(),
+    # The settings recorded in every run's provenance pass through the redaction step.
+    write = pe.Node(WriteRuns(output_dir=str(ex.output_dir), settings=redact(settings.to_dict()),
                               reports=ex.reports), name="write", run_without_submitting=True)
     outputnode = pe.Node(IdentityInterface(fields=["out_json", "status"]), name="outputnode")
     wf.connect([
@@ -70,3 +80,39 @@ def init_participant_wf(runs: Sequence[RunSpec], settings: Settings,
         (write, outputnode, [("out_json", "out_json"), ("status", "status")]),
     ])
     return wf
+
+
+def measured_records(wf_dir: Path, names: Iterable[str]) -> list[str]:
+    """Records of the measure nodes that finished in ``wf_dir`` (their Nipype result file
+    exists), one per run named in ``names`` (the latest when a resumed work dir has several)."""
+    wanted, latest = set(names), {}
+    for result in Path(wf_dir).glob("run_wf/*/measure/result_measure.pklz"):
+        record = result.with_name("record.json")
+        try:
+            name = read_record(record)["run"]["bids_name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a node interrupted while writing: not finished
+        if name in wanted and (name not in latest
+                               or record.stat().st_mtime > latest[name].stat().st_mtime):
+            latest[name] = record
+    return [str(latest[n]) for n in sorted(latest)]
+
+
+def finish_measured(records: Sequence[str], settings: Settings, cwd: Path
+                    ) -> dict[str, str]:
+    """Grade and write the runs of ``records`` in this process, outside Nipype's scheduler
+    (after an interrupt stopped it). Returns ``{bids_name: status}``."""
+    if not records:
+        return {}
+    ex = settings.execution
+    grade = GradeRuns(grading=settings.to_dict()["grading"], in_records=list(records))
+    graded = grade.run(cwd=str(_fresh(cwd / "grade"))).outputs.out_records
+    write = WriteRuns(in_records=graded, output_dir=str(ex.output_dir),
+                      settings=redact(settings.to_dict()), reports=ex.reports)
+    out = write.run(cwd=str(_fresh(cwd / "write"))).outputs
+    return {Path(path).stem: status for path, status in zip(out.out_json, out.status)}
+
+
+def _fresh(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
