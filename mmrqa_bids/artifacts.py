@@ -56,7 +56,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-ARTIFACTS = ("motion", "ghosting", "spike", "inhomogeneity", "blur", "noise", "aliasing")
+from mmrqa_bids.vocabulary import ARTIFACTS
+
 SEVERITIES = ("none", "mild", "moderate", "severe")
 SEVERITY_TO_LABEL = {"none": "Good", "mild": "Good", "moderate": "Medium", "severe": "Bad"}
 

@@ -7,15 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-ANAT_SUFFIXES = ("T1w", "T2w", "FLAIR")
-FUNC_SUFFIXES = ("bold",)
+from mmrqa_bids.vocabulary import ENTITY_KEYS, ENTITY_ORDER, datatype_of
+
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-# Order of entities in a BIDS file name (subset mmrqa writes back out).
-ENTITY_ORDER = ("subject", "session", "task", "acquisition", "ceagent", "reconstruction",
-                "direction", "run", "echo", "part")
-ENTITY_KEYS = {"subject": "sub", "session": "ses", "task": "task", "acquisition": "acq",
-               "ceagent": "ce", "reconstruction": "rec", "direction": "dir", "run": "run",
-               "echo": "echo", "part": "part"}
 
 
 class DatasetError(Exception):
@@ -128,7 +122,7 @@ def collect_runs(bids_dir: Path, output_dir: Path, *, modalities: Iterable[str],
     filters = {k.lower(): v for k, v in (bids_filters or {}).items()}
     runs: list[RunSpec] = []
     for suffix in modalities:
-        datatype = "func" if suffix in FUNC_SUFFIXES else "anat"
+        datatype = datatype_of(suffix)
         query = {"suffix": suffix, "datatype": datatype, "extension": list(NIFTI_EXTENSIONS),
                  "return_type": "object"}
         query.update(filters.get(suffix.lower(), {}))

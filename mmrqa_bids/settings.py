@@ -12,7 +12,7 @@ from typing import Any
 
 import tomli_w
 
-MODALITIES = ("T1w", "T2w", "FLAIR", "bold")
+from mmrqa_bids.vocabulary import SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Execution:
     session_id: tuple[str, ...] = ()
     run_id: tuple[str, ...] = ()
     task_id: tuple[str, ...] = ()
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = SUFFIXES
     bids_filters: dict[str, dict[str, Any]] = field(default_factory=dict)
     nprocs: int = 1
     omp_nthreads: int = 1

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from mmrqa_bids import __version__
-from mmrqa_bids.settings import MODALITIES
+from mmrqa_bids.vocabulary import GRADERS, SUFFIXES
 
 NIPYPE_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
                   "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor", "DAGMan", "OAR")
@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--session-id", nargs="+", default=[], metavar="ID")
     sel.add_argument("--run-id", nargs="+", default=[], metavar="ID")
     sel.add_argument("--task-id", nargs="+", default=[], metavar="ID")
-    sel.add_argument("-m", "--modalities", nargs="+", choices=MODALITIES,
-                     default=list(MODALITIES), metavar="SUFFIX",
-                     help=f"suffixes to assess, among {', '.join(MODALITIES)}")
+    sel.add_argument("-m", "--modalities", nargs="+", choices=SUFFIXES,
+                     default=list(SUFFIXES), metavar="SUFFIX",
+                     help=f"suffixes to assess, among {', '.join(SUFFIXES)}")
     sel.add_argument("--bids-filter-file", type=Path, metavar="FILE.json",
                      help='extra pybids filters per suffix, e.g. {"t1w": {"acquisition": "mprage"}}')
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-v", "--verbose", action="count", default=0)
 
     gr = parser.add_argument_group("Grading")
-    gr.add_argument("--grader", choices=["classifier", "llava", "openai"], default="classifier",
+    gr.add_argument("--grader", choices=list(GRADERS), default="classifier",
                     help="classifier: embedded metric model (CPU, no download); llava: "
                          "LLaVA-OneVision (+LoRA) in process; openai: an OpenAI-compatible server")
     gr.add_argument("--model", metavar="ID_OR_PATH", help="LLaVA-OneVision hub id or local folder")

@@ -5,8 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-LABELS = ("Good", "Medium", "Bad")
-NARRATIVE_SECTIONS = ("classification", "artifact", "analysis")
+from mmrqa_bids.vocabulary import LABELS, NARRATIVE_SECTIONS  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS, Grade, GradeRequest, GraderError, confidence_from
-from mmrqa_bids.grading.narrative import Driver, family_of, render_narrative
+from mmrqa_bids.grading.narrative import Driver, render_narrative
 from mmrqa_bids.resources import data_dir
 from mmrqa_bids.settings import Grading
+from mmrqa_bids.vocabulary import family_of
 
 FORMAT = "mmrqa-metric-classifier/1"
 FAMILIES = ("anat", "bold")

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from mmrqa_bids.resources import template_env
+from mmrqa_bids.vocabulary import family_of
 
+
+#: Cause, visible features and protocol advice of each of :data:`mmrqa_bids.vocabulary.ARTIFACTS`
+#: (this order is the one the MLLM prompts list the types in).
 ARTIFACT_FACTS: dict[str, dict[str, str]] = {
     "motion": {
         "cause": "subject movement during acquisition corrupts k-space lines (inconsistent phase)",
@@ -81,11 +85,6 @@ USABILITY: dict[str, dict[str, tuple[str, str]]] = {
                 "Not recommended for functional analysis; exclude the run or re-acquire it."),
     },
 }
-
-
-def family_of(suffix: str) -> str:
-    """``bold`` runs are functional, every other suffix anatomical."""
-    return "bold" if suffix == "bold" else "anat"
 
 
 def usability(label: str, suffix: str) -> tuple[str, str]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import nibabel as nb
 import numpy as np
 
-from mmrqa_bids.io import RunInputError
 from mmrqa_bids.metrics import anatomical, functional
 from mmrqa_bids.metrics.masks import compute_masks
 from mmrqa_bids.metrics.mrqy import mrqy_metrics
@@ -23,8 +22,13 @@ from mmrqa_bids.metrics.names import (ANAT_FEATURES, ANAT_METRICS, FUNC_FEATURES
                                       FUNC_METRICS)
 from mmrqa_bids.metrics.tissues import TISSUE_CODES
 
-__all__ = ["ANAT_FEATURES", "ANAT_METRICS", "FUNC_FEATURES", "FUNC_METRICS", "Measured",
-           "compute", "measure"]
+__all__ = ["ANAT_FEATURES", "ANAT_METRICS", "FUNC_FEATURES", "FUNC_METRICS", "MeasureError",
+           "Measured", "compute", "measure"]
+
+
+class MeasureError(Exception):
+    """An array no metric can be computed on (wrong dimensionality, no head): one-line message.
+    The metrics know no files; the caller names the run."""
 
 
 @dataclass(frozen=True)
@@ -76,21 +80,21 @@ def measure(data: np.ndarray, suffix: str,
     ``mrqy_*`` metrics do the same (as MRQy would on that file), without it they slice the
     RAS volume's third (inferior-superior) axis and bin per grey level when every value is
     a whole number. For bold runs they are taken on the temporal mean.
-    Raises :class:`~mmrqa_bids.io.RunInputError` when no head can be told from the air.
+    Raises :class:`MeasureError` when no head can be told from the air.
     """
     data = np.asarray(data, dtype=np.float32)
     vox = tuple(float(z) for z in (zooms or (1.0, 1.0, 1.0))[:3])
     if suffix == "bold" or data.ndim == 4:
         if data.ndim != 4:
-            raise RunInputError(f"a bold run must be 4-D, got shape {data.shape}")
+            raise MeasureError(f"a bold run must be 4-D, got shape {data.shape}")
         ref = data.mean(axis=3)
     else:
         if data.ndim != 3:
-            raise RunInputError(f"an anatomical run must be 3-D, got shape {data.shape}")
+            raise MeasureError(f"an anatomical run must be 3-D, got shape {data.shape}")
         ref = data
     masks = compute_masks(ref)  # bold too: its inu_* are fitted on the brain of the mean EPI
     if not masks.head_small.any() or masks.head_small.all():
-        raise RunInputError("no head found: the image has no foreground distinct from air")
+        raise MeasureError("no head found: the image has no foreground distinct from air")
     labels = None
     if data.ndim == 4:
         metrics = functional.functional_metrics(data, ref, masks, vox)

@@ -16,14 +16,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mmrqa_bids import __version__
+from mmrqa_bids import __version__, vocabulary
 from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.mriqc.grade import grade_records, to_tsv
 from mmrqa_bids.mriqc.iqms import MriqcError, available_suffixes, collect_mriqc
 from mmrqa_bids.mriqc.model import IqmModel
 
-SUFFIXES = ("T1w", "T2w", "bold")
+# MRIQC computes no IQMs for FLAIR.
+SUFFIXES = tuple(s for s in vocabulary.SUFFIXES if s != "FLAIR")
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 

@@ -15,17 +15,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from mmrqa_bids import __version__
-from mmrqa_bids.grading.base import LABELS
-from mmrqa_bids.grading.narrative import ARTIFACT_FACTS
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.ratings import COLUMNS as RATING_COLUMNS
 from mmrqa_bids.reports import stats
 from mmrqa_bids.resources import template_env
+from mmrqa_bids.vocabulary import ARTIFACTS, GRADE_COLOURS, LABELS
 
-GRADE_COLOURS = {"Good": "#1a7f37", "Medium": "#b7791f", "Bad": "#c53030", "n/a": "#6b7280"}
 NON_METRIC_COLUMNS = ("p_good", "p_medium", "p_bad", "confidence")
 PLOT_COLUMNS = 5
-ARTIFACT_CHOICES = ("none", *ARTIFACT_FACTS, "other")
+ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
 
 Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
 

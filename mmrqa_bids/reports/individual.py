@@ -14,17 +14,12 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from mmrqa_bids.grading.base import LABELS, NARRATIVE_SECTIONS
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.reports.mosaics import VIEWS
 from mmrqa_bids.reports.stats import MIN_RUNS_FOR_OUTLIERS, ROBUST_Z_CUTOFF
 from mmrqa_bids.resources import template_env
+from mmrqa_bids.vocabulary import ENTITY_ORDER, LABELS, NARRATIVE_SECTIONS, SECTION_TITLES
 
-GRADE_COLOURS = {"Good": "#1a7f37", "Medium": "#b7791f", "Bad": "#c53030", None: "#6b7280"}
-ENTITY_KEYS = ("subject", "session", "task", "acquisition", "ceagent", "reconstruction",
-               "direction", "run", "echo", "part")
-SECTION_TITLES = {"classification": "Classification", "artifact": "Artifact",
-                  "analysis": "Analysis"}
 # The three questions every grader answers (as in the MLLM graders' prompt), shown with the
 # narrative as a question/answer dialogue.
 QA_QUESTIONS = {
@@ -85,7 +80,7 @@ def render_individual(document: dict[str, Any], mosaic_paths: Mapping[str, str],
         label=grade.get("label"),
         confidence=float(grade.get("confidence") or 0.0),
         probabilities=[(k, float(probs[k])) for k in LABELS if isinstance(probs.get(k), (int, float))],
-        entities=[(k, meta[k]) for k in ENTITY_KEYS if meta.get(k) not in (None, "")],
+        entities=[(k, meta[k]) for k in ENTITY_ORDER if meta.get(k) not in (None, "")],
         prov=prov,
         artifacts=[a for a in document.get("artifacts") or [] if isinstance(a, dict)],
         narrative=narrative,

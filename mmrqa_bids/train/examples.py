@@ -121,7 +121,8 @@ def realise(spec: ExampleSpec, image_dir: Path, cache_dir: Path | None = None) -
     """Metrics and mosaic of one example: ``{"metrics": {...}, "mosaic": PATH}``.
 
     With ``cache_dir``, a result computed earlier for the same :meth:`ExampleSpec.key` is
-    reused (``--resume``). Raises :class:`mmrqa_bids.io.RunInputError` for an unusable image.
+    reused (``--resume``). Raises :class:`mmrqa_bids.io.RunInputError` or
+    :class:`mmrqa_bids.metrics.MeasureError` for an unusable image.
     """
     from mmrqa_bids.io import load_image
     from mmrqa_bids.metrics import measure

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.io import RunInputError, atomic_write_json, atomic_write_text
+from mmrqa_bids.metrics import MeasureError
 from mmrqa_bids.settings import Settings
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
@@ -96,7 +97,7 @@ def _realise_one(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
     spec, image_dir, cache_dir = args
     try:
         return realise(spec, image_dir, cache_dir), None
-    except (RunInputError, OSError, ValueError) as exc:
+    except (RunInputError, MeasureError, OSError, ValueError) as exc:
         return None, " ".join(str(exc).split())
 
 

@@ -6,8 +6,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from metrics_phantoms import make_sphere, sphere_labels  # noqa: F401 (fixtures)
-from mmrqa_bids.io import RunInputError
-from mmrqa_bids.metrics import ANAT_FEATURES, ANAT_METRICS, measure
+from mmrqa_bids.metrics import ANAT_FEATURES, ANAT_METRICS, MeasureError, measure
 from mmrqa_bids.metrics import anatomical as A
 
 SIGMA = 20.0
@@ -142,7 +141,7 @@ def test_ghost_in_the_air_raises_qi1_and_lowers_fber(make_sphere):
 
 
 def test_blank_image_is_a_clear_error():
-    with pytest.raises(RunInputError, match="no head"):
+    with pytest.raises(MeasureError, match="no head"):
         measure(np.full((20, 20, 20), 5.0, np.float32), "T1w")
 
 
