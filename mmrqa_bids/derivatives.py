@@ -19,18 +19,20 @@ writer (:func:`write_run`) and the group tables read back from the run JSONs.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import quote
 
 from mmrqa_bids import __version__
 from mmrqa_bids.bids import RunSpec
-from mmrqa_bids.io import atomic_write_json
+from mmrqa_bids.io import atomic_write_json, atomic_write_text
 from mmrqa_bids.records import failed
 from mmrqa_bids.reports.individual import write_individual
 
@@ -133,6 +135,8 @@ def derivative_document(record: dict[str, Any], settings: dict[str, Any]) -> dic
             "voxel_size_mm": record.get("zooms"),
         },
         "metrics": record["metrics"],
+        # why a metric is null (not computable for this image) or in scaled units
+        **({"metric_notes": record["metric_notes"]} if record.get("metric_notes") else {}),
         "grade": {
             "label": grade["label"],
             "probabilities": grade["probabilities"],
@@ -166,20 +170,120 @@ def read_derivative(path: Path) -> dict[str, Any] | None:
 
 
 def write_dataset_description(layout: DerivativesLayout, bids_dir: Path) -> Path:
+    """Write the description, or merge into a valid existing one (never clobbered: another
+    version's ``GeneratedBy`` entry and other sources are kept). Callers hold the output
+    folder's lock (:func:`mmrqa_bids.io.folder_lock`) so concurrent runs do not interleave."""
+    generated = {"Name": "mmrqa", "Version": __version__,
+                 "CodeURL": "https://github.com/mmrqa/mmrqa"}
+    source = {"URL": bids_dir.resolve().as_uri()}
     desc = {
         "Name": "mmrqa - MRI quality assessment",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mmrqa", "Version": __version__,
-                         "CodeURL": "https://github.com/mmrqa/mmrqa"}],
-        "SourceDatasets": [{"URL": bids_dir.resolve().as_uri()}],
+        "GeneratedBy": [generated],
+        "SourceDatasets": [source],
     }
+    try:
+        old = json.loads(layout.dataset_description.read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and isinstance(old.get("GeneratedBy", []), list) \
+            and isinstance(old.get("SourceDatasets", []), list):
+        merged = {**desc, **old}
+        merged["GeneratedBy"] = list(old.get("GeneratedBy", []))
+        if not any(isinstance(g, dict) and g.get("Name") == "mmrqa"
+                   and g.get("Version") == __version__ for g in merged["GeneratedBy"]):
+            merged["GeneratedBy"].append(generated)
+        merged["SourceDatasets"] = list(old.get("SourceDatasets", []))
+        if source not in merged["SourceDatasets"]:
+            merged["SourceDatasets"].append(source)
+        if merged == old:
+            return layout.dataset_description
+        desc = merged
     return atomic_write_json(layout.dataset_description, desc)
 
 
+FAILURE_KEYS = frozenset({"bids_name", "suffix", "error"})
+
+
 def read_failures(layout: DerivativesLayout) -> list[dict[str, Any]]:
-    folder = layout.failed_dir
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    """The readable failure records (:func:`unreadable_outputs` lists the others)."""
+    out = []
+    for path in sorted(layout.failed_dir.glob("*.json")) if layout.failed_dir.is_dir() else []:
+        try:
+            fail = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _failure_problem(fail) is None:
+            out.append(fail)
+    return out
+
+
+def _failure_problem(fail: Any) -> str | None:
+    if not isinstance(fail, dict) or not FAILURE_KEYS <= fail.keys():
+        return f"not a failure record (needs {', '.join(sorted(FAILURE_KEYS))})"
+    if not all(isinstance(fail[k], str) for k in FAILURE_KEYS):
+        return "bids_name, suffix and error must be strings"
+    return None
+
+
+def document_problem(doc: Any) -> str | None:
+    """Why a parsed run JSON cannot be tabulated (None when it can)."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    meta, grade, metrics = doc.get("bids_meta"), doc.get("grade"), doc.get("metrics")
+    if not isinstance(meta, dict) or not isinstance(meta.get("bids_name"), str) \
+            or not isinstance(meta.get("suffix"), str):
+        return "bids_meta must be an object with bids_name and suffix"
+    if not isinstance(grade, dict):
+        return "grade must be an object"
+    if not isinstance(metrics, dict):
+        return f"metrics must be an object, not {type(metrics).__name__}"
+    return None
+
+
+def unreadable_outputs(layout: DerivativesLayout, modalities: Iterable[str] | None = None
+                       ) -> list[dict[str, Any]]:
+    """Run JSONs and failure records that cannot be read or are malformed, as group-table
+    rows with status ``unreadable`` naming the file and the problem (one line)."""
+    wanted = set(modalities) if modalities is not None else None
+    rows = []
+    for path in layout.run_jsons():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            problem = f"cannot parse ({_one_line(exc)})"
+        else:
+            if not (isinstance(doc, dict) and DERIVATIVE_KEYS & doc.keys()):
+                continue  # a JSON of another tool (a sidecar): not ours
+            problem = document_problem(doc)
+        if problem:
+            rows.append(_unreadable_row(path, problem))
+    failed_files = sorted(layout.failed_dir.glob("*.json")) if layout.failed_dir.is_dir() else []
+    for path in failed_files:
+        try:
+            problem = _failure_problem(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            problem = f"cannot parse ({_one_line(exc)})"
+        if problem:
+            rows.append(_unreadable_row(path, problem))
+    return [r for r in rows if wanted is None or r["suffix"] in wanted]
+
+
+def _unreadable_row(path: Path, problem: str) -> dict[str, Any]:
+    name = path.stem
+    entities = dict(part.split("-", 1) for part in name.split("_")[:-1] if "-" in part)
+    keys = {"sub": "subject", "ses": "session", "task": "task", "acq": "acquisition", "run": "run"}
+    return {"bids_name": name, "suffix": name.rsplit("_", 1)[-1],
+            **{col: entities.get(short, "n/a") for short, col in keys.items()},
+            "status": "unreadable", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
+            "p_bad": "n/a", "confidence": "n/a", "basis": "n/a", "cohort": "n/a",
+            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a",
+            "outside_training": "n/a", "grader": "n/a", "error": f"{path}: {problem}"}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[str, Any],
@@ -189,18 +293,27 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
     Returns ``(path written, status)``; status is the grade label, ``"unparsed"`` or
     ``"failed"``.
     """
+    from mmrqa_bids.redaction import redact, redact_text
+
     run = RunSpec.from_dict(record["run"])
     fail_json = layout.failure(run.bids_name)
     if failed(record):
-        atomic_write_json(fail_json, {"bids_name": run.bids_name, "suffix": run.suffix,
-                                      "source": str(run.path), "error": record["error"],
-                                      **{k: v for k, v in run.entities.items()}})
+        error = redact_text(record["error"])
+        fail = {"bids_name": run.bids_name, "suffix": run.suffix, "source": str(run.path),
+                "stage": record.get("stage", "measure"), "error": error,
+                **{k: v for k, v in run.entities.items()}}
+        if record.get("traceback"):  # an unexpected error: its traceback in a crash file
+            fail["crash_file"] = str(_write_crash_file(layout, run.bids_name, fail["stage"],
+                                                       redact_text(record["traceback"])))
+        atomic_write_json(fail_json, fail)
         # Outputs of an earlier successful run of this file would now be stale.
-        layout.run_json(run).unlink(missing_ok=True)
-        layout.run_report(run.bids_name).unlink(missing_ok=True)
-        print(f"[mmrqa] FAILED {run.path}: {record['error']}", flush=True)
+        for stale in (layout.run_json(run), layout.run_report(run.bids_name)):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                stale.unlink()
+        print(f"[mmrqa] FAILED {run.path}: {error}", flush=True)
         return str(fail_json), "failed"
-    doc = derivative_document(record, settings)
+    # every recorded string (URLs, settings, a server's error text) through one redaction
+    doc = redact(derivative_document(record, settings))
     target = layout.run_json(run)
     atomic_write_json(target, doc)
     fail_json.unlink(missing_ok=True)
@@ -212,15 +325,26 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
     return str(target), label
 
 
+def _write_crash_file(layout: DerivativesLayout, bids_name: str, stage: str, text: str) -> Path:
+    """``logs/crash-<UTC stamp>-<bids name>-<stage>.txt`` (Nipype's crash files' folder)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return atomic_write_text(layout.logs / f"crash-{stamp}-{bids_name}-{stage}.txt", text)
+
+
 # --------------------------------------------------------------------------- group tables
 def collect_documents(layout: DerivativesLayout) -> list[dict[str, Any]]:
-    """Every per-run derivative JSON under ``OUT/sub-*``; unreadable ones are skipped."""
+    """Every per-run derivative JSON under ``OUT/sub-*``; unreadable or malformed ones are
+    left out here and tabulated as ``unreadable`` (:func:`unreadable_outputs`)."""
     docs = []
     for path in layout.run_jsons():
         try:
             doc = read_derivative(path)
         except (OSError, ValueError) as exc:
-            print(f"[mmrqa] WARNING {path}: unreadable derivative ({exc}); skipped", flush=True)
+            print(f"[mmrqa] WARNING {path}: unreadable derivative ({_one_line(exc)})", flush=True)
+            continue
+        if doc is not None and document_problem(doc):
+            print(f"[mmrqa] WARNING {path}: malformed derivative ({document_problem(doc)})",
+                  flush=True)
             continue
         if doc is not None:
             doc["_path"] = str(path)
@@ -266,6 +390,8 @@ def group_tables(layout: DerivativesLayout, docs: list[dict[str, Any]] | None = 
         tables.setdefault(doc["bids_meta"]["suffix"], []).append(document_row(doc))
     for fail in read_failures(layout):
         tables.setdefault(fail["suffix"], []).append(failure_row(fail))
+    for row in unreadable_outputs(layout):
+        tables.setdefault(row.pop("suffix"), []).append(row)
     for rows in tables.values():
         rows.sort(key=lambda r: r["bids_name"])
     return tables

@@ -60,11 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help='extra pybids filters per suffix, e.g. {"t1w": {"acquisition": "mprage"}}')
 
     ex = parser.add_argument_group("Execution")
-    ex.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory "
-                    "(default: OUTPUT_DIR/../mmrqa_work or ./work); reused by --resume")
+    ex.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory, kept and "
+                    "reused by --resume; runs naming the same one wait for each other (default: "
+                    "a private folder in the system temp dir, removed at the end; with --resume "
+                    "or the train level, $TMPDIR/mmrqa_work_<hash of OUTPUT_DIR>)")
     ex.add_argument("--nprocs", "--n_procs", type=_positive_int, default=1)
     ex.add_argument("--omp-nthreads", type=_positive_int, default=1)
-    ex.add_argument("--mem-gb", type=float)
+    ex.add_argument("--mem-gb", type=float,
+                    help="memory budget: MultiProc's limit, and the most one run may need (an "
+                    "image whose header implies more is refused before it is read; default: "
+                    "the machine's memory)")
     ex.add_argument("--plugin", choices=NIPYPE_PLUGINS, default=None,
                     help="Nipype execution plugin (default: MultiProc when --nprocs > 1)")
     ex.add_argument("--plugin-args", type=Path, metavar="FILE.json",

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
+from mmrqa_bids.cli.interrupts import (Interrupted, InterruptState,  # noqa: E402
+                                       interrupt_on_signals)
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
 from mmrqa_bids.derivatives import DerivativesLayout  # noqa: E402
 from mmrqa_bids.grading.base import GraderError  # noqa: E402
@@ -38,10 +40,24 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
 
 
 def default_work_dir(output_dir: Path) -> Path:
-    """A per-output-folder work directory under the system temp dir (writable in containers)."""
+    """The work directory shared by every run into one output folder, under the system temp
+    dir (writable in containers): ``--resume`` and the train level's caches use it."""
     import hashlib
     key = hashlib.sha1(str(output_dir.resolve()).encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"mmrqa_work_{key}"
+
+
+def private_work_dir(output_dir: Path) -> Path:
+    """A work directory of this invocation only (``<shared name>_<pid>_<ns>``): concurrent
+    participant runs into one output folder never touch each other's, and it is removed at
+    the end (kept for graph plugins, whose jobs run later)."""
+    shared = default_work_dir(output_dir)
+    return shared.with_name(f"{shared.name}_{os.getpid()}_{time.time_ns()}")
+
+
+def uses_private_work_dir(args) -> bool:
+    """Participant level without ``--work-dir`` or ``--resume`` (which name a shared one)."""
+    return args.analysis_level == "participant" and not args.work_dir and not args.resume
 
 
 def build_settings(args) -> Settings:
@@ -52,7 +68,8 @@ def build_settings(args) -> Settings:
         bids_dir=args.bids_dir.resolve(),
         output_dir=output_dir,
         analysis_level=args.analysis_level,
-        work_dir=(args.work_dir or default_work_dir(output_dir)).resolve(),
+        work_dir=(args.work_dir or (private_work_dir(output_dir) if uses_private_work_dir(args)
+                                    else default_work_dir(output_dir))).resolve(),
         participant_label=tuple(args.participant_label),
         session_id=tuple(args.session_id),
         run_id=tuple(args.run_id),
@@ -98,17 +115,23 @@ def prepare_output_dir(output_dir: Path) -> None:
 
 
 def save_settings(settings: Settings) -> Path:
+    """``logs/settings_<level>_<UTC stamp, microseconds>_<pid>.toml``, redacted: concurrent
+    invocations never share a name, and no secret reaches the file."""
+    import tomli_w
+
     from mmrqa_bids.io import atomic_write_text
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    from mmrqa_bids.redaction import redact
+    stamp = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%f')}_{os.getpid()}"
     ex = settings.execution
     path = DerivativesLayout(ex.output_dir).settings_file(ex.analysis_level, stamp)
-    return atomic_write_text(path, settings.to_toml())
+    return atomic_write_text(path, tomli_w.dumps(redact(settings.to_dict())))
 
 
-def run_participant(settings: Settings) -> int:
+def run_participant(settings: Settings, interrupts: InterruptState | None = None) -> int:
     from mmrqa_bids.bids import collect_runs
     from mmrqa_bids.grading import check_grader
     from mmrqa_bids.derivatives import write_dataset_description
+    from mmrqa_bids.io import folder_lock
     from mmrqa_bids.workflows.participant import init_participant_wf
 
     ex = settings.execution
@@ -120,8 +143,26 @@ def run_participant(settings: Settings) -> int:
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
     print(f"[mmrqa] {len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
           f"grader: {settings.grading.grader}", flush=True)
-    write_dataset_description(layout, ex.bids_dir)
+    with folder_lock(layout.logs):  # concurrent runs into one folder: one writer at a time
+        write_dataset_description(layout, ex.bids_dir)
     wf = init_participant_wf(runs, settings)
+    with folder_lock(ex.work_dir, ".mmrqa-work.lock", on_wait=_waiting):
+        return _run_workflow(wf, runs, settings, layout, t0, interrupts or InterruptState())
+
+
+def _waiting(lock: Path) -> None:
+    print(f"[mmrqa] the work directory {lock.parent} is in use by another mmrqa run "
+          "(shared by --work-dir or --resume); waiting for it to finish", flush=True)
+
+
+def _run_workflow(wf, runs, settings: Settings, layout: DerivativesLayout, t0: float,
+                  interrupts: InterruptState) -> int:
+    """Run the participant workflow in its (claimed) work directory, then account for
+    every run: its status, a failure record for a run lost to a crash, the summary."""
+    from mmrqa_bids.workflows.participant import (finish_measured, graded_records,
+                                                  measured_records)
+
+    ex = settings.execution
     wf_dir = Path(ex.work_dir) / wf.name
     if not ex.resume and wf_dir.exists():
         shutil.rmtree(wf_dir)
@@ -154,46 +195,120 @@ def run_participant(settings: Settings) -> int:
     # every plugin computes the same floating-point reductions.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(ex.omp_nthreads)
-    crashed = None
+    crashed, interrupted, graph = None, None, None
+    started = time.time()
     try:
         from threadpoolctl import threadpool_limits
         # MultiProc collects garbage before every submission round; frozen start-up objects
         # make that cheap. BLAS/OpenMP threads per process follow --omp-nthreads.
         gc.freeze()
-        with threadpool_limits(limits=ex.omp_nthreads):
+        # A signal stops the scheduler at the next node boundary (cli/interrupts.py).
+        plugin_args["status_callback"] = interrupts.status_callback(
+            plugin_args.get("status_callback"))
+        with threadpool_limits(limits=ex.omp_nthreads), interrupts.deferred():
             graph = wf.run(plugin=ex.plugin, plugin_args=plugin_args)
     except RuntimeError as exc:  # Nipype raises after running every branch it could
-        crashed, graph = " ".join(str(exc).split())[:500], None
-    if ex.plugin in GRAPH_PLUGINS and not crashed:
+        crashed = " ".join(str(exc).split())[:500]
+    except Interrupted as exc:  # SIGINT/SIGTERM: nothing new is scheduled
+        interrupted = exc
+    if ex.plugin in GRAPH_PLUGINS and not crashed and not interrupted:
         # Graph plugins hand the whole graph to the scheduler and return at once.
         print(f"[mmrqa] {len(runs)} run(s) submitted to the scheduler with {ex.plugin} in "
               f"{time.perf_counter() - t0:.1f} s; outputs appear in {ex.output_dir} as the jobs "
               f"finish; run the group level once they are done", flush=True)
         return EXIT_OK
-    statuses = _statuses(graph)
+    statuses = _statuses(graph, wf_dir)
+    if interrupted:
+        print(f"[mmrqa] interrupted ({interrupted}): no new run is started; writing the runs "
+              "already measured (interrupt again to abandon them)", flush=True)
+        try:
+            graded = graded_records(wf_dir)
+            todo = graded or measured_records(wf_dir, [r.bids_name for r in runs
+                                                       if r.bids_name not in statuses])
+            statuses.update(finish_measured(todo, settings, wf_dir / "_after_interrupt",
+                                            graded=bool(graded)))
+        except Interrupted:
+            print("[mmrqa] interrupted again: the measured runs are not written", flush=True)
+    else:
+        statuses.update(_record_lost_runs(runs, statuses, settings, layout, crashed))
+    _redact_crash_files(layout.logs, started)
     elapsed = time.perf_counter() - t0
-    counts = Counter(statuses)
+    counts = Counter(statuses.values())
     failed = counts.pop("failed", 0) + counts.pop("unparsed", 0)
-    print(f"[mmrqa] done in {elapsed:.1f} s: {len(statuses)} run(s) processed, {failed} failed; "
+    missing = len(runs) - len(statuses)
+    head = f"interrupted after {elapsed:.1f} s" if interrupted else f"done in {elapsed:.1f} s"
+    print(f"[mmrqa] {head}: {len(statuses)} run(s) processed, {failed} failed"
+          + (f", {missing} not processed" if missing else "") + "; "
           + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    if interrupted:
+        return interrupted.exit_code
     if crashed:
         print(f"[mmrqa] ERROR: some workflow steps crashed; see crash files in "
               f"{layout.logs} ({crashed})", file=sys.stderr, flush=True)
         return EXIT_RUNS_FAILED
     if ex.reports:
         print(f"[mmrqa] individual reports: {layout.run_report('sub-*')}", flush=True)
-    return EXIT_RUNS_FAILED if failed or len(statuses) < len(runs) else EXIT_OK
+    return EXIT_RUNS_FAILED if failed or missing else EXIT_OK
 
 
-def _statuses(graph) -> list[str]:
-    if graph is None:
-        return []
-    out: list[str] = []
-    for node in graph.nodes():
-        if node.name == "write" and node.result is not None:
-            status = node.result.outputs.status
-            out.extend(status if isinstance(status, list) else [status])
-    return out
+def _statuses(graph, wf_dir: Path) -> dict[str, str]:
+    """``{bids_name: status}`` of the runs the write node wrote: from the executed graph,
+    or from the node's result file when Nipype raised (the write node may have run)."""
+    outputs = None
+    if graph is not None:
+        outputs = next((n.result.outputs for n in graph.nodes()
+                        if n.name == "write" and n.result is not None), None)
+    elif (wf_dir / "write" / "result_write.pklz").is_file():
+        from nipype.utils.filemanip import loadpkl
+        try:
+            outputs = loadpkl(wf_dir / "write" / "result_write.pklz").outputs
+        except Exception:  # noqa: BLE001 - an unreadable result: the runs count as lost
+            outputs = None
+    if outputs is None or not outputs.out_json:
+        return {}
+    status = outputs.status if isinstance(outputs.status, list) else [outputs.status]
+    paths = outputs.out_json if isinstance(outputs.out_json, list) else [outputs.out_json]
+    return {Path(p).stem: s for p, s in zip(paths, status)}
+
+
+def _record_lost_runs(runs, statuses: dict[str, str], settings: Settings,
+                      layout: DerivativesLayout, crashed: str | None) -> dict[str, str]:
+    """A failure record for each run a workflow crash left without any output, so every
+    run of the invocation ends graded or failed."""
+    from mmrqa_bids.derivatives import write_run
+    from mmrqa_bids.redaction import redact
+
+    lost = {}
+    for run in runs:
+        if run.bids_name in statuses:
+            continue
+        record = {"run": run.to_dict(), "stage": "workflow",
+                  "error": f"a workflow step crashed before this run was written; see the "
+                           f"crash files in {layout.logs} ({crashed or 'no status returned'})"}
+        try:
+            write_run(record, layout, redact(settings.to_dict()), settings.execution.reports)
+        except Exception as exc:  # noqa: BLE001 - still counted as failed below
+            print(f"[mmrqa] ERROR {run.bids_name}: cannot write its failure record ({exc})",
+                  file=sys.stderr, flush=True)
+        lost[run.bids_name] = "failed"
+    return lost
+
+
+def _redact_crash_files(logs: Path, since: float) -> None:
+    """Nipype's crash files quote node inputs (the grader's URL among them): rewrite those
+    of this invocation through the redaction step."""
+    from mmrqa_bids.io import atomic_write_text
+    from mmrqa_bids.redaction import redact_text
+
+    for path in logs.glob("crash-*.txt"):
+        try:
+            if path.stat().st_mtime >= since - 1:
+                text = path.read_text(errors="replace")
+                clean = redact_text(text)
+                if clean != text:
+                    atomic_write_text(path, clean)
+        except OSError:
+            continue
 
 
 def run_group(settings: Settings) -> int:
@@ -202,7 +317,11 @@ def run_group(settings: Settings) -> int:
     written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports)
     for key, path in sorted(written.items()):
         print(f"[mmrqa] group {key.split('.')[-1].upper()}: {path}", flush=True)
-    return EXIT_OK
+    from mmrqa_bids.derivatives import unreadable_outputs
+    unreadable = unreadable_outputs(DerivativesLayout(ex.output_dir), ex.modalities)
+    for row in unreadable:  # tabulated with status "unreadable"; the exit code says so too
+        print(f"[mmrqa] ERROR unreadable: {row['error']}", file=sys.stderr, flush=True)
+    return EXIT_RUNS_FAILED if unreadable else EXIT_OK
 
 
 def run_train(settings: Settings) -> int:
@@ -211,26 +330,51 @@ def run_train(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mmrqa_bids.io import clean_orphan_temp_files
+    from mmrqa_bids.redaction import check_url_credentials, redact_text
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings = None
     try:
-        settings = build_settings(args)
-        ex = settings.execution
-        if ex.analysis_level != "group":
-            check_dataset(ex.bids_dir, ex.output_dir)
-        if ex.mriqc_dir and not ex.mriqc_dir.is_dir():
-            raise DatasetError(f"{ex.mriqc_dir}: --mriqc-dir is not a directory")
-        prepare_output_dir(ex.output_dir)
-        _configure_logging(ex.verbose)
-        save_settings(settings)
-        level = {"participant": run_participant, "group": run_group, "train": run_train}
-        return level[ex.analysis_level](settings)
+        with interrupt_on_signals() as interrupts:
+            # Refused before anything is written (the settings log would hold the secret).
+            try:
+                check_url_credentials(args.llm_base_url, "--llm-base-url")
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
+            settings = build_settings(args)
+            ex = settings.execution
+            if ex.analysis_level != "group":
+                check_dataset(ex.bids_dir, ex.output_dir)
+            elif ex.output_dir.resolve() == ex.bids_dir.resolve():
+                raise DatasetError(f"{ex.output_dir}: OUTPUT_DIR is the BIDS directory; "
+                                   "refusing to write into raw data")
+            if ex.mriqc_dir and not ex.mriqc_dir.is_dir():
+                raise DatasetError(f"{ex.mriqc_dir}: --mriqc-dir is not a directory")
+            prepare_output_dir(ex.output_dir)
+            orphans = clean_orphan_temp_files(ex.output_dir)
+            if orphans:
+                print(f"[mmrqa] removed {len(orphans)} temporary file(s) left by an "
+                      f"interrupted earlier run in {ex.output_dir}", flush=True)
+            _configure_logging(ex.verbose)
+            save_settings(settings)
+            if ex.analysis_level == "participant":
+                return run_participant(settings, interrupts)
+            return {"group": run_group, "train": run_train}[ex.analysis_level](settings)
     except (DatasetError, GraderError) as exc:
-        print(f"mmrqa: error: {exc}", file=sys.stderr, flush=True)
+        print(f"mmrqa: error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except Interrupted as exc:
+        print(f"mmrqa: interrupted ({exc})", file=sys.stderr, flush=True)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mmrqa: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if settings is not None and uses_private_work_dir(args) \
+                and settings.execution.plugin not in GRAPH_PLUGINS:
+            shutil.rmtree(settings.execution.work_dir, ignore_errors=True)
 
 
 def _nipype_logging(verbose: int) -> dict[str, str]:

@@ -1,11 +1,33 @@
 """Write every run's derivatives (:func:`mmrqa_bids.derivatives.write_run`) in one node."""
 from __future__ import annotations
 
+import traceback
+from typing import Any
+
 from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObject,
                                     SimpleInterface, TraitedSpec, traits)
 
 from mmrqa_bids.derivatives import DerivativesLayout, write_run
-from mmrqa_bids.records import read_record
+from mmrqa_bids.records import fail_record, read_record
+
+
+def write_isolated(record: dict[str, Any], layout: DerivativesLayout, settings: dict[str, Any],
+                   reports: bool) -> tuple[str, str]:
+    """:func:`write_run`, with any error while writing one run (a folder that cannot be
+    created, a full disk) turned into that run's failure record, so the others are written.
+    When even the failure record cannot be written the run still counts as failed."""
+    try:
+        return write_run(record, layout, settings, reports)
+    except Exception as exc:  # noqa: BLE001 - one run's outputs, never the batch
+        fail_record(record, "write", f"cannot write its outputs ({type(exc).__name__}: {exc})",
+                    traceback.format_exc())
+    name = record["run"]["bids_name"]
+    try:
+        return write_run(record, layout, settings, reports)
+    except Exception as exc:  # noqa: BLE001
+        print(f"[mmrqa] FAILED {name}: cannot write its failure record either ({exc})",
+              flush=True)
+        return str(layout.failure(name)), "failed"
 
 
 class _WriteRunsInputSpec(BaseInterfaceInputSpec):
@@ -29,8 +51,8 @@ class WriteRuns(SimpleInterface):
 
     def _run_interface(self, runtime):
         layout = DerivativesLayout(self.inputs.output_dir)
-        written = [write_run(read_record(p), layout, self.inputs.settings, self.inputs.reports)
-                   for p in self.inputs.in_records]
+        written = [write_isolated(read_record(p), layout, self.inputs.settings,
+                                  self.inputs.reports) for p in self.inputs.in_records]
         self._results["out_json"] = [path for path, _ in written]
         self._results["status"] = [status for _, status in written]
         return runtime

@@ -98,16 +98,30 @@ def measured_records(wf_dir: Path, names: Iterable[str]) -> list[str]:
     return [str(latest[n]) for n in sorted(latest)]
 
 
-def finish_measured(records: Sequence[str], settings: Settings, cwd: Path
-                    ) -> dict[str, str]:
-    """Grade and write the runs of ``records`` in this process, outside Nipype's scheduler
-    (after an interrupt stopped it). Returns ``{bids_name: status}``."""
+def graded_records(wf_dir: Path) -> list[str]:
+    """The records the grading JoinNode wrote, when it finished in ``wf_dir``."""
+    result = Path(wf_dir) / "grade" / "result_grade.pklz"
+    if not result.is_file():
+        return []
+    from nipype.utils.filemanip import loadpkl
+    try:
+        outputs = loadpkl(result).outputs
+    except Exception:  # noqa: BLE001 - an unreadable result: grade again
+        return []
+    return list(outputs.out_records or []) if outputs is not None else []
+
+
+def finish_measured(records: Sequence[str], settings: Settings, cwd: Path,
+                    graded: bool = False) -> dict[str, str]:
+    """Grade (unless ``graded``) and write the runs of ``records`` in this process, outside
+    Nipype's scheduler (after an interrupt stopped it). Returns ``{bids_name: status}``."""
     if not records:
         return {}
     ex = settings.execution
-    grade = GradeRuns(grading=settings.to_dict()["grading"], in_records=list(records))
-    graded = grade.run(cwd=str(_fresh(cwd / "grade"))).outputs.out_records
-    write = WriteRuns(in_records=graded, output_dir=str(ex.output_dir),
+    if not graded:
+        grade = GradeRuns(grading=settings.to_dict()["grading"], in_records=list(records))
+        records = grade.run(cwd=str(_fresh(cwd / "grade"))).outputs.out_records
+    write = WriteRuns(in_records=list(records), output_dir=str(ex.output_dir),
                       settings=redact(settings.to_dict()), reports=ex.reports)
     out = write.run(cwd=str(_fresh(cwd / "write"))).outputs
     return {Path(path).stem: status for path, status in zip(out.out_json, out.status)}
