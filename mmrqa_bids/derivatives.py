@@ -39,7 +39,8 @@ from mmrqa_bids.reports.individual import write_individual
 DERIVATIVE_KEYS = frozenset({"bids_meta", "grade", "metrics"})
 ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
 FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_medium",
-                 "p_bad", "confidence", "artifact", "outside_training", "grader", "error")
+                 "p_bad", "confidence", "basis", "cohort", "cohort_size", "model_grade",
+                 "artifact", "outside_training", "grader", "error")
 # A cohort id becomes part of a file name: one path component, no separators.
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 
@@ -313,7 +314,7 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
         print(f"[mmrqa] FAILED {run.path}: {error}", flush=True)
         return str(fail_json), "failed"
     # every recorded string (URLs, settings, a server's error text) through one redaction
-    doc = redact(derivative_document(record, settings))
+    doc = redact(participant_basis(derivative_document(record, settings)))
     target = layout.run_json(run)
     atomic_write_json(target, doc)
     fail_json.unlink(missing_ok=True)
@@ -329,6 +330,22 @@ def _write_crash_file(layout: DerivativesLayout, bids_name: str, stage: str, tex
     """``logs/crash-<UTC stamp>-<bids name>-<stage>.txt`` (Nipype's crash files' folder)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return atomic_write_text(layout.logs / f"crash-{stamp}-{bids_name}-{stage}.txt", text)
+
+
+def participant_basis(doc: dict[str, Any]) -> dict[str, Any]:
+    """A participant-level run JSON: the absolute model's grade with basis ``model`` (the
+    group level grades it against its cohort), and the run's cohort protocol recorded, so
+    that the group level needs neither the raw dataset nor its sidecars again. A sidecar that
+    cannot be read leaves the protocol out, with a warning (the group level then names it)."""
+    from mmrqa_bids.cohorts.basis import PARTICIPANT_REASON, with_model_basis
+    from mmrqa_bids.cohorts.grouping import CohortError, run_protocol
+
+    try:
+        doc["bids_meta"]["protocol"] = run_protocol(doc)
+    except CohortError as exc:
+        print(f"[mmrqa] WARNING {doc['bids_meta']['bids_name']}: cohort protocol not recorded "
+              f"({exc})", flush=True)
+    return with_model_basis(doc, PARTICIPANT_REASON, flag_narrative=False)
 
 
 # --------------------------------------------------------------------------- group tables
@@ -366,6 +383,11 @@ def document_row(doc: dict[str, Any]) -> dict[str, Any]:
         "p_medium": probs.get("Medium", "n/a"),
         "p_bad": probs.get("Bad", "n/a"),
         "confidence": grade.get("confidence", "n/a"),
+        # the grade's basis: "dataset" (against its cohort) or "model" (the absolute model)
+        "basis": grade.get("basis") or "model",
+        "cohort": (grade.get("cohort") or {}).get("id", "n/a"),
+        "cohort_size": (grade.get("cohort") or {}).get("size", "n/a"),
+        "model_grade": (grade.get("model_grade") or {}).get("label") or grade.get("label") or "n/a",
         "artifact": arts[0]["type"] if arts else "none",
         "outside_training": ",".join(grade.get("outside_training") or []) or "n/a",
         "grader": doc.get("provenance", {}).get("backend", "n/a"),
@@ -378,7 +400,8 @@ def document_row(doc: dict[str, Any]) -> dict[str, Any]:
 def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
     return {"bids_name": fail["bids_name"], **{k: fail.get(k, "n/a") for k in ENTITY_COLUMNS},
             "status": "failed", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
-            "p_bad": "n/a", "confidence": "n/a", "artifact": "n/a", "outside_training": "n/a",
+            "p_bad": "n/a", "confidence": "n/a", "basis": "n/a", "cohort": "n/a",
+            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a", "outside_training": "n/a",
             "grader": "n/a", "error": fail["error"]}
 
 

@@ -6,14 +6,18 @@ from typing import Any
 
 from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.derivatives import DerivativesLayout, collect_documents, group_tables, to_tsv
-from mmrqa_bids.io import atomic_write_text
+from mmrqa_bids.io import atomic_write_json, atomic_write_text
 
 
-def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = True) -> dict[str, Path]:
-    """Write ``group_<suffix>.tsv`` (and ``.html``) for each suffix with runs; with reports,
-    also show each run's percentiles within the dataset in its individual report."""
+def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = True,
+              cohort_by: str = "protocol", bids_dir: Path | None = None) -> dict[str, Path]:
+    """Grade every run against its cohort (dataset grades, written back into each run JSON;
+    each graded cohort's reference stored), then write ``group_<suffix>.tsv`` (and ``.html``)
+    for each suffix with runs; with reports, also show each run's grade basis and percentiles
+    within the dataset in its individual report."""
     layout = DerivativesLayout(output_dir)
-    docs = collect_documents(layout)
+    docs = [d for d in collect_documents(layout) if d["bids_meta"]["suffix"] in modalities]
+    docs, outcomes = _dataset_grades(layout, docs, cohort_by, bids_dir)
     tables = {s: rows for s, rows in group_tables(layout, docs).items() if s in modalities}
     if not tables:
         raise DatasetError(f"{output_dir}: no participant-level outputs found; run the participant level first")
@@ -22,25 +26,64 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
         tsv = atomic_write_text(layout.group_table(suffix), to_tsv(rows))
         written[f"{suffix}.tsv"] = tsv
         if reports:
-            written[f"{suffix}.html"] = _write_reports(layout, suffix, rows,
-                                                       [d for d in docs if d["bids_meta"]["suffix"] == suffix])
+            written[f"{suffix}.html"] = _write_reports(
+                layout, suffix, rows, [d for d in docs if d["bids_meta"]["suffix"] == suffix],
+                [o for o in outcomes if o.cohort.suffix == suffix])
     return written
 
 
+def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort_by: str,
+                    bids_dir: Path | None) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Cohorts, their references and the dataset grades: every run JSON rewritten (atomic)
+    with its grade basis, stale references of the graded suffixes removed, a summary printed."""
+    from mmrqa_bids.cohorts.dataset import grade_cohorts, regraded_documents, summary_lines
+    from mmrqa_bids.cohorts.grouping import CohortError, assign_cohorts, parse_cohort_by
+
+    notes: list[str] = []
+    try:
+        by = parse_cohort_by(cohort_by)
+        outcomes = grade_cohorts(assign_cohorts(docs, by, bids_dir=bids_dir, notes=notes))
+    except CohortError as exc:
+        raise DatasetError(str(exc)) from exc
+    for note in notes:
+        print(f"[mmrqa] WARNING {note}", flush=True)
+    regraded = regraded_documents(outcomes, by.describe())
+    out = []
+    for doc in docs:
+        new = regraded[doc["bids_meta"]["bids_name"]]
+        atomic_write_json(Path(doc["_path"]), {k: v for k, v in new.items() if not k.startswith("_")})
+        out.append(new)
+    kept = set()
+    for oc in outcomes:
+        if oc.reference is not None:
+            kept.add(atomic_write_json(layout.cohort_reference(oc.cohort.suffix, oc.cohort.cohort_id),
+                                       oc.reference.to_dict()))
+    for suffix in {d["bids_meta"]["suffix"] for d in docs}:
+        for path in layout.cohort_references(suffix):
+            if path not in kept:  # a cohort of an earlier run that no longer exists
+                path.unlink(missing_ok=True)
+    for line in summary_lines(outcomes):
+        print(f"[mmrqa] {line}", flush=True)
+    return out, outcomes
+
+
 def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, Any]],
-                   docs: list[dict[str, Any]]) -> Path:
-    """The group report, and the dataset context injected into each individual report."""
+                   docs: list[dict[str, Any]], outcomes: list[Any]) -> Path:
+    """The group report, and the grade basis and dataset context injected into each
+    individual report."""
+    from mmrqa_bids.cohorts.dataset import cohort_summaries
     from mmrqa_bids.reports import stats
     from mmrqa_bids.reports.group import NON_METRIC_COLUMNS, write_group_report
-    from mmrqa_bids.reports.individual import inject_dataset_context
+    from mmrqa_bids.reports.individual import inject_dataset_context, inject_grade
 
     measured = [r for r in rows if r.get("status") != "failed"]
     context = stats.dataset_context(measured, stats.metric_names(measured, exclude=NON_METRIC_COLUMNS))
     path = write_group_report(layout.group_report(suffix), suffix, rows, context,
-                              report_href=layout.report_href)
+                              report_href=layout.report_href, cohorts=cohort_summaries(outcomes))
     for doc in docs:
         report = layout.run_report(doc["bids_meta"]["bids_name"])
-        if not inject_dataset_context(report, doc, context.get(doc["bids_meta"]["bids_name"], {})):
-            print(f"[mmrqa] WARNING {report}: no individual report to update "
-                  "with dataset percentiles (participant level run with --no-reports?)", flush=True)
+        if not (inject_grade(report, doc)
+                and inject_dataset_context(report, doc, context.get(doc["bids_meta"]["bids_name"], {}))):
+            print(f"[mmrqa] WARNING {report}: no individual report to update with the dataset "
+                  "grade and percentiles (participant level run with --no-reports?)", flush=True)
     return path

@@ -50,6 +50,11 @@ class Grading:
     device: str = "auto"
     dtype: str = "auto"
     max_new_tokens: int = 384
+    #: how runs are grouped into cohorts for dataset grades: protocol | suffix | a TSV path
+    #: (mmrqa_bids.cohorts.grouping.parse_cohort_by)
+    cohort_by: str = "protocol"
+    #: participant level: grade new runs against stored cohort references (file or folder)
+    reference: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--max-new-tokens", type=_positive_int, default=384,
                     help="longest answer a multimodal grader may generate (default 384)")
 
+    co = parser.add_argument_group(
+        "Dataset-relative grading",
+        "The group level grades each run against the other runs of its cohort (same suffix "
+        "and protocol); cohorts smaller than the minimum keep the absolute model's grade, "
+        "flagged.")
+    co.add_argument("--cohort-by", default="protocol", metavar="{protocol,suffix,FILE.tsv}",
+                    help="how runs are grouped into cohorts: protocol (suffix, acq- and other "
+                         "entities, voxel size, matrix, and the sidecar's sequence, TR, TE, TI, "
+                         "flip angle, field strength and scanner model), suffix (one cohort per "
+                         "suffix), or a TSV with the columns bids_name and cohort listing every run")
+    co.add_argument("--reference", type=Path, metavar="OUTPUT_DIR_OR_FILE",
+                    help="participant level: grade the runs at once against the cohort "
+                         "references a group level stored (an output folder, or one "
+                         "cohorts/<suffix>_<id>.json file); a run whose protocol matches no "
+                         "reference is an error")
+
     tr = parser.add_argument_group("Training (analysis level 'train')")
     tr.add_argument("--labels", type=Path, metavar="RATINGS.tsv", help="expert ratings")
     tr.add_argument("--simulate", type=int, default=0, metavar="N",

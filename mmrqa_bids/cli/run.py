@@ -92,7 +92,8 @@ def build_settings(args) -> Settings:
     grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
                       llm_base_url=args.llm_base_url, llm_model=args.llm_model,
                       batch_size=batch or 4, device=args.device, dtype=args.dtype,
-                      max_new_tokens=args.max_new_tokens)
+                      max_new_tokens=args.max_new_tokens, cohort_by=args.cohort_by,
+                      reference=args.reference.resolve() if args.reference else None)
     training = Training(labels=args.labels, simulate=args.simulate,
                         holdout_fraction=args.holdout_fraction, qa_source=args.qa_source,
                         qa_fraction=args.qa_fraction, lora_r=args.lora_r,
@@ -143,11 +144,20 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
     print(f"[mmrqa] {len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
           f"grader: {settings.grading.grader}", flush=True)
+    matched = None
+    if settings.grading.reference:  # match every run to a stored cohort before measuring any
+        from mmrqa_bids.reference_grades import load_stored_references, match_runs
+        matched = match_runs(runs, load_stored_references(settings.grading.reference), ex.bids_dir)
     with folder_lock(layout.logs):  # concurrent runs into one folder: one writer at a time
         write_dataset_description(layout, ex.bids_dir)
     wf = init_participant_wf(runs, settings)
     with folder_lock(ex.work_dir, ".mmrqa-work.lock", on_wait=_waiting):
-        return _run_workflow(wf, runs, settings, layout, t0, interrupts or InterruptState())
+        code = _run_workflow(wf, runs, settings, layout, t0, interrupts or InterruptState())
+    if matched is not None and code in (EXIT_OK, EXIT_RUNS_FAILED):
+        from mmrqa_bids.reference_grades import apply_references
+        n = apply_references(layout, runs, matched, ex.reports)
+        print(f"[mmrqa] {n} run(s) graded against the stored cohort references", flush=True)
+    return code
 
 
 def _waiting(lock: Path) -> None:
@@ -314,7 +324,9 @@ def _redact_crash_files(logs: Path, since: float) -> None:
 def run_group(settings: Settings) -> int:
     from mmrqa_bids.group import run_group as _run_group
     ex = settings.execution
-    written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports)
+    written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports,
+                         cohort_by=settings.grading.cohort_by,
+                         bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None)
     for key, path in sorted(written.items()):
         print(f"[mmrqa] group {key.split('.')[-1].upper()}: {path}", flush=True)
     from mmrqa_bids.derivatives import unreadable_outputs

@@ -19,8 +19,8 @@ Grouping options (``--cohort-by``, :func:`parse_cohort_by`):
     silent default). Cohort labels never mix suffixes: the label is taken per suffix.
 
 The cohort id is stable (the same protocol gives the same id on every machine and rerun)
-and filename-safe: readable parts (suffix, entities, voxel size, matrix) and a short hash
-of the whole protocol.
+and filename-safe (letters, digits, ``.``, ``-``): readable parts (suffix, entities, voxel
+size, matrix) and a short hash of the whole protocol.
 """
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ COHORT_BY_CHOICES = ("protocol", "suffix")
 
 class CohortError(ValueError):
     """A cohort assignment that cannot be used (bad override file, unlisted run)."""
+
+
+class SourceMissing(CohortError):
+    """A run JSON that records no protocol, whose source image is gone (moved dataset)."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,13 @@ def cohort_protocol(doc: Mapping[str, Any], sidecar: Mapping[str, Any] | None) -
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "", text)
+    return re.sub(r"[^A-Za-z0-9]+", "", text)
 
 
 def cohort_id(protocol: Mapping[str, Any]) -> str:
-    """A stable, filename-safe id: ``<suffix>[_<entity>-<value>...][_<voxel>mm][_<matrix>]``
+    """A stable, filename-safe id: ``<suffix>[.<entity>-<value>...][.<voxel>mm][.<matrix>]``
     then the first 8 hex digits of the SHA-1 of the protocol as canonical JSON (sorted keys),
-    e.g. ``T1w_acq-mprage_1x1x1mm_176x256x256_3f2a9c1b``."""
+    e.g. ``T1w.acq-mprage.1x1x1mm.176x256x256.3f2a9c1b``."""
     digest = hashlib.sha1(json.dumps(dict(protocol), sort_keys=True, separators=(",", ":"),
                                      default=str).encode()).hexdigest()[:8]
     parts = [_slug(str(protocol.get("suffix", "run")))]
@@ -132,7 +136,7 @@ def cohort_id(protocol: Mapping[str, Any]) -> str:
         parts.append("x".join(f"{v:g}" for v in protocol["voxel_size_mm"]) + "mm")
     if "matrix" in protocol:
         parts.append("x".join(str(n) for n in protocol["matrix"]))
-    return "_".join(p for p in parts if p) + f"_{digest}"
+    return ".".join(p for p in parts if p) + f".{digest}"
 
 
 # --------------------------------------------------------------------------------------
@@ -209,7 +213,7 @@ def run_protocol(doc: Mapping[str, Any], bids_dir: Path | None = None) -> dict[s
         return dict(recorded)
     source = Path(doc["bids_meta"].get("source") or "")
     if not source.is_file():
-        raise CohortError(f"{doc['bids_meta']['bids_name']}: source image {source} not found and "
+        raise SourceMissing(f"{doc['bids_meta']['bids_name']}: source image {source} not found and "
                           "no protocol recorded in its derivative JSON; rerun the participant "
                           "level or pass --cohort-by suffix")
     root = bids_dir if bids_dir is not None and _under(source, bids_dir) else dataset_root(source)
@@ -291,15 +295,32 @@ class Cohort:
 
 def assign_cohorts(docs: Iterable[Mapping[str, Any]], by: CohortBy = CohortBy(),
                    protocols: Sequence[Mapping[str, Any]] | None = None,
-                   bids_dir: Path | None = None) -> dict[str, Cohort]:
+                   bids_dir: Path | None = None, notes: list[str] | None = None
+                   ) -> dict[str, Cohort]:
     """Cohort id -> :class:`Cohort`, sorted by id; members sorted by name.
 
     ``protocols`` (one per document, in order) skips reading them (:func:`run_protocol`).
+    A run JSON without a recorded protocol whose source image is gone is grouped by what
+    its JSON holds (suffix, entities, voxel size, matrix: no sidecar fields), and a line
+    saying so is appended to ``notes``.
     """
     docs = list(docs)
     if protocols is None:
-        protocols = [run_protocol(d, bids_dir) for d in docs] if by.mode == "protocol" \
-            else [{} for _ in docs]
+        protocols, missing = [], []
+        for doc in docs:
+            if by.mode != "protocol":
+                protocols.append({})
+                continue
+            try:
+                protocols.append(run_protocol(doc, bids_dir))
+            except SourceMissing:
+                protocols.append(cohort_protocol(doc, None))
+                missing.append(doc["bids_meta"]["bids_name"])
+        if missing and notes is not None:
+            notes.append(f"{len(missing)} run(s) ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}) record no protocol and their "
+                         "source images are gone: grouped by suffix, entities, voxel size and "
+                         "matrix only, without their sidecars' sequence parameters")
     groups: dict[str, tuple[dict[str, Any], list[Mapping[str, Any]]]] = {}
     for doc, protocol in zip(docs, protocols):
         key = cohort_key(doc, protocol, by)

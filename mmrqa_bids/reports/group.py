@@ -21,7 +21,7 @@ from mmrqa_bids.reports import stats
 from mmrqa_bids.resources import template_env
 from mmrqa_bids.vocabulary import ARTIFACTS, GRADE_COLOURS, LABELS
 
-NON_METRIC_COLUMNS = ("p_good", "p_medium", "p_bad", "confidence")
+NON_METRIC_COLUMNS = ("p_good", "p_medium", "p_bad", "confidence", "cohort_size")
 PLOT_COLUMNS = 5
 ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
 
@@ -124,10 +124,13 @@ def figure_html(fig, div_id: str, include_plotlyjs: bool) -> str:
 
 
 def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None, *,
-                 report_href: Callable[[str], str]) -> str:
+                 report_href: Callable[[str], str],
+                 cohorts: Sequence[Mapping[str, Any]] = ()) -> str:
     """The group report of one suffix from its group-table rows
     (:func:`mmrqa_bids.derivatives.group_tables`); ``report_href`` links a run name to its
-    individual report (:meth:`mmrqa_bids.derivatives.DerivativesLayout.report_href`)."""
+    individual report (:meth:`mmrqa_bids.derivatives.DerivativesLayout.report_href`);
+    ``cohorts``: the suffix's cohorts (:func:`mmrqa_bids.cohorts.dataset.cohort_summaries`),
+    shown with their basis, members and guard-rail warnings."""
     measured = [r for r in rows if r.get("status") != "failed"]
     metrics = stats.metric_names(measured, exclude=NON_METRIC_COLUMNS)
     if context is None:
@@ -147,6 +150,9 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "confidence": conf,
             "probs": list(zip(LABELS, [_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")])),
             "artifact": r.get("artifact", "n/a"),
+            "basis": r.get("basis", "n/a"),
+            "cohort": r.get("cohort", "n/a"),
+            "model_grade": r.get("model_grade", "n/a"),
             "outliers": outliers,
             "error": r.get("error") if r.get("error") not in (None, "n/a") else "",
             "ids": rating_ids(r, suffix),
@@ -171,9 +177,13 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
         cutoff=stats.ROBUST_Z_CUTOFF,
         min_runs=stats.MIN_RUNS_FOR_OUTLIERS,
         enough_runs=len(measured) >= stats.MIN_RUNS_FOR_OUTLIERS,
+        cohorts=list(cohorts),
+        cohort_warnings=[w for c in cohorts for w in c.get("warnings", ())],
     )
 
 
 def write_group_report(path: Path, suffix: str, rows: list[dict[str, Any]],
-                       context: Context | None = None, *, report_href: Callable[[str], str]) -> Path:
-    return atomic_write_text(path, render_group(suffix, rows, context, report_href=report_href))
+                       context: Context | None = None, *, report_href: Callable[[str], str],
+                       cohorts: Sequence[Mapping[str, Any]] = ()) -> Path:
+    return atomic_write_text(path, render_group(suffix, rows, context, report_href=report_href,
+                                                cohorts=cohorts))

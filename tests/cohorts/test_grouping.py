@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_acq_entity_and_sidecar_fields_split_cohorts():
     # run, session and task are repetitions of one protocol, not new protocols
     same = cohort_protocol(_doc("e", run="2", session="b", task="x"), {"RepetitionTime": 2.3})
     assert cohort_id(same) == cohort_id(base)
-    assert cohort_id(acq).startswith("T1w_acq-fast_1x1x1mm_176x256x256_")
+    assert cohort_id(acq).startswith("T1w.acq-fast.1x1x1mm.176x256x256.")
 
 
 def test_cohort_id_is_stable_and_filename_safe():
@@ -50,8 +51,9 @@ def test_cohort_id_is_stable_and_filename_safe():
                 "matrix": [176, 256, 256], "SequenceName": "*tfl3d1"}
     cid = cohort_id(protocol)
     assert cid == cohort_id(dict(reversed(list(protocol.items()))))  # key order irrelevant
-    assert all(c.isalnum() or c in "._-" for c in cid)
-    assert cid.startswith("T1w_acq-mprage") and len(cid.rsplit("_", 1)[1]) == 8
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", cid)  # one file-name component
+    assert cid.startswith("T1w.acq-mpragex.1x1x1.2mm.176x256x256.")
+    assert len(cid.rsplit(".", 1)[1]) == 8
 
 
 def _write(path: Path, obj) -> Path:

@@ -1,0 +1,125 @@
+"""The group level's dataset grades: each run graded against the other runs of its cohort.
+
+    docs --assign_cohorts--> cohorts --grade_cohorts--> outcomes (reference, relative grades,
+    warnings) --regraded_documents--> docs with grade.basis
+
+A cohort of at least ``MIN_COHORT_SIZE`` runs gets a robust reference
+(:func:`~mmrqa_bids.cohorts.reference.build_reference`) and a dataset grade for each member
+(:func:`~mmrqa_bids.cohorts.relative.grade_cohort`); a smaller one keeps the absolute
+model's grades, flagged. Guard rails (:func:`~mmrqa_bids.cohorts.relative.cohort_warnings`)
+are returned with each outcome, to be shown in the group report and on the console.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from mmrqa_bids.cohorts.basis import (BASIS_DATASET, BASIS_MODEL, cohort_record,
+                                      small_cohort_reason, with_dataset_basis, with_model_basis)
+from mmrqa_bids.cohorts.grouping import Cohort, describe_protocol
+from mmrqa_bids.grading.narrative import family_of
+
+#: Members named on the console per cohort (the rest are in the group table and the reference).
+MAX_NAMES_SHOWN = 6
+
+
+def metric_row(doc: Mapping[str, Any]) -> dict[str, float]:
+    """A run's metrics that are finite numbers (``null`` and text values dropped)."""
+    return {k: float(v) for k, v in (doc.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+@dataclass(frozen=True)
+class CohortOutcome:
+    """A cohort after grading: its reference and members' relative grades (aligned with
+    ``cohort.docs``) when it is large enough, and its guard-rail warnings."""
+
+    cohort: Cohort
+    reference: Any | None  # CohortReference; None below MIN_COHORT_SIZE
+    grades: tuple[Any, ...]  # RelativeGrade per member; () below MIN_COHORT_SIZE
+    warnings: tuple[str, ...]
+    minimum: int
+
+    @property
+    def size(self) -> int:
+        return len(self.cohort.docs)
+
+    @property
+    def basis(self) -> str:
+        return BASIS_DATASET if self.reference is not None else BASIS_MODEL
+
+
+def grade_cohorts(cohorts: Mapping[str, Cohort]) -> list[CohortOutcome]:
+    """Build each large-enough cohort's reference, grade its members against it, and run the
+    guard rails (with the absolute model's labels beside the relative ones)."""
+    from mmrqa_bids.cohorts.basis import model_grade
+    from mmrqa_bids.cohorts.reference import build_reference
+    from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, cohort_warnings, grade_cohort
+
+    outcomes = []
+    for cid, cohort in cohorts.items():
+        if len(cohort.docs) < MIN_COHORT_SIZE:
+            outcomes.append(CohortOutcome(cohort, None, (), (), MIN_COHORT_SIZE))
+            continue
+        rows = [metric_row(d) for d in cohort.docs]
+        ref = build_reference(rows, cohort_id=cid, protocol=cohort.protocol,
+                              members=cohort.members)
+        grades = grade_cohort(ref, rows, family_of(cohort.suffix))
+        if len(grades) != len(rows):
+            raise RuntimeError(f"cohort {cid}: {len(grades)} grades for {len(rows)} runs")
+        warnings = cohort_warnings(ref, grades, [model_grade(d).get("label") for d in cohort.docs],
+                                   rows=rows, family=family_of(cohort.suffix))
+        outcomes.append(CohortOutcome(cohort, ref, tuple(grades), tuple(warnings), MIN_COHORT_SIZE))
+    return outcomes
+
+
+def regraded_documents(outcomes: Sequence[CohortOutcome], by: str) -> dict[str, dict[str, Any]]:
+    """bids_name -> the run's document with its basis: ``dataset`` for members of a graded
+    cohort, ``model`` (flagged, with the reason) for members of a small one."""
+    out: dict[str, dict[str, Any]] = {}
+    for oc in outcomes:
+        record = cohort_record(oc.cohort.cohort_id, oc.size, oc.cohort.protocol, by,
+                               min_size=oc.minimum)
+        if oc.reference is None:
+            reason = small_cohort_reason(oc.size, oc.minimum)
+            for doc in oc.cohort.docs:
+                out[doc["bids_meta"]["bids_name"]] = with_model_basis(doc, reason, record)
+            continue
+        for doc, rel in zip(oc.cohort.docs, oc.grades):
+            out[doc["bids_meta"]["bids_name"]] = with_dataset_basis(
+                doc, rel, record, member=True, warnings=oc.warnings)
+    return out
+
+
+def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
+    """Console lines: each cohort, its protocol, its members (the first few) and the grades
+    it produced; a small cohort's fallback and every guard-rail warning on their own line."""
+    lines = []
+    for oc in outcomes:
+        names = oc.cohort.members
+        shown = ", ".join(names[:MAX_NAMES_SHOWN]) + \
+            (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
+        head = f"cohort {oc.cohort.cohort_id} ({describe_protocol(oc.cohort.protocol)}): " \
+               f"{oc.size} run{'s' if oc.size != 1 else ''} compared with each other: {shown}"
+        lines.append(head)
+        if oc.reference is None:
+            lines.append(f"WARNING cohort {oc.cohort.cohort_id}: {oc.size} run(s), fewer than "
+                         f"{oc.minimum}: no dataset grade; its runs keep the absolute model's "
+                         "grade (basis 'model', flagged in their JSON and reports)")
+        else:
+            counts = Counter(g.label for g in oc.grades)
+            lines.append("  dataset grades: " + ", ".join(
+                f"{label} {counts.get(label, 0)}" for label in ("Good", "Medium", "Bad")))
+        lines.extend(f"WARNING {w}" for w in oc.warnings)
+    return lines
+
+
+def cohort_summaries(outcomes: Sequence[CohortOutcome]) -> list[dict[str, Any]]:
+    """Plain records of the cohorts for the group report: id, protocol (one line), size,
+    basis, minimum size, members, and guard-rail warnings."""
+    return [{"id": oc.cohort.cohort_id, "suffix": oc.cohort.suffix,
+             "protocol": describe_protocol(oc.cohort.protocol), "size": oc.size,
+             "basis": oc.basis, "minimum": oc.minimum, "members": list(oc.cohort.members),
+             "warnings": list(oc.warnings)} for oc in outcomes]
