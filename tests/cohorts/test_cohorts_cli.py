@@ -1,0 +1,135 @@
+"""The real command line: participant, then group, on a generated study whose T1w cohort is
+large enough for dataset grades; the reference round trip through ``participant --reference``."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from mmrqa_bids.cohorts.basis import PARTICIPANT_REASON
+from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
+from mmrqa_bids.testing.cli import run_cli
+from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
+
+pytestmark = pytest.mark.slow
+N_T1W = MIN_COHORT_SIZE + 1
+DEGRADED = "sub-05_T1w"
+
+
+def _plans() -> list[RunPlan]:
+    plans = [RunPlan(f"{i:02d}", "T1w", noise=0.010 + 0.002 * (i % 3), gain=900.0 + 30 * i)
+             for i in range(1, N_T1W + 1)]
+    plans[4] = RunPlan("05", "T1w", artifact="motion", severity=1.0, noise=0.05)
+    return plans + [RunPlan("01", "T2w"), RunPlan("02", "T2w")]
+
+
+def _json(out: Path, name: str) -> dict:
+    return json.loads((out / name.split("_")[0] / "anat" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort_cli")
+    bids, out = root / "bids", root / "out"
+    build_dataset(bids, _plans(), voxel_size=3.0, seed=5)
+    part = run_cli(bids, out, "participant", "--nprocs", "2", "-w", root / "work")
+    assert part.returncode == 0, part.stdout + part.stderr
+    after_participant = _json(out, "sub-01_T1w")
+    group = run_cli(bids, out, "group")
+    assert group.returncode == 0, group.stdout + group.stderr
+    return root, bids, out, after_participant, group
+
+
+def test_participant_level_keeps_the_absolute_grade_and_says_so(study):
+    doc = study[3]
+    assert doc["grade"]["basis"] == "model"
+    assert doc["grade"]["basis_reason"] == PARTICIPANT_REASON
+    assert doc["grade"]["model_grade"]["label"] == doc["grade"]["label"]
+    assert doc["bids_meta"]["protocol"]["suffix"] == "T1w"
+    assert doc["bids_meta"]["protocol"]["voxel_size_mm"] == [3.0, 3.0, 3.0]
+
+
+def test_group_level_writes_dataset_grades_everywhere(study):
+    root, bids, out, _, group = study
+    docs = {f"sub-{i:02d}_T1w": _json(out, f"sub-{i:02d}_T1w") for i in range(1, N_T1W + 1)}
+    cohort_ids = {d["grade"]["cohort"]["id"] for d in docs.values()}
+    assert len(cohort_ids) == 1
+    for doc in docs.values():
+        assert doc["grade"]["basis"] == "dataset" and doc["grade"]["cohort"]["size"] == N_T1W
+    assert docs[DEGRADED]["grade"]["label"] != "Good"
+    assert docs[DEGRADED]["grade"]["deviations"]
+    good = [n for n, d in docs.items() if d["grade"]["label"] == "Good"]
+    assert len(good) >= N_T1W - 2  # the clean runs of the study look like each other
+    # the small T2w cohort keeps the absolute model's grade, flagged
+    t2 = _json(out, "sub-01_T2w")
+    assert t2["grade"]["basis"] == "model" and "fewer than" in t2["grade"]["basis_reason"]
+    assert t2["narrative"]["classification"].startswith("Basis: the absolute metric model")
+    # the console says which runs were compared with which
+    assert f"{N_T1W} runs compared with each other: sub-01_T1w" in group.stdout
+    rows = list(csv.DictReader((out / "group_T1w.tsv").open(), delimiter="\t"))
+    assert {r["basis"] for r in rows} == {"dataset"} and {r["cohort_size"] for r in rows} == {str(N_T1W)}
+    report = (out / f"{DEGRADED}.html").read_text()
+    assert 'data-basis="dataset"' in report and f"the other {N_T1W - 1} runs" in report
+    assert docs[DEGRADED]["narrative"]["classification"] in report.replace("&#39;", "'")
+    t2_report = (out / "sub-01_T2w.html").read_text()
+    assert 'data-basis="model" class="warn"' in t2_report
+    html = (out / "group_T1w.html").read_text()
+    assert 'id="cohorts-table"' in html and cohort_ids.pop() in html
+    assert 'data-basis="model"' in (out / "group_T2w.html").read_text()
+    refs = sorted((out / "cohorts").glob("*.json"))
+    assert [p.name.split("_")[0] for p in refs] == ["T1w"]
+
+
+def test_group_rerun_is_idempotent(study):
+    root, bids, out, _, _ = study
+    watched = sorted(out.glob("sub-*/anat/*.json")) + sorted(out.glob("group_*.tsv")) + \
+        sorted(out.glob("cohorts/*.json")) + sorted(out.glob("sub-*.html"))
+    before = {p: p.read_bytes() for p in watched}
+    again = run_cli(bids, out, "group")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [str(p.relative_to(out)) for p in watched if p.read_bytes() != before[p]] == []
+
+
+def test_new_runs_graded_against_the_stored_reference(study):
+    root, bids, out, _, _ = study
+    new_bids, new_out = root / "new_bids", root / "new_out"
+    build_dataset(new_bids, [RunPlan("20", "T1w", noise=0.012, gain=950.0),
+                             RunPlan("21", "T1w", artifact="motion", severity=1.0, noise=0.05)],
+                  voxel_size=3.0, seed=9)
+    res = run_cli(new_bids, new_out, "participant", "--reference", out, "-w", root / "work2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 run(s) graded against the stored cohort references" in res.stdout
+    clean, bad = _json(new_out, "sub-20_T1w"), _json(new_out, "sub-21_T1w")
+    ref_id = _json(out, "sub-01_T1w")["grade"]["cohort"]["id"]
+    for doc in (clean, bad):
+        assert doc["grade"]["basis"] == "dataset"
+        assert doc["grade"]["cohort"]["id"] == ref_id and doc["grade"]["cohort"]["by"] == "reference"
+        assert doc["grade"]["cohort"]["size"] == N_T1W
+        assert f"relative to the {N_T1W} T1w runs of the reference cohort" in doc["narrative"]["classification"]
+    assert clean["grade"]["label"] == "Good" and bad["grade"]["label"] != "Good"
+    assert 'data-basis="dataset"' in (new_out / "sub-21_T1w.html").read_text()
+    # one reference file works as well as the folder
+    ref_file = next((out / "cohorts").glob("T1w_*.json"))
+    res = run_cli(new_bids, root / "new_out2", "participant", "--reference", ref_file,
+                  "--participant-label", "20", "-w", root / "work3")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _json(root / "new_out2", "sub-20_T1w")["grade"]["basis"] == "dataset"
+
+
+def test_no_matching_cohort_is_a_one_line_error(study):
+    root, bids, out, _, _ = study
+    other = root / "other_bids"
+    build_dataset(other, [RunPlan("30", "T1w")], voxel_size=4.0, seed=2)
+    res = run_cli(other, root / "other_out", "participant", "--reference", out, "-w", root / "work4")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmrqa: error: sub-30_T1w: no stored cohort "
+                                                   "reference matches its protocol")
+    assert "differs in matrix, voxel_size_mm" in lines[0]
+    assert not list((root / "other_out").glob("sub-*"))  # nothing measured
+    bad = root / "not_a_reference.json"
+    bad.write_text("{}")
+    res = run_cli(other, root / "other_out", "participant", "--reference", bad, "-w", root / "work4")
+    assert res.returncode == 2 and f"{bad}: not a usable cohort reference" in res.stderr
