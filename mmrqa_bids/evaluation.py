@@ -1,6 +1,5 @@
-"""Grading accuracy against expert (or simulated) labels, and ``mmrqa-evaluate``.
-
-    mmrqa-evaluate PREDICTIONS LABELS [--json OUT.json]
+"""Grading accuracy against expert (or simulated) labels (``mmrqa-evaluate``:
+:mod:`mmrqa_bids.cli.evaluate`).
 
 PREDICTIONS is an mmrqa OUTPUT_DIR (the per-run JSON documents) or a group TSV
 (``group_<suffix>.tsv``); LABELS is a ratings TSV (:mod:`mmrqa_bids.ratings`). Prints a table
@@ -20,18 +19,16 @@ Definitions (K classes, n runs, C the confusion matrix with rows = truth, column
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.derivatives import DerivativesLayout, read_derivative
+from mmrqa_bids.vocabulary import LABELS
 
 
 class EvaluationError(ValueError):
@@ -236,31 +233,3 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{label:<{width}}{s['precision']:>10.3f}{s['recall']:>10.3f}"
                      f"{s['f1']:>10.3f}{s['support']:>10d}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="mmrqa-evaluate",
-        description="Accuracy, macro-F1, balanced accuracy, confusion, per-class P/R and ECE "
-                    "of mmrqa grades against a ratings TSV.")
-    parser.add_argument("predictions", type=Path, help="mmrqa OUTPUT_DIR or group_<suffix>.tsv")
-    parser.add_argument("labels", type=Path, help="ratings TSV (participant_id, ..., rating)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="write the figures here (default: print them only)")
-    args = parser.parse_args(argv)
-    from mmrqa_bids.ratings import RatingsError
-    try:
-        result = evaluate_files(args.predictions, args.labels)
-    except (EvaluationError, RatingsError) as exc:
-        print(f"mmrqa-evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    if args.json:
-        from mmrqa_bids.io import atomic_write_json
-        atomic_write_json(args.json, result)
-        print(f"\nwrote {args.json}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,5 @@
-"""Merge a LoRA adapter into its LLaVA-OneVision base checkpoint, for servers without LoRA.
-
-    mmrqa-merge-adapter BASE ADAPTER OUT [--dtype float32] [--force]
+"""Merge a LoRA adapter into its LLaVA-OneVision base checkpoint, for servers without LoRA
+(``mmrqa-merge-adapter``: :mod:`mmrqa_bids.cli.merge`).
 
 vLLM serves LLaVA-OneVision but does not list LoRA support for this model class, so a
 fine-tuned adapter is served as a merged checkpoint: ``W' = W + (alpha / r) * B @ A`` for
@@ -20,13 +19,10 @@ every adapted weight (``PeftModel.merge_and_unload``). OUT is written for both r
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
-from typing import Sequence
 
 from mmrqa_bids import __version__
 from mmrqa_bids.grading.base import GraderError
@@ -141,26 +137,3 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: str = 
         "base_model": base, "adapter": str(adapter), "adapter_checksum": adapter_checksum(adapter),
         "dtype": dtype, "merged_by": f"mmrqa {__version__}"})
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmrqa-merge-adapter",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("base", help="base checkpoint: hub id or local folder")
-    parser.add_argument("adapter", type=Path, help="LoRA adapter folder (from `mmrqa ... train`)")
-    parser.add_argument("out", type=Path, help="folder for the merged checkpoint")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                        help="weights dtype of the merged checkpoint (default float32)")
-    parser.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
-    args = parser.parse_args(argv)
-    try:
-        out = merge_adapter(args.base, args.adapter, args.out, args.dtype, args.force)
-    except GraderError as exc:
-        print(f"mmrqa-merge-adapter: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"merged {args.adapter} into {args.base}: {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 
 from mmrqa_bids.evaluation import (accuracy, balanced_accuracy, bootstrap_intervals, confusion,
                                    evaluate, evaluate_files, expected_calibration_error,
-                                   macro_f1, main, per_class)
+                                   macro_f1, per_class)
+from mmrqa_bids.cli.evaluate import main
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH = ["Good", "Good", "Good", "Medium", "Medium", "Bad", "Bad", "Good"]
@@ -121,7 +122,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, outputs):
     out, _, _ = outputs
     bad = tmp_path / "bad.tsv"
     bad.write_text("who\twhat\n")
-    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.evaluation", str(out), str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "mmrqa_bids.cli.evaluate", str(out), str(bad)],
                           capture_output=True, text=True, cwd=REPO,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from mmrqa_bids import __version__
+from mmrqa_bids.settings import Grading, Training
 from mmrqa_bids.vocabulary import GRADERS, SUFFIXES
 
 NIPYPE_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
@@ -95,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "or OPENAI_API_KEY, never from the command line")
     gr.add_argument("--llm-model", metavar="NAME", help="model name on that endpoint")
     gr.add_argument("--batch-size", type=_positive_int, default=None,
-                    help="runs graded per batch (participant; default 4) or per optimiser step "
-                         "(train; default 8)")
+                    help=f"runs graded per batch (participant; default {Grading.batch_size}) "
+                         f"or per optimiser step (train; default {Training.batch_size})")
     gr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     gr.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     gr.add_argument("--max-new-tokens", type=_positive_int, default=384,

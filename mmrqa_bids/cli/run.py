@@ -63,7 +63,8 @@ def uses_private_work_dir(args) -> bool:
 def build_settings(args) -> Settings:
     output_dir = args.output_dir.resolve()
     plugin = args.plugin or ("MultiProc" if args.nprocs > 1 else "Linear")
-    batch = args.batch_size
+    # One --batch-size for two settings; when it is not given each keeps its own default.
+    batch = {"batch_size": args.batch_size} if args.batch_size else {}
     execution = Execution(
         bids_dir=args.bids_dir.resolve(),
         output_dir=output_dir,
@@ -91,14 +92,14 @@ def build_settings(args) -> Settings:
     )
     grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
                       llm_base_url=args.llm_base_url, llm_model=args.llm_model,
-                      batch_size=batch or 4, device=args.device, dtype=args.dtype,
+                      **batch, device=args.device, dtype=args.dtype,
                       max_new_tokens=args.max_new_tokens, cohort_by=args.cohort_by,
                       reference=args.reference.resolve() if args.reference else None)
     training = Training(labels=args.labels, simulate=args.simulate,
                         holdout_fraction=args.holdout_fraction, qa_source=args.qa_source,
                         qa_fraction=args.qa_fraction, lora_r=args.lora_r,
                         lora_alpha=args.lora_alpha, learning_rate=args.learning_rate,
-                        epochs=args.epochs, batch_size=batch or 8, base_model=args.base_model,
+                        epochs=args.epochs, **batch, base_model=args.base_model,
                         output_model=args.output_model, seed=args.seed,
                         lora_targets=args.lora_targets, lora_dropout=args.lora_dropout,
                         lr_scheduler=args.lr_scheduler)
@@ -370,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[mmrqa] removed {len(orphans)} temporary file(s) left by an "
                       f"interrupted earlier run in {ex.output_dir}", flush=True)
             _configure_logging(ex.verbose)
+            _redact_logs()
             save_settings(settings)
             if ex.analysis_level == "participant":
                 return run_participant(settings, interrupts)
@@ -392,6 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _nipype_logging(verbose: int) -> dict[str, str]:
     level = "WARNING" if verbose == 0 else ("INFO" if verbose == 1 else "DEBUG")
     return {"workflow_level": level, "interface_level": level, "utils_level": level}
+
+
+def _redact_logs() -> None:
+    """Every log line through the redaction step (mmrqa_bids.redaction): the root logger's
+    handlers and Nipype's own."""
+    import logging
+
+    from mmrqa_bids.redaction import install_log_redaction
+    for name in ("", "nipype.workflow", "nipype.interface", "nipype.utils"):
+        install_log_redaction(logging.getLogger(name))
 
 
 def _configure_logging(verbose: int) -> None:

@@ -38,7 +38,7 @@ def make_adapter(base: Path, out: Path, seed: int = 1) -> Path:
 
 
 def prepare(workdir: Path) -> None:
-    from mmrqa_bids.merge import main as merge_main
+    from mmrqa_bids.cli.merge import main as merge_main
     from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
     from mmrqa_bids.testing.tiny_llava import build_tiny_llava
 

@@ -11,7 +11,7 @@ from mmrqa_bids.grading.llava import adapter_checksum
 
 @pytest.fixture(scope="module")
 def merged_dir(tiny_llava_dir, tiny_adapter_dir, tmp_path_factory):
-    from mmrqa_bids.merge import main
+    from mmrqa_bids.cli.merge import main
 
     out = tmp_path_factory.mktemp("merge") / "merged"
     assert main([str(tiny_llava_dir), str(tiny_adapter_dir), str(out)]) == 0
@@ -100,7 +100,7 @@ def test_video_processor_config_is_copied_from_a_base_that_has_one(merged_dir, t
 
 
 def test_merge_refuses_bad_inputs(tiny_llava_dir, tiny_adapter_dir, tmp_path):
-    from mmrqa_bids.merge import main
+    from mmrqa_bids.cli.merge import main
 
     assert main([str(tiny_llava_dir), str(tmp_path / "none"), str(tmp_path / "o")]) == 2
     busy = tmp_path / "busy"
@@ -112,7 +112,7 @@ def test_merge_refuses_bad_inputs(tiny_llava_dir, tiny_adapter_dir, tmp_path):
 
 @pytest.mark.parametrize("argv", [["--help"]])
 def test_merge_help(argv, capsys):
-    from mmrqa_bids.merge import main
+    from mmrqa_bids.cli.merge import main
 
     with pytest.raises(SystemExit):
         main(argv)

@@ -3,7 +3,7 @@ import json
 
 from mriqc_testdata import mriqc_site, site_model, write_site  # noqa: F401 (fixture)
 
-from mmrqa_bids.mriqc.cli import main
+from mmrqa_bids.cli.mriqc import main
 
 
 def read_tsv(path):

@@ -1,0 +1,46 @@
+"""``mmrqa-mriqc MRIQC_OUT OUTPUT_DIR``: grade existing MRIQC outputs, no images needed.
+
+The parser and the exit codes; the grading is :func:`mmrqa_bids.mriqc.level.run`.
+Exit codes: 0 every run graded; 1 some input files were unusable (the others were graded);
+2 nothing could be graded (bad folder, too few runs, too few IQMs).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mmrqa_bids import __version__
+from mmrqa_bids.mriqc.iqms import MriqcError
+from mmrqa_bids.mriqc.level import EXIT_USAGE, SUFFIXES, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmrqa-mriqc",
+        description="Grade MRIQC outputs Good/Medium/Bad from MRIQC's IQMs (no images needed). "
+                    "Models that scale IQMs per site treat all runs given as one site.")
+    parser.add_argument("mriqc_dir", type=Path, help="MRIQC output folder")
+    parser.add_argument("output_dir", type=Path, help="where group_<suffix>.tsv/.html go")
+    parser.add_argument("-m", "--modalities", nargs="+", choices=SUFFIXES, default=list(SUFFIXES),
+                        metavar="SUFFIX", help=f"suffixes to grade, among {', '.join(SUFFIXES)}")
+    parser.add_argument("--model", type=Path, metavar="MODEL.json",
+                        help="IQM model (default: the one shipped with mmrqa)")
+    parser.add_argument("--no-reports", action="store_true", help="skip the HTML report")
+    parser.add_argument("--version", action="version", version=f"mmrqa {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args.mriqc_dir, args.output_dir, args.modalities, args.model,
+                   reports=not args.no_reports)
+    except MriqcError as exc:
+        print(f"mmrqa-mriqc: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
