@@ -28,9 +28,12 @@ DEFLATE_MAX_RATIO = 1032
 #: any voxel is read when ``voxels x WORKING_BYTES_PER_VOXEL`` exceeds the memory limit.
 WORKING_BYTES_PER_VOXEL = 16
 #: Largest |intensity| measured as is. Above it, float32 sums of squares over a volume can
-#: overflow (3.4e38), so the data are first divided by a power of two (exact: ratios, and so
-#: every contrast metric, are unchanged).
+#: overflow (3.4e38: 1e7 voxels of 6e15 already do), so the data are first divided by a
+#: power of two (exact: ratios, and so every contrast metric, are unchanged) that brings the
+#: peak to at most :data:`RESCALED_PEAK`, a range every metric handles (whole-number data
+#: are binned per grey level by the MRQy metrics, so the peak must stay small).
 MAX_SAFE_INTENSITY = 2.0 ** 40
+RESCALED_PEAK = 2.0 ** 15
 #: Temporary files of :func:`atomic_write_bytes`: ``.<name>.mmrqa-<pid>@<host>.<random>.tmp``.
 _TMP_TAG = re.compile(r"\.mmrqa-(?P<pid>\d+)@(?P<host>[^.]*)\.[A-Za-z0-9_]+\.tmp$")
 #: A temporary file of another machine (or of an older mmrqa, untagged) is an orphan once it
@@ -134,7 +137,7 @@ def read_image(path: str | os.PathLike, suffix: str,
     The data come back as float32 in canonical (RAS) orientation, so slice mosaics and axes
     mean the same for every input: 3-D for anatomical suffixes, 4-D for bold (a 4-D
     anatomical with a single volume is squeezed). Data beyond ``MAX_SAFE_INTENSITY`` are
-    divided by ``2**k``, ``k = ceil(log2(max|x| / MAX_SAFE_INTENSITY))``.
+    divided by ``2**k``, ``k = ceil(log2(max|x| / RESCALED_PEAK))``.
     """
     path = Path(path)
     check_header(path, memory_limit)
@@ -172,10 +175,11 @@ def read_image(path: str | os.PathLike, suffix: str,
 
 
 def safe_scale_exponent(peak: float) -> int:
-    """k >= 0 such that ``peak / 2**k <= MAX_SAFE_INTENSITY``: ``ceil(log2(peak / MAX))``."""
+    """0 when ``peak <= MAX_SAFE_INTENSITY``, else ``k = ceil(log2(peak / RESCALED_PEAK))``
+    (so that ``peak / 2**k <= RESCALED_PEAK``)."""
     if peak <= MAX_SAFE_INTENSITY:
         return 0
-    return max(int(math.ceil(math.log2(peak / MAX_SAFE_INTENSITY))), 0)
+    return int(math.ceil(math.log2(peak / RESCALED_PEAK)))
 
 
 def load_image(path: str | os.PathLike, suffix: str,

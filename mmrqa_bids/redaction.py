@@ -4,7 +4,8 @@ What is hidden (replaced by :data:`MASK`):
 
 - in a URL: the user-info (``user:password@``) and the value of every query parameter
   (``?api-key=TOKEN`` -> ``?api-key=***``); the fragment is dropped;
-- in free text: the value after ``Authorization:``/``Bearer``/``Basic``, and the value of any
+- in free text: the value after ``Authorization:`` and ``Bearer`` (a token with a digit or
+  punctuation), and the value of any
   ``api-key``/``api_key``/``apikey``/``x-api-key``/``token``/``access_token``/``password``/
   ``secret`` written as ``name=value``, ``name: value`` or ``"name": "value"``;
 - in a settings tree or a document: the value of every key with such a name, and every
@@ -36,7 +37,8 @@ MIN_SECRET_CHARS = 6
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>`]+")
 _AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)"
                           r"([^\s\"',;}]+)")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]+)")
+# a bearer credential: 6+ token characters with a digit or punctuation (not "bearer of")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])([A-Za-z0-9._~+/=-]{6,})")
 _NAMED = re.compile(
     r"(?i)([\"']?(?:x[-_])?(?:api[-_]?key|access[-_]token|auth[-_]token|token|password|passwd|"
     r"client[-_]secret|secret)[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}]+)")
