@@ -46,6 +46,8 @@ if ! image_exists "$BASE_PYTHON"; then
             || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
         # A venv, because Debian's python3 is externally managed (PEP 668).
         env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$root" python3 -m venv /opt/python
+        # mktemp made the folder 0700: the image's / must be traversable by any uid.
+        chmod 0755 "$root"
         # Nothing of the build machine stays in the image: apt lists, caches, its resolv.conf.
         rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
             "$root"/var/log/* "$root"/etc/resolv.conf "$root"/etc/hostname

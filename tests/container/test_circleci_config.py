@@ -158,10 +158,15 @@ def test_pipeline_shape(config):
     assert not re.fullmatch(tag_re, "nightly")
     jobs = config["jobs"]
     build_cmds = " ".join(_run_commands(config, jobs["build"]))
-    assert "docker build" in build_cmds and "docker save" in build_cmds
+    # One build script for both CI systems (`make container` calls it with buildah).
+    assert "ENGINE=docker scripts/ci/build_container.sh full" in build_cmds
+    assert "ENGINE=docker scripts/ci/build_container.sh core" in build_cmds
+    assert "docker build" in (REPO / "scripts/ci/build_container.sh").read_text()
+    assert "docker save" in build_cmds
     for name in ("unit-tests", "participant-group", "deploy"):
         cmds = " ".join(_run_commands(config, jobs[name]))
-        assert "docker build" not in cmds, f"{name} must reuse the built image"
+        assert "build_container.sh" not in cmds and "docker build" not in cmds, \
+            f"{name} must reuse the built image"
         assert "docker load" in cmds
 
 
@@ -170,6 +175,9 @@ def test_participant_group_is_a_read_only_regression_check(config):
     assert "--read-only" in cmds and "--tmpfs /tmp" in cmds and "HF_HUB_OFFLINE=1" in cmds
     assert "scripts/ci/run_levels.sh" in cmds
     assert "diff -u .circleci/expected_outputs.txt" in cmds
+    # The image test `make test-container` runs, on both images, against the pip install.
+    assert "ENGINE=docker PYTHON=/tmp/venv/bin/python" in cmds
+    assert "scripts/ci/test_container.sh" in cmds and "ci-core" in cmds
     levels = (REPO / "scripts/ci/run_levels.sh").read_text()
     assert "participant --grader classifier" in levels and '"$out" group' in levels
     # The dataset CircleCI builds is the one the expected listing was made from.

@@ -220,13 +220,13 @@ def test_boutiques_launches_the_descriptor_against_the_image(dataset, tmp_path):
         shim.chmod(0o755)
         env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
     # bosh mounts the launch folder at the same path: the dataset and the output live in it.
-    work = tmp_path / "launch"
+    work = writable_dir(tmp_path / "launch")  # the image's uid 1000 writes out/ in it
     shutil.copytree(dataset, work / "bids")
     invocation = {"bids_dir": "bids", "output_dir": "out", "analysis_level": "participant",
                   "participant_label": ["01"], "modalities": ["T1w"], "nprocs": 1,
                   "work_dir": "/tmp/work"}
     (tmp_path / "invocation.json").write_text(json.dumps(invocation))
-    proc = run([bosh, "exec", "launch", "--no-automount", tmp_path / "mmrqa.json",
+    proc = run([bosh, "exec", "launch", "--no-automount", "--no-pull", tmp_path / "mmrqa.json",
                 tmp_path / "invocation.json"], cwd=work, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = list((work / "out").glob("sub-01/**/*_T1w.json"))
