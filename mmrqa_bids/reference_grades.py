@@ -101,3 +101,28 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
               flush=True)
         graded += 1
     return graded
+
+
+def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path) -> dict[str, str]:
+    """bids_name -> the cohort sentence of a multimodal grader's prompt
+    (:func:`mmrqa_bids.cohorts.narrative.prompt_context`) for measured run records, each
+    against its stored reference (the same match the participant level checked up front)."""
+    from mmrqa_bids.cohorts.dataset import metric_row
+    from mmrqa_bids.cohorts.grouping import cohort_protocol, dataset_root, read_sidecar
+    from mmrqa_bids.cohorts.matching import match_reference
+    from mmrqa_bids.cohorts.narrative import prompt_context
+    from mmrqa_bids.cohorts.relative import grade_against
+    from mmrqa_bids.grading.narrative import family_of
+
+    refs = [r for r, _ in load_stored_references(reference)]
+    out = {}
+    for record in records:
+        run = RunSpec.from_dict(record["run"])
+        doc = {"bids_meta": {"bids_name": run.bids_name, "suffix": run.suffix, **run.entities,
+                             "shape": record.get("shape"), "voxel_size_mm": record.get("zooms")},
+               "metrics": record.get("metrics") or {}}
+        protocol = cohort_protocol(doc, read_sidecar(run.path, dataset_root(run.path) or run.path.parent))
+        ref = match_reference(protocol, refs, run.bids_name)
+        rel = grade_against(ref, metric_row(doc), family_of(run.suffix))
+        out[run.bids_name] = prompt_context([d.__dict__ for d in rel.deviations], run.suffix, ref.n)
+    return out

@@ -90,3 +90,15 @@ def model_basis_narrative(narrative: Mapping[str, str], reason: str) -> dict[str
     note = f"Basis: the absolute metric model, not the dataset ({reason})."
     out["classification"] = f"{note} {narrative.get('classification') or ''}".strip()
     return out
+
+
+def prompt_context(deviations: Sequence[Mapping[str, Any]], suffix: str, size: int) -> str:
+    """One sentence for a multimodal grader's prompt: how a new run compares with the stored
+    reference of its cohort (the deviations that set it apart, with the typical range)."""
+    peers = peers_phrase(suffix, size, member=False)
+    apart = [deviation_context(d) for d in deviations if sets_apart(d)][:N_SHOWN]
+    if not apart:
+        return f"no metric lies outside the typical range of {peers}."
+    items = "; ".join(f"{c['name']} = {c['value']}, {c['z']} robust SD {c['direction']} "
+                      f"(typical {c['low']} to {c['high']})" for c in apart)
+    return f"compared with {peers}: {items}."

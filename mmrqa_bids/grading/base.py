@@ -17,6 +17,9 @@ class GradeRequest:
     metrics: dict[str, float]
     mosaic: Path | None = None  # PNG slice mosaic for image-reading graders
     entities: dict[str, str] = field(default_factory=dict)
+    #: the run against its study's other runs of the same protocol (``participant
+    #: --reference``), quoted in the multimodal graders' prompt; None: no cohort known
+    cohort_context: str | None = None
 
 
 @dataclass(frozen=True)

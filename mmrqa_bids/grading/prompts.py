@@ -96,6 +96,7 @@ def user_prompt(request: GradeRequest) -> str:
         contrast=CONTRASTS.get(request.suffix, request.suffix),
         metrics=metric_lines(request.metrics, request.suffix),
         artifact_types=ARTIFACT_TYPES,
+        cohort_context=request.cohort_context,
     ).strip()
 
 

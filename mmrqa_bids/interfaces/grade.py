@@ -49,11 +49,13 @@ class GradeRuns(SimpleInterface):
             _fail_all(todo, exc)
             todo = []
         load_s = time.perf_counter() - start
+        contexts = _cohort_contexts(todo, settings)
         for i in range(0, len(todo), max(settings.batch_size, 1)):
             batch = todo[i:i + settings.batch_size]
             t0 = time.perf_counter()
             try:
-                grades = grader.grade([grade_request(r) for r in batch])
+                grades = grader.grade([grade_request(r, contexts.get(r["run"]["bids_name"]))
+                                       for r in batch])
             except Exception as exc:  # noqa: BLE001
                 _fail_all(batch, exc)
                 continue
@@ -75,14 +77,28 @@ class GradeRuns(SimpleInterface):
         return runtime
 
 
-def grade_request(record: dict) -> GradeRequest:
+def grade_request(record: dict, cohort_context: str | None = None) -> GradeRequest:
     """The grader's view of a measured run; a null (non-finite) metric is passed as NaN,
     which every grader treats as missing."""
     metrics = {k: (math.nan if v is None else v) for k, v in record["metrics"].items()}
     return GradeRequest(bids_name=record["run"]["bids_name"], suffix=record["run"]["suffix"],
                         metrics=metrics,
                         mosaic=Path(record["mosaics"]["mllm"]) if record.get("mosaics") else None,
-                        entities=record["run"]["entities"])
+                        entities=record["run"]["entities"], cohort_context=cohort_context)
+
+
+def _cohort_contexts(records: list[dict], settings: Grading) -> dict[str, str]:
+    """With ``--reference`` and a multimodal grader, each run's standing in its stored
+    cohort for the prompt (the metric classifier reads no prompt). A run that cannot be
+    compared is graded without it, and the console says so."""
+    if not settings.reference or settings.grader == "classifier" or not records:
+        return {}
+    from mmrqa_bids.reference_grades import prompt_contexts
+    try:
+        return prompt_contexts(records, Path(settings.reference))
+    except Exception as exc:  # noqa: BLE001 (a prompt detail must not fail the grades)
+        print(f"[mmrqa] WARNING the prompts carry no cohort context: {exc}", flush=True)
+        return {}
 
 
 def _fail_all(records: list[dict], exc: Exception) -> None:

@@ -133,3 +133,27 @@ def test_no_matching_cohort_is_a_one_line_error(study):
     bad.write_text("{}")
     res = run_cli(other, root / "other_out", "participant", "--reference", bad, "-w", root / "work4")
     assert res.returncode == 2 and f"{bad}: not a usable cohort reference" in res.stderr
+
+
+def test_multimodal_prompt_gets_the_cohort_context(study):
+    """With --reference, an MLLM grader's prompt says how the run stands in its cohort."""
+    from mmrqa_bids.bids import RunSpec
+    from mmrqa_bids.grading.base import GradeRequest
+    from mmrqa_bids.grading.prompts import user_prompt
+    from mmrqa_bids.reference_grades import prompt_contexts
+
+    root, bids, out, _, _ = study
+    doc = _json(out, DEGRADED)
+    meta = doc["bids_meta"]
+    run = RunSpec(path=Path(meta["source"]), suffix="T1w", datatype="anat",
+                  entities={"subject": meta["subject"]})
+    record = {"run": run.to_dict(), "shape": meta["shape"], "zooms": meta["voxel_size_mm"],
+              "metrics": doc["metrics"]}
+    context = prompt_contexts([record], out)[DEGRADED]
+    assert context.startswith(f"compared with the {N_T1W} T1w runs of the reference cohort: ")
+    assert "robust SD" in context and "(typical " in context
+    request = GradeRequest(bids_name=DEGRADED, suffix="T1w", metrics=doc["metrics"],
+                           cohort_context=context)
+    assert f"Against the study's other runs of this protocol: {context}" in user_prompt(request)
+    plain = user_prompt(GradeRequest(bids_name=DEGRADED, suffix="T1w", metrics=doc["metrics"]))
+    assert "Against the study" not in plain and "\n\n\n" not in plain
