@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mmrqa_bids import __version__
 from mmrqa_bids.grading.base import GraderError
-from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, check_model
+from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, check_model, load_model
 from mmrqa_bids.io import atomic_write_json
 
 _FLAT_TOWER = re.compile(r"^((?:model\.)?vision_tower\.)(?!vision_model\.)")
@@ -112,21 +112,8 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: str = 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise GraderError(f"{out}: output folder is not empty (use --force to overwrite)")
-    import torch
-    from peft import PeftModel
-    from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
-
-    from mmrqa_bids.grading.llava import load_processor
-
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}[dtype]
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(base, dtype=torch_dtype)
-    processor = load_processor(base, AutoConfig.from_pretrained(base))
-    try:
-        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise GraderError(f"{adapter}: cannot apply the LoRA adapter to {base} "
-                          f"({str(exc).splitlines()[0]})") from exc
+    # The llava grader's own loading: the same checks, processor and adapter merge.
+    merged, processor, _ = load_model(base, adapter, device="cpu", dtype=dtype)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     rename_for_vllm(out)

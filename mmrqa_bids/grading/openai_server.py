@@ -5,8 +5,8 @@ chat messages with the mosaic as a base64 ``image_url`` part. vLLM serves LLaVA-
 (with a fine-tuned adapter merged in by ``mmrqa-merge-adapter``); one server answers every
 worker of a cluster run.
 
-- API key: ``MMRQA_LLM_API_KEY``, else ``OPENAI_API_KEY``, else none (a local vLLM without
-  ``--api-key``). Never a command-line flag, never logged or written to provenance.
+- API key and client: :mod:`mmrqa_bids.openai_endpoint` (``MMRQA_LLM_API_KEY``, else
+  ``OPENAI_API_KEY``; never a command-line flag, never logged or written to provenance).
 - Concurrency: at most ``--batch-size`` requests in flight per grading call.
 - Timeouts and retries: each request times out after :data:`REQUEST_TIMEOUT_S`; the
   ``openai`` client retries connection errors, timeouts, 408/409/429 and 5xx answers with
@@ -34,7 +34,6 @@ worker of a cluster run.
 from __future__ import annotations
 
 import math
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +44,9 @@ from mmrqa_bids.grading.base import LABELS, Grade, GraderError, GradeRequest
 from mmrqa_bids.grading.llava import adapter_checksum, check_adapter, require_extra
 from mmrqa_bids.grading.parse import failed_grade, parse_answer
 from mmrqa_bids.grading.prompts import ARTIFACT_TYPES, openai_messages
+from mmrqa_bids.openai_endpoint import make_client as _endpoint_client
 from mmrqa_bids.settings import Grading
 
-API_KEY_VARIABLES = ("MMRQA_LLM_API_KEY", "OPENAI_API_KEY")
 REQUEST_TIMEOUT_S = 300.0
 CHECK_TIMEOUT_S = 10.0
 MAX_RETRIES = 4
@@ -60,15 +59,6 @@ MAX_ARTIFACTS = 3
 #: Per-section length bounds of a constrained answer (characters): below the lower one the
 #: token budget cannot hold a useful answer; the upper one keeps the grammar small.
 MIN_SECTION_CHARS, MAX_SECTION_CHARS = 16, 1000
-
-
-def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
-    """The first non-empty of ``MMRQA_LLM_API_KEY`` and ``OPENAI_API_KEY``."""
-    environ = os.environ if environ is None else environ
-    for name in API_KEY_VARIABLES:
-        if environ.get(name):
-            return environ[name]
-    return None
 
 
 def check_base_url(url: str | None) -> str:
@@ -92,11 +82,8 @@ def public_url(url: str) -> str:
 
 def make_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S,
                 max_retries: int = MAX_RETRIES) -> Any:
-    from openai import OpenAI
-
-    # vLLM without --api-key accepts any key; the client insists on one being set.
-    return OpenAI(base_url=base_url, api_key=api_key_from_env() or "no-key",
-                  timeout=timeout, max_retries=max_retries)
+    """The grader's client: the endpoint's, with the grading timeout and retries."""
+    return _endpoint_client(base_url, timeout=timeout, max_retries=max_retries)
 
 
 def served_models(client: Any, base_url: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Any server that speaks the chat-completions API works: a local vLLM, Qwen through
 DashScope's compatible mode, ... (``--qa-source llm --llm-base-url URL --llm-model NAME``;
-the API key comes from ``MMRQA_LLM_API_KEY`` or ``OPENAI_API_KEY``, never from a flag).
+the API key and the client: :mod:`mmrqa_bids.openai_endpoint`).
 
 Every reply is parsed as JSON and validated against
 :data:`mmrqa_bids.qa.content.CONTENT_SCHEMA`; an invalid reply is asked again (up to
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,24 +22,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmrqa_bids.io import atomic_write_json
+from mmrqa_bids.openai_endpoint import make_client, unfence
 from mmrqa_bids.qa.content import CONTENT_SCHEMA, TEXT_FIELDS, QAContent, clean_text
 from mmrqa_bids.qa.facts import QAFacts
 from mmrqa_bids.resources import template_env
 
-API_KEY_VARIABLES = ("MMRQA_LLM_API_KEY", "OPENAI_API_KEY")
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
 
 class QAGenerationError(RuntimeError):
     """The endpoint could not be used to write QA answers (message names URL and reason)."""
-
-
-def api_key() -> str:
-    """The key from the environment; local servers (vLLM) accept any, hence the default."""
-    for name in API_KEY_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    return "EMPTY"
 
 
 def request_messages(facts: QAFacts) -> list[dict[str, str]]:
@@ -71,9 +59,8 @@ def parse_reply(text: str | None) -> dict[str, str]:
 
     if not text or not text.strip():
         raise ValueError("empty reply")
-    fenced = _FENCE.match(text)
     try:
-        value = json.loads(fenced.group(1) if fenced else text)
+        value = json.loads(unfence(text))
     except ValueError as exc:
         raise ValueError(f"reply is not JSON ({exc})") from exc
     try:
@@ -104,10 +91,8 @@ class LLMSource:
 
     def client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-            self._client = OpenAI(base_url=self.base_url, api_key=api_key(),
-                                  timeout=self.timeout_s,
-                                  max_retries=self.transport_retries)
+            self._client = make_client(self.base_url, timeout=self.timeout_s,
+                                       max_retries=self.transport_retries)
         return self._client
 
     def _cache_path(self, key: str) -> Path:

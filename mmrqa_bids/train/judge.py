@@ -26,11 +26,10 @@ SCORE_SCHEMA = {
 def parse_scores(text: str | None) -> dict[str, float]:
     import jsonschema
 
-    from mmrqa_bids.qa.llm import _FENCE
+    from mmrqa_bids.openai_endpoint import unfence
     if not text:
         raise ValueError("empty reply")
-    fenced = _FENCE.match(text)
-    value = json.loads(fenced.group(1) if fenced else text)
+    value = json.loads(unfence(text))
     jsonschema.validate(value, SCORE_SCHEMA)
     return {c: float(value[c]) for c in CRITERIA}
 
@@ -50,10 +49,8 @@ def judge(items: Sequence[dict[str, Any]], base_url: str | None, model: str | No
     """
     if not base_url or not model:
         return {"skipped": "no judge endpoint configured (--llm-base-url and --llm-model)"}
-    from openai import OpenAI
-
-    from mmrqa_bids.qa.llm import api_key
-    client = OpenAI(base_url=base_url, api_key=api_key(), timeout=120.0, max_retries=3)
+    from mmrqa_bids.openai_endpoint import make_client
+    client = make_client(base_url, timeout=120.0, max_retries=3)
     per_item, spreads, failures = [], [], 0
     for item in items:
         if not item.get("candidate"):

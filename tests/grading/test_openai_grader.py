@@ -12,7 +12,7 @@ import pytest
 
 from mmrqa_bids.grading.base import GraderError, GradeRequest
 from mmrqa_bids.grading.llava import adapter_checksum
-from mmrqa_bids.grading.openai_server import (OpenAIGrader, answer_pattern, api_key_from_env,
+from mmrqa_bids.grading.openai_server import (OpenAIGrader, answer_pattern,
                                               check_base_url, label_probabilities)
 from mmrqa_bids.grading.parse import format_answer, parse_answer
 from mmrqa_bids.settings import Grading
@@ -34,12 +34,6 @@ def settings(url: str, **kw) -> Grading:
 
 def req(name: str, mosaic: Path | None) -> GradeRequest:
     return GradeRequest(bids_name=name, suffix="T1w", metrics={"snr1": 12.0}, mosaic=mosaic)
-
-
-def test_api_key_comes_from_the_environment_only():
-    assert api_key_from_env({"MMRQA_LLM_API_KEY": "a", "OPENAI_API_KEY": "b"}) == "a"
-    assert api_key_from_env({"MMRQA_LLM_API_KEY": "", "OPENAI_API_KEY": "b"}) == "b"
-    assert api_key_from_env({}) is None
 
 
 @pytest.mark.parametrize("url, message", [
