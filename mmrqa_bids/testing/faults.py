@@ -65,7 +65,7 @@ def hostile_header(path: str | Path, shape: tuple[int, ...] = (1000, 1000, 1000)
 
 
 def run_faulty(cli_args: Sequence[str | Path], raises: dict[str, str] | None = None,
-               slow: float = 0.0, grade_error: str | None = None,
+               slow: float = 0.0, grade_error: str | None = None, nan_metric: str | None = None,
                env: dict[str, str] | None = None, timeout: int = 600,
                popen: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
     """The real command line with the faults injected (see the module docstring)."""
@@ -76,6 +76,8 @@ def run_faulty(cli_args: Sequence[str | Path], raises: dict[str, str] | None = N
         cmd += ["--slow", str(slow)]
     if grade_error:
         cmd += ["--grade-error", grade_error]
+    if nan_metric:
+        cmd += ["--nan-metric", nan_metric]
     cmd += ["--", *map(str, cli_args)]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     if popen:
@@ -146,10 +148,20 @@ def kept_runs(out: str | Path, names: Sequence[str]) -> list[str]:
     return kept
 
 
-def _patch(raises: dict[str, str], slow: float, grade_error: str | None) -> None:
+def _patch(raises: dict[str, str], slow: float, grade_error: str | None,
+           nan_metric: str | None = None) -> None:
     from mmrqa_bids.interfaces import measure as measure_mod
 
     original = measure_mod.MeasureRun._measure
+    if nan_metric:  # a metric the image makes undefined (e.g. FBER of a zero background)
+        measure_fn = measure_mod.measure
+
+        def nan_measure(*args, **kwargs):
+            result = measure_fn(*args, **kwargs)
+            result.metrics[nan_metric] = float("nan")
+            return result
+
+        measure_mod.measure = nan_measure
 
     def faulty_measure(self, run, record, cwd):
         if slow:
@@ -174,11 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="BIDS_NAME=EXCEPTION")
     parser.add_argument("--slow", type=float, default=0.0, help="seconds of sleep per run")
     parser.add_argument("--grade-error", choices=INJECTABLE)
+    parser.add_argument("--nan-metric", metavar="NAME", help="this metric comes out NaN")
     parser.add_argument("cli", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     raises = dict(item.split("=", 1) for item in args.raises)
     assert all(exc in INJECTABLE for exc in raises.values()), raises
-    _patch(raises, args.slow, args.grade_error)
+    _patch(raises, args.slow, args.grade_error, args.nan_metric)
     from mmrqa_bids.cli.run import main as cli_main
     cli = args.cli[1:] if args.cli[:1] == ["--"] else args.cli
     return cli_main(cli)
