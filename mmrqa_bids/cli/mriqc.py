@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SUFFIX", help=f"suffixes to grade, among {', '.join(SUFFIXES)}")
     parser.add_argument("--model", type=Path, metavar="MODEL.json",
                         help="IQM model (default: the one shipped with mmrqa)")
+    parser.add_argument("--cohort-by", default="protocol", metavar="{protocol,suffix,FILE.tsv}",
+                        help="cohorts whose runs grade each other: protocol (suffix, acq- and "
+                             "other entities, MRIQC's spacing and size), suffix, or a TSV with "
+                             "the columns bids_name and cohort (e.g. one cohort per site); "
+                             "cohorts smaller than the minimum keep the IQM model's grade")
     parser.add_argument("--no-reports", action="store_true", help="skip the HTML report")
     parser.add_argument("--version", action="version", version=f"mmrqa {__version__}")
     return parser
@@ -36,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args.mriqc_dir, args.output_dir, args.modalities, args.model,
-                   reports=not args.no_reports)
+                   reports=not args.no_reports, cohort_by=args.cohort_by)
     except MriqcError as exc:
         print(f"mmrqa-mriqc: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE

@@ -107,7 +107,7 @@ def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
         if oc.reference is None:
             lines.append(f"WARNING cohort {oc.cohort.cohort_id}: {oc.size} run(s), fewer than "
                          f"{oc.minimum}: no dataset grade; its runs keep the absolute model's "
-                         "grade (basis 'model', flagged in their JSON and reports)")
+                         "grade (basis 'model', flagged wherever the grade is shown)")
         else:
             counts = Counter(g.label for g in oc.grades)
             lines.append("  dataset grades: " + ", ".join(

@@ -13,7 +13,7 @@ from mmrqa_bids.mriqc.iqms import IqmRecord
 from mmrqa_bids.mriqc.model import LABELS, IqmModel, decide
 
 FIXED_COLUMNS = ("bids_name", "grade", "p_good", "p_medium", "p_bad", "confidence",
-                 "drivers", "missing_iqms")
+                 "basis", "cohort", "cohort_size", "model_grade", "drivers", "missing_iqms")
 
 
 @dataclass

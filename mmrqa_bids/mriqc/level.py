@@ -5,6 +5,8 @@ Bad with the IQM model (:mod:`mmrqa_bids.mriqc.model`) and writes ``OUTPUT_DIR/g
 and ``group_<suffix>.html``. A model with a ``site`` feature block scales the runs of one
 invocation together as one site (one scanner and protocol): grade each site's MRIQC folder
 separately. The shipped model uses the ``global`` block only (IQM levels against ABIDE).
+Then each run is graded against the other runs of its cohort (same suffix and image grid, or
+``--cohort-by``), the IQM model's grade kept beside it (:mod:`mmrqa_bids.mriqc.cohorts`).
 
 Exit codes: 0 every run graded; 1 some input files were unusable (the others were graded);
 2 nothing could be graded (bad folder, too few runs, too few IQMs).
@@ -17,7 +19,9 @@ from typing import Sequence
 
 from mmrqa_bids import vocabulary
 from mmrqa_bids.derivatives import DerivativesLayout
+from mmrqa_bids.cohorts.grouping import CohortError, parse_cohort_by
 from mmrqa_bids.io import atomic_write_text
+from mmrqa_bids.mriqc.cohorts import apply_dataset_grades
 from mmrqa_bids.mriqc.grade import grade_records, to_tsv
 from mmrqa_bids.mriqc.iqms import MriqcError, available_suffixes, collect_mriqc
 from mmrqa_bids.mriqc.model import IqmModel
@@ -28,9 +32,15 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
-        model_path: Path | None = None, reports: bool = True) -> int:
-    """Grade every run of the MRIQC folder with the IQM model; write the group TSV (and
-    report) per suffix. Returns the exit code; raises MriqcError when nothing can be graded."""
+        model_path: Path | None = None, reports: bool = True,
+        cohort_by: str = "protocol") -> int:
+    """Grade every run of the MRIQC folder with the IQM model, then against the other runs
+    of its cohort (:mod:`mmrqa_bids.mriqc.cohorts`); write the group TSV (and report) per
+    suffix. Returns the exit code; raises MriqcError when nothing can be graded."""
+    try:
+        by = parse_cohort_by(cohort_by)
+    except CohortError as exc:
+        raise MriqcError(str(exc)) from exc
     model = IqmModel.load(model_path)
     if not mriqc_dir.is_dir():
         raise MriqcError(f"{mriqc_dir}: MRIQC output folder does not exist")
@@ -49,6 +59,12 @@ def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
         for error in errors:
             print(f"[mmrqa-mriqc] WARNING {error}; skipped", file=sys.stderr, flush=True)
         table = grade_records(records, model, suffix, str(mriqc_dir), errors)
+        try:
+            table.rows, lines = apply_dataset_grades(records, table.rows, suffix, by)
+        except CohortError as exc:
+            raise MriqcError(str(exc)) from exc
+        for line in lines:
+            print(f"[mmrqa-mriqc] {line}", flush=True)
         output_dir.mkdir(parents=True, exist_ok=True)
         tsv = atomic_write_text(layout.group_table(suffix),
                                 to_tsv(table.rows, model.features))

@@ -15,8 +15,9 @@ def test_grades_mriqc_folder(mriqc_site, tmp_path, capsys):
     assert main([str(mriqc_site), str(out)]) == 0
     rows = read_tsv(out / "group_T1w.tsv")
     assert len(rows) == 14
-    assert list(rows[0])[:8] == ["bids_name", "grade", "p_good", "p_medium", "p_bad",
-                                 "confidence", "drivers", "missing_iqms"]
+    assert list(rows[0])[:12] == ["bids_name", "grade", "p_good", "p_medium", "p_bad",
+                                  "confidence", "basis", "cohort", "cohort_size", "model_grade",
+                                  "drivers", "missing_iqms"]
     assert {r["grade"] for r in rows} <= {"Good", "Medium", "Bad"}
     assert "cjv" in rows[0] and "size_x" not in rows[0]
     html = (out / "group_T1w.html").read_text()
