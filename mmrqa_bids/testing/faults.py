@@ -152,7 +152,6 @@ def _patch(raises: dict[str, str], slow: float, grade_error: str | None,
            nan_metric: str | None = None) -> None:
     from mmrqa_bids.interfaces import measure as measure_mod
 
-    original = measure_mod.MeasureRun._measure
     if nan_metric:  # a metric the image makes undefined (e.g. FBER of a zero background)
         measure_fn = measure_mod.measure
 
@@ -162,15 +161,19 @@ def _patch(raises: dict[str, str], slow: float, grade_error: str | None,
             return result
 
         measure_mod.measure = nan_measure
+    # The measure node's first step on the run's file: slow it, or fail it, there.
+    checksum = measure_mod.file_checksum
+    by_file = {f"{name}.nii.gz": exc for name, exc in raises.items()}
 
-    def faulty_measure(self, run, record, cwd):
+    def faulty_checksum(path, *args, **kwargs):
         if slow:
             time.sleep(slow)
-        if run.bids_name in raises:
-            raise getattr(builtins, raises[run.bids_name])(f"injected in {run.bids_name}")
-        return original(self, run, record, cwd)
+        name = Path(path).name
+        if name in by_file:
+            raise getattr(builtins, by_file[name])(f"injected in {name.split('.')[0]}")
+        return checksum(path, *args, **kwargs)
 
-    measure_mod.MeasureRun._measure = faulty_measure
+    measure_mod.file_checksum = faulty_checksum
     if grade_error:
         from mmrqa_bids.grading import classifier
 
