@@ -74,7 +74,7 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
                      matched: dict[str, tuple[Any, Path]], reports: bool) -> int:
     """Grade every written run against its matched reference; rewrite its JSON (and report).
     Returns how many runs were graded (failed runs have no JSON and are skipped)."""
-    from mmrqa_bids.cohorts.basis import cohort_record, with_dataset_basis
+    from mmrqa_bids.cohorts.basis import cohort_record, with_dataset_basis, with_model_basis
     from mmrqa_bids.cohorts.dataset import metric_row
     from mmrqa_bids.cohorts.relative import grade_against
     from mmrqa_bids.grading.narrative import family_of
@@ -90,16 +90,23 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
         if doc is None:
             continue
         ref, file = matched[run.bids_name]
-        rel = grade_against(ref, metric_row(doc), family_of(run.suffix))
         record = cohort_record(ref.cohort_id, ref.n, ref.protocol, "reference", reference=str(file))
-        new = with_dataset_basis(doc, rel, record, member=False)
+        try:
+            rel = grade_against(ref, metric_row(doc), family_of(run.suffix))
+        except ValueError as exc:  # e.g. no metric shared with the reference: flagged, kept
+            reason = f"not graded against reference {ref.cohort_id}: {' '.join(str(exc).split())}"
+            new = with_model_basis(doc, reason, record)
+            print(f"[mmrqa] WARNING {run.bids_name}: {reason}; it keeps the absolute model's "
+                  "grade", flush=True)
+        else:
+            new = with_dataset_basis(doc, rel, record, member=False)
+            print(f"[mmrqa] {run.bids_name}: {rel.label} against reference {ref.cohort_id} "
+                  f"({ref.n} runs; absolute model: {new['grade']['model_grade'].get('label')})",
+                  flush=True)
+            graded += 1
         atomic_write_json(path, new)
         if reports:
             inject_grade(layout.run_report(run.bids_name), new)
-        print(f"[mmrqa] {run.bids_name}: {rel.label} against reference {ref.cohort_id} "
-              f"({ref.n} runs; absolute model: {new['grade']['model_grade'].get('label')})",
-              flush=True)
-        graded += 1
     return graded
 
 

@@ -41,6 +41,8 @@ class CohortOutcome:
     grades: tuple[Any, ...]  # RelativeGrade per member; () below MIN_COHORT_SIZE
     warnings: tuple[str, ...]
     minimum: int
+    #: why a large-enough cohort has no dataset grade (its runs keep the model's, flagged)
+    error: str | None = None
 
     @property
     def size(self) -> int:
@@ -64,9 +66,14 @@ def grade_cohorts(cohorts: Mapping[str, Cohort]) -> list[CohortOutcome]:
             outcomes.append(CohortOutcome(cohort, None, (), (), MIN_COHORT_SIZE))
             continue
         rows = [metric_row(d) for d in cohort.docs]
-        ref = build_reference(rows, cohort_id=cid, protocol=cohort.protocol,
-                              members=cohort.members)
-        grades = grade_cohort(ref, rows, family_of(cohort.suffix))
+        try:
+            ref = build_reference(rows, cohort_id=cid, protocol=cohort.protocol,
+                                  members=cohort.members)
+            grades = grade_cohort(ref, rows, family_of(cohort.suffix))
+        except ValueError as exc:  # CohortGradeError too: e.g. no metric shared by the runs
+            outcomes.append(CohortOutcome(cohort, None, (), (), MIN_COHORT_SIZE,
+                                          error=" ".join(str(exc).split())))
+            continue
         if len(grades) != len(rows):
             raise RuntimeError(f"cohort {cid}: {len(grades)} grades for {len(rows)} runs")
         warnings = cohort_warnings(ref, grades, [model_grade(d).get("label") for d in cohort.docs],
@@ -83,7 +90,8 @@ def regraded_documents(outcomes: Sequence[CohortOutcome], by: str) -> dict[str, 
         record = cohort_record(oc.cohort.cohort_id, oc.size, oc.cohort.protocol, by,
                                min_size=oc.minimum)
         if oc.reference is None:
-            reason = small_cohort_reason(oc.size, oc.minimum)
+            reason = small_cohort_reason(oc.size, oc.minimum) if oc.error is None else \
+                f"its cohort of {oc.size} runs could not be used as a reference: {oc.error}"
             for doc in oc.cohort.docs:
                 out[doc["bids_meta"]["bids_name"]] = with_model_basis(doc, reason, record)
             continue
@@ -104,7 +112,10 @@ def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
         head = f"cohort {oc.cohort.cohort_id} ({describe_protocol(oc.cohort.protocol)}): " \
                f"{oc.size} run{'s' if oc.size != 1 else ''} compared with each other: {shown}"
         lines.append(head)
-        if oc.reference is None:
+        if oc.error is not None:
+            lines.append(f"WARNING cohort {oc.cohort.cohort_id}: no dataset grade ({oc.error}); "
+                         "its runs keep the absolute model's grade (basis 'model', flagged)")
+        elif oc.reference is None:
             lines.append(f"WARNING cohort {oc.cohort.cohort_id}: {oc.size} run(s), fewer than "
                          f"{oc.minimum}: no dataset grade; its runs keep the absolute model's "
                          "grade (basis 'model', flagged wherever the grade is shown)")
@@ -122,4 +133,4 @@ def cohort_summaries(outcomes: Sequence[CohortOutcome]) -> list[dict[str, Any]]:
     return [{"id": oc.cohort.cohort_id, "suffix": oc.cohort.suffix,
              "protocol": describe_protocol(oc.cohort.protocol), "size": oc.size,
              "basis": oc.basis, "minimum": oc.minimum, "members": list(oc.cohort.members),
-             "warnings": list(oc.warnings)} for oc in outcomes]
+             "error": oc.error, "warnings": list(oc.warnings)} for oc in outcomes]

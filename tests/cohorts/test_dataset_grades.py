@@ -209,3 +209,19 @@ def test_narrative_names_the_metric_and_the_cohort_range():
         member=False, cohort_id="bold.c.1", model_id="m")
     assert "relative to the 30 bold runs of the reference cohort" in new["classification"]
     assert "no metric sets this run apart" in new["classification"]
+
+
+def test_cohort_that_cannot_be_a_reference_keeps_the_model_grade_flagged(tmp_path, capsys):
+    """Enough runs, but none of the metrics the relative grade reads: not a silent fallback."""
+    rng = np.random.default_rng(2)
+    docs = [_doc(f"sub-{i:02d}_T1w", {"not_a_cohort_metric": float(rng.random())}, "Medium")
+            for i in range(MIN_COHORT_SIZE + 2)]
+    out = tmp_path / "out"
+    _write_outputs(out, docs)
+    run_group(out, ("T1w",), reports=False)
+    grade = _read(out, "sub-00_T1w")["grade"]
+    assert grade["basis"] == "model" and grade["label"] == "Medium"
+    assert grade["basis_reason"].startswith(f"its cohort of {MIN_COHORT_SIZE + 2} runs could not "
+                                            "be used as a reference: ")
+    assert "no dataset grade (" in capsys.readouterr().out
+    assert not DerivativesLayout(out).cohort_references()
