@@ -30,24 +30,67 @@ def _subsample(values: np.ndarray, limit: int = _MAX_STAT_VOXELS) -> np.ndarray:
     return values[::step]
 
 
+def _moments(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and central moments m2, m4 of all ``values`` (float64, in cache-sized blocks)."""
+    v = values.ravel()
+    n = v.size
+    blocks = range(0, n, _CHUNK)
+    mean = sum(float(v[i:i + _CHUNK].sum(dtype=np.float64)) for i in blocks) / n
+    m2 = m4 = 0.0
+    for i in blocks:
+        d = v[i:i + _CHUNK].astype(np.float64) - mean
+        d *= d
+        m2 += float(d.sum())
+        m4 += float(np.dot(d, d))
+    return mean, m2 / n, m4 / n
+
+
+def order_statistics(values: np.ndarray, ranks: list[int]) -> list[float]:
+    """The values of ascending rank ``ranks`` (0-based) among ``values``, exactly: by
+    counting for whole numbers in [0, 2^16) (a scanner's integers), by a partition
+    otherwise."""
+    a = values.ravel()
+    lo = float(a.min())
+    if lo >= 0 and float(a.max()) < 65536 and np.array_equal(a, np.floor(a)):
+        cum = np.cumsum(np.bincount(a.astype(np.intp)))
+        return [float(np.searchsorted(cum, r, side="right")) for r in ranks]
+    part = np.partition(a, sorted(set(ranks)))
+    return [float(part[r]) for r in ranks]
+
+
+def quantiles(values: np.ndarray, probs: tuple[float, ...]) -> list[float]:
+    """Quantiles as statsmodels' ``DescrStatsW.quantile`` gives them with unit weights (SAS
+    definition 5, numpy's ``averaged_inverted_cdf``), which MRIQC's ``summary_stats`` uses:
+    with y_1 <= ... <= y_n and g = p n, y_(floor g + 1), or (y_g + y_(g+1)) / 2 when g is a
+    whole number."""
+    n = values.size
+    picks = []
+    for p in probs:
+        g = p * n
+        j = int(np.floor(g))
+        picks.append((j - 1, j) if g == j and 0 < j < n else (min(j, n - 1),) * 2)
+    stats = dict(zip(sorted({r for pk in picks for r in pk}),
+                     order_statistics(values, sorted({r for pk in picks for r in pk}))))
+    return [(stats[a] + stats[b]) / 2.0 for a, b in picks]
+
+
 def summary_stats(values: np.ndarray) -> dict[str, float]:
     """MRIQC's ``summary_*`` statistics of a region.
 
     mean, median, stdv (population), mad = 1.4826 median|x - median| (consistent with the
-    standard deviation for Gaussian data), p05/p95 percentiles, k = excess kurtosis
-    m4 / m2^2 - 3, n = number of voxels. Regions over 250,000 voxels are evaluated on an evenly
-    strided subset (n stays the full count).
+    standard deviation for Gaussian data; statsmodels' ``mad`` as MRIQC uses it), p05/p95
+    (:func:`quantiles`, MRIQC's definition), k = excess kurtosis m4 / m2^2 - 3 (scipy's
+    ``kurtosis``), n = number of voxels. All but mad use every voxel (the air's kurtosis
+    rests on its few bright voxels); in regions over 250,000 voxels mad is read on an evenly
+    strided subset.
     """
     n = int(values.size)
     if n == 0:
         return {"mean": NAN, "median": NAN, "stdv": NAN, "mad": NAN, "p05": NAN, "p95": NAN,
                 "k": NAN, "n": 0.0}
+    p05, median, p95 = quantiles(values, (0.05, 0.5, 0.95))
+    mean, m2, m4 = _moments(values)
     v = _subsample(values).astype(np.float64)
-    p05, median, p95 = np.percentile(v, [5, 50, 95])
-    mean = v.mean()
-    d = v - mean
-    m2 = float(np.dot(d, d) / v.size)
-    m4 = float(np.mean((d * d) ** 2))
     return {
         "mean": float(mean), "median": float(median), "stdv": float(np.sqrt(m2)),
         "mad": float(1.4826 * np.median(np.abs(v - median))),
@@ -127,30 +170,45 @@ def efc(data: np.ndarray) -> float:
     return float(e / e_max)
 
 
+def median_of_squares(values: np.ndarray) -> float:
+    """numpy's median of values^2 in float64, exactly: from the middle one or two |v| (|v|
+    has the order of v^2, :func:`order_statistics`)."""
+    a = np.abs(values.ravel())
+    lo, hi = order_statistics(a, [(a.size - 1) // 2, a.size // 2])
+    return (lo * lo + hi * hi) / 2.0
+
+
 def fber(fg: np.ndarray, bg: np.ndarray) -> float:
     """Foreground-background energy ratio (Shehzad et al. 2015; MRIQC, MRQy):
     median(|fg|^2) / median(|bg|^2), in float64 (MRQy squares int16 in place and overflows).
-    Returns -1 when the air has no energy (zero-filled background), as MRIQC does."""
+    Returns -1 when the air has no energy (median below 1e-3: zero-filled background), as
+    MRIQC does."""
     if fg.size == 0 or bg.size == 0:
         return NAN
-    fg_mu = float(np.median(np.abs(_subsample(fg)).astype(np.float64))) ** 2
-    bg_mu = float(np.median(np.abs(_subsample(bg)).astype(np.float64))) ** 2
-    return fg_mu / bg_mu if bg_mu > 0 else -1.0
+    bg_mu = median_of_squares(bg)
+    return median_of_squares(fg) / bg_mu if bg_mu >= 1e-3 else -1.0
 
 
 def top_quantile(data: np.ndarray, fraction: float = 0.0005) -> float:
-    """The order statistic with ``fraction`` of the voxels above it (P99.95 by default),
+    """``numpy.percentile(data, 100 (1 - fraction))`` (P99.95 by default; linear
+    interpolation between the two order statistics around rank (1 - fraction)(N - 1)),
     found among the candidates above the P99.5 of an evenly strided subset (exact unless
     the subset misjudges the tail, in which case the full percentile is computed). The
     volume is read in memory order (no copy); the result does not depend on that order."""
     flat = data.ravel(order="K")
-    k = max(1, int(round(fraction * flat.size)))
+    pos = (1.0 - fraction) * (flat.size - 1)
+    k = int(np.floor(pos))
     t0 = float(np.percentile(flat[:: max(1, flat.size // 200_000)], 100 * (1 - 10 * fraction)))
     cand = np.concatenate([c[c > t0] for c in (flat[i:i + _CHUNK]
                                                for i in range(0, flat.size, _CHUNK))])
-    if cand.size <= k:
+    below = flat.size - cand.size  # rank of the first candidate
+    if k < below or cand.size < 2:
         return float(np.percentile(flat, 100 * (1 - fraction)))
-    return float(np.partition(cand, cand.size - k)[cand.size - k])
+    j = min(k - below, cand.size - 1)
+    j1 = min(j + 1, cand.size - 1)
+    part = np.partition(cand, [j, j1])
+    a, b = float(part[j]), float(part[j1])
+    return a + (pos - k) * (b - a)
 
 
 def wm2max(data: np.ndarray, mu_wm: float) -> float:
@@ -159,24 +217,39 @@ def wm2max(data: np.ndarray, mu_wm: float) -> float:
     return float(mu_wm / top) if top > 0 else NAN
 
 
+def qi_1_masks(small: np.ndarray, background_small: np.ndarray, z: float = 5.0
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The air without artifacts and the artifact mask of :func:`qi_1` (None when the air is
+    too small to tell)."""
+    air = small[background_small]
+    if air.size < 100:
+        return None
+    med = float(np.median(air))
+    mad = 1.4826 * float(np.median(np.abs(air - med)))
+    if mad <= 0:
+        return background_small, np.zeros(small.shape, bool)
+    art = background_small & (small > med + z * mad)
+    art = ndi.binary_opening(art)
+    return background_small & ~art, art
+
+
 def qi_1(small: np.ndarray, background_small: np.ndarray, z: float = 5.0) -> float:
-    """Mortamet's QI1 (MRM 2009; MRIQC ``qi_1``): the fraction of air voxels that are artifact.
+    """Mortamet's QI1 (MRM 2009; MRIQC ``qi_1``): the fraction of air voxels that are artifact,
+    art / (air without artifacts + art), as MRIQC's ``art_qi1``.
 
     On the block-averaged grid (noise averaged down), air voxels brighter than
     median + ``z`` * 1.4826 MAD of the air are candidates; a binary opening (6-connected)
     removes isolated noise voxels, leaving structured artifacts (ghosts, motion ripples,
-    wrap-around). Scale-free; ~0 for pure noise.
+    wrap-around). MRIQC finds its artifact mask differently (an opening of the air's
+    upper tail after a hat-shaped air mask from a template registration). Scale-free; ~0 for
+    pure noise.
     """
-    air = small[background_small]
-    if air.size < 100:
+    masks = qi_1_masks(small, background_small, z)
+    if masks is None:
         return NAN
-    med = float(np.median(air))
-    mad = 1.4826 * float(np.median(np.abs(air - med)))
-    if mad <= 0:
-        return 0.0
-    art = background_small & (small > med + z * mad)
-    art = ndi.binary_opening(art)
-    return float(np.count_nonzero(art) / air.size)
+    clean, art = masks
+    n_art = np.count_nonzero(art)
+    return float(n_art / (np.count_nonzero(clean) + n_art))
 
 
 def fov_edge(head: np.ndarray) -> float:
@@ -298,13 +371,11 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     median and MAD, and the air's standard deviation enters the CNR."""
     if inu not in INU_METHODS:
         raise ValueError(f"unknown INU method {inu!r}; expected one of {INU_METHODS}")
-    # Medians and spreads of the head and the air from every 3rd sagittal plane (whole
-    # planes keep the reads contiguous); counts are exact.
-    fg = data[::3][masks.head[::3]]
-    air = data[::3][masks.background[::3]]
+    # Every voxel of the head and the air (MRIQC's fber and summary_bg_* use them all).
+    fg = data[masks.head]
+    air = data[masks.background]
     out: dict[str, float] = {}
     stats = {"bg": summary_stats(air)}
-    stats["bg"]["n"] = float(np.count_nonzero(masks.background))
     labels = None
     model = fit_tissues(masks.small, masks.brain_small, suffix)
     if model is not None:

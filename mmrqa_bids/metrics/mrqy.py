@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmrqa_bids.metrics.mrqy_foreground import foreground
+from mmrqa_bids.metrics.mrqy_foreground import fill_rows, hull_rows, row_extents, thresholded
 from mmrqa_bids.metrics.names import MRQY_NAMES
 
 EPS = 1e-16
 PATCH = 5
 PAD = 5  # MRQy's padding (not PATCH // 2): its patch ends 1 pixel before the peak
 CHUNK = 8  # slices per block: keeps the temporaries in cache (8 measured fastest)
+FG_CHUNK = 32  # slices per block of the foreground's histograms (their cost is per block)
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -189,10 +190,18 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray | None = None, skip_first
     m = None if fg_mask is None else fg_mask[:, :, start:]
     if m is not None and d.flags.f_contiguous and not m.flags.f_contiguous:
         m = np.asfortranarray(m)  # one copy, in the data's layout
+    chunks = range(0, d.shape[2], CHUNK)
+    if m is None:
+        # MRQy's foreground: the thresholded slices' row extents block by block, then the
+        # convex hulls of all slices at once.
+        ext = [row_extents(thresholded(_slices_yx(d, z0, z0 + FG_CHUNK), bool(integer)))
+               for z0 in range(0, d.shape[2], FG_CHUNK)]
+        lo, hi = hull_rows(*(np.concatenate(e) for e in zip(*ext)), d.shape[0])
     parts = []
-    for z0 in range(0, d.shape[2], CHUNK):
+    for z0 in chunks:
         dz = _slices_yx(d, z0, z0 + CHUNK)
-        mz = foreground(dz, bool(integer)) if m is None else _slices_yx(m, z0, z0 + CHUNK)
+        mz = (fill_rows(lo[z0:z0 + CHUNK], hi[z0:z0 + CHUNK], d.shape[0]) if m is None
+              else _slices_yx(m, z0, z0 + CHUNK))
         parts.append(_chunk_values(dz, mz, _bbox(mz, margin=3)))
     per_slice = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     valid = per_slice.pop("valid").astype(bool)

@@ -197,19 +197,26 @@ def _chain_at(x: np.ndarray, alive: np.ndarray, at: np.ndarray
     return num, den, inside
 
 
-def hull_fill(binary: np.ndarray) -> np.ndarray:
-    """``skimage.morphology.convex_hull_image`` of each slice of ``binary`` (n, a, b):
-    pixels whose centre lies in or on the convex hull of the edge midpoints of the True
-    pixels; an empty slice gives an empty mask.
+def row_extents(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice and row of ``binary`` (n, a, b): whether the row has a True pixel, and the
+    columns of its first and last one (what the convex hull depends on)."""
+    nb = binary.shape[2]
+    has = binary.any(axis=2)
+    first = np.argmax(binary, axis=2).astype(np.int64)
+    last = nb - 1 - np.argmax(binary[:, :, ::-1], axis=2).astype(np.int64)
+    return has, first, last
+
+
+def hull_rows(has: np.ndarray, first: np.ndarray, last: np.ndarray, nb: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice and row, the first and last column (inclusive; lo > hi when empty) of the
+    convex hull of the edge midpoints of the pixels described by :func:`row_extents`.
 
     On a grid of half rows (doubled coordinates, so that every point is an integer), the
     hull's left edge is the greatest convex function below the leftmost edge midpoints of
     each half row, and its right edge the least concave one above the rightmost; a pixel
     row keeps the columns between the two (exact integer arithmetic)."""
-    n, na, nb = binary.shape
-    has = binary.any(axis=2)
-    first = np.argmax(binary, axis=2).astype(np.int64)
-    last = nb - 1 - np.argmax(binary[:, :, ::-1], axis=2).astype(np.int64)
+    n, na = has.shape
     big = np.int64(4 * (nb + 2))
     u = 2 * na + 1  # position 2r + 1: pixel row r; 2r: the half row between rows r - 1, r
     left = np.full((n, u), big)
@@ -228,8 +235,21 @@ def hull_fill(binary: np.ndarray) -> np.ndarray:
     # c >= num_l / (2 den_l) and c <= -num_r / (2 den_r)
     lo = np.where(in_l, -((-num_l) // (2 * den_l)), nb)
     hi = np.where(in_r, (-num_r) // (2 * den_r), -1)
+    return lo, hi
+
+
+def fill_rows(lo: np.ndarray, hi: np.ndarray, nb: int) -> np.ndarray:
+    """The mask (n, a, nb) that is True from column ``lo`` to ``hi`` of each row."""
     cols = np.arange(nb)
     return (cols >= lo[:, :, None]) & (cols <= hi[:, :, None])
+
+
+def hull_fill(binary: np.ndarray) -> np.ndarray:
+    """``skimage.morphology.convex_hull_image`` of each slice of ``binary`` (n, a, b):
+    pixels whose centre lies in or on the convex hull of the edge midpoints of the True
+    pixels (:func:`hull_rows`); an empty slice gives an empty mask."""
+    nb = binary.shape[2]
+    return fill_rows(*hull_rows(*row_extents(binary), nb), nb)
 
 
 def foreground(slices: np.ndarray, integer: bool) -> np.ndarray:
