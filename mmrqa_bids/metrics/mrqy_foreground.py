@@ -122,14 +122,14 @@ def _threshold_float(v: np.ndarray) -> np.ndarray:
     w1 = np.count_nonzero(v > t1[:, None], axis=1) / m
     # equalize_hist: cdf of the 256-bin histogram, linearly interpolated at each value
     cdf = np.cumsum(counts, axis=1) / m
-    pos = (v - centers[:, :1]) / ((hi - lo) / NBINS)[:, None]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant rows: h = 1 below
+        pos = (v - centers[:, :1]) / ((hi - lo) / NBINS)[:, None]
         k = np.clip(np.floor(pos), 0, NBINS - 2).astype(np.intp)
         frac = np.clip(pos - k, 0.0, 1.0)
     rows = np.arange(n)[:, None]
     h = cdf[rows, k] * (1 - frac) + cdf[rows, k + 1] * frac
     h = np.where((hi == lo)[:, None], 1.0, h)
-    h = h.astype(np.float32 if v.dtype == np.float32 else np.float64) * 255
+    h = h * 255
     h_lo, h_hi = h.min(axis=1), h.max(axis=1)
     hc, hcen, _ = _hist256(h, h_lo, h_hi)
     t2 = np.where(h_lo == h_hi, h_lo, otsu_rows(hc, hcen, np.full(n, NBINS)))

@@ -7,6 +7,13 @@ Names follow MRIQC (Esteban et al., PLoS One 2017) where the definition matches,
 them is free of the intensity scale (gain, dtype), so a model trained on them does not
 depend on the scanner's arbitrary units. The other metrics (means, ranges, percentiles in
 scanner units, voxel counts) are reported but are not grading features.
+
+The ``mrqy_*`` set is not among the features: it reproduces MRQy 0.0.3, whose per-slice
+foreground thresholds w1 I + w2 255 equalise(I) mix the image's units with a fixed 0-255
+scale, so even its ratio metrics change with the gain (measured on ROBEX's subject against
+the same image at a tenth of its gain: SNR1 x0.71 and CV x0.90 at its own gain, x0.52 and
+x0.64 at 8 times it). A grader trained
+before this change (the shipped ``classifier_anat``) still reads them by name.
 """
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ SUMMARY_STATS = ("mean", "median", "stdv", "mad", "p05", "p95", "k", "n")
 
 MRQY_NAMES = ("MEAN", "RNG", "VAR", "CV", "CPP", "PSNR", "SNR1", "SNR2", "SNR3", "SNR4",
               "CNR", "CVP", "CJV", "EFC", "FBER")
-#: MRQy metrics that do not depend on the intensity scale.
+#: MRQy metrics whose per-slice formula is a ratio (free of the intensity scale for a given
+#: foreground; MRQy's foreground itself depends on the scale, see above).
 MRQY_SCALE_FREE = ("CV", "PSNR", "SNR1", "SNR2", "SNR3", "SNR4", "CNR", "CVP", "CJV", "EFC",
                    "FBER")
 
@@ -26,7 +34,7 @@ ANAT_FEATURES: tuple[str, ...] = (
     "inu_med", "inu_range", "qi_1", "fwhm_avg",
     "icvs_csf", "icvs_gm", "icvs_wm",
     "summary_bg_k", "summary_csf_k", "summary_gm_k", "summary_wm_k",
-) + tuple(f"mrqy_{n}" for n in MRQY_SCALE_FREE)
+)
 
 FUNC_FEATURES: tuple[str, ...] = (
     "tsnr", "dvars_std", "dvars_vstd", "gsr_x", "gsr_y", "aor", "gcor",
