@@ -12,6 +12,7 @@ import time
 import traceback
 from typing import Any
 
+import nibabel as nb
 import numpy as np
 from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface,
                                     TraitedSpec, traits)
@@ -66,7 +67,9 @@ class MeasureRun(SimpleInterface):
         record["checksum"] = file_checksum(run.path)
         loaded = read_image(run.path, run.suffix, self.inputs.memory_limit or None)
         img, data = loaded.img, loaded.data
-        result = measure(data, run.suffix, img.header.get_zooms(), inu=self.inputs.inu_method)
+        # source: the file's header and voxel order, which MRQy's slices follow (mrqy_*)
+        result = measure(data, run.suffix, img.header.get_zooms(), inu=self.inputs.inu_method,
+                         source=nb.load(str(run.path)))
         metrics = result.metrics
         if self.inputs.mriqc_dir:
             from mmrqa_bids.mriqc.participant import run_iqms
