@@ -1,8 +1,10 @@
 """Report sizes: an individual report for a 1 mm T1w, a group report for 100 runs.
 
-Targets: individual < 2 MB, group < 10 MB. The 1 mm T1w is the MNI152 head (nilearn) with
+Targets: individual < 2 MB, group (100 runs) < 2 MB. The 1 mm T1w is the MNI152 head (nilearn) with
 Rician noise, measured and rendered by the same code as the participant level; the 100
-runs of the group report are that run's metrics with per-run multiplicative jitter.
+runs of the group report are that run's metrics with per-run multiplicative jitter. The
+group report inlines plotly.js once: the vendored cartesian bundle, where plotly.py's own
+full bundle (maps, 3-D, ...) made a 100-run report about 6 MB; both bundle sizes are printed.
 
     PYTHONPATH=. python benchmarks/report_size.py
 """
@@ -14,13 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly
 
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.metrics import measure
 from mmrqa_bids.derivatives import DerivativesLayout, derivative_document
 from mmrqa_bids.reports import mosaics
-from mmrqa_bids.reports.group import render_group
+from mmrqa_bids.reports.group import plotly_js, render_group
 from mmrqa_bids.reports.individual import render_individual
 from mmrqa_bids.testing.phantom import load_head, rician
 
@@ -90,12 +93,15 @@ def main() -> int:
     print(f"{'individual, 1 mm T1w':<34}{len(individual) / MB:>8.2f}MB{'< 2 MB':>10}{t4 - t3:>10.2f}  "
           f"{len(individual) < 2 * MB}")
     print(f"{'  of which mosaics (PNG, raw)':<34}{png_total / MB:>8.2f}MB{'':>10}{t2 - t1:>10.2f}")
-    print(f"{'group, 100 runs':<34}{len(group) / MB:>8.2f}MB{'< 10 MB':>10}{t6 - t5:>10.2f}  "
-          f"{len(group) < 10 * MB}")
-    print(f"{f'group, 100 runs x {n_wide} metrics':<34}{len(group_wide) / MB:>8.2f}MB{'< 10 MB':>10}"
-          f"{t8 - t7:>10.2f}  {len(group_wide) < 10 * MB}")
+    print(f"{'group, 100 runs':<34}{len(group) / MB:>8.2f}MB{'< 2 MB':>10}{t6 - t5:>10.2f}  "
+          f"{len(group) < 2 * MB}")
+    print(f"{f'group, 100 runs x {n_wide} metrics':<34}{len(group_wide) / MB:>8.2f}MB{'< 2 MB':>10}"
+          f"{t8 - t7:>10.2f}  {len(group_wide) < 2 * MB}")
+    full = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    print(f"{'  plotly.js inlined (cartesian)':<34}{len(plotly_js().encode()) / MB:>8.2f}MB")
+    print(f"{'  plotly.py full bundle (before)':<34}{full.stat().st_size / MB:>8.2f}MB")
     print(f"(measure: {t1 - t0:.2f} s)")
-    return 0 if len(individual) < 2 * MB and len(group_wide) < 10 * MB else 1
+    return 0 if len(individual) < 2 * MB and len(group_wide) < 2 * MB else 1
 
 
 if __name__ == "__main__":

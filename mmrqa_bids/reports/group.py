@@ -7,8 +7,10 @@ the TSV that ``mmrqa ... train --labels`` reads (:mod:`mmrqa_bids.ratings`).
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -18,11 +20,15 @@ from mmrqa_bids import __version__
 from mmrqa_bids.io import atomic_write_text
 from mmrqa_bids.ratings import COLUMNS as RATING_COLUMNS
 from mmrqa_bids.reports import stats
-from mmrqa_bids.resources import template_env
+from mmrqa_bids.resources import data_dir, template_env
 from mmrqa_bids.vocabulary import ARTIFACTS, GRADE_COLOURS, LABELS
 
 NON_METRIC_COLUMNS = ("p_good", "p_medium", "p_bad", "confidence", "cohort_size")
 PLOT_COLUMNS = 5
+PLOTLY_BUNDLE = "plotly-cartesian.min.js"
+#: Marker of a run's point in the strip plots: outliers larger and ringed in black.
+POINT_STYLE = {"normal": {"size": 7, "line_width": 0.5, "line_colour": "#ffffff"},
+               "outlier": {"size": 10, "line_width": 2.5, "line_colour": "#111827"}}
 ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
 
 Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
@@ -63,11 +69,14 @@ def tukey_box(values: Sequence[float]) -> dict[str, list[float]]:
             "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
 
 
-def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context,
-                  report_href: Callable[[str], str]):
-    """One box + strip subplot per metric; one point per run, coloured by grade, outliers
-    ringed in black; ``customdata`` = [run, report link, grade, robust z] for hover and click
-    (``report_href``: run name -> link to its individual report)."""
+def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context):
+    """One box + strip subplot per metric; one point per run.
+
+    Compact: ``x`` (int8 jitter) and ``y`` (float32) travel as typed arrays, and each point's ``customdata`` is
+    ``[index of its run in rows, robust z, outlier 0/1]``; :func:`figure_html` puts each
+    run's name, report link and grade beside the figure once and expands every point to
+    ``[run, report link, grade, robust z]`` (hover and click), coloured by grade, outliers
+    ringed (:data:`POINT_STYLE`)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -76,30 +85,27 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
                         horizontal_spacing=0.045, vertical_spacing=min(0.3 / n_rows + 0.02, 0.12))
     for k, name in enumerate(metrics):
         r, c = k // PLOT_COLUMNS + 1, k % PLOT_COLUMNS + 1
-        pts = [(row, _number(row.get(name))) for row in rows]
-        pts = [(row, v) for row, v in pts if v is not None]
+        pts = [(i, _number(row.get(name))) for i, row in enumerate(rows)]
+        pts = [(i, v) for i, v in pts if v is not None]
         ys = [v for _, v in pts]
         if ys:
             fig.add_trace(go.Box(x=[0.0], name=name, **tukey_box(ys),
                                  fillcolor="rgba(148,163,184,.18)", line={"color": "#94a3b8", "width": 1},
-                                 hoverinfo="skip", showlegend=False, width=0.7), row=r, col=c)
-        ctx = [context.get(row["bids_name"], {}).get(name, {}) for row, _ in pts]
-        outlier = [bool(x.get("outlier")) for x in ctx]
+                                 hoverinfo="skip", showlegend=False, width=70), row=r, col=c)
+        ctx = [context.get(rows[i]["bids_name"], {}).get(name, {}) for i, _ in pts]
         fig.add_trace(go.Scatter(
-            x=[((i * 0.6180339887) % 1 - 0.5) * 0.55 for i in range(len(pts))], y=ys,
-            mode="markers", name=name, showlegend=False,
-            marker={"size": [10 if o else 7 for o in outlier],
-                    "color": [GRADE_COLOURS.get(row.get("grade"), GRADE_COLOURS["n/a"]) for row, _ in pts],
-                    "line": {"width": [2.5 if o else 0.5 for o in outlier],
-                             "color": ["#111827" if o else "#ffffff" for o in outlier]},
-                    "opacity": 0.9},
-            customdata=[[row["bids_name"], report_href(row["bids_name"]), row.get("grade", "n/a"),
-                         round(x.get("robust_z", float("nan")), 2) if x else "n/a"]
-                        for (row, _), x in zip(pts, ctx)],
+            # the strip's horizontal jitter, in hundredths of the box width's axis
+            x=np.array([round(((j * 0.6180339887) % 1 - 0.5) * 55) for j in range(len(pts))],
+                       dtype=np.int8),
+            # float32 holds the 4 significant digits shown; the box statistics use the exact ys
+            y=np.array(ys, dtype=np.float32), mode="markers", name=name, showlegend=False,
+            marker={"opacity": 0.9},
+            customdata=[[i, round(x.get("robust_z", float("nan")), 2) if x else "n/a",
+                         int(bool(x.get("outlier")))] for (i, _), x in zip(pts, ctx)],
             hovertemplate=("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade %{customdata[2]}"
                            "<br>robust z %{customdata[3]}<br><i>click to open the report</i><extra></extra>"),
         ), row=r, col=c)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.6, 0.6],
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-60, 60],
                      fixedrange=True)
     fig.update_yaxes(tickfont={"size": 10}, gridcolor="#eef2f7", zeroline=False)
     fig.update_annotations(font={"size": 12})
@@ -109,18 +115,60 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
     return fig
 
 
-def figure_html(fig, div_id: str, include_plotlyjs: bool) -> str:
-    """The figure as an HTML fragment (plotly escapes ``</`` in the data it embeds); a click
-    on a point that carries a report link opens that run's individual report."""
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """plotly.js's cartesian bundle, vendored as package data (``data/plotly/README.md``)."""
+    return (data_dir() / "plotly" / PLOTLY_BUNDLE).read_text(encoding="utf-8")
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as unicode escapes."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def figure_html(fig, div_id: str, runs: Sequence[Mapping[str, str]]) -> str:
+    """The figure (:func:`metric_figure`) as an HTML fragment: plotly.js inlined once, the
+    figure and ``runs`` (``name``, ``href``, ``grade`` of each run it indexes) as JSON, and a
+    script that expands the points, plots them, and opens a run's report on a click."""
     import plotly.io as pio
 
-    post = ("var gd = document.getElementById('{plot_id}');"
-            "gd.on('plotly_click', function (ev) { var p = ev.points && ev.points[0];"
-            " if (p && p.customdata && p.customdata[1]) { window.open(p.customdata[1], '_blank'); } });"
-            "gd.setAttribute('data-ready', '1');")
-    return pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=False, div_id=div_id,
-                       post_script=post, config={"displaylogo": False, "responsive": True,
-                                                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
+    config = {"displaylogo": False, "responsive": True,
+              "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+    return (f'<script>window.PlotlyConfig = {{MathJaxConfig: "local"}};</script>\n'
+            f"<script>{plotly_js()}</script>\n"
+            f'<div id="{div_id}" class="plotly-graph-div" style="height:100%; width:100%;"></div>\n'
+            f'<script type="application/json" id="{div_id}-figure">'
+            f"{_script_json(pio.to_json(fig, validate=False))}</script>\n"
+            f'<script type="application/json" id="{div_id}-runs">'
+            f"{_script_json({'runs': list(runs), 'colours': GRADE_COLOURS, 'style': POINT_STYLE, 'config': config})}"
+            f"</script>\n<script>{_EXPAND_JS.replace('DIV_ID', div_id)}</script>")
+
+
+# Expands each point's [run index, robust z, outlier] to [run, report link, grade, robust z]
+# with its grade colour and outlier ring, plots, then wires the click to the run's report.
+_EXPAND_JS = """(function () {
+  var fig = JSON.parse(document.getElementById('DIV_ID-figure').textContent);
+  var meta = JSON.parse(document.getElementById('DIV_ID-runs').textContent);
+  var runs = meta.runs, s = meta.style;
+  fig.data.forEach(function (t) {
+    if (t.type !== 'scatter' || !t.customdata) { return; }
+    var pts = t.customdata;
+    t.customdata = pts.map(function (p) { var r = runs[p[0]]; return [r.name, r.href, r.grade, p[1]]; });
+    t.marker = Object.assign({}, t.marker, {
+      size: pts.map(function (p) { return p[2] ? s.outlier.size : s.normal.size; }),
+      color: pts.map(function (p) { return meta.colours[runs[p[0]].grade] || meta.colours['n/a']; }),
+      line: {width: pts.map(function (p) { return p[2] ? s.outlier.line_width : s.normal.line_width; }),
+             color: pts.map(function (p) { return p[2] ? s.outlier.line_colour : s.normal.line_colour; })}
+    });
+  });
+  var gd = document.getElementById('DIV_ID');
+  Plotly.newPlot(gd, fig.data, fig.layout, meta.config).then(function () {
+    gd.on('plotly_click', function (ev) { var p = ev.points && ev.points[0];
+      if (p && p.customdata && p.customdata[1]) { window.open(p.customdata[1], '_blank'); } });
+    gd.setAttribute('data-ready', '1');
+  });
+})();"""
 
 
 def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None, *,
@@ -159,7 +207,9 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "metrics": [_number(r.get(m)) for m in metrics],
             "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
         })
-    fig = metric_figure(measured, metrics, context, report_href) if metrics and measured else None
+    fig = metric_figure(measured, metrics, context) if metrics and measured else None
+    points = [{"name": r["bids_name"], "href": report_href(r["bids_name"]),
+               "grade": r.get("grade", "n/a")} for r in measured]
     return template_env(html=True).get_template("report/group.html.j2").render(
         suffix=suffix,
         version=__version__,
@@ -170,7 +220,7 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
            ("failed", sum(r.get("status") == "failed" for r in rows))],
         n_outlier_runs=sum(bool(r["outliers"]) for r in runs),
         metrics=metrics,
-        figure=figure_html(fig, "metric-plot", include_plotlyjs=True) if fig is not None else "",
+        figure=figure_html(fig, "metric-plot", points) if fig is not None else "",
         rating_columns=list(RATING_COLUMNS),
         artifact_choices=list(ARTIFACT_CHOICES),
         labels=list(LABELS),

@@ -14,7 +14,7 @@ def test_group_report_escapes_and_inlines_plotly_once(derivatives):
     assert EVIL_ACQ not in html and "<script>window.__pwned" not in html
     assert "&lt;img src=x onerror=window.__pwned=2&gt;" in html
     assert "not a NIfTI &lt;script&gt;" in html
-    assert len(re.findall(r"plotly\.js v\d", html)) == 1  # the library, once
+    assert len(re.findall(r"plotly\.js \(cartesian - minified\) v\d", html)) == 1  # the library, once
     assert not re.search(r"<script[^>]+src=", html)  # nothing loaded from elsewhere
     # Run names inside <script> blocks (plotly's figure data, our JSON) have "<" escaped.
     assert "\\u003cimg src=x onerror" in html
