@@ -1,6 +1,7 @@
 """Group level: gather every run's derivative into ``group_<suffix>.tsv`` and its report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,17 @@ def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohor
     out = []
     for doc in docs:
         new = regraded[doc["bids_meta"]["bids_name"]]
-        atomic_write_json(Path(doc["_path"]), {k: v for k, v in new.items() if not k.startswith("_")})
+        content = {k: v for k, v in new.items() if not k.startswith("_")}
+        if content != {k: v for k, v in doc.items() if not k.startswith("_")}:  # reruns: no write
+            atomic_write_json(Path(doc["_path"]), content)
         out.append(new)
     kept = set()
     for oc in outcomes:
         if oc.reference is not None:
-            kept.add(atomic_write_json(layout.cohort_reference(oc.cohort.suffix, oc.cohort.cohort_id),
-                                       oc.reference.to_dict()))
+            path = layout.cohort_reference(oc.cohort.suffix, oc.cohort.cohort_id)
+            if _read_json(path) != oc.reference.to_dict():
+                atomic_write_json(path, oc.reference.to_dict())
+            kept.add(path)
     for suffix in {d["bids_meta"]["suffix"] for d in docs}:
         for path in layout.cohort_references(suffix):
             if path not in kept:  # a cohort of an earlier run that no longer exists
@@ -65,6 +70,14 @@ def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohor
     for line in summary_lines(outcomes):
         print(f"[mmrqa] {line}", flush=True)
     return out, outcomes
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON at ``path``, or None when it is missing or unreadable (then rewritten)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, Any]],

@@ -62,7 +62,7 @@ def with_dataset_basis(doc: Mapping[str, Any], rel: Any, cohort: Mapping[str, An
     ``member``: the run is one of the cohort's runs (group level) rather than a new run graded
     against a stored reference (``participant --reference``).
     """
-    out = copy.deepcopy(dict(doc))
+    out = dict(doc)  # grade and narrative are replaced; nothing else is touched
     model = model_grade(doc)
     relative = relative_dict(rel)
     out["grade"] = {
@@ -89,7 +89,7 @@ def with_model_basis(doc: Mapping[str, Any], reason: str, cohort: Mapping[str, A
     """``doc`` with the absolute model's grade and narrative, the basis ``model`` and its
     ``reason``; with ``flag_narrative`` the classification section starts by saying so
     (a small cohort's fallback is flagged; a participant-level job's grade is not yet one)."""
-    out = copy.deepcopy(dict(doc))
+    out = dict(doc)  # grade and narrative are replaced; nothing else is touched
     model = model_grade(doc)
     out["grade"] = {
         "label": model.get("label"), "probabilities": dict(model.get("probabilities") or {}),
