@@ -590,8 +590,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
               params: dict[str, Any] | None = None, seed: int = 0,
               features: Sequence[str] | None = None,
               recipe: dict[str, Any] | None = None,
-              label_map: str = "none/mild -> Good, moderate -> Medium, severe -> Bad"
-              ) -> dict[str, Any]:
+              label_map: str = "none/mild -> Good, moderate -> Medium, severe -> Bad",
+              calib: np.ndarray | None = None,
+              artifact_model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit and calibrate one family's model on metric rows; returns the model file's content.
 
     The generic entry point (the train level calls it with rated runs and their simulated
@@ -600,7 +601,11 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     the narrative calls "clean runs". A random ``params["calibration_fraction"]`` of the rows
     fits the softmax temperature instead of the trees. The grade model's settings
     (``grade_model``, ``monotonic``, ``good_weight``) are read by
-    :func:`~mmrqa_bids.train.trees.fit_grade_model`.
+    :func:`~mmrqa_bids.train.trees.fit_grade_model`. ``calib`` (a boolean mask) replaces the
+    random calibration rows (the train level stratifies them by grade, so that a class of a
+    few rated runs is never all in calibration); ``artifact_model`` (an exported ensemble over
+    the same ``features``) is stored as the artifact model instead of fitting one (the train
+    level keeps the shipped one when the ratings carry no artifact labels).
     """
     import sklearn
 
@@ -611,9 +616,12 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     params = {**DEFAULT_RECIPE["model"], **(params or {})}
     features = list(features) if features is not None else recipe_features(family, rows)
     x = metric_matrix(rows, features)
-    calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
+    if calib is None:
+        calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
+    calib = np.asarray(calib, dtype=bool)
     grade = fit_grade_model(x, labels, artifact_labels, features, params, seed, calib)
-    artifact = fit_ensemble(x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
+    artifact = artifact_model if artifact_model is not None else fit_ensemble(
+        x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
     clean_rows = [r for r, c in zip(rows, clean) if c]
     if len(clean_rows) < 5:
         raise TrainingError(f"{family}: need at least 5 clean runs for the reference ranges, "

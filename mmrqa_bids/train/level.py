@@ -11,13 +11,14 @@ metric classifier instead, on the same examples and split.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import re
 import shutil
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,10 +30,11 @@ from mmrqa_bids.metrics import MeasureError
 from mmrqa_bids.settings import Settings
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
+logger = logging.getLogger(__name__)
 
 
 def _say(text: str) -> None:
-    print(f"[mmrqa] {text}", flush=True)
+    logger.info("%s", text)
 
 
 def base_model(settings: Settings) -> str | None:
@@ -69,12 +71,14 @@ def check_settings(settings: Settings) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def plan(settings: Settings) -> tuple[list, list[str], list[str]]:
-    """(example specs, training participants, held-out participants)."""
+def plan(settings: Settings) -> tuple[list, list[str], list[str], dict[str, Path]]:
+    """(example specs, training participants, held-out participants, and the path of every
+    rated run's participant-level JSON in OUTPUT_DIR by the run's image path)."""
     from mmrqa_bids.bids import collect_runs
     from mmrqa_bids.ratings import RatingsError, read_ratings
     from mmrqa_bids.train.examples import plan_examples
     from mmrqa_bids.train.split import split_participants
+    from mmrqa_bids.vocabulary import family_of
 
     ex, tr = settings.execution, settings.training
     runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
@@ -87,9 +91,47 @@ def plan(settings: Settings) -> tuple[list, list[str], list[str]]:
     rated = [r for r in runs if any(x.matches(r.bids_name) for x in ratings)]
     if not rated:
         raise DatasetError(f"{tr.labels}: no rating matches any of the {len(runs)} selected runs")
-    train_ids, held = split_participants([r.subject for r in rated], tr.holdout_fraction, tr.seed)
+    # stratified by each participant's ratings (family and grade), so that a grade of a few
+    # rated participants is split as the others are
+    strata: dict[str, set[str]] = {}
+    for run in rated:
+        rating = next(x for x in reversed(ratings) if x.matches(run.bids_name))
+        strata.setdefault(run.subject, set()).add(f"{family_of(run.suffix)}:{rating.rating}")
+    train_ids, held = split_participants([r.subject for r in rated], tr.holdout_fraction, tr.seed,
+                                         {p: "+".join(sorted(s)) for p, s in strata.items()})
     specs = plan_examples(rated, ratings, set(held), tr.simulate, tr.seed)
-    return specs, train_ids, held
+    layout = DerivativesLayout(ex.output_dir)
+    return specs, train_ids, held, {str(r.path): layout.run_json(r) for r in rated}
+
+
+def reusable_metrics(doc: Any, checksum: str, version: str) -> dict[str, float] | None:
+    """The metrics of a participant-level run JSON when they are what ``train`` would measure:
+    written by this ``version`` of mmrqa for a file of this ``checksum``, with the default
+    bias-field estimator and without MRIQC's IQMs mixed in; else None. Nulls (metrics not
+    computable for the image) come back as NaN, the value the measuring step gives them."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict) or not doc["metrics"]:
+        return None
+    prov = doc.get("provenance") or {}
+    execution = (prov.get("settings") or {}).get("execution") or {}
+    if ((doc.get("bids_meta") or {}).get("checksum") != checksum or prov.get("version") != version
+            or prov.get("mriqc") or execution.get("inu_method", "polynomial") != "polynomial"):
+        return None
+    return {k: float("nan") if v is None else v for k, v in doc["metrics"].items()}
+
+
+def _participant_metrics(spec, derivatives: dict[str, Path]) -> dict[str, float] | None:
+    """:func:`reusable_metrics` of the rated run ``spec`` (simulated copies are measured)."""
+    from mmrqa_bids import __version__
+    from mmrqa_bids.derivatives import read_derivative
+    from mmrqa_bids.io import file_checksum
+
+    path = derivatives.get(spec.source)
+    if spec.origin != "expert" or path is None or not path.is_file():
+        return None
+    try:
+        return reusable_metrics(read_derivative(path), file_checksum(spec.source), __version__)
+    except (OSError, ValueError):
+        return None  # an unreadable run JSON: measure the run instead
 
 
 def _realise_one(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
@@ -101,25 +143,60 @@ def _realise_one(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
         return None, " ".join(str(exc).split())
 
 
-def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path,
-                nprocs: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Manifest entries (spec fields + metrics + mosaic) and the failures with their reason."""
-    jobs = [(s, image_dir, cache_dir) for s in specs]
-    if nprocs > 1 and len(jobs) > 1:
+def realise_all(specs: Sequence, image_dir: Path, cache_dir: Path, nprocs: int,
+                reuse: dict[str, dict[str, float]] | None = None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Manifest entries (spec fields + metrics + mosaic) and the failures with their reason.
+
+    ``reuse``: metrics already measured by the participant level, by example id; those
+    examples are not measured again (and get no mosaic: only the LoRA path needs one, and it
+    passes no ``reuse``). One progress line per example as it completes."""
+    reuse = reuse or {}
+    results: dict[int, tuple[dict[str, Any] | None, str | None]] = {
+        i: ({"metrics": reuse[s.example_id], "mosaic": None}, None)
+        for i, s in enumerate(specs) if s.example_id in reuse}
+    todo = [i for i in range(len(specs)) if i not in results]
+    if results:
+        _say(f"{len(results)} rated run(s) reuse the participant level's metrics from "
+             f"OUTPUT_DIR; {len(todo)} example(s) to measure")
+    progress = _Progress(len(todo))
+    if nprocs > 1 and len(todo) > 1:
         # spawn, not fork: a forked child of a process whose torch thread pool already ran
         # (the LLM graders, another test in the same worker) can hang in its first tensor copy
         with ProcessPoolExecutor(max_workers=nprocs,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_realise_one, jobs))
+            futures = {pool.submit(_realise_one, (specs[i], image_dir, cache_dir)): i
+                       for i in todo}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                progress.done(specs[i].example_id, results[i][1])
     else:
-        results = [_realise_one(j) for j in jobs]
+        for i in todo:
+            results[i] = _realise_one((specs[i], image_dir, cache_dir))
+            progress.done(specs[i].example_id, results[i][1])
     entries, failed = [], []
-    for spec, (result, error) in zip(specs, results):
+    for spec, (result, error) in zip(specs, (results[i] for i in range(len(specs)))):
         if error is not None:
             failed.append({"example_id": spec.example_id, "source": spec.source, "error": error})
         else:
             entries.append({**asdict(spec), **result})
     return entries, failed
+
+
+class _Progress:
+    """``[mmrqa] measured k/N <example> (elapsed s, about R s left)``, one line per example."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.start = total, 0, time.perf_counter()
+
+    def done(self, example_id: str, error: str | None) -> None:
+        self.count += 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.count * (self.total - self.count)
+        _say(f"measured {self.count}/{self.total} {example_id}"
+             + (" (failed)" if error else "")
+             + f" ({elapsed:.0f} s, about {left:.0f} s left)")
 
 
 def facts_for(entries: Sequence[dict[str, Any]]) -> tuple[list, bool]:
@@ -160,25 +237,53 @@ def qa_contents(settings: Settings, facts: Sequence, has_reference: bool) -> lis
     return contents
 
 
-def build_dataset(settings: Settings, out: Path) -> dict[str, Any]:
-    """Every data stage; writes ``dataset/`` (mosaics, manifest, JSONL) and returns it all."""
-    from mmrqa_bids.qa.dialogues import conversations_for, grade_conversation, sample
-    from mmrqa_bids.qa.export import write_jsonl
+def build_dataset(settings: Settings, out: Path, conversations: bool = True) -> dict[str, Any]:
+    """Every data stage; writes ``dataset/`` (mosaics, manifest, JSONL) and returns it all.
 
-    tr, ex = settings.training, settings.execution
-    specs, train_ids, held = plan(settings)
+    ``conversations`` False (the metric classifier): no QA answers or JSONL, and rated runs
+    whose participant-level JSON in OUTPUT_DIR holds reusable metrics
+    (:func:`reusable_metrics`) are not measured again."""
+    ex = settings.execution
+    specs, train_ids, held, derivatives = plan(settings)
+    reuse = {}
+    if not conversations:
+        for spec in specs:
+            metrics = _participant_metrics(spec, derivatives)
+            if metrics is not None:
+                reuse[spec.example_id] = metrics
     dataset = out / "dataset"
     t0 = time.perf_counter()
     entries, failed = realise_all(specs, dataset / "images", ex.work_dir / "train_examples",
-                                  ex.nprocs)
-    _say(f"{len(entries)} example(s) measured in {time.perf_counter() - t0:.1f} s "
-         f"({sum(e['origin'] == 'simulated' for e in entries)} simulated); "
+                                  ex.nprocs, reuse)
+    _say(f"{len(entries)} example(s) ready in {time.perf_counter() - t0:.1f} s "
+         f"({sum(e['origin'] == 'simulated' for e in entries)} simulated, {len(reuse)} with "
+         f"the participant level's metrics); "
          f"{len(failed)} failed; participants: {len(train_ids)} train, {len(held)} held out")
     for f in failed:
         _say(f"example {f['example_id']} failed: {f['error']}")
     train_entries = [e for e in entries if e["split"] == "train"]
     if not train_entries:
         raise DatasetError("no usable training example (every rated run failed or is held out)")
+    for entry in entries:
+        entry["reused"] = entry["example_id"] in reuse
+    qa = _conversations(settings, dataset, entries) if conversations else {}
+    manifest = {"participants": {"train": train_ids, "test": held}, "examples": entries,
+                "failed": failed, "reused_participant_metrics": len(reuse),
+                **({"qa_source": qa["qa_source"], "qa_fraction": qa["qa_fraction"],
+                    "conversations": qa["conversation_kinds"], "jsonl": qa["jsonl"]}
+                   if qa else {})}
+    atomic_write_json(dataset / "manifest.json", manifest)
+    return {"entries": entries, "failed": failed, "conversations": qa.get("conversations", []),
+            "manifest": manifest, "train_ids": train_ids, "held": held}
+
+
+def _conversations(settings: Settings, dataset: Path, entries: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """QA answers, conversations and JSONL of the LoRA path (``dataset/manifest.json``)."""
+    from mmrqa_bids.qa.dialogues import conversations_for, grade_conversation, sample
+    from mmrqa_bids.qa.export import write_jsonl
+
+    tr = settings.training
     facts, has_reference = facts_for(entries)
     contents = qa_contents(settings, facts, has_reference)
     by_split: dict[str, list] = {"train": [], "test": []}
@@ -192,13 +297,10 @@ def build_dataset(settings: Settings, out: Path) -> dict[str, Any]:
     conversations = sample(by_split["train"], tr.qa_fraction, tr.seed)
     jsonl = {"train": write_jsonl(conversations, dataset, "train"),
              "test": write_jsonl(by_split["test"], dataset, "test")}
-    manifest = {"participants": {"train": train_ids, "test": held}, "examples": entries,
-                "failed": failed, "qa_source": tr.qa_source, "qa_fraction": tr.qa_fraction,
-                "conversations": dict(Counter(c.kind.split("/")[0] for c in conversations)),
-                "jsonl": {k: {f: str(p) for f, p in v.items()} for k, v in jsonl.items()}}
-    atomic_write_json(dataset / "manifest.json", manifest)
-    return {"entries": entries, "failed": failed, "conversations": conversations,
-            "manifest": manifest, "train_ids": train_ids, "held": held}
+    return {"conversations": conversations, "qa_source": tr.qa_source,
+            "qa_fraction": tr.qa_fraction,
+            "conversation_kinds": dict(Counter(c.kind.split("/")[0] for c in conversations)),
+            "jsonl": {k: {f: str(p) for f, p in v.items()} for k, v in jsonl.items()}}
 
 
 # --------------------------------------------------------------------------- LLaVA + LoRA
@@ -325,7 +427,7 @@ def run_train(settings: Settings) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "settings.toml", settings.to_toml())
     t0 = time.perf_counter()
-    data = build_dataset(settings, out)
+    data = build_dataset(settings, out, conversations=base is not None)
     if base is None:
         return train_classifier(settings, out, data)
     summary = train_llava(settings, base, out, data)
@@ -338,51 +440,101 @@ def run_train(settings: Settings) -> int:
 
 
 def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int:
-    """The metric classifier (:func:`mmrqa_bids.train.classifier.fit_model`) on the same
-    examples and split: one model file per family with training runs, scored on the held-out
-    participants; ``--grader classifier --model OUT`` reads the folder (the shipped model
-    fills a family without rated runs)."""
+    """The metric classifier on the same examples and split, one family at a time
+    (:func:`mmrqa_bids.train.rated_classifier.fit_rated_family`): a family with too few
+    ratings keeps the shipped model (one warning line), the others are fitted; every family
+    is scored on the held-out participants beside the shipped model. Writes one model file per
+    family, ``evaluation.json`` and the model card; ``--grader classifier --model OUT`` reads
+    the folder. Raises :class:`DatasetError` only when no family could be fitted."""
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
-    from mmrqa_bids.train.classifier import (TrainingError, evaluate_model, fit_model,
-                                             save_model)
+    from mmrqa_bids.train.classifier import save_model
+    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
+                                                   held_out_scores, read_model_doc,
+                                                   shortfall_line, split_by_family)
 
+    tr = settings.training
+    unknown = sorted({e["artifact"] for e in data["entries"] if e["artifact"]} - set(ARTIFACTS))
+    if unknown:
+        raise DatasetError(f"{tr.labels}: artifact(s) {', '.join(unknown)} unknown to the "
+                           f"metric classifier ({', '.join(ARTIFACTS)})")
+    by_family = split_by_family(data["entries"])
     evaluation: dict[str, Any] = {}
+    docs: dict[str, dict[str, Any]] = {}
     for family in MODEL_FILES:
-        fam = [e for e in data["entries"]
-               if ("bold" if e["suffix"] == "bold" else "anat") == family]
-        train = [e for e in fam if e["split"] == "train"]
-        if not train:
+        shipped = read_model_doc(model_paths(None)[family])
+        split = by_family.get(family, {"train": [], "test": []})
+        if split["train"]:
+            doc, record = fit_rated_family(family, split["train"], shipped, tr.seed)
+        else:
+            doc, record = None, {"trained": False, "n_train": 0,
+                                 "reason": "no rated run in the training split"}
+        if doc is None:
+            record["kept"] = shipped["model_id"]
+            if record.get("short"):
+                _say(shortfall_line(family, record["counts"], record["short"],
+                                    tr.holdout_fraction, MIN_PER_CLASS))
+            elif split["train"]:
+                _say(f"WARNING {family}: {record['reason']} - the shipped {family} model is kept")
+        else:
+            docs[family] = doc
+        if split["test"]:
+            record["held_out_shipped"] = held_out_scores(shipped, split["test"])
+            if doc is not None:
+                record["held_out"] = held_out_scores(doc, split["test"])
+        evaluation[family] = record
+    if not docs:
+        raise DatasetError(f"{tr.labels}: no family could be trained ("
+                           + "; ".join(f"{f}: {r['reason']}" for f, r in evaluation.items())
+                           + "); rate more runs or add simulated copies with --simulate N")
+    for family in MODEL_FILES:
+        if family in docs:
+            docs[family]["evaluation"] = {k: evaluation[family][k]
+                                          for k in ("held_out", "held_out_shipped")
+                                          if k in evaluation[family]}
+            save_model(docs[family], out)
+        else:
             shutil.copyfile(model_paths(None)[family], out / MODEL_FILES[family])
-            evaluation[family] = {"trained": False, "reason": "no rated training run; the "
-                                                               "shipped model is copied"}
-            continue
-        unknown = sorted({e["artifact"] for e in train if e["artifact"]} - set(ARTIFACTS))
-        if unknown:
-            raise DatasetError(f"{settings.training.labels}: artifact(s) {', '.join(unknown)} "
-                               f"unknown to the metric classifier ({', '.join(ARTIFACTS)})")
-        try:
-            doc = fit_model(family, [e["metrics"] for e in train], [e["label"] for e in train],
-                            [e["artifact"] or "none" for e in train],
-                            [e["label"] == "Good" and not e["artifact"] for e in train],
-                            seed=settings.training.seed)
-        except TrainingError as exc:
-            raise DatasetError(f"cannot train the metric classifier: {exc} (rate more runs or "
-                               f"add simulated copies with --simulate N)") from exc
-        test = [e for e in fam if e["split"] == "test"]
-        doc["evaluation"] = {"held_out": evaluate_model(
-            doc, [e["metrics"] for e in test], [e["label"] for e in test],
-            [e["artifact"] or "none" for e in test])} if test else {}
-        save_model(doc, out)
-        evaluation[family] = {"trained": True, "n_train": len(train), "model_id": doc["model_id"],
-                              **doc["evaluation"]}
-        held = doc["evaluation"].get("held_out")
-        _say(f"metric classifier ({family}): {len(train)} training example(s)"
-             + (f"; held-out accuracy {held['accuracy']:.3f}, macro-F1 {held['macro_f1']:.3f}"
-                if held else "; no held-out run"))
+        _say(_family_summary(family, evaluation[family]))
     atomic_write_json(out / "evaluation.json", evaluation)
+    atomic_write_text(out / "README.md", classifier_card(settings, out, data, evaluation))
     _say(f"metric classifier written to {out}; grade with: --grader classifier --model {out}")
     return EXIT_SOME_FAILED if data["failed"] else EXIT_OK
+
+
+def _family_summary(family: str, record: dict[str, Any]) -> str:
+    """One line: trained or kept, training examples, held-out scores beside the shipped
+    model's."""
+    def scores(s: dict[str, Any] | None) -> str:
+        return f"accuracy {s['accuracy']:.3f}, macro-F1 {s['macro_f1']:.3f}" if s else "n/a"
+
+    head = (f"metric classifier ({family}): "
+            + (f"fitted on {record['n_train']} training example(s)" if record["trained"]
+               else f"shipped model kept ({record['n_train']} training example(s))"))
+    if "held_out_shipped" not in record:
+        return head + "; no held-out run"
+    n = record["held_out_shipped"]["n"]
+    if record["trained"]:
+        return (head + f"; held out ({n} run(s)): {scores(record['held_out'])}; shipped model: "
+                + scores(record["held_out_shipped"]))
+    return head + f"; held out ({n} run(s)), shipped model: {scores(record['held_out_shipped'])}"
+
+
+def classifier_card(settings: Settings, out: Path, data: dict[str, Any],
+                    evaluation: dict[str, Any]) -> str:
+    """The model card (``README.md``) of a metric classifier trained on ratings."""
+    from mmrqa_bids import __version__
+    from mmrqa_bids.resources import template_env
+    from mmrqa_bids.train.rated_classifier import MIN_PER_CLASS
+
+    tr = settings.training
+    return template_env(html=False).get_template("train/classifier_model_card.md.j2").render(
+        name=out.name, version=__version__, bids_dir=settings.execution.bids_dir,
+        labels=tr.labels, holdout_fraction=tr.holdout_fraction, seed=tr.seed,
+        simulate=tr.simulate, n_train_participants=len(data["train_ids"]),
+        n_test_participants=len(data["held"]), n_failed=len(data["failed"]),
+        n_reused=data["manifest"].get("reused_participant_metrics", 0),
+        min_per_class=MIN_PER_CLASS, families=evaluation, model_dir=out) + "\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,185 @@
+"""The metric classifier fitted on a study's own ratings (the ``train`` level without a base
+model), one family (anat, bold) at a time and each on its own:
+
+* the **grade model** is fitted on the family's training examples (rated runs and their
+  simulated copies) when every grade has at least :data:`MIN_PER_CLASS` of them; otherwise
+  the family keeps the shipped model and :func:`shortfall_line` says how many more ratings of
+  which grade it needs;
+* the **artifact model** is fitted only on examples whose artifact type is known (an
+  ``artifact`` column, a simulated copy, or a run rated Good: "none") and only when every
+  type has :data:`MIN_PER_CLASS` of them; otherwise the shipped artifact model is kept inside
+  the new model file, and the file's recipe says so (``artifact_model``);
+* both use the shipped model's features (the kept artifact trees index them; the grade
+  model then sees what the default grader sees).
+
+Pure functions here; the level (:mod:`mmrqa_bids.train.level`) reads, writes and prints.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmrqa_bids.grading.base import LABELS
+from mmrqa_bids.vocabulary import family_of
+
+#: Fewest training examples of each class (each grade for the grade model; "none" and each
+#: artifact type for the artifact model) to fit a family's model on the ratings; below it the
+#: shipped one is kept. Chosen from ``benchmarks/rated_classifier_minimum.py`` (README,
+#: "Training on your own ratings").
+MIN_PER_CLASS = 5
+CALIBRATION_FRACTION = 0.2
+
+
+def shortfall(labels: Sequence[str], classes: Sequence[str], minimum: int) -> dict[str, int]:
+    """Per class short of ``minimum`` examples, how many more it needs:
+    ``minimum - count(class)`` (classes in their given order, satisfied ones left out)."""
+    counts = Counter(labels)
+    return {c: minimum - counts[c] for c in classes if counts[c] < minimum}
+
+
+def shortfall_line(family: str, counts: dict[str, int], short: dict[str, int],
+                   holdout_fraction: float, minimum: int) -> str:
+    """The one warning line of a family that keeps the shipped model. Ratings needed in all
+    are scaled up for the held-out share: ceil(k / (1 - holdout_fraction))."""
+    keep = max(1.0 - holdout_fraction, 1e-9)
+    need = ", ".join(f"{k} more {c}" for c, k in short.items())
+    total = ", ".join(f"{math.ceil(k / keep)} {c}" for c, k in short.items())
+    have = ", ".join(f"{c} {counts.get(c, 0)}" for c in LABELS)
+    return (f"WARNING {family}: too few training examples ({have}; at least {minimum} per "
+            f"grade), the shipped {family} model is kept: it needs {need} in the training "
+            f"split, that is about {total} more rated runs with --holdout-fraction "
+            f"{holdout_fraction:g}")
+
+
+def stratified_calibration(labels: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+    """Calibration rows drawn class by class: floor(fraction * n_c) of each class's n_c rows,
+    at random, so that every class keeps most of its rows for the trees (a random 20% of
+    fifteen rated runs can take all three of a class)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    calib = np.zeros(len(labels), dtype=bool)
+    for c in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == c)
+        calib[rng.choice(idx, size=int(fraction * len(idx)), replace=False)] = True
+    return calib
+
+
+def small_data_params(params: dict[str, Any], n_fit: int) -> dict[str, Any]:
+    """The recipe's tree settings for ``n_fit`` fitted rows: leaves of at least
+    max(2, min(recipe, n_fit // 10)) rows (the recipe's 8 were set for thousands of simulated
+    runs; with fewer than 16 rows they forbid every split)."""
+    leaf = max(2, min(int(params["min_samples_leaf"]), n_fit // 10))
+    return {**params, "min_samples_leaf": leaf}
+
+
+def known_artifact(entry: dict[str, Any]) -> str | None:
+    """An example's artifact type when known: its label (given or simulated), "none" for a run
+    rated Good without one, else None (a Medium/Bad rating says nothing of the cause)."""
+    if entry.get("artifact"):
+        return str(entry["artifact"])
+    return "none" if entry["label"] == "Good" else None
+
+
+def read_model_doc(path) -> dict[str, Any]:
+    """A (gzipped) model file's JSON content."""
+    raw = open(path, "rb").read()
+    return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+
+
+def split_by_family(entries: Sequence[dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """family -> {"train": [...], "test": [...]} examples."""
+    out: dict[str, dict[str, list]] = {}
+    for e in entries:
+        out.setdefault(family_of(e["suffix"]), {"train": [], "test": []})[e["split"]].append(e)
+    return out
+
+
+def fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dict[str, Any],
+                     seed: int, minimum: int = MIN_PER_CLASS) -> tuple[dict[str, Any] | None,
+                                                                        dict[str, Any]]:
+    """:func:`_fit_rated_family` on one OpenMP thread: on tens of rows the boosting's threads
+    cost more than they save, and on a busy machine far more (a 15-run fit took 16 s with
+    the default threads and 2 s with one on a loaded 2-core host)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _fit_rated_family(family, train, shipped, seed, minimum)
+
+
+def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dict[str, Any],
+                      seed: int, minimum: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(model file content or None, record) for one family's training examples.
+
+    None when a grade has fewer than ``minimum`` examples (the record's ``short`` says how
+    many more). The artifact model is fitted when every type has ``minimum`` examples of known
+    type (:func:`known_artifact`), else the ``shipped`` one is kept."""
+    from mmrqa_bids.artifacts import ARTIFACTS
+    from mmrqa_bids.grading.classifier import metric_matrix
+    from mmrqa_bids.train.classifier import DEFAULT_RECIPE, fit_model
+    from mmrqa_bids.train.sources import TrainingError
+    from mmrqa_bids.train.trees import fit_ensemble
+
+    labels = [e["label"] for e in train]
+    counts = dict(Counter(labels))
+    record: dict[str, Any] = {"trained": False, "n_train": len(train), "counts": counts,
+                              "n_simulated": sum(e["origin"] == "simulated" for e in train)}
+    short = shortfall(labels, LABELS, minimum)
+    if short:
+        record.update(short=short, reason=f"fewer than {minimum} training examples of "
+                                          + ", ".join(short))
+        return None, record
+    features = list(shipped["features"])
+    calib = stratified_calibration(labels, CALIBRATION_FRACTION, seed)
+    params = small_data_params(DEFAULT_RECIPE["model"], int((~calib).sum()))
+    typed = [(e, a) for e in train if (a := known_artifact(e)) is not None]
+    art_classes = ("none",) + tuple(ARTIFACTS)
+    art_short = shortfall([a for _, a in typed], art_classes, minimum)
+    if art_short:
+        artifact = shipped["artifact"]
+        art_record = {"trained": False, "model_id": shipped["model_id"],
+                      "reason": ("no artifact label among the ratings" if
+                                 not any(a != "none" for _, a in typed) else
+                                 f"fewer than {minimum} examples of " + ", ".join(art_short))
+                      + "; the shipped artifact model is kept"}
+    else:
+        a_labels = [a for _, a in typed]
+        a_calib = stratified_calibration(a_labels, CALIBRATION_FRACTION, seed)
+        artifact = fit_ensemble(metric_matrix([e["metrics"] for e, _ in typed], features),
+                                a_labels, art_classes,
+                                small_data_params(DEFAULT_RECIPE["model"], int((~a_calib).sum())),
+                                seed, a_calib)
+        art_record = {"trained": True, "n_train": len(typed),
+                      "counts": dict(Counter(a_labels))}
+    try:
+        doc = fit_model(family, [e["metrics"] for e in train], labels,
+                        [known_artifact(e) or "none" for e in train],
+                        [e["label"] == "Good" and not e.get("artifact") for e in train],
+                        params=params, seed=seed, features=features, calib=calib,
+                        artifact_model=artifact,
+                        label_map="the ratings' grades (simulated copies: their severity's)")
+    except TrainingError as exc:  # e.g. fewer than 5 clean runs for the reference ranges
+        record.update(reason=str(exc))
+        return None, record
+    doc["model_id"] = doc["model_id"].replace("mmrqa-metric-hgb-", "mmrqa-metric-rated-", 1)
+    doc["recipe"]["artifact_model"] = art_record
+    doc["recipe"]["trainer"] = "mmrqa_bids.train.rated_classifier (train level)"
+    doc["recipe"]["min_per_class"] = minimum
+    record.update(trained=True, model_id=doc["model_id"], artifact_model=art_record,
+                  min_samples_leaf=params["min_samples_leaf"])
+    return doc, record
+
+
+def held_out_scores(doc: dict[str, Any], test: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`~mmrqa_bids.train.classifier.evaluate_model` on held-out examples, with the
+    artifact accuracy only where every degraded example's artifact type is known."""
+    from mmrqa_bids.train.classifier import evaluate_model
+
+    degraded = [e for e in test if e["label"] != "Good"]
+    typed = all(e.get("artifact") for e in degraded)
+    return evaluate_model(doc, [e["metrics"] for e in test], [e["label"] for e in test],
+                          [known_artifact(e) or "none" for e in test] if typed else None)

@@ -1,0 +1,139 @@
+"""The metric classifier on a study's own ratings, family by family: grades alone fit the
+grade model and keep the shipped artifact model; too few ratings keep the shipped model and
+say how many more of which grade; participant-level metrics are reused only when valid."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
+                                               held_out_scores, known_artifact, read_model_doc,
+                                               shortfall, shortfall_line, stratified_calibration)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from mmrqa_bids.grading.classifier import model_paths
+    return read_model_doc(model_paths(None)["anat"])
+
+
+def _rows(shipped, n_per_grade: dict[str, int], seed: int = 0) -> list[dict]:
+    """Metric rows around the shipped model's clean medians; Medium and Bad runs moved by 3
+    and 8 interquartile ranges on every feature (a clear, learnable difference)."""
+    rng = np.random.default_rng(seed)
+    shift = {"Good": 0.0, "Medium": 3.0, "Bad": 8.0}
+    out = []
+    for grade, n in n_per_grade.items():
+        for _ in range(n):
+            metrics = {}
+            for name in shipped["features"]:
+                ref = shipped["reference"].get(name, {"median": 1.0, "q25": 0.9, "q75": 1.1})
+                iqr = max(ref["q75"] - ref["q25"], 1e-6)
+                metrics[name] = ref["median"] + iqr * (shift[grade] + 0.3 * rng.standard_normal())
+            out.append({"label": grade, "metrics": metrics, "suffix": "T1w",
+                        "origin": "expert", "artifact": None, "split": "train"})
+    return out
+
+
+def test_shortfall_counts_what_each_grade_lacks():
+    labels = ["Good"] * 7 + ["Medium"] * 3
+    assert shortfall(labels, ("Good", "Medium", "Bad"), 5) == {"Medium": 2, "Bad": 5}
+    assert shortfall(labels * 2, ("Good", "Medium"), 5) == {}
+
+
+def test_shortfall_line_is_one_line_with_the_ratings_needed():
+    line = shortfall_line("bold", {"Good": 4, "Bad": 1}, {"Good": 1, "Medium": 5, "Bad": 4},
+                          0.5, 5)
+    assert "\n" not in line and line.startswith("WARNING bold")
+    assert "1 more Good, 5 more Medium, 4 more Bad in the training split" in line
+    # half the ratings are held out: twice as many rated runs in all
+    assert "about 2 Good, 10 Medium, 8 Bad more rated runs" in line
+    assert "shipped bold model is kept" in line
+
+
+def test_stratified_calibration_keeps_most_of_every_class_for_the_trees():
+    labels = ["Good"] * 20 + ["Medium"] * 5 + ["Bad"] * 4
+    calib = stratified_calibration(labels, 0.2, seed=3)
+    arr = np.array(labels)
+    assert [int(calib[arr == c].sum()) for c in ("Good", "Medium", "Bad")] == [4, 1, 0]
+    assert np.array_equal(calib, stratified_calibration(labels, 0.2, seed=3))
+
+
+def test_known_artifact():
+    assert known_artifact({"label": "Good", "artifact": None}) == "none"
+    assert known_artifact({"label": "Bad", "artifact": None}) is None
+    assert known_artifact({"label": "Bad", "artifact": "motion"}) == "motion"
+
+
+def test_grades_alone_fit_the_grade_model_and_keep_the_shipped_artifact_model(shipped):
+    from mmrqa_bids.grading.classifier import MetricModel
+
+    train = _rows(shipped, {"Good": 12, "Medium": 6, "Bad": 6})
+    doc, record = fit_rated_family("anat", train, shipped, seed=0)
+    assert doc is not None and record["trained"]
+    assert doc["features"] == shipped["features"]
+    assert doc["artifact"] == shipped["artifact"]
+    kept = doc["recipe"]["artifact_model"]
+    assert kept["trained"] is False and kept["model_id"] == shipped["model_id"]
+    assert "no artifact label" in kept["reason"]
+    assert doc["model_id"].startswith("mmrqa-metric-rated-anat-")
+    model = MetricModel.from_dict(doc)  # the grader reads it
+    assert list(model.artifact.classes) == shipped["artifact"]["classes"]
+    test = _rows(shipped, {"Good": 10, "Medium": 10, "Bad": 10}, seed=1)
+    scores = held_out_scores(doc, test)
+    assert scores["n"] == 30 and scores["accuracy"] >= 0.8  # the separable grades are learned
+    assert scores.get("artifact_accuracy_degraded") is None  # no artifact truth to score
+
+
+def test_a_family_short_of_a_grade_is_not_fitted(shipped):
+    train = _rows(shipped, {"Good": 9, "Medium": MIN_PER_CLASS, "Bad": 2})
+    doc, record = fit_rated_family("anat", train, shipped, seed=0)
+    assert doc is None and not record["trained"]
+    assert record["short"] == {"Bad": MIN_PER_CLASS - 2}
+    assert record["counts"] == {"Good": 9, "Medium": MIN_PER_CLASS, "Bad": 2}
+
+
+def test_artifact_labels_of_every_type_fit_an_artifact_model(shipped):
+    from mmrqa_bids.artifacts import ARTIFACTS
+
+    train = _rows(shipped, {"Good": 10, "Medium": 0, "Bad": 0})
+    degraded = _rows(shipped, {"Medium": 2 * len(ARTIFACTS) + 1, "Bad": 3 * len(ARTIFACTS)},
+                     seed=2)
+    for i, e in enumerate(degraded):
+        e["artifact"] = ARTIFACTS[i % len(ARTIFACTS)]
+    doc, record = fit_rated_family("anat", train + degraded, shipped, seed=0)
+    assert record["trained"] and record["artifact_model"]["trained"]
+    assert doc["artifact"] != shipped["artifact"]
+    assert set(record["artifact_model"]["counts"]) == {"none", *ARTIFACTS}
+
+
+def test_too_few_artifact_labels_keep_the_shipped_artifact_model(shipped):
+    train = _rows(shipped, {"Good": 8, "Medium": 6, "Bad": 6})
+    for e in train[8:]:
+        e["artifact"] = "motion"
+    doc, record = fit_rated_family("anat", train, shipped, seed=0)
+    assert record["trained"] and not record["artifact_model"]["trained"]
+    assert "fewer than" in record["artifact_model"]["reason"] and "ghosting" in \
+        record["artifact_model"]["reason"]
+    assert doc["artifact"] == shipped["artifact"]
+
+
+def test_reusable_metrics_only_from_a_matching_participant_level_json():
+    from mmrqa_bids.train.level import reusable_metrics
+
+    doc = {"bids_meta": {"checksum": "sha256:abc"}, "metrics": {"snr": 3.0, "cjv": None},
+           "provenance": {"version": "1.0", "mriqc": None,
+                          "settings": {"execution": {"inu_method": "polynomial"}}}}
+    got = reusable_metrics(doc, "sha256:abc", "1.0")
+    assert got["snr"] == 3.0 and math.isnan(got["cjv"])
+    assert reusable_metrics(doc, "sha256:other", "1.0") is None  # the file changed
+    assert reusable_metrics(doc, "sha256:abc", "1.1") is None  # another mmrqa version
+    n4 = {**doc, "provenance": {**doc["provenance"],
+                                "settings": {"execution": {"inu_method": "n4"}}}}
+    assert reusable_metrics(n4, "sha256:abc", "1.0") is None  # another bias-field estimator
+    mriqc = {**doc, "provenance": {**doc["provenance"], "mriqc": {"note": None}}}
+    assert reusable_metrics(mriqc, "sha256:abc", "1.0") is None  # MRIQC's IQMs mixed in
+    assert reusable_metrics({**doc, "metrics": {}}, "sha256:abc", "1.0") is None
+    assert reusable_metrics(None, "sha256:abc", "1.0") is None
