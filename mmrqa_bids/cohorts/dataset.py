@@ -82,6 +82,12 @@ def grade_cohorts(cohorts: Mapping[str, Cohort]) -> list[CohortOutcome]:
     return outcomes
 
 
+def graded_against_reference(doc: Mapping[str, Any]) -> bool:
+    """The run carries a dataset grade from a stored cohort reference."""
+    grade = doc.get("grade") or {}
+    return grade.get("basis") == BASIS_DATASET and (grade.get("cohort") or {}).get("by") == "reference"
+
+
 def regraded_documents(outcomes: Sequence[CohortOutcome], by: str) -> dict[str, dict[str, Any]]:
     """bids_name -> the run's document with its basis: ``dataset`` for members of a graded
     cohort, ``model`` (flagged, with the reason) for members of a small one."""
@@ -93,7 +99,10 @@ def regraded_documents(outcomes: Sequence[CohortOutcome], by: str) -> dict[str, 
             reason = small_cohort_reason(oc.size, oc.minimum) if oc.error is None else \
                 f"its cohort of {oc.size} runs could not be used as a reference: {oc.error}"
             for doc in oc.cohort.docs:
-                out[doc["bids_meta"]["bids_name"]] = with_model_basis(doc, reason, record)
+                # a run graded against a stored reference (participant --reference) keeps
+                # that dataset grade: its cohort there was large enough
+                out[doc["bids_meta"]["bids_name"]] = doc if graded_against_reference(doc) \
+                    else with_model_basis(doc, reason, record)
             continue
         for doc, rel in zip(oc.cohort.docs, oc.grades):
             out[doc["bids_meta"]["bids_name"]] = with_dataset_basis(
@@ -116,9 +125,12 @@ def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
             lines.append(f"WARNING cohort {oc.cohort.cohort_id}: no dataset grade ({oc.error}); "
                          "its runs keep the absolute model's grade (basis 'model', flagged)")
         elif oc.reference is None:
+            kept = sum(graded_against_reference(d) for d in oc.cohort.docs)
             lines.append(f"WARNING cohort {oc.cohort.cohort_id}: {oc.size} run(s), fewer than "
                          f"{oc.minimum}: no dataset grade; its runs keep the absolute model's "
-                         "grade (basis 'model', flagged wherever the grade is shown)")
+                         "grade (basis 'model', flagged wherever the grade is shown)"
+                         + (f", but for {kept} graded against a stored reference, which keep "
+                            "that grade" if kept else ""))
         else:
             counts = Counter(g.label for g in oc.grades)
             lines.append("  dataset grades: " + ", ".join(

@@ -225,3 +225,20 @@ def test_cohort_that_cannot_be_a_reference_keeps_the_model_grade_flagged(tmp_pat
                                             "be used as a reference: ")
     assert "no dataset grade (" in capsys.readouterr().out
     assert not DerivativesLayout(out).cohort_references()
+
+
+def test_group_keeps_grades_given_against_a_stored_reference(tmp_path):
+    """New runs graded with participant --reference into their own folder: a group level
+    there (a cohort of 2) keeps their dataset grades instead of falling back."""
+    rel = RelativeGrade(label="Good", probabilities={"Good": 0.9, "Medium": 0.08, "Bad": 0.02},
+                        confidence=0.9, deviations=(), model_id="relative-model")
+    cohort = {"id": "T1w.x.00000000", "size": 30, "by": "reference", "protocol": {}}
+    rng = np.random.default_rng(3)
+    docs = [with_dataset_basis(_doc(f"sub-{i:02d}_T1w", _metrics(rng), "Bad"), rel, cohort,
+                               member=False) for i in range(2)]
+    out = tmp_path / "out"
+    _write_outputs(out, docs)
+    run_group(out, ("T1w",), reports=False)
+    grade = _read(out, "sub-00_T1w")["grade"]
+    assert grade["basis"] == "dataset" and grade["label"] == "Good"
+    assert grade["cohort"] == cohort
