@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import re
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_m
                  "artifact", "outside_training", "grader", "error")
 # A cohort id becomes part of a file name: one path component, no separators.
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
         for stale in (layout.run_json(run), layout.run_report(run.bids_name)):
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 stale.unlink()
-        print(f"[mmrqa] FAILED {run.path}: {error}", flush=True)
+        logger.warning("FAILED %s: %s", run.path, error)
         return str(fail_json), "failed"
     # every recorded string (URLs, settings, a server's error text) through one redaction
     doc = redact(participant_basis(derivative_document(record, settings)))
@@ -321,8 +323,7 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
     if reports:
         write_individual(layout.run_report(run.bids_name), doc, record.get("mosaics", {}))
     label = doc["grade"]["label"] or "unparsed"
-    print(f"[mmrqa] {run.bids_name}: {label} (confidence {doc['grade']['confidence']:.2f})",
-          flush=True)
+    logger.info("%s: %s (confidence %.2f)", run.bids_name, label, doc["grade"]["confidence"])
     return str(target), label
 
 
@@ -343,8 +344,8 @@ def participant_basis(doc: dict[str, Any]) -> dict[str, Any]:
     try:
         doc["bids_meta"]["protocol"] = run_protocol(doc)
     except CohortError as exc:
-        print(f"[mmrqa] WARNING {doc['bids_meta']['bids_name']}: cohort protocol not recorded "
-              f"({exc})", flush=True)
+        logger.warning("WARNING %s: cohort protocol not recorded (%s)",
+                       doc["bids_meta"]["bids_name"], exc)
     return with_model_basis(doc, PARTICIPANT_REASON, flag_narrative=False)
 
 
@@ -357,11 +358,10 @@ def collect_documents(layout: DerivativesLayout) -> list[dict[str, Any]]:
         try:
             doc = read_derivative(path)
         except (OSError, ValueError) as exc:
-            print(f"[mmrqa] WARNING {path}: unreadable derivative ({_one_line(exc)})", flush=True)
+            logger.warning("WARNING %s: unreadable derivative (%s)", path, _one_line(exc))
             continue
         if doc is not None and document_problem(doc):
-            print(f"[mmrqa] WARNING {path}: malformed derivative ({document_problem(doc)})",
-                  flush=True)
+            logger.warning("WARNING %s: malformed derivative (%s)", path, document_problem(doc))
             continue
         if doc is not None:
             doc["_path"] = str(path)

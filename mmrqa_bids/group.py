@@ -1,6 +1,7 @@
 """Group level: gather every run's derivative into ``group_<suffix>.tsv`` and its report."""
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,8 @@ from typing import Any
 from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.derivatives import DerivativesLayout, collect_documents, group_tables, to_tsv
 from mmrqa_bids.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 
 def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = True,
@@ -47,7 +50,7 @@ def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohor
     except CohortError as exc:
         raise DatasetError(str(exc)) from exc
     for note in notes:
-        print(f"[mmrqa] WARNING {note}", flush=True)
+        logger.warning("WARNING %s", note)
     regraded = regraded_documents(outcomes, by.describe())
     out = []
     for doc in docs:
@@ -68,7 +71,7 @@ def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohor
             if path not in kept:  # a cohort of an earlier run that no longer exists
                 path.unlink(missing_ok=True)
     for line in summary_lines(outcomes):
-        print(f"[mmrqa] {line}", flush=True)
+        logger.info("%s", line)
     return out, outcomes
 
 
@@ -97,6 +100,6 @@ def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, 
         report = layout.run_report(doc["bids_meta"]["bids_name"])
         if not (inject_grade(report, doc)
                 and inject_dataset_context(report, doc, context.get(doc["bids_meta"]["bids_name"], {}))):
-            print(f"[mmrqa] WARNING {report}: no individual report to update with the dataset "
-                  "grade and percentiles (participant level run with --no-reports?)", flush=True)
+            logger.warning("WARNING %s: no individual report to update with the dataset grade and "
+                           "percentiles (participant level run with --no-reports?)", report)
     return path

@@ -8,6 +8,7 @@ run against its reference and rewrites its JSON and report (atomic), basis ``dat
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +16,8 @@ import nibabel as nb
 
 from mmrqa_bids.bids import DatasetError, RunSpec
 from mmrqa_bids.derivatives import DerivativesLayout, read_derivative
+
+logger = logging.getLogger(__name__)
 
 
 def image_protocol(run: RunSpec, bids_dir: Path) -> dict[str, Any]:
@@ -96,13 +99,12 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
         except ValueError as exc:  # e.g. no metric shared with the reference: flagged, kept
             reason = f"not graded against reference {ref.cohort_id}: {' '.join(str(exc).split())}"
             new = with_model_basis(doc, reason, record)
-            print(f"[mmrqa] WARNING {run.bids_name}: {reason}; it keeps the absolute model's "
-                  "grade", flush=True)
+            logger.warning("WARNING %s: %s; it keeps the absolute model's grade", run.bids_name,
+                           reason)
         else:
             new = with_dataset_basis(doc, rel, record, member=False)
-            print(f"[mmrqa] {run.bids_name}: {rel.label} against reference {ref.cohort_id} "
-                  f"({ref.n} runs; absolute model: {new['grade']['model_grade'].get('label')})",
-                  flush=True)
+            logger.info("%s: %s against reference %s (%d runs; absolute model: %s)", run.bids_name,
+                        rel.label, ref.cohort_id, ref.n, new["grade"]["model_grade"].get("label"))
             graded += 1
         atomic_write_json(path, new)
         if reports:

@@ -10,6 +10,14 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _console():
+    """Library calls made directly by a test log to the console as under the ``mmrqa``
+    command (mmrqa_bids.cli.console), so their lines reach capsys."""
+    from mmrqa_bids.cli.console import configure
+    configure("mmrqa")
+
 # T1w and bold, sessions, two runs of one subject, one degraded run.
 E2E_PLANS = (
     RunPlan("01", "T1w", session="1"),

@@ -7,11 +7,13 @@ Exit codes: 0 every run graded; 1 some input files were unusable (the others wer
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from mmrqa_bids import __version__
+from mmrqa_bids.cli.console import configure as configure_console
 from mmrqa_bids.mriqc.iqms import MriqcError
 from mmrqa_bids.mriqc.level import EXIT_USAGE, SUFFIXES, run
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # its warnings (unusable input files) go to stderr, as they always have
+    configure_console("mmrqa-mriqc", stderr_level=logging.WARNING)
     try:
         return run(args.mriqc_dir, args.output_dir, args.modalities, args.model,
                    reports=not args.no_reports, cohort_by=args.cohort_by)

@@ -83,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-reports", action="store_true", help="skip HTML reports")
     ex.add_argument("--resume", action="store_true",
                     help="keep the work directory and reuse finished steps")
-    ex.add_argument("-v", "--verbose", action="count", default=0)
+    ex.add_argument("-v", "--verbose", action="count", default=0,
+                    help="more console output: -v mmrqa's debug lines and Nipype's INFO, -vv "
+                         "Nipype's DEBUG")
+    ex.add_argument("-q", "--quiet", action="count", default=0,
+                    help="less console output: -q warnings and errors only, -qq errors only")
 
     gr = parser.add_argument_group("Grading")
     gr.add_argument("--grader", choices=list(GRADERS), default="classifier",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.bids import DatasetError, check_dataset  # noqa: E402
+from mmrqa_bids.cli.console import configure as configure_console  # noqa: E402
 from mmrqa_bids.cli.interrupts import (Interrupted, InterruptState,  # noqa: E402
                                        interrupt_on_signals)
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
@@ -25,6 +27,7 @@ from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph", "PBSGraph", "DAGMan")
 
@@ -143,8 +146,8 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
     runs = collect_runs(ex.bids_dir, ex.output_dir, modalities=ex.modalities,
                         participant_label=ex.participant_label, session_id=ex.session_id,
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
-    print(f"[mmrqa] {len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
-          f"grader: {settings.grading.grader}", flush=True)
+    logger.info(f"{len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
+                f"grader: {settings.grading.grader}")
     matched = None
     if settings.grading.reference:  # match every run to a stored cohort before measuring any
         from mmrqa_bids.reference_grades import load_stored_references, match_runs
@@ -157,13 +160,13 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
     if matched is not None and code in (EXIT_OK, EXIT_RUNS_FAILED):
         from mmrqa_bids.reference_grades import apply_references
         n = apply_references(layout, runs, matched, ex.reports)
-        print(f"[mmrqa] {n} run(s) graded against the stored cohort references", flush=True)
+        logger.info(f"{n} run(s) graded against the stored cohort references")
     return code
 
 
 def _waiting(lock: Path) -> None:
-    print(f"[mmrqa] the work directory {lock.parent} is in use by another mmrqa run "
-          "(shared by --work-dir or --resume); waiting for it to finish", flush=True)
+    logger.info(f"the work directory {lock.parent} is in use by another mmrqa run "
+                "(shared by --work-dir or --resume); waiting for it to finish")
 
 
 def _run_workflow(wf, runs, settings: Settings, layout: DerivativesLayout, t0: float,
@@ -224,14 +227,14 @@ def _run_workflow(wf, runs, settings: Settings, layout: DerivativesLayout, t0: f
         interrupted = exc
     if ex.plugin in GRAPH_PLUGINS and not crashed and not interrupted:
         # Graph plugins hand the whole graph to the scheduler and return at once.
-        print(f"[mmrqa] {len(runs)} run(s) submitted to the scheduler with {ex.plugin} in "
-              f"{time.perf_counter() - t0:.1f} s; outputs appear in {ex.output_dir} as the jobs "
-              f"finish; run the group level once they are done", flush=True)
+        logger.info(f"{len(runs)} run(s) submitted to the scheduler with {ex.plugin} in "
+                    f"{time.perf_counter() - t0:.1f} s; outputs appear in {ex.output_dir} as the "
+                    "jobs finish; run the group level once they are done")
         return EXIT_OK
     statuses = _statuses(graph, wf_dir)
     if interrupted:
-        print(f"[mmrqa] interrupted ({interrupted}): no new run is started; writing the runs "
-              "already measured (interrupt again to abandon them)", flush=True)
+        logger.info(f"interrupted ({interrupted}): no new run is started; writing the runs "
+                    "already measured (interrupt again to abandon them)")
         try:
             graded = graded_records(wf_dir)
             todo = graded or measured_records(wf_dir, [r.bids_name for r in runs
@@ -239,7 +242,7 @@ def _run_workflow(wf, runs, settings: Settings, layout: DerivativesLayout, t0: f
             statuses.update(finish_measured(todo, settings, wf_dir / "_after_interrupt",
                                             graded=bool(graded)))
         except Interrupted:
-            print("[mmrqa] interrupted again: the measured runs are not written", flush=True)
+            logger.info("interrupted again: the measured runs are not written")
     else:
         statuses.update(_record_lost_runs(runs, statuses, settings, layout, crashed))
     _redact_crash_files(layout.logs, started)
@@ -248,17 +251,17 @@ def _run_workflow(wf, runs, settings: Settings, layout: DerivativesLayout, t0: f
     failed = counts.pop("failed", 0) + counts.pop("unparsed", 0)
     missing = len(runs) - len(statuses)
     head = f"interrupted after {elapsed:.1f} s" if interrupted else f"done in {elapsed:.1f} s"
-    print(f"[mmrqa] {head}: {len(statuses)} run(s) processed, {failed} failed"
-          + (f", {missing} not processed" if missing else "") + "; "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    logger.info(f"{head}: {len(statuses)} run(s) processed, {failed} failed"
+                + (f", {missing} not processed" if missing else "") + "; "
+                + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if interrupted:
         return interrupted.exit_code
     if crashed:
-        print(f"[mmrqa] ERROR: some workflow steps crashed; see crash files in "
-              f"{layout.logs} ({crashed})", file=sys.stderr, flush=True)
+        logger.error(f"ERROR: some workflow steps crashed; see crash files in "
+                     f"{layout.logs} ({crashed})")
         return EXIT_RUNS_FAILED
     if ex.reports:
-        print(f"[mmrqa] individual reports: {layout.run_report('sub-*')}", flush=True)
+        logger.info(f"individual reports: {layout.run_report('sub-*')}")
     return EXIT_RUNS_FAILED if failed or missing else EXIT_OK
 
 
@@ -299,8 +302,7 @@ def _record_lost_runs(runs, statuses: dict[str, str], settings: Settings,
         try:
             write_run(record, layout, redact(settings.to_dict()), settings.execution.reports)
         except Exception as exc:  # noqa: BLE001 - still counted as failed below
-            print(f"[mmrqa] ERROR {run.bids_name}: cannot write its failure record ({exc})",
-                  file=sys.stderr, flush=True)
+            logger.error(f"ERROR {run.bids_name}: cannot write its failure record ({exc})")
         lost[run.bids_name] = "failed"
     return lost
 
@@ -329,11 +331,11 @@ def run_group(settings: Settings) -> int:
                          cohort_by=settings.grading.cohort_by,
                          bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None)
     for key, path in sorted(written.items()):
-        print(f"[mmrqa] group {key.split('.')[-1].upper()}: {path}", flush=True)
+        logger.info(f"group {key.split('.')[-1].upper()}: {path}")
     from mmrqa_bids.derivatives import unreadable_outputs
     unreadable = unreadable_outputs(DerivativesLayout(ex.output_dir), ex.modalities)
     for row in unreadable:  # tabulated with status "unreadable"; the exit code says so too
-        print(f"[mmrqa] ERROR unreadable: {row['error']}", file=sys.stderr, flush=True)
+        logger.error(f"ERROR unreadable: {row['error']}")
     return EXIT_RUNS_FAILED if unreadable else EXIT_OK
 
 
@@ -348,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_console("mmrqa", args.verbose - args.quiet)
     settings = None
     try:
         with interrupt_on_signals() as interrupts:
@@ -368,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prepare_output_dir(ex.output_dir)
             orphans = clean_orphan_temp_files(ex.output_dir)
             if orphans:
-                print(f"[mmrqa] removed {len(orphans)} temporary file(s) left by an "
-                      f"interrupted earlier run in {ex.output_dir}", flush=True)
+                logger.info(f"removed {len(orphans)} temporary file(s) left by an "
+                            f"interrupted earlier run in {ex.output_dir}")
             _configure_logging(ex.verbose)
             _redact_logs()
             save_settings(settings)
@@ -398,16 +401,16 @@ def _nipype_logging(verbose: int) -> dict[str, str]:
 
 def _redact_logs() -> None:
     """Every log line through the redaction step (mmrqa_bids.redaction): the root logger's
-    handlers and Nipype's own."""
+    handlers, mmrqa's console (mmrqa_bids.cli.console) and Nipype's own."""
     import logging
 
     from mmrqa_bids.redaction import install_log_redaction
-    for name in ("", "nipype.workflow", "nipype.interface", "nipype.utils"):
+    for name in ("", "mmrqa_bids", "nipype.workflow", "nipype.interface", "nipype.utils"):
         install_log_redaction(logging.getLogger(name))
 
 
 def _configure_logging(verbose: int) -> None:
-    """Nipype's own loggers: quiet unless -v (mmrqa prints its own progress lines)."""
+    """Nipype's own loggers: quiet unless -v (mmrqa's progress lines are its own logger's)."""
     from nipype import config, logging
     config.update_config({"logging": _nipype_logging(verbose)})
     logging.update_logging(config)

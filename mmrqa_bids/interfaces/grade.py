@@ -1,6 +1,7 @@
 """Grade every run of the workflow in batches, with the model loaded once."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -13,6 +14,8 @@ from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObje
 from mmrqa_bids.grading import GradeRequest, make_grader
 from mmrqa_bids.records import fail_record, failed, read_record, write_record
 from mmrqa_bids.settings import Grading
+
+logger = logging.getLogger(__name__)
 
 
 class _GradeRunsInputSpec(BaseInterfaceInputSpec):
@@ -97,7 +100,7 @@ def _cohort_contexts(records: list[dict], settings: Grading) -> dict[str, str]:
     try:
         return prompt_contexts(records, Path(settings.reference))
     except Exception as exc:  # noqa: BLE001 (a prompt detail must not fail the grades)
-        print(f"[mmrqa] WARNING the prompts carry no cohort context: {exc}", flush=True)
+        logger.warning(f"WARNING the prompts carry no cohort context: {exc}")
         return {}
 
 

@@ -7,6 +7,7 @@ scheduling per run (see benchmarks/scaling.py).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 import traceback
@@ -22,6 +23,8 @@ from mmrqa_bids.interfaces.mosaics import render_mosaics
 from mmrqa_bids.io import RunInputError, file_checksum, read_image
 from mmrqa_bids.metrics import MeasureError, measure
 from mmrqa_bids.records import fail_record, write_record
+
+logger = logging.getLogger(__name__)
 
 
 class _MeasureRunInputSpec(BaseInterfaceInputSpec):
@@ -76,7 +79,7 @@ class MeasureRun(SimpleInterface):
             iqms, record["mriqc"] = run_iqms(self.inputs.mriqc_dir, run)
             metrics = {**result.metrics, **iqms}
             if record["mriqc"]["note"]:
-                print(f"[mmrqa] NOTE {run.bids_name}: {record['mriqc']['note']}", flush=True)
+                logger.info("NOTE %s: %s", run.bids_name, record["mriqc"]["note"])
         record["metrics"], notes = finite_metrics(metrics)
         if loaded.scale_exponent:
             notes["intensity_scale"] = (
@@ -86,8 +89,7 @@ class MeasureRun(SimpleInterface):
             record["metric_notes"] = notes
         record["shape"] = list(data.shape)
         record["zooms"] = [float(z) for z in img.header.get_zooms()[:3]]
-        print(f"[mmrqa] measured {run.bids_name} in {time.perf_counter() - start:.1f} s",
-              flush=True)
+        logger.info("measured %s in %.1f s", run.bids_name, time.perf_counter() - start)
         start = time.perf_counter()
         record["mosaics"] = render_mosaics(result.reference.astype(np.float32), result.head,
                                            result.background, cwd,

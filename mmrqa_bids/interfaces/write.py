@@ -1,6 +1,7 @@
 """Write every run's derivatives (:func:`mmrqa_bids.derivatives.write_run`) in one node."""
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import Any
 
@@ -9,6 +10,8 @@ from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObje
 
 from mmrqa_bids.derivatives import DerivativesLayout, write_run
 from mmrqa_bids.records import fail_record, read_record
+
+logger = logging.getLogger(__name__)
 
 
 def write_isolated(record: dict[str, Any], layout: DerivativesLayout, settings: dict[str, Any],
@@ -25,8 +28,7 @@ def write_isolated(record: dict[str, Any], layout: DerivativesLayout, settings: 
     try:
         return write_run(record, layout, settings, reports)
     except Exception as exc:  # noqa: BLE001
-        print(f"[mmrqa] FAILED {name}: cannot write its failure record either ({exc})",
-              flush=True)
+        logger.warning("FAILED %s: cannot write its failure record either (%s)", name, exc)
         return str(layout.failure(name)), "failed"
 
 

@@ -13,7 +13,7 @@ Exit codes: 0 every run graded; 1 some input files were unusable (the others wer
 """
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +29,7 @@ from mmrqa_bids.mriqc.model import IqmModel
 # MRIQC computes no IQMs for FLAIR.
 SUFFIXES = tuple(s for s in vocabulary.SUFFIXES if s != "FLAIR")
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 
 
 def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
@@ -51,36 +52,35 @@ def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
     layout = DerivativesLayout(output_dir)
     for suffix in found:
         if suffix != model.suffix:
-            print(f"[mmrqa-mriqc] {suffix}: not graded: the model {model.model_id} was trained on "
-                  f"{model.suffix} ratings only (no public expert ratings of {suffix} IQMs)",
-                  flush=True)
+            logger.info(f"{suffix}: not graded: the model {model.model_id} was trained on "
+                        f"{model.suffix} ratings only (no public expert ratings of {suffix} IQMs)")
             continue
         records, errors = collect_mriqc(mriqc_dir, suffix)
         for error in errors:
-            print(f"[mmrqa-mriqc] WARNING {error}; skipped", file=sys.stderr, flush=True)
+            logger.warning(f"WARNING {error}; skipped")
         table = grade_records(records, model, suffix, str(mriqc_dir), errors)
         try:
             table.rows, lines = apply_dataset_grades(records, table.rows, suffix, by)
         except CohortError as exc:
             raise MriqcError(str(exc)) from exc
         for line in lines:
-            print(f"[mmrqa-mriqc] {line}", flush=True)
+            logger.info("%s", line)
         output_dir.mkdir(parents=True, exist_ok=True)
         tsv = atomic_write_text(layout.group_table(suffix),
                                 to_tsv(table.rows, model.features))
-        print(f"[mmrqa-mriqc] {suffix}: {len(table.rows)} run(s) graded: "
-              + ", ".join(f"{k} {v}" for k, v in table.counts().items()) + f" -> {tsv}", flush=True)
+        logger.info(f"{suffix}: {len(table.rows)} run(s) graded: "
+                    + ", ".join(f"{k} {v}" for k, v in table.counts().items()) + f" -> {tsv}")
         if table.missing_features:
-            print(f"[mmrqa-mriqc] {suffix}: IQMs absent from these MRIQC outputs (imputed with the "
-                  f"median: no contribution): {', '.join(table.missing_features)}", flush=True)
+            logger.info(f"{suffix}: IQMs absent from these MRIQC outputs (imputed with the "
+                        f"median: no contribution): {', '.join(table.missing_features)}")
         if table.renamed:
-            print(f"[mmrqa-mriqc] {suffix}: legacy IQM names mapped: "
-                  + ", ".join(f"{k}->{v}" for k, v in sorted(table.renamed.items())), flush=True)
+            logger.info(f"{suffix}: legacy IQM names mapped: "
+                        + ", ".join(f"{k}->{v}" for k, v in sorted(table.renamed.items())))
         if reports:
             from mmrqa_bids.mriqc.report import write_report
             html = write_report(layout.group_report(suffix), table, model,
                                 str(mriqc_dir))
-            print(f"[mmrqa-mriqc] {suffix}: report {html}", flush=True)
+            logger.info(f"{suffix}: report {html}")
         graded += 1
         partial = partial or bool(errors)
     if not graded:
