@@ -66,11 +66,15 @@ def per_class(c: np.ndarray, labels: Sequence[str] = LABELS) -> dict[str, dict[s
     return out
 
 
-def macro_f1(c: np.ndarray, labels: Sequence[str] = LABELS) -> float:
-    """Unweighted mean of F1 over the classes present in the truth or the predictions."""
+def macro_f1(c: np.ndarray, labels: Sequence[str] = LABELS,
+             over: Sequence[str] | None = None) -> float:
+    """Unweighted mean of F1 over the classes present in the truth or the predictions, or
+    over the classes named in ``over`` (an absent one counts 0: scikit-learn's
+    ``f1_score(labels=over, average="macro")``)."""
     stats = per_class(c, labels)
-    present = [k for k, label in enumerate(labels) if c[k, :].sum() or c[:, k].sum()]
-    return float(np.mean([stats[labels[k]]["f1"] for k in present])) if present else math.nan
+    if over is None:
+        over = [label for k, label in enumerate(labels) if c[k, :].sum() or c[:, k].sum()]
+    return float(np.mean([stats[label]["f1"] for label in over])) if over else math.nan
 
 
 def balanced_accuracy(c: np.ndarray) -> float:

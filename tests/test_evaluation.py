@@ -127,3 +127,17 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, outputs):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and str(bad) in proc.stderr
+
+
+def test_one_macro_f1_for_the_train_level_too():
+    """The train level's held-out scores use evaluation.macro_f1 over all three grades, an
+    unparsed answer a miss: scikit-learn's f1_score(labels=LABELS) on the same answers."""
+    from mmrqa_bids.train.evaluate import classification_scores
+
+    truth = ["Good", "Good", "Medium", "Bad", "Good", "Medium"]
+    pred = ["Good", None, "Medium", "Good", "Good", "Bad"]
+    mapped = [p or "unparsed" for p in pred]
+    expected = skm.f1_score(truth, mapped, labels=LABELS, average="macro", zero_division=0)
+    assert classification_scores(truth, pred)["macro_f1"] == pytest.approx(expected)
+    only_good = classification_scores(["Good", "Good"], ["Good", "Good"])["macro_f1"]
+    assert only_good == pytest.approx(1 / 3)  # Medium and Bad absent: 0 each, as sklearn's

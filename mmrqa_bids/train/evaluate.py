@@ -13,9 +13,11 @@ from mmrqa_bids.grading.base import LABELS, Grade, GradeRequest
 
 def classification_scores(truth: Sequence[str], predicted: Sequence[str | None]) -> dict[str, Any]:
     """accuracy = mean(pred == truth); macro-F1 = mean over Good/Medium/Bad of
-    2PR/(P+R) (0 for a class never predicted and absent); confusion[i][j] = runs of true
-    label LABELS[i] graded LABELS[j] (unparsed answers in the extra ``unparsed`` column)."""
-    from sklearn.metrics import f1_score
+    2PR/(P+R) (0 for a class never predicted and absent; :func:`mmrqa_bids.evaluation.macro_f1`,
+    an unparsed answer a miss of its true class); confusion[i][j] = runs of true label
+    LABELS[i] graded LABELS[j] (unparsed answers in the extra ``unparsed`` column)."""
+    from mmrqa_bids.evaluation import confusion as confusion_matrix
+    from mmrqa_bids.evaluation import macro_f1
 
     if len(truth) != len(predicted):
         raise ValueError("truth and predictions differ in length")
@@ -24,9 +26,9 @@ def classification_scores(truth: Sequence[str], predicted: Sequence[str | None])
     correct = sum(t == p for t, p in zip(truth, pred))
     confusion = [[sum(1 for t, p in zip(truth, pred) if t == a and p == b)
                   for b in LABELS + ("unparsed",)] for a in LABELS]
-    macro_f1 = float(f1_score(truth, pred, labels=list(LABELS), average="macro",
-                              zero_division=0)) if n else None
-    return {"n": n, "accuracy": correct / n if n else None, "macro_f1": macro_f1,
+    columns = LABELS + ("unparsed",)
+    f1 = macro_f1(confusion_matrix(truth, pred, columns), columns, over=LABELS) if n else None
+    return {"n": n, "accuracy": correct / n if n else None, "macro_f1": f1,
             "unparsed": pred.count("unparsed"), "labels": list(LABELS),
             "confusion": {"rows_truth": list(LABELS), "columns_predicted": list(LABELS) + ["unparsed"],
                           "counts": confusion}}
