@@ -16,9 +16,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from mmrqa_bids.cohorts.basis import (BASIS_DATASET, BASIS_MODEL, cohort_record,
+from mmrqa_bids.cohorts.basis import (BASIS_DATASET, BASIS_MODEL, cohort_record, model_grade,
                                       small_cohort_reason, with_dataset_basis, with_model_basis)
 from mmrqa_bids.cohorts.grouping import Cohort, describe_protocol
+from mmrqa_bids.cohorts.reference import CohortReference, build_reference
+from mmrqa_bids.cohorts.relative import (MIN_COHORT_SIZE, RelativeGrade, cohort_warnings,
+                                         grade_cohort)
 from mmrqa_bids.grading.narrative import family_of
 
 #: Members named on the console per cohort (the rest are in the group table and the reference).
@@ -37,8 +40,8 @@ class CohortOutcome:
     ``cohort.docs``) when it is large enough, and its guard-rail warnings."""
 
     cohort: Cohort
-    reference: Any | None  # CohortReference; None below MIN_COHORT_SIZE
-    grades: tuple[Any, ...]  # RelativeGrade per member; () below MIN_COHORT_SIZE
+    reference: CohortReference | None  # None below MIN_COHORT_SIZE
+    grades: tuple[RelativeGrade, ...]  # one per member; () below MIN_COHORT_SIZE
     warnings: tuple[str, ...]
     minimum: int
     #: why a large-enough cohort has no dataset grade (its runs keep the model's, flagged)
@@ -56,10 +59,6 @@ class CohortOutcome:
 def grade_cohorts(cohorts: Mapping[str, Cohort]) -> list[CohortOutcome]:
     """Build each large-enough cohort's reference, grade its members against it, and run the
     guard rails (with the absolute model's labels beside the relative ones)."""
-    from mmrqa_bids.cohorts.basis import model_grade
-    from mmrqa_bids.cohorts.reference import build_reference
-    from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, cohort_warnings, grade_cohort
-
     outcomes = []
     for cid, cohort in cohorts.items():
         if len(cohort.docs) < MIN_COHORT_SIZE:
