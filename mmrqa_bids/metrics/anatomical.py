@@ -181,12 +181,13 @@ def median_of_squares(values: np.ndarray) -> float:
 def fber(fg: np.ndarray, bg: np.ndarray) -> float:
     """Foreground-background energy ratio (Shehzad et al. 2015; MRIQC, MRQy):
     median(|fg|^2) / median(|bg|^2), in float64 (MRQy squares int16 in place and overflows).
-    Returns -1 when the air has no energy (median below 1e-3: zero-filled background), as
-    MRIQC does."""
+    Returns -1 when the air has no energy (median 0: zero-filled background). MRIQC returns
+    -1 below 1e-3 in the image's own units, which would depend on the intensity scale (a
+    volume scaled to [0, 1] has its air median squared below 1e-3): the one departure."""
     if fg.size == 0 or bg.size == 0:
         return NAN
     bg_mu = median_of_squares(bg)
-    return median_of_squares(fg) / bg_mu if bg_mu >= 1e-3 else -1.0
+    return median_of_squares(fg) / bg_mu if bg_mu > 0 else -1.0
 
 
 def top_quantile(data: np.ndarray, fraction: float = 0.0005) -> float:
