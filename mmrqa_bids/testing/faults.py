@@ -19,7 +19,6 @@ import gzip
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -80,26 +79,33 @@ def run_faulty(cli_args: Sequence[str | Path], raises: dict[str, str] | None = N
         cmd += ["--nan-metric", nan_metric]
     cmd += ["--", *map(str, cli_args)]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    if popen:
+    if popen:  # its own process group, signalled as a whole (a terminal's Ctrl-C, scancel)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=full_env)
+                                env=full_env, start_new_session=True)
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def interrupt_after(proc: subprocess.Popen, marker: str, signum: int = signal.SIGINT,
                     timeout: float = 120.0) -> tuple[int, str, str]:
-    """Send ``signum`` to ``proc`` once ``marker`` appears in its stdout; return
-    ``(exit code, stdout, stderr)``."""
+    """Send ``signum`` to the process group of ``proc`` (started by :func:`run_faulty` with
+    ``popen=True``: workers included, as a terminal's Ctrl-C or a scheduler's SIGTERM reach
+    them) once ``marker`` appears in its stdout; return ``(exit code, stdout, stderr)``. A
+    group still running ``timeout`` seconds later is killed (code -9)."""
     lines, deadline = [], time.monotonic() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
         if marker in line:
-            proc.send_signal(signum)
+            os.killpg(proc.pid, signum)
             break
         if time.monotonic() > deadline:
             break
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a run that does not stop (or orphaned workers)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\nstill running {timeout:.0f} s after the signal: killed"
     return proc.returncode, "".join(lines) + out, err
 
 
