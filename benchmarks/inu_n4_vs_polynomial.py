@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmrqa_bids.metrics.inu import N4_ITERATIONS, n4_field
     from mmrqa_bids.metrics.masks import block_mean, compute_masks
     from mmrqa_bids.metrics.tissues import fit_tissues
-    from mmrqa_bids.testing.phantom import load_head, rician
+    from mmrqa_bids.phantom import load_head, rician
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     head = load_head(args.voxel_size)

@@ -10,7 +10,7 @@ Volumes (written to ``--workdir``; every one is a file MRQy reads as it is):
 - built from ROBEX's subject at 1 mm (trilinear, fresh Rician noise of sigma 12 added,
   int16): 181 x 217 x 181 axial (RAS) and 256 x 256 x 176 stored sagittal (the file's third
   axis is left-right, as many scanners write a sagittal 3-D T1w);
-- the MNI152 template head (mmrqa_bids.testing.phantom, T1w contrast) with a Rician
+- the MNI152 template head (mmrqa_bids.phantom, T1w contrast) with a Rician
   background (3%), int16.
 
 MRQy is installed with pip into its own virtualenv (``--mrqy-venv``; it pulls umap/numba,
@@ -234,7 +234,7 @@ def _robex_1mm(shape: tuple[int, int, int], sigma: float, seed: int) -> tuple[np
     import nibabel as nb
     from scipy import ndimage as ndi
 
-    from mmrqa_bids.testing.phantom import rician
+    from mmrqa_bids.phantom import rician
     from mmrqa_bids.train.sources import robex_paths
 
     img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(robex_paths()[0]))))
@@ -264,7 +264,7 @@ def make_volumes(out: Path) -> list[tuple[str, Path, str, str]]:
     """(name, path, origin, suffix) of every benchmark volume, written under ``out``."""
     import nibabel as nb
 
-    from mmrqa_bids.testing.phantom import load_head, rician
+    from mmrqa_bids.phantom import load_head, rician
     from mmrqa_bids.train.sources import b0_path, epi_path, fsl_path, robex_paths
 
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from mmrqa_bids.derivatives import DerivativesLayout, derivative_document
 from mmrqa_bids.reports import mosaics
 from mmrqa_bids.reports.group import plotly_js, render_group
 from mmrqa_bids.reports.individual import render_individual
-from mmrqa_bids.testing.phantom import load_head, rician
+from mmrqa_bids.phantom import load_head, rician
 
 MB = 1024 * 1024
 

@@ -16,7 +16,7 @@ always gives the same image and the caller's random state is left untouched. tor
 torchio are imported lazily (``[train]`` extra).
 
 Intensities are relative: the clean image's brightest tissue is about 1 (as rendered by
-:mod:`mmrqa_bids.testing.phantom`); noise sigma is relative to that.
+:mod:`mmrqa_bids.phantom`); noise sigma is relative to that.
 
 **Severity is a measured degradation, not a parameter range.** The same blur (in mm) is
 invisible on a smooth template at 4 mm and obvious on a real subject at 3 mm; a severity named

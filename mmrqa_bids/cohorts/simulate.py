@@ -196,7 +196,7 @@ def subject_clean(src: CohortSource, rng: np.random.Generator, cache_dir: Path |
     gets a gamma of exp(U(-+ CONTRAST_JITTER)) instead), and a shading field with
     std(log) U(0, :data:`SHADING_LOG_STD`)."""
     from mmrqa_bids.artifacts import bias_field
-    from mmrqa_bids.testing.phantom import CONTRASTS
+    from mmrqa_bids.phantom import CONTRASTS
 
     real, native, head = _native(src, cache_dir)
     out_mm = native if src.voxel_size == 0 else (src.voxel_size,) * 3

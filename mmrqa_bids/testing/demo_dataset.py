@@ -18,7 +18,7 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage as ndi
 
-from mmrqa_bids.testing.phantom import Head, load_head, rician
+from mmrqa_bids.phantom import Head, load_head, rician
 
 
 @dataclass(frozen=True)

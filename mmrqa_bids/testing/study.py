@@ -21,7 +21,7 @@ import nibabel as nb
 import numpy as np
 
 from mmrqa_bids.testing.demo_dataset import RunPlan, degrade
-from mmrqa_bids.testing.phantom import load_head, rician
+from mmrqa_bids.phantom import load_head, rician
 
 #: How each grade is made (cycled over the participants of that grade): demo-dataset
 #: degradations a rater would call Medium (visible, usable) or Bad (unusable).

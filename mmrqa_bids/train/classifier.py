@@ -257,7 +257,7 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     from scipy import ndimage as ndi
 
     from mmrqa_bids.artifacts import gaussian_blur
-    from mmrqa_bids.testing.phantom import CONTRASTS
+    from mmrqa_bids.phantom import CONTRASTS
 
     if ex.random_tissues not in ("all", "shell"):  # checked before any draw decides
         raise TrainingError(f"random_tissues must be all or shell, not {ex.random_tissues!r}")

@@ -1,9 +1,9 @@
 """Training anatomies of the metric classifier: real volumes that ship inside packages,
-as :class:`~mmrqa_bids.testing.phantom.Head` tissue fractions that any contrast can be
+as :class:`~mmrqa_bids.phantom.Head` tissue fractions that any contrast can be
 rendered from.
 
 * ``mni``: the MNI152 2009a template's tissue probability maps (nilearn, 1 mm), an average
-  over subjects, so smoother than any one head (:func:`~mmrqa_bids.testing.phantom.load_head`);
+  over subjects, so smoother than any one head (:func:`~mmrqa_bids.phantom.load_head`);
 * ``mnihard``: the same template from hard tissue labels (:func:`load_hard_label_head`);
 * ``tpm``: the tissue maps of one real subject in nipype's test data (3 mm,
   :func:`load_tpm_head`), the classifier's held-out anatomy;
@@ -33,11 +33,11 @@ class TrainingError(RuntimeError):
 
 def _tissue_head(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, affine: np.ndarray,
                  native_mm: float, voxel_size: float):
-    """A :class:`~mmrqa_bids.testing.phantom.Head` from brain tissue fractions: 5 mm of dark
+    """A :class:`~mmrqa_bids.phantom.Head` from brain tissue fractions: 5 mm of dark
     skull and 5 mm of bright scalp around the brain, 12 mm of air, then resampled."""
     from scipy import ndimage as ndi
 
-    from mmrqa_bids.testing.phantom import Head
+    from mmrqa_bids.phantom import Head
 
     pad = int(np.ceil(12 / native_mm))
     csf, gm, wm = (np.pad(np.clip(a, 0, 1).astype(np.float32), pad) for a in (csf, gm, wm))
@@ -84,10 +84,10 @@ def load_hard_label_head(voxel_size: float = 3.0):
     the nipype subject): a moderate blur of a real subject then looks sharper than the clean
     template. Here every 1 mm voxel of the brain takes its most likely tissue
     (argmax of CSF/GM/WM, Billot et al., Med Image Anal 2023), and the one-hot labels are
-    resampled to ``voxel_size`` as the probability maps are (:func:`~mmrqa_bids.testing.
+    resampled to ``voxel_size`` as the probability maps are (:func:`~mmrqa_bids.
     phantom.load_head`), which leaves partial volume only at tissue borders.
     """
-    from mmrqa_bids.testing.phantom import Head, load_head
+    from mmrqa_bids.phantom import Head, load_head
 
     soft = load_head(1.0)
     stack = np.stack([soft.csf, soft.gm, soft.wm])
@@ -323,7 +323,7 @@ def load_native_head(anatomy: str):
     (1 mm for the MNI heads, 1.5 for robex, 2 for b0, epi and fsl, 3 for tpm): the head that
     :func:`resample_head` zooms for the ``zoom_native`` randomisation (round 14 of the
     model card's selection log)."""
-    from mmrqa_bids.testing.phantom import load_head
+    from mmrqa_bids.phantom import load_head
 
     if anatomy == "mni":
         return load_head(1.0), 1.0
@@ -346,7 +346,7 @@ def resample_head(head, native_mm: float, voxel_mm: Sequence[float]):
     its outline stays as sharp as a plain rendering's."""
     from scipy import ndimage as ndi
 
-    from mmrqa_bids.testing.phantom import Head
+    from mmrqa_bids.phantom import Head
 
     f = [native_mm / float(v) for v in voxel_mm]
     maps = {k: ndi.zoom(getattr(head, k), f, order=1) for k in ("csf", "gm", "wm", "skull",
@@ -360,7 +360,7 @@ def resample_head(head, native_mm: float, voxel_mm: Sequence[float]):
 def load_source_head(anatomy: str, voxel_size: float, cache_dir: Path | None = None):
     """A source head at ``voxel_size`` mm; stored in ``cache_dir/heads`` (building the MNI
     head takes ~10 s per voxel size)."""
-    from mmrqa_bids.testing.phantom import Head, load_head
+    from mmrqa_bids.phantom import Head, load_head
 
     cached = Path(cache_dir) / "heads" / f"{anatomy}-{voxel_size:g}mm.npz" if cache_dir else None
     if cached is not None and cached.is_file():

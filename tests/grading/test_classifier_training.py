@@ -114,7 +114,7 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
 
 def _box_head(n: int = 24):
     """A small synthetic head: WM core, GM shell, CSF shell, skull and scalp (no template)."""
-    from mmrqa_bids.testing.phantom import Head
+    from mmrqa_bids.phantom import Head
 
     r = np.linalg.norm(np.indices((n,) * 3) - (n - 1) / 2, axis=0)
     shells = [(r < 4), (r >= 4) & (r < 6), (r >= 6) & (r < 7), (r >= 7) & (r < 8),
@@ -160,7 +160,7 @@ def test_native_zoom_resizes_the_head_and_keeps_its_outline_sharp(monkeypatch):
     """zoom_native zooms the tissue maps on their own (finer) grid: the head changes size as
     with the image zoom, but its outline stays as sharp as a plain rendering's."""
     from mmrqa_bids.metrics.anatomical import head_edge
-    from mmrqa_bids.testing.phantom import Head
+    from mmrqa_bids.phantom import Head
     from mmrqa_bids.train import sources
 
     r = np.linalg.norm(np.indices((72,) * 3) - 35.5, axis=0)
@@ -368,7 +368,7 @@ def test_good_weight_shifts_the_prior_of_good_and_round_trips(tmp_path):
 
 
 def test_shell_only_random_contrast_keeps_the_brain_signals_near_the_named_contrast():
-    from mmrqa_bids.testing.phantom import CONTRASTS, Head
+    from mmrqa_bids.phantom import CONTRASTS, Head
 
     maps = {t: np.zeros((5, 1, 1), np.float32) for t in ("csf", "gm", "wm", "skull", "scalp")}
     for i, t in enumerate(maps):

@@ -8,7 +8,7 @@ import pytest
 
 from mmrqa_bids.metrics import ANAT_FEATURES, ANAT_METRICS, compute
 from mmrqa_bids.testing.demo_dataset import ghost, kspace_motion
-from mmrqa_bids.testing.phantom import load_head, rician
+from mmrqa_bids.phantom import load_head, rician
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def test_overflowing_intensities_measure_like_the_unscaled_volume(tmp_path):
     """A float64 volume at ~1e30 gave efc 0 and snr NaN in float32; rescaled by a power of
     two, the contrast metrics equal those of the same volume at ordinary scale."""
     from mmrqa_bids.metrics import measure
-    from mmrqa_bids.testing.phantom import load_head
+    from mmrqa_bids.phantom import load_head
 
     head = load_head(voxel_size=4.0)
     base = head.render("T1w").astype(np.float64) * 1.37 + 0.25

@@ -72,7 +72,7 @@ def _rendered_fractions_match(fractions, image: np.ndarray) -> tuple[int, float]
     the number of voxels well inside the brain, and their correlation with ``image`` there."""
     from scipy import ndimage as ndi
 
-    from mmrqa_bids.testing.phantom import CONTRASTS
+    from mmrqa_bids.phantom import CONTRASTS
 
     back = [ndi.zoom(a, [n / m for n, m in zip(image.shape, a.shape)], order=1)
             for a in fractions]
