@@ -8,9 +8,9 @@ scripts/ci/container_base.sh, overlay storage where the kernel allows it, else v
 
 --cold first removes the cached bases (the rootfs tarball and the base images; the pip
 wheels stay: their download depends on the network, not on the build), so the first build
-includes debootstrap. Every build here starts from no mmrqa layer: buildah bud runs without
---layers, so "base cached" means the Debian/torch bases exist, and the Dockerfile's two
-stages run in full. Needs root, podman, buildah, runc, debootstrap (make container-tools).
+includes debootstrap. The cold and "bases cached" builds run without buildah's layer cache
+(the Dockerfile's two stages run in full); the last one is a rebuild of an unchanged tree
+with it (what `make container` does again on overlay storage). Needs root, podman, buildah, runc, debootstrap (make container-tools).
 """
 from __future__ import annotations
 
@@ -65,9 +65,9 @@ def drop_bases() -> None:
         tar.unlink()
 
 
-def build(flavour: str) -> float:
-    env = dict(ENV, PYTHON=sys.executable)
-    sh("podman", "rmi", "-f", FLAVOURS[flavour], check=False)
+def build(flavour: str, layers: bool = False) -> float:
+    """Wall time of scripts/ci/build_container.sh; without the layer cache unless `layers`."""
+    env = dict(ENV, PYTHON=sys.executable, BUILD_LAYERS=str(layers).lower())
     t0 = time.perf_counter()
     proc = subprocess.run([str(CI / "build_container.sh"), flavour, FLAVOURS[flavour]],
                           capture_output=True, text=True, env=env)
@@ -77,14 +77,23 @@ def build(flavour: str) -> float:
 
 
 def layers(image: str) -> list[tuple[float, str]]:
-    """(size in MB, instruction) per layer, base first; empty (metadata-only) layers dropped."""
+    """(size in MB, what made it) per layer, base first; metadata-only entries dropped.
+
+    buildah bud without --layers commits each stage as one layer: the last layer is the whole
+    runtime stage (user, wheel install, model folder), labelled by the base it was built on.
+    """
     rows = json.loads(sh("podman", "history", "--format", "json", image).stdout)
     out = []
     for row in reversed(rows):
         size = float(row.get("size") or row.get("Size") or 0)
         if size > 0:
             made = " ".join((row.get("CreatedBy") or row.get("createdBy") or "").split())
-            out.append((size / MB, made[:90]))
+            comment = " ".join((row.get("Comment") or row.get("comment") or "").split())
+            if comment.startswith("FROM "):
+                made = f"Dockerfile runtime stage on {comment[5:]}"
+            elif made in ("/bin/sh", ""):
+                made = f"buildah commit ({comment or 'no comment'})"
+            out.append((size / MB, made[:100]))
     return out
 
 
@@ -123,6 +132,9 @@ def main(argv=None) -> int:
         builds["full, cold (debootstrap + torch base + image)"] = build("full")
     builds["full, bases cached"] = build("full")
     builds["core, bases cached"] = build("core")
+    if ENV["MMRQA_STORAGE_DRIVER"] == "overlay":  # make container's default there
+        build("full", layers=True)
+        builds["full, unchanged tree, layer cache"] = build("full", layers=True)
 
     host = [str(Path(sys.executable).with_name("mmrqa"))]
     start = {"host pip install": startup(host, args.repeats)}
@@ -144,7 +156,8 @@ def main(argv=None) -> int:
             cmd = ["podman", *CONTRACT, "-v", f"{bids}:/data:ro", "-v", f"{out}:/out", image]
             per_run[flavour] = participant_time(cmd, "/data", "/out") / n_runs
 
-    print(f"mmrqa container benchmark ({os.cpu_count()} CPUs; buildah {_version('buildah')}, "
+    print(f"mmrqa container benchmark ({os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}; buildah {_version('buildah')}, "
           f"podman {_version('podman')}, {ENV['MMRQA_STORAGE_DRIVER']} storage, runc)")
     print("\nBuild wall time (pip installs from pre-downloaded wheels, no index):")
     for what, seconds in builds.items():
@@ -166,7 +179,9 @@ def main(argv=None) -> int:
 
 
 def _version(tool: str) -> str:
-    return sh(tool, "--version").stdout.split()[-1]
+    """`buildah version 1.28.2 (image-spec ...)` -> 1.28.2."""
+    words = sh(tool, "--version").stdout.split()
+    return words[words.index("version") + 1] if "version" in words else " ".join(words)
 
 
 if __name__ == "__main__":

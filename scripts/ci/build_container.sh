@@ -11,6 +11,7 @@
 # for the build only; nothing of them stays in the image): no package index is used (chroot
 # isolation shares the host network namespace; pip is told --no-index).
 # CACHE_DIR (default build/container) holds the rootfs, the wheels and that pip.conf.
+# BUILD_LAYERS=true|false: buildah's layer cache (default: true on overlay storage).
 set -euo pipefail
 flavour=${1:?usage: build_container.sh full|core TAG}
 tag=${2:?usage: build_container.sh full|core TAG}
@@ -46,7 +47,10 @@ case "$engine" in
         printf '[global]\nno-index = true\nfind-links = /wheels\n' > "$cache/pip.conf"
         runtime_base=$BASE_TORCH
         [ "$flavour" = core ] && runtime_base=$BASE_PYTHON
-        "${NICE[@]}" buildah bud --isolation chroot --pull-never \
+        # A layer per instruction, reused while its inputs are unchanged (a rebuild of an
+        # unchanged tree takes seconds); not on vfs, where every layer is a full copy.
+        layers=${BUILD_LAYERS:-$([ "$MMRQA_STORAGE_DRIVER" = overlay ] && echo true || echo false)}
+        "${NICE[@]}" buildah bud --isolation chroot --pull-never --layers="$layers" \
             --volume "$cache/wheels:/wheels:ro" --volume "$cache/pip.conf:/etc/pip.conf:ro" \
             --build-arg "PYTHON_IMAGE=$BASE_PYTHON" --build-arg "PYTORCH_IMAGE=$runtime_base" \
             "${args[@]}" --tag "$tag" "$repo"

@@ -36,9 +36,11 @@ def test_expected_listing_matches_a_local_run():
 
 
 def test_listing_masks_timestamps_and_sorts(tmp_path):
-    for rel in ("b.json", "a/z.html", "logs/settings_group_20260101T120000.toml"):
+    for rel in ("b.json", "a/z.html", "logs/settings_group_20260101T120000.toml",
+                "logs/settings_participant_20260101T120000.332684_4321.toml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     out = subprocess.run([str(REPO / "scripts" / "ci" / "list_outputs.sh"), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out == ["a/z.html", "b.json", "logs/settings_group_<timestamp>.toml"]
+    assert out == ["a/z.html", "b.json", "logs/settings_group_<timestamp>.toml",
+                   "logs/settings_participant_<timestamp>.toml"]

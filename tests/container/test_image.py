@@ -172,24 +172,34 @@ def test_bad_bids_path_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("mmrqa: error:") and "/no/such/bids" in lines[0], lines
 
 
-def test_train_level_needs_no_network(dataset, tmp_path):
+# Rated runs enough for the train level to fit the anat model without simulated copies (the
+# core image has no TorchIO): five per grade, the grade following the artifact's severity.
+TRAIN_GRADES = (("Good", None, 0.0), ("Medium", "motion", 0.5), ("Bad", "motion", 1.0))
+
+
+def test_train_level_needs_no_network(tmp_path):
     """Without --base-model the train level fits the metric classifier: offline, on a CPU."""
     from mmrqa_bids.ratings import ratings_tsv
-    subjects = sorted(p.name[4:] for p in dataset.glob("sub-*"))
-    ratings = tmp_path / "ratings"
-    ratings.mkdir()
-    ratings.chmod(0o755)
-    (ratings / "ratings.tsv").write_text(ratings_tsv({"participant_id": s, "rating": "Good"}
-                                                     for s in subjects))
-    (ratings / "ratings.tsv").chmod(0o644)
+    from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
+
+    root = writable_dir(tmp_path / "train")
+    root.chmod(0o755)
+    rows, plans = [], []
+    for g, (label, artifact, severity) in enumerate(TRAIN_GRADES):
+        for i in range(5):
+            subject = f"{g}{i}"
+            plans.append(RunPlan(subject, "T1w", artifact=artifact, severity=severity))
+            rows.append({"participant_id": subject, "rating": label})
+    build_dataset(root / "bids", plans, voxel_size=3.0)
+    (root / "ratings.tsv").write_text(ratings_tsv(rows))
     out = writable_dir(tmp_path / "out")
-    proc = run([*contract_run(f"{dataset}:/data:ro", f"{ratings}:/ratings:ro", f"{out}:/out"),
-                "/data", "/out", "train", "--labels", "/ratings/ratings.tsv",
+    proc = run([*contract_run(f"{root}:/train:ro", f"{out}:/out"),
+                "/train/bids", "/out", "train", "--labels", "/train/ratings.tsv",
                 "--holdout-fraction", "0", "--nprocs", "2"], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    model = out / "models" / "mmrqa-metric-classifier"
-    evaluation = json.loads((model / "evaluation.json").read_text())
-    assert evaluation, "the train level wrote an empty evaluation"
+    evaluation = json.loads((out / "models" / "mmrqa-metric-classifier" / "evaluation.json")
+                            .read_text())
+    assert evaluation["anat"]["trained"] and evaluation["anat"]["n_train"] == 15, evaluation["anat"]
 
 
 def _inspect(field: str):
