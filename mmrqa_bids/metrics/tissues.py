@@ -54,15 +54,20 @@ def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 50,
     """Lloyd's k-means on scalars; returns the sorted centres.
 
     Initialised at ``init`` or at the (100 (2i+1) / 2k)-th percentiles; assignment to the
-    nearest centre is a comparison with the midpoints of the sorted centres.
+    nearest centre is a comparison with the midpoints of the sorted centres. The values are
+    sorted once, so that each iteration finds the classes by binary search and their sums
+    from a cumulative sum (the same classes and means as a pass over every value).
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    cum = np.concatenate([[0.0], np.cumsum(values)])
     centres = (np.sort(np.asarray(init, np.float64)) if init is not None else
                np.percentile(values, [100.0 * (2 * i + 1) / (2 * k) for i in range(k)]))
     for _ in range(iterations):
-        labels = nearest_class(values, centres)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.bincount(labels, weights=values, minlength=k)
+        # class c holds the values in (t_{c-1}, t_c], as nearest_class assigns them
+        bounds = np.concatenate([[0], np.searchsorted(values, (centres[1:] + centres[:-1]) / 2,
+                                                     side="right"), [values.size]])
+        counts = np.diff(bounds)
+        sums = np.diff(cum[bounds])
         new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         new.sort()
         if np.all(np.abs(new - centres) <= 1e-7 * np.abs(centres)):  # allclose(rtol=1e-7)
