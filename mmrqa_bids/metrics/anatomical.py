@@ -4,6 +4,20 @@ Names and definitions follow MRIQC (Esteban et al., PLoS One 2017, doi:10.1371/j
 0184661) where they match; deviations are stated in each docstring. ``fg`` = voxels in the
 head mask, ``bg`` (air) = voxels farther than a margin from the head and not exactly zero.
 Every metric marked scale-free is invariant to a positive gain on the intensities.
+
+Fed the same image, masks and tissue labels, MRIQC 24.0.2's own functions
+(``mriqc/qc/anatomical.py``) give the same snr_*, cnr, cjv, efc, fber, wm2max, qi_1, icvs_*
+and summary_* within 1% on real heads (benchmarks/metrics_vs_mrqy.py). Where the values
+differ, it is on purpose:
+
+- snrd_*: the air's noise is its median / sqrt(2 ln 2) (Rayleigh), not MRIQC's
+  0.655 x 1.4826 MAD of the air (:func:`rayleigh_sigma`);
+- fber: -1 only when the air's median is 0, not below 1e-3 in the image's units;
+- the inputs differ: the masks and hard tissue classes are mmrqa's own (no template
+  registration, no FSL FAST partial volumes, hence no rpve), the image is not
+  N4-corrected first, fwhm_* is a first-difference estimate (not AFNI's 3dFWHMx), inu_*
+  come from a polynomial field (or N4 on a 6 mm copy), and qi_1's artifact mask is found
+  in the air by median + 5 MAD and an opening.
 """
 from __future__ import annotations
 

@@ -323,7 +323,7 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
     # EFC per slice (F is 0 outside the foreground and adds nothing there).
     x = F * (1.0 / np.maximum(np.sqrt(ss_f), EPS)).astype(np.float32)[:, None, None]
     np.add(x, np.float32(EPS), out=med)
-    np.log(med, out=med)
+    np.log(med, out=med, where=mb)  # outside the foreground x = 0: no log needed
     ent = np.einsum("ijk,ijk->i", x, med, dtype=np.float64)
     e_max = np.sqrt(npix) * np.log(1.0 / np.sqrt(npix))
     efc = ent / e_max
