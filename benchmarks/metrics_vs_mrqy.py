@@ -335,7 +335,6 @@ def mrqy_table(mq: dict, mm: dict) -> tuple[list[str], int]:
 #: mmrqa's deliberate departures from MRIQC's IQM definitions (also in the README).
 MRIQC_DEPARTURES = {
     "snrd": "air noise from the Rayleigh median (median / sqrt(2 ln 2)), not 0.655 x MAD",
-    "qi_1": "same ratio; mmrqa's artifact mask is its own (median + 5 MAD, opened)",
 }
 
 
