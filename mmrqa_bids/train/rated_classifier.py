@@ -102,9 +102,15 @@ def split_by_family(entries: Sequence[dict[str, Any]]) -> dict[str, dict[str, li
 def fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dict[str, Any],
                      seed: int, minimum: int = MIN_PER_CLASS) -> tuple[dict[str, Any] | None,
                                                                         dict[str, Any]]:
-    """:func:`_fit_rated_family` on one OpenMP thread: on tens of rows the boosting's threads
-    cost more than they save, and on a busy machine far more (a 15-run fit took 16 s with
-    the default threads and 2 s with one on a loaded 2-core host)."""
+    """(model file content or None, record) for one family's training examples.
+
+    None when a grade has fewer than ``minimum`` examples (the record's ``short`` says how
+    many more). The artifact model is fitted when every type has ``minimum`` examples of known
+    type (:func:`known_artifact`), else the ``shipped`` one is kept.
+
+    The trees are fitted on one OpenMP thread: on tens of rows threads cost more than they
+    save, and on a busy machine far more (a 15-run fit took 16 s with the default threads
+    and 2 s with one, on a loaded 2-core host)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="openmp"):
@@ -113,11 +119,6 @@ def fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dict
 
 def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dict[str, Any],
                       seed: int, minimum: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(model file content or None, record) for one family's training examples.
-
-    None when a grade has fewer than ``minimum`` examples (the record's ``short`` says how
-    many more). The artifact model is fitted when every type has ``minimum`` examples of known
-    type (:func:`known_artifact`), else the ``shipped`` one is kept."""
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import metric_matrix
     from mmrqa_bids.train.classifier import DEFAULT_RECIPE, fit_model
