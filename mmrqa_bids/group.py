@@ -90,7 +90,7 @@ def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, 
     from mmrqa_bids.cohorts.dataset import cohort_summaries
     from mmrqa_bids.reports import stats
     from mmrqa_bids.reports.group import NON_METRIC_COLUMNS, write_group_report
-    from mmrqa_bids.reports.individual import inject_dataset_context, inject_grade
+    from mmrqa_bids.reports.individual import inject_grade
 
     measured = [r for r in rows if r.get("status") != "failed"]
     context = stats.dataset_context(measured, stats.metric_names(measured, exclude=NON_METRIC_COLUMNS))
@@ -98,8 +98,7 @@ def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, 
                               report_href=layout.report_href, cohorts=cohort_summaries(outcomes))
     for doc in docs:
         report = layout.run_report(doc["bids_meta"]["bids_name"])
-        if not (inject_grade(report, doc)
-                and inject_dataset_context(report, doc, context.get(doc["bids_meta"]["bids_name"], {}))):
+        if not inject_grade(report, doc, context.get(doc["bids_meta"]["bids_name"], {})):
             logger.warning("WARNING %s: no individual report to update with the dataset grade and "
                            "percentiles (participant level run with --no-reports?)", report)
     return path

@@ -139,15 +139,9 @@ def _replace_between(html: str, start_marker: str, end_marker: str, content: str
     return html[:start + len(start_marker)] + "\n" + content + "\n" + html[end:]
 
 
-def inject_grade(path: Path, document: dict[str, Any]) -> bool:
-    """Re-render the grade header, assessment, QA dialogue and title of the report at
-    ``path`` from ``document`` (the group level's dataset grade and its basis). Returns False
-    (and leaves the file alone) when the report does not exist or lacks the markers."""
-    path = Path(path)
-    try:
-        html = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return False
+def _with_grade(html: str, document: dict[str, Any]) -> str | None:
+    """``html`` with the grade header, assessment, QA dialogue and title re-rendered from
+    ``document``; None when a marker is missing."""
     env = template_env(html=True)
     shown = _grade_context(document)
     html = _replace_between(html, GRADE_START, GRADE_END,
@@ -155,11 +149,32 @@ def inject_grade(path: Path, document: dict[str, Any]) -> bool:
     html = html and _replace_between(html, DIALOGUE_START, DIALOGUE_END,
                                      env.get_template("report/_dialogue.html.j2").render(**shown))
     if html is None:
-        return False
+        return None
     title = env.from_string("<title>mmrqa: {{ name }} ({{ label or 'unparsed' }})</title>").render(
         name=shown["meta"]["bids_name"], label=shown["label"])
-    html = re.sub(r"<title>.*?</title>", lambda _: title, html, count=1, flags=re.S)
-    atomic_write_text(path, html)
+    return re.sub(r"<title>.*?</title>", lambda _: title, html, count=1, flags=re.S)
+
+
+def inject_grade(path: Path, document: dict[str, Any],
+                 context: DatasetContext | None = None) -> bool:
+    """Re-render the grade header, assessment, QA dialogue and title of the report at
+    ``path`` from ``document`` (the group level's dataset grade and its basis), and with
+    ``context`` the metrics table too (:func:`inject_dataset_context`), in one rewrite.
+    Returns False (and leaves the file alone) when the report does not exist or lacks the
+    markers; an unchanged report is not rewritten."""
+    path = Path(path)
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    html = _with_grade(old, document)
+    if html is not None and context is not None:
+        html = _replace_between(html, METRICS_START, METRICS_END,
+                                render_metrics_table(document, context))
+    if html is None:
+        return False
+    if html != old:
+        atomic_write_text(path, html)
     return True
 
 
