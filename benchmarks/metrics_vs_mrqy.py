@@ -20,7 +20,8 @@ with medpy (as ``mrqy.QC`` does) and each of the 15 metrics from ``mrqy.QCF.vol`
 foreground per slice and per metric. mmrqa runs ``mmrqa_bids.metrics.compute(img, suffix)``
 (every metric: masks, tissue classes, INU, MRIQC-style IQMs and the MRQy set).
 
-MRIQC: its IQM functions are plain numpy/scipy/statsmodels (``mriqc/qc/anatomical.py``).
+MRIQC: its IQM functions are plain numpy/scipy/statsmodels (``mriqc/qc/anatomical.py``, and
+``gsr`` from ``mriqc/qc/functional.py``, taken here on each volume as on a mean EPI).
 They are taken from the PyPI wheel (``pip download --no-deps mriqc==24.0.2``; installing
 mriqc itself would downgrade markupsafe in mmrqa's environment and pull its whole workflow
 stack) and run in a small virtualenv (``--mriqc-venv``: numpy, scipy, statsmodels, nibabel)
@@ -139,6 +140,9 @@ MMRQA_WORKER = textwrap.dedent('''
     np.savez(prefix + "_inputs.npz", data=data, head=m.head, air=m.background,
              labels=m.tissue_labels if m.tissue_labels is not None else np.zeros(data.shape, np.uint8),
              small_air=small_air, small_art=small_art)
+    # Untimed: the bold IQM gsr (MRIQC computes it on the mean EPI) on this volume and mask.
+    from mmrqa_bids.metrics.functional import gsr
+    metrics.update(gsr_x=gsr(data, m.head, 0), gsr_y=gsr(data, m.head, 1))
     json.dump({"metrics": metrics, "cpu_runs": cpus, "peak_mb": rss, "base_mb": rss0,
                "same_slices": sum(same), "n_slices": len(same)}, open(out_json, "w"))
 ''')
@@ -180,6 +184,11 @@ MRIQC_WORKER = textwrap.dedent('''
     out["qi_1"] = qc.art_qi1(z["small_air"].astype(np.uint8), z["small_art"].astype(np.uint8))
     out["cjv"] = qc.cjv(stats["wm"]["median"], stats["gm"]["median"], stats["wm"]["mad"],
                         stats["gm"]["mad"])
+    spec = importlib.util.spec_from_file_location("mriqc.qc.functional",
+                                                  root + "/mriqc/qc/functional.py")
+    qf = importlib.util.module_from_spec(spec); spec.loader.exec_module(qf)
+    for axis in ("x", "y"):
+        out["gsr_" + axis] = qf.gsr(z["data"], head.astype(np.uint8), axis)
     for k, v in qc.volume_fraction(pvmdata).items():
         out["icvs_" + k] = v
     for region, s in stats.items():
@@ -347,7 +356,9 @@ def mriqc_table(mi: dict, mm: dict) -> tuple[list[str], int]:
         b = mm["metrics"][k]
         rel = _rel(a, b)
         dep = next((v for p, v in MRIQC_DEPARTURES.items() if k.startswith(p)), None)
-        if dep:
+        if k == "qi_1" and a == -1.0 and not np.isfinite(b):
+            rel, verdict = 0.0, "met: no air to measure (MRIQC's -1, mmrqa's NaN)"
+        elif dep:
             verdict = f"departure: {dep}"
         else:
             ok = rel <= MRIQC_TOLERANCE
