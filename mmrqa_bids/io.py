@@ -92,10 +92,12 @@ def check_header(path: str | os.PathLike, memory_limit: int | None = None) -> No
     header = img.header
     shape = tuple(int(n) for n in header.get_data_shape())
     voxels = math.prod(shape)
-    offset = int(header.get("vox_offset", 0)) if "vox_offset" in header else 0
+    # the file holding the voxels (the .img of a .hdr/.img pair) and where they start
+    data_file = Path(img.file_map["image"].filename or path)
+    offset = int(getattr(img.dataobj, "offset", 0))
     needed = offset + voxels * header.get_data_dtype().itemsize
-    size = path.stat().st_size
-    if path.name.endswith(".gz"):
+    size = data_file.stat().st_size
+    if data_file.name.endswith(".gz"):
         if needed > DEFLATE_MAX_RATIO * size:
             raise RunInputError(
                 f"header claims shape {shape} ({_size(needed)} of data) but a {_size(size)} "
@@ -107,8 +109,8 @@ def check_header(path: str | os.PathLike, memory_limit: int | None = None) -> No
         raise RunInputError(
             f"shape {shape} needs about {_size(voxels * WORKING_BYTES_PER_VOXEL)} of memory, "
             f"over the limit of {_size(memory_limit)} (raise it with --mem-gb)")
-    if path.name.endswith(".gz"):
-        held = _inflated_size(path, needed)
+    if data_file.name.endswith(".gz"):
+        held = _inflated_size(data_file, needed)
         if held < needed:
             raise RunInputError(f"header claims shape {shape} ({_size(needed)}) but the file "
                                 f"holds {_size(held)} uncompressed")
