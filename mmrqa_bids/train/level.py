@@ -474,8 +474,8 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
             if record.get("short"):
                 _say(shortfall_line(family, record["counts"], record["short"],
                                     tr.holdout_fraction, MIN_PER_CLASS))
-            elif split["train"]:
-                _say(f"WARNING {family}: {record['reason']} - the shipped {family} model is kept")
+            elif split["train"] or split["test"]:
+                _say(f"WARNING {family}: {record['reason']}; the shipped {family} model is kept")
         else:
             docs[family] = doc
         if split["test"]:
