@@ -202,7 +202,8 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray | None = None, skip_first
         dz = _slices_yx(d, z0, z0 + CHUNK)
         mz = (fill_rows(lo[z0:z0 + CHUNK], hi[z0:z0 + CHUNK], d.shape[0]) if m is None
               else _slices_yx(m, z0, z0 + CHUNK))
-        parts.append(_chunk_values(dz, mz, _bbox(mz, margin=3)))
+        parts.append(_chunk_values(dz, mz, _bbox(mz, margin=3),
+                                   integer if m is None and integer else None))
     per_slice = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     valid = per_slice.pop("valid").astype(bool)
     return {name: _nanmean(per_slice[name][valid]) for name in MRQY_NAMES}
@@ -211,14 +212,14 @@ def mrqy_metrics(data: np.ndarray, fg_mask: np.ndarray | None = None, skip_first
 _COUNTING_MAX = 16384  # integer-valued slices up to this value use a counting selection
 
 
-def _order_statistics(a: np.ndarray, mask: np.ndarray, ranks: dict[str, np.ndarray]
-                      ) -> dict[str, np.ndarray]:
+def _order_statistics(a: np.ndarray, mask: np.ndarray, ranks: dict[str, np.ndarray],
+                      integer: bool | None = None) -> dict[str, np.ndarray]:
     """Per row of ``a`` (n_rows, n_pixels; non-negative), the value of ascending rank
     ``ranks["f_lo"]`` etc. among the pixels where ``mask`` is True (keys ``f_*``) or False
     (keys ``b_*``); ranks are clipped to the row.
 
-    Integer-valued rows (a scanner's int16 data) below :data:`_COUNTING_MAX` are selected by
-    counting (one ``bincount`` per block, linear time); other data by one sort per row, with
+    Integer-valued rows (a scanner's int16 data; ``integer`` says so when known, else it is
+    checked) below :data:`_COUNTING_MAX` are selected by counting (one ``bincount`` per block, linear time); other data by one sort per row, with
     keys |v| where ``mask`` and -|v| elsewhere (unmasked pixels first, by decreasing |v|).
     Both give the exact order statistics."""
     nrows, npix = a.shape
@@ -227,9 +228,12 @@ def _order_statistics(a: np.ndarray, mask: np.ndarray, ranks: dict[str, np.ndarr
     n_b = npix - n_f
     top = float(a.max()) if a.size else 0.0
     out = {}
-    if top < _COUNTING_MAX and np.array_equal(a, np.floor(a)):
+    if top < _COUNTING_MAX and (integer if integer is not None
+                                else np.array_equal(a, np.floor(a))):
         size = int(top) + 1
-        key = (rows[:, None] * 2 + mask) * size + a.astype(np.int64)
+        key = a.astype(np.intp)
+        key += mask * size
+        key += (rows * (2 * size))[:, None]
         cum = np.cumsum(np.bincount(key.ravel(), minlength=nrows * 2 * size)
                         .reshape(nrows, 2, size), axis=2)
         for name, r in ranks.items():
@@ -248,15 +252,18 @@ def _order_statistics(a: np.ndarray, mask: np.ndarray, ranks: dict[str, np.ndarr
     return out
 
 
-def _masked_medians_sq(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _masked_medians_sq(values: np.ndarray, mask: np.ndarray, integer: bool | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``values`` (n_slices, n_pixels), median(v^2) over the pixels where ``mask``
     is True and over those where it is False (NaN for an empty set), exactly as
     ``numpy.median`` of the float64 squares: the middle one or two |v| of each set (|v| has
     the order of v^2) squared, and averaged for an even count."""
     n_f = np.count_nonzero(mask, axis=1)
     n_b = mask.shape[1] - n_f
-    q = _order_statistics(np.abs(values), mask, {
-        "f_lo": (n_f - 1) // 2, "f_hi": n_f // 2, "b_lo": (n_b - 1) // 2, "b_hi": n_b // 2})
+    a = values if values.size and float(values.min()) >= 0 else np.abs(values)
+    q = _order_statistics(a, mask, {
+        "f_lo": (n_f - 1) // 2, "f_hi": n_f // 2, "b_lo": (n_b - 1) // 2, "b_hi": n_b // 2},
+        integer)
     out = []
     for s, n in (("f", n_f), ("b", n_b)):
         lo, hi = q[s + "_lo"], q[s + "_hi"]
@@ -265,9 +272,10 @@ def _masked_medians_sq(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray
     return out[0], out[1]
 
 
-def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
-                  ) -> dict[str, np.ndarray]:
-    """Per-slice MRQy values of a chunk of slices laid out (slice, y, x)."""
+def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice],
+                  integer: bool | None = None) -> dict[str, np.ndarray]:
+    """Per-slice MRQy values of a chunk of slices laid out (slice, y, x); ``integer``: the
+    values are whole numbers (None: check)."""
     nz, ny, nx = d.shape
     npix = nx * ny
     axes = (1, 2)
@@ -329,7 +337,7 @@ def _chunk_values(d: np.ndarray, m: np.ndarray, box: tuple[slice, slice]
     efc = ent / e_max
 
     # FBER: medians of f^2 and b^2 per slice (exact); MRQy gives 0 where the air has none.
-    med_f, med_b = _masked_medians_sq(d.reshape(nz, -1), m.reshape(nz, -1))
+    med_f, med_b = _masked_medians_sq(d.reshape(nz, -1), m.reshape(nz, -1), integer)
     usable = valid & (n_f > 0) & (n_b > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         fber = np.where(usable, np.where(med_b < 1e-3, 0.0, med_f / np.where(usable, med_b, 1.0)),
