@@ -10,7 +10,8 @@ For the members of a cohort the centre and spread are computed **without the run
 moves a robust centre by at most ~1/n of a spread and the cohort's own reference is used.
 A new run is graded against a stored reference (:func:`grade_against`).
 
-The grade is read from :func:`relative_features` (each metric's |z| and aggregates of them)
+The grade is read from :func:`relative_features` (each metric's z and relative change, and
+aggregates of |z|)
 by the model shipped in ``mmrqa_bids/data/cohort_<family>.json.gz`` (trained on simulated
 cohorts by :mod:`mmrqa_bids.cohorts.train`, see ``mmrqa_bids/data/cohort_model_card.md``).
 When no model file is installed, the *naive* score is used: the mean |z| over the family's
@@ -42,12 +43,14 @@ MIN_COHORT_SIZE = 8
 #: Members of a cohort up to this size are compared with the others only (leave-one-out).
 LOO_MAX_SIZE = 64
 Z_CLIP = 10.0
+REL_CLIP = 10.0
 #: A metric is listed among a run's deviations from |z| >= this (at most MAX_DEVIATIONS).
 DEVIATION_MIN_Z = 2.0
 MAX_DEVIATIONS = 5
 #: The cohort's "typical range" of a metric: centre -/+ this many robust spreads.
 TYPICAL_RANGE_Z = 2.0
-#: Aggregates of the |z| vector appended to the per-metric |z| (:func:`relative_features`).
+#: Aggregates of the |z| vector appended to the per-metric z and relative change
+#: (:func:`relative_features`).
 AGGREGATES = ("mean_abs_z", "rms_z", "max_abs_z", "second_abs_z", "share_above_3")
 #: Naive score (mean |z|) cut points (Good | Medium, Medium | Bad) per family. PROVISIONAL:
 #: set from synthetic normal cohorts (clean runs' mean |z| ~0.8-1.3 with leave-one-out);
@@ -60,12 +63,25 @@ class CohortGradeError(ValueError):
     """A cohort or run cannot be graded relatively (too few runs, no shared metric...)."""
 
 
+#: The metrics a run is compared on, per family: the scale-free ones (unchanged when the image
+#: is multiplied by a constant, as :func:`mmrqa_bids.train.classifier.scale_free_metrics`
+#: measures; a scanner's gain differs between sessions), so MRQy's slice-wise set is out
+#: (measured not scale-free on anatomical runs) and the edge, bias-field and background
+#: metrics that measure scale-free are in.
+COHORT_FEATURES: dict[str, tuple[str, ...]] = {
+    "anat": tuple(f for f in ANAT_FEATURES if not f.startswith("mrqy_"))
+    + ("fov_edge", "head_edge"),
+    "bold": FUNC_FEATURES + ("inu_med", "inu_range", "qi_1", "fov_edge", "head_edge",
+                             "summary_bg_k", "summary_fg_k"),
+}
+
+
 def family_features(family: str) -> tuple[str, ...]:
-    """The scale-free metrics of a family (:mod:`mmrqa_bids.metrics.names`), for the naive
-    score; a trained model stores its own list."""
+    """:data:`COHORT_FEATURES` of a family (the naive score's; a trained model stores its
+    own list)."""
     if family not in FAMILIES:
         raise CohortGradeError(f"unknown family {family!r} (anat or bold)")
-    return ANAT_FEATURES if family == "anat" else FUNC_FEATURES
+    return COHORT_FEATURES[family]
 
 
 # --------------------------------------------------------------------------- relative view
@@ -102,11 +118,25 @@ def cohort_z(rows: Sequence[Mapping[str, Any]], features: Sequence[str],
     return relative_z(x, centre, spread), centre, spread
 
 
-def relative_features(z: np.ndarray) -> np.ndarray:
-    """The model's input from the (n, m) z matrix: |z_j| for each metric, then
-    :data:`AGGREGATES` over the finite |z| of the run: mean, root mean square, largest,
-    second largest, share above 3. NaN stays NaN per metric (a missing metric)."""
-    a = np.abs(np.atleast_2d(z))
+def relative_change(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """clip((x - centre) / |centre|, -REL_CLIP, REL_CLIP): how far a metric moved from the
+    cohort's centre as a fraction of it (NaN where missing or the centre is 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip((x - centre) / np.abs(centre), -REL_CLIP, REL_CLIP)
+
+
+def relative_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """The model's input from the (n, m) z and relative-change matrices: z_j (signed) and
+    rel_j (signed, :func:`relative_change`) for each metric, then :data:`AGGREGATES` over the
+    finite |z| of the run: mean, root mean square, largest, second largest, share above 3.
+    NaN stays NaN per metric (a missing metric: the trees' missing-value branch).
+
+    Signed, because an artifact moves each metric one way (noise lowers SNR, blur raises
+    it); the relative change beside z, because z is in units of the cohort's own spread,
+    which differs between studies, while rel says how large the change is."""
+    z = np.atleast_2d(np.asarray(z, float))
+    rel = np.atleast_2d(np.asarray(rel, float))
+    a = np.abs(z)
     n = a.shape[0]
     agg = np.full((n, len(AGGREGATES)), np.nan)
     for i in range(n):
@@ -114,7 +144,7 @@ def relative_features(z: np.ndarray) -> np.ndarray:
         if v.size:
             agg[i] = [v.mean(), math.sqrt(float(np.mean(v * v))), v[0],
                       v[1] if v.size > 1 else v[0], float(np.mean(v > 3.0))]
-    return np.column_stack([a, agg])
+    return np.column_stack([z, rel, agg])
 
 
 def naive_score(z: np.ndarray) -> np.ndarray:
@@ -146,11 +176,12 @@ class CohortModel:
     grade: Any = None  # TreeEnsemble | OrdinalEnsemble; None: the naive score
     naive_cuts: tuple[float, float] = (2.0, 4.5)
 
-    def predict_proba(self, z: np.ndarray) -> np.ndarray:
-        """Good/Medium/Bad probabilities, (n, 3), from the (n, m) z over :attr:`features`."""
+    def predict_proba(self, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        """Good/Medium/Bad probabilities, (n, 3), from the (n, m) z and relative changes over
+        :attr:`features` (the naive score reads z only)."""
         if self.grade is None:
             return naive_probabilities(naive_score(z), self.naive_cuts)
-        return self.grade.predict_proba(relative_features(z))
+        return self.grade.predict_proba(relative_features(z, rel))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CohortModel":
@@ -231,7 +262,7 @@ def _grades(model: CohortModel, x: np.ndarray, z: np.ndarray, centre: np.ndarray
             spread: np.ndarray) -> list[RelativeGrade]:
     if not np.isfinite(z).any(axis=1).all():
         raise CohortGradeError("a run shares no finite metric with its cohort's reference")
-    p = model.predict_proba(z)
+    p = model.predict_proba(z, relative_change(x, centre))
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = (x - centre) / spread  # unclipped, for the narrative
     out = []

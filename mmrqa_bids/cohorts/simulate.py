@@ -93,29 +93,32 @@ def source_by_name(name: str) -> CohortSource:
 
 @dataclass(frozen=True)
 class PoolRun:
-    """One simulated run of a source's pool: subject ``index``, one artifact at a severity."""
+    """One simulated run of a source's pool: subject ``replicate`` of an artifact at a
+    severity ("none": a clean subject)."""
 
     source: str
-    index: int
     artifact: str  # "none" or one of ARTIFACTS
     severity: str  # none | mild | moderate | severe
+    replicate: int
     seed: int
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
 
 
-def plan_pool(source: str, n_clean: int = 40, per_artifact_severity: int = 2,
+def plan_pool(source: str, n_clean: int = 32, per_artifact_severity: int = 1,
               seed: int = 0) -> list[PoolRun]:
     """``n_clean`` clean subjects, then every artifact at mild/moderate/severe
-    ``per_artifact_severity`` times, each on a subject of its own (distinct seeds)."""
-    combos = [("none", "none")] * n_clean + [
-        (a, s) for a in ARTIFACTS for s in ("mild", "moderate", "severe")
-        for _ in range(per_artifact_severity)]
+    ``per_artifact_severity`` times, each on a subject of its own. A run's seed depends on
+    its source, artifact, severity and replicate only, so a larger pool keeps every run of a
+    smaller one (and its cache)."""
+    combos = [("none", "none", j) for j in range(n_clean)] + [
+        (a, s, j) for a in ARTIFACTS for s in ("mild", "moderate", "severe")
+        for j in range(per_artifact_severity)]
     out = []
-    for i, (artifact, severity) in enumerate(combos):
-        h = hashlib.sha256(f"{seed}:{source}:{i}".encode()).hexdigest()[:8]
-        out.append(PoolRun(source, i, artifact, severity, int(h, 16)))
+    for artifact, severity, j in combos:
+        h = hashlib.sha256(f"{seed}:{source}:{artifact}:{severity}:{j}".encode()).hexdigest()
+        out.append(PoolRun(source, artifact, severity, j, int(h[:8], 16)))
     return out
 
 
@@ -242,37 +245,55 @@ def simulate_run(run: PoolRun, cache_dir: Path | None = None):
 
 
 def pool_cache_key() -> str:
-    """Metrics code + simulation settings: one cache folder per pair."""
+    """Hash of the simulation settings: one cache folder per setting. The metrics code is
+    recorded in every record (``metrics_code``) rather than keyed: other work edits the
+    metrics package often, and a pool must not be thrown away for an edit of a metric the
+    cohort model does not use; :func:`pool_metrics_codes` reports a mixed pool."""
     from mmrqa_bids.artifacts import BASE_NOISE, GRADE_CUTS, SEVERITY_BANDS, SEVERITY_RANGES
-    from mmrqa_bids.train.classifier import metrics_code_hash
 
     sim = json.dumps([POOL_VERSION, SEVERITY_RANGES, BASE_NOISE, SEVERITY_BANDS, GRADE_CUTS,
                       DEFORM_MM, ZOOM, CONTRAST_JITTER, SHADING_LOG_STD, REAL_NOISE,
                       N_VOLUMES, [asdict(s) for s in SOURCES]], sort_keys=True)
-    return f"{metrics_code_hash()}-{hashlib.sha256(sim.encode()).hexdigest()[:8]}"
+    return f"pool-{hashlib.sha256(sim.encode()).hexdigest()[:12]}"
+
+
+def pool_metrics_codes(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many records were measured with each metrics code (one entry: a consistent pool)."""
+    out: dict[str, int] = {}
+    for r in records:
+        out[r.get("metrics_code", "?")] = out.get(r.get("metrics_code", "?"), 0) + 1
+    return out
 
 
 def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
-    """``{"source", "index", "artifact", "severity", "metrics", "degradation", "label"}`` of
-    one pool run (cached by run, simulation settings and metrics code)."""
+    """``{"source", "replicate", "artifact", "severity", "metrics", "degradation", "label",
+    "metrics_code"}`` of one pool run (cached by run and simulation settings; a metric that
+    is not finite is stored as null and read back as NaN)."""
     from mmrqa_bids.metrics import measure
+    from mmrqa_bids.train.classifier import metrics_code_hash
 
     cached = None
     if cache_dir is not None:
         cached = Path(cache_dir) / "cohort-pools" / pool_cache_key() / f"{run.key()}.json"
         if cached.is_file():
-            return json.loads(cached.read_text())
+            record = json.loads(cached.read_text())
+            record["metrics"] = {k: (float("nan") if v is None else float(v))
+                                 for k, v in record["metrics"].items()}
+            return record
     src = source_by_name(run.source)
     sim, vox = simulate_run(run, cache_dir)
     suffix = "bold" if src.family == "bold" else src.contrast
     metrics = measure(sim.data, suffix, vox).metrics
-    record = {"source": run.source, "index": run.index, "artifact": run.artifact,
+    record = {"source": run.source, "replicate": run.replicate, "artifact": run.artifact,
               "severity": run.severity,
               "metrics": {k: float(v) for k, v in metrics.items()},
-              "degradation": sim.degradation, "label": sim.label}
+              "degradation": sim.degradation, "label": sim.label,
+              "metrics_code": metrics_code_hash()}
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
-        atomic_write_json(cached, record)
+        stored = {**record, "metrics": {k: (v if np.isfinite(v) else None)
+                                        for k, v in record["metrics"].items()}}
+        atomic_write_json(cached, stored)
     return record
 
 
@@ -313,7 +334,7 @@ def draw_cohort(pool: Sequence[dict[str, Any]], size: int, prevalence: float,
     """Indices of one cohort drawn from a source's pool: round(prevalence * size) degraded
     runs (any artifact at any severity, at least one when prevalence > 0) and clean runs for
     the rest. Without replacement while the pool has enough of a kind; beyond that, with
-    replacement (a cohort of 200 from a pool of 40 clean subjects repeats subjects)."""
+    replacement (a cohort of 200 from a pool of 32 clean subjects repeats subjects)."""
     if size < 2:
         raise CohortSimulationError(f"a cohort needs at least 2 runs, got {size}")
     if not 0.0 <= prevalence < 1.0:

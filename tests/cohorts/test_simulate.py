@@ -1,0 +1,63 @@
+"""Simulated cohort pools: stable plans, subject variation, cohort draws."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmrqa_bids.cohorts import simulate as S
+
+
+def test_a_larger_pool_keeps_every_run_of_a_smaller_one():
+    small = S.plan_pool("tpm-T1w", n_clean=4, per_artifact_severity=1)
+    large = S.plan_pool("tpm-T1w", n_clean=8, per_artifact_severity=2)
+    assert {r.key() for r in small} <= {r.key() for r in large}
+    assert len(small) == 4 + 21 and len({r.seed for r in large}) == len(large)
+
+
+def test_unknown_source_is_a_clear_error():
+    with pytest.raises(S.CohortSimulationError, match="unknown cohort source 'nope'"):
+        S.source_by_name("nope")
+
+
+def test_every_family_has_real_heads_as_acquired():
+    for family in ("anat", "bold"):
+        kinds = {s.kind for s in S.SOURCES if s.family == family}
+        assert kinds == {"real", "rendered"}
+
+
+def _pool():
+    return ([{"severity": "none", "label": "Good"}] * 10
+            + [{"severity": "severe", "label": "Bad"}] * 5)
+
+
+@pytest.mark.parametrize("size, prevalence, n_bad", [(20, 0.2, 4), (8, 0.05, 1), (12, 0.0, 0)])
+def test_draw_cohort_prevalence(size, prevalence, n_bad):
+    pool = _pool()
+    idx = S.draw_cohort(pool, size, prevalence, np.random.default_rng(0))
+    assert len(idx) == size
+    assert sum(pool[i]["severity"] != "none" for i in idx) == n_bad
+
+
+def test_draw_cohort_without_replacement_while_the_pool_allows():
+    idx = S.draw_cohort(_pool(), 10, 0.3, np.random.default_rng(1))
+    assert len(set(idx)) == 10
+
+
+def test_draw_cohort_errors():
+    with pytest.raises(S.CohortSimulationError, match="at least 2 runs"):
+        S.draw_cohort(_pool(), 1, 0.2, np.random.default_rng(0))
+    with pytest.raises(S.CohortSimulationError, match="prevalence"):
+        S.draw_cohort(_pool(), 10, 1.0, np.random.default_rng(0))
+
+
+def test_subjects_of_a_real_source_differ_but_stay_that_head():
+    pytest.importorskip("dipy")
+    src = S.source_by_name("b0-bold-real")
+    a, vox = S.subject_clean(src, np.random.default_rng(1))
+    b, _ = S.subject_clean(src, np.random.default_rng(2))
+    real, zooms = S.real_volume("b0")
+    assert vox == zooms and a.shape == b.shape == real.shape
+    assert not np.allclose(a, b)
+    # Another subject of the same head: strongly correlated with the real volume.
+    r = real / np.percentile(real[real > 0.05 * real.max()], 99.5)
+    assert np.corrcoef(a.ravel(), r.ravel())[0, 1] > 0.8
