@@ -90,6 +90,13 @@ def _design(coords: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], axis=1)
 
 
+def _polynomial(coords: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``_design(coords) @ coef``, term by term (no n x 9 design matrix)."""
+    x, y, z = coords
+    return (coef[0] * x + coef[1] * y + coef[2] * z + coef[3] * x * x + coef[4] * y * y
+            + coef[5] * z * z + coef[6] * x * y + coef[7] * x * z + coef[8] * y * z)
+
+
 def _normalised_coords(index: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> np.ndarray:
     return np.stack([2.0 * i / max(n - 1, 1) - 1.0 for i, n in zip(index, shape)])
 
@@ -148,12 +155,12 @@ def fit_tissues(small: np.ndarray, brain_small: np.ndarray, suffix: str,
         if r.size <= design.shape[1]:
             break
         coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(a.shape[1]), a.T @ (r - r.mean()))
-    full_design = _design(_normalised_coords(idx, small.shape))
-    log_field = full_design @ coef
+    log_field = _polynomial(_normalised_coords(idx, small.shape), coef)
     log_field -= log_field.mean()
     field = np.ones(small.shape, np.float32)
-    field[idx] = np.exp(log_field)
-    field[idx] /= field[idx].mean()
+    gain = np.exp(log_field).astype(np.float32)
+    gain /= gain.mean()
+    field[idx] = gain
     centres = kmeans_1d((values / field[idx])[sub], init=centres)
     return TissueModel(centres=centres, order=tissue_order(suffix), field_small=field)
 
