@@ -151,6 +151,9 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
     matched = None
     if settings.grading.reference:  # match every run to a stored cohort before measuring any
         from mmrqa_bids.reference_grades import load_stored_references, match_runs
+        if ex.plugin in GRAPH_PLUGINS:  # they return before any run is written
+            raise DatasetError(f"--reference needs a plugin that waits for the runs, not "
+                               f"{ex.plugin}; use SLURM/SGE/PBS (or grade with the group level)")
         matched = match_runs(runs, load_stored_references(settings.grading.reference), ex.bids_dir)
     with folder_lock(layout.logs):  # concurrent runs into one folder: one writer at a time
         write_dataset_description(layout, ex.bids_dir)

@@ -157,3 +157,12 @@ def test_multimodal_prompt_gets_the_cohort_context(study):
     assert f"Against the study's other runs of this protocol: {context}" in user_prompt(request)
     plain = user_prompt(GradeRequest(bids_name=DEGRADED, suffix="T1w", metrics=doc["metrics"]))
     assert "Against the study" not in plain and "\n\n\n" not in plain
+
+
+def test_reference_refuses_graph_plugins(study):
+    """SLURMGraph and friends return before any run is written: nothing to grade then."""
+    root, bids, out, _, _ = study
+    res = run_cli(bids, root / "graph_out", "participant", "--reference", out,
+                  "--plugin", "SLURMGraph", "-w", root / "work5")
+    assert res.returncode == 2
+    assert "--reference needs a plugin that waits for the runs, not SLURMGraph" in res.stderr
