@@ -15,6 +15,11 @@ interval of the mean, bootstrap over draws), fitted and shipped side by side on 
 test halves.
 
     python benchmarks/rated_classifier_minimum.py [--draws 20] [--ks 2 3 5 8] [--jobs 2]
+        [--random-ns 10 20 40]
+
+A second table rates n runs of each study at random (as a rater working down a list would)
+and grades the rest with what the ``train`` level leaves: the fitted model where every grade
+has :data:`~mmrqa_bids.train.rated_classifier.MIN_PER_CLASS` ratings, else the shipped one.
 
 Simulated cohorts are not real scans: these figures choose a floor, they do not promise an
 accuracy on a real study.
@@ -73,6 +78,8 @@ def main() -> int:
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 3, 5, 8])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(".cache"))
+    ap.add_argument("--random-ns", type=int, nargs="*", default=[10, 20, 40],
+                    help="also rate n runs at random and grade the rest")
     args = ap.parse_args()
     t0 = time.perf_counter()
     shipped = read_model_doc(model_paths(None)["anat"])
@@ -106,7 +113,43 @@ def main() -> int:
             cells.append(f"{np.mean(scores[key]):.3f} ({lo:.3f}-{hi:.3f})")
         print(f"{k:>12} " + " ".join(f"{c:>20}" for c in cells), flush=True)
     print(f"{len(data)} sources x {args.draws} draws per k; {time.perf_counter() - t0:.0f} s")
+    if args.random_ns:
+        random_ratings(data, shipped, args.random_ns, args.draws, rng)
+    print(f"{time.perf_counter() - t0:.0f} s in all")
     return 0
+
+
+def random_ratings(data: dict[str, list[dict]], shipped: dict, ns: list[int], draws: int,
+                   rng: np.random.Generator) -> None:
+    """n runs of a study rated at random, the rest graded by what the train level leaves
+    (the fitted model when every grade has MIN_PER_CLASS ratings, else the shipped one)."""
+    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
+                                                   held_out_scores)
+
+    print(f"\nrandom ratings (a model is fitted when every grade has {MIN_PER_CLASS}):")
+    print(f"{'n rated':>12} {'fitted':>8} {'train level acc':>20} {'shipped acc':>20} "
+          f"{'train level m-F1':>20} {'shipped macro-F1':>20}")
+    for n in ns:
+        scores: dict[str, list[float]] = {"fa": [], "sa": [], "ff": [], "sf": []}
+        fitted = 0
+        for pool in data.values():
+            for _ in range(draws):
+                order = rng.permutation(len(pool)).tolist()
+                rated, rest = order[:n], order[n:]
+                doc, _ = fit_rated_family("anat", [entry(pool[i]) for i in rated], shipped,
+                                          seed=int(rng.integers(1 << 30)))
+                fitted += doc is not None
+                test = [entry(pool[i]) for i in rest]
+                level, ship = held_out_scores(doc or shipped, test), held_out_scores(shipped, test)
+                for key, value in (("fa", level["accuracy"]), ("sa", ship["accuracy"]),
+                                   ("ff", level["macro_f1"]), ("sf", ship["macro_f1"])):
+                    scores[key].append(value)
+        cells = []
+        for key in ("fa", "sa", "ff", "sf"):
+            lo, hi = interval(scores[key], rng)
+            cells.append(f"{np.mean(scores[key]):.3f} ({lo:.3f}-{hi:.3f})")
+        share = f"{fitted}/{len(data) * draws}"
+        print(f"{n:>12} {share:>8} " + " ".join(f"{c:>20}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":
