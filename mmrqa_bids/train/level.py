@@ -7,7 +7,11 @@ held-out participants through the llava grader -> ``OUT/models/<name>/`` (adapte
 manifest, ``evaluation.json``, ``train_log.json``, model card ``README.md``).
 
 Without ``--base-model`` (and without ``--grader llava --model``) the level trains the
-metric classifier instead, on the same examples and split.
+metric classifier instead, on the same examples and split, one family at a time
+(:mod:`mmrqa_bids.train.rated_classifier`): a family with too few ratings keeps the shipped
+model, grades without artifact labels keep the shipped artifact model. That path needs no
+mosaic or QA answers, so rated runs whose participant-level JSON in OUTPUT_DIR holds valid
+metrics (:func:`reusable_metrics`) are not measured again.
 """
 from __future__ import annotations
 
