@@ -394,7 +394,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if settings is not None and uses_private_work_dir(args) \
                 and settings.execution.plugin not in GRAPH_PLUGINS:
-            shutil.rmtree(settings.execution.work_dir, ignore_errors=True)
+            _remove_private_work_dir(settings.execution.work_dir)
+
+
+def _remove_private_work_dir(path: Path) -> None:
+    """Removed now, and again at exit: after an interrupt, MultiProc workers may still be
+    finishing a node in it until the interpreter joins them (which happens before the
+    ``atexit`` handlers run)."""
+    import atexit
+
+    shutil.rmtree(path, ignore_errors=True)
+    atexit.register(shutil.rmtree, path, True)
 
 
 def _nipype_logging(verbose: int) -> dict[str, str]:
