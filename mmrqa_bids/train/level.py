@@ -453,15 +453,17 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
     from mmrqa_bids.train.classifier import save_model
-    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
-                                                   held_out_scores, read_model_doc,
-                                                   shortfall_line, split_by_family)
+    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, OTHER_ARTIFACT,
+                                                   fit_rated_family, held_out_scores,
+                                                   read_model_doc, shortfall_line,
+                                                   split_by_family)
 
     tr = settings.training
-    unknown = sorted({e["artifact"] for e in data["entries"] if e["artifact"]} - set(ARTIFACTS))
+    unknown = sorted({e["artifact"] for e in data["entries"] if e["artifact"]}
+                     - set(ARTIFACTS) - {OTHER_ARTIFACT})
     if unknown:
         raise DatasetError(f"{tr.labels}: artifact(s) {', '.join(unknown)} unknown to the "
-                           f"metric classifier ({', '.join(ARTIFACTS)})")
+                           f"metric classifier ({', '.join(ARTIFACTS)}, or {OTHER_ARTIFACT})")
     by_family = split_by_family(data["entries"])
     evaluation: dict[str, Any] = {}
     docs: dict[str, dict[str, Any]] = {}

@@ -77,9 +77,17 @@ def small_data_params(params: dict[str, Any], n_fit: int) -> dict[str, Any]:
     return {**params, "min_samples_leaf": leaf}
 
 
+#: The rating widget's choice for an artifact outside the classifier's types: accepted, and
+#: left out of the artifact model (its type is unknown to it), as a grade without artifact is.
+OTHER_ARTIFACT = "other"
+
+
 def known_artifact(entry: dict[str, Any]) -> str | None:
     """An example's artifact type when known: its label (given or simulated), "none" for a run
-    rated Good without one, else None (a Medium/Bad rating says nothing of the cause)."""
+    rated Good without one, else None (a Medium/Bad rating says nothing of the cause, nor
+    does the widget's "other")."""
+    if entry.get("artifact") == OTHER_ARTIFACT:
+        return None
     if entry.get("artifact"):
         return str(entry["artifact"])
     return "none" if entry["label"] == "Good" else None

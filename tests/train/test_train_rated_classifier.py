@@ -65,6 +65,8 @@ def test_known_artifact():
     assert known_artifact({"label": "Good", "artifact": None}) == "none"
     assert known_artifact({"label": "Bad", "artifact": None}) is None
     assert known_artifact({"label": "Bad", "artifact": "motion"}) == "motion"
+    # the rating widget's "other": an artifact outside the classifier's types
+    assert known_artifact({"label": "Bad", "artifact": "other"}) is None
 
 
 def test_grades_alone_fit_the_grade_model_and_keep_the_shipped_artifact_model(shipped):
