@@ -139,3 +139,33 @@ def test_reusable_metrics_only_from_a_matching_participant_level_json():
     assert reusable_metrics(mriqc, "sha256:abc", "1.0") is None  # MRIQC's IQMs mixed in
     assert reusable_metrics({**doc, "metrics": {}}, "sha256:abc", "1.0") is None
     assert reusable_metrics(None, "sha256:abc", "1.0") is None
+
+
+def test_model_card_records_kept_and_fitted_models_without_held_out_runs(tmp_path):
+    from mmrqa_bids.cli.parser import build_parser
+    from mmrqa_bids.cli.run import build_settings
+    from mmrqa_bids.train.level import classifier_card
+
+    tsv = tmp_path / "ratings.tsv"
+    tsv.write_text("participant_id\trating\n01\tGood\n")
+    settings = build_settings(build_parser().parse_args(
+        [str(tmp_path), str(tmp_path / "out"), "train", "--labels", str(tsv),
+         "--holdout-fraction", "0"]))
+    families = {
+        "anat": {"trained": True, "n_train": 15, "n_simulated": 0, "model_id": "m-anat",
+                 "counts": {"Good": 5, "Medium": 5, "Bad": 5}, "min_samples_leaf": 2,
+                 "artifact_model": {"trained": False, "model_id": "shipped-anat",
+                                    "reason": "no artifact label among the ratings; the "
+                                              "shipped artifact model is kept"}},
+        "bold": {"trained": False, "n_train": 2, "counts": {"Good": 2},
+                 "short": {"Good": 3, "Medium": 5, "Bad": 5}, "kept": "shipped-bold",
+                 "reason": "fewer than 5 training examples of Good, Medium, Bad"}}
+    data = {"train_ids": ["01"], "held": [], "failed": [],
+            "manifest": {"reused_participant_metrics": 1}}
+    card = classifier_card(settings, tmp_path / "out" / "m", data, families)
+    assert "**Fitted on the ratings**: model `m-anat`" in card
+    assert "Artifact model: **shipped** (`shipped-anat`): no artifact label" in card
+    assert "**Shipped model kept** (`shipped-bold`)" in card
+    assert "it needs 3 more Good and 5 more Medium and 5 more Bad" in card
+    assert card.count("No held-out run of this family") == 2
+    assert "1 rated run(s) reused the metrics" in card

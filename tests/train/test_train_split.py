@@ -28,3 +28,16 @@ def test_split_edge_cases():
         split_participants(IDS, 1.0, 0)
     with pytest.raises(ValueError, match="no participants"):
         split_participants([], 0.3, 0)
+
+
+def test_stratified_split_halves_every_stratum():
+    # 14 Good, 14 Medium, 14 Bad and 4 bold participants: a plain shuffle can leave a grade
+    # with 4 of its 14 in training; the stratified split gives each stratum its share
+    strata = {f"{i:02d}": ("Good", "Medium", "Bad")[i // 14] if i < 42 else "bold"
+              for i in range(46)}
+    train, held = split_participants(list(strata), 0.5, seed=0, strata=strata)
+    assert len(held) == 23 and not set(train) & set(held)
+    for stratum in ("Good", "Medium", "Bad"):
+        assert sum(strata[p] == stratum for p in train) == 7
+    assert sum(strata[p] == "bold" for p in train) == 2
+    assert split_participants(list(strata), 0.5, 0, strata) == (train, held)  # seeded
