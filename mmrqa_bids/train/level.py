@@ -251,10 +251,17 @@ def build_dataset(settings: Settings, out: Path, conversations: bool = True) -> 
     specs, train_ids, held, derivatives = plan(settings)
     reuse = {}
     if not conversations:
+        declined = 0
         for spec in specs:
             metrics = _participant_metrics(spec, derivatives)
             if metrics is not None:
                 reuse[spec.example_id] = metrics
+            elif spec.origin == "expert" and derivatives[spec.source].is_file():
+                declined += 1
+        if declined:
+            _say(f"{declined} participant-level run JSON(s) in OUTPUT_DIR not reused (another "
+                 "mmrqa version, a changed image, --mriqc-dir or another --inu-method): "
+                 "those runs are measured again")
     dataset = out / "dataset"
     t0 = time.perf_counter()
     entries, failed = realise_all(specs, dataset / "images", ex.work_dir / "train_examples",
@@ -474,7 +481,8 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
             doc, record = fit_rated_family(family, split["train"], shipped, tr.seed)
         else:
             doc, record = None, {"trained": False, "n_train": 0,
-                                 "reason": "no rated run in the training split"}
+                                 "reason": "no rated run in the training split"
+                                 if split["test"] else "no rated run"}
         if doc is None:
             record["kept"] = shipped["model_id"]
             if record.get("short"):
