@@ -118,3 +118,23 @@ def test_build_reference_errors():
     with pytest.raises(ValueError, match="no metric is finite"):
         build_reference([{"x": float("nan")}] * 3, cohort_id="c", protocol={},
                         members=["a", "b", "c"])
+
+
+def test_column_stats_equal_the_one_metric_estimator():
+    from mmrqa_bids.cohorts.reference import column_stats
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 8, 21, 64):
+        x = np.column_stack([_contaminated(n, 0.3, 6.0, seed=n), rng.normal(size=n),
+                             np.round(rng.normal(size=n)),  # ties
+                             np.full(n, 4.0),  # constant
+                             np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n))])
+        centre, spread = column_stats(x)
+        for j in range(x.shape[1]):
+            col = x[:, j]
+            if np.isfinite(col).sum() < 2:
+                assert np.isnan(centre[j])
+                continue
+            c, s = robust_centre_spread(col)
+            assert centre[j] == pytest.approx(c, abs=1e-12)
+            assert spread[j] == pytest.approx(s, abs=1e-12)

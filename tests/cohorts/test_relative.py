@@ -45,7 +45,7 @@ def test_large_cohorts_use_the_cohort_reference():
 
 
 def test_clean_members_good_degraded_member_bad_with_the_naive_score():
-    rows, ref = _cohort(20, degraded={3: 8.0, 11: 3.2})
+    rows, ref = _cohort(20, degraded={3: 8.0, 11: 2.0})
     grades = grade_cohort(ref, rows, "anat", model=NAIVE)
     labels = [g.label for g in grades]
     assert labels[3] == "Bad"
@@ -133,3 +133,28 @@ def test_bimodality_of_one_normal_sample_stays_below_the_cuts():
             assert not (d > relative.BIMODAL_MIN_D and gap > relative.BIMODAL_MIN_GAP)
     d, gap = relative.bimodality(np.concatenate([rng.normal(0, 1, 50), rng.normal(9, 1, 50)]))
     assert d > relative.BIMODAL_MIN_D and gap > relative.BIMODAL_MIN_GAP
+
+
+def test_the_shipped_model_grades_a_generated_cohort():
+    """The trained model that ships: clean subjects of one protocol Good, a strongly
+    degraded one not Good (a rendered 3 mm T1w source: seconds per run)."""
+    from mmrqa_bids.cohorts import simulate as S
+    from mmrqa_bids.metrics import measure
+    from mmrqa_bids.resources import data_dir
+
+    path = data_dir() / relative.MODEL_FILES["anat"]
+    assert path.is_file(), f"{path} does not ship"
+    model = relative.read_model_file(path)
+    assert model.grade is not None and model.model_id.startswith("mmrqa-cohort-hgb-anat")
+    plan = S.plan_pool("tpm-T1w", n_clean=9, per_artifact_severity=1, seed=12345)
+    runs = plan[:9] + [r for r in plan if r.artifact == "noise" and r.severity == "severe"]
+    rows = []
+    for run in runs:
+        sim, vox = S.simulate_run(run)
+        rows.append(measure(sim.data, "T1w", vox).metrics)
+    ref = build_reference(rows, cohort_id="T1w-test", protocol={},
+                          members=[str(i) for i in range(len(rows))])
+    grades = grade_cohort(ref, rows, "anat", model=model)
+    assert [g.label for g in grades[:9]] == ["Good"] * 9
+    assert grades[9].label != "Good"
+    assert grades[9].model_id == model.model_id
