@@ -58,7 +58,9 @@ def test_scale_free_selection_drops_intensity_metrics():
         rel = abs(b[name] - a[name]) / max(abs(a[name]), 1e-9)
         if rel > 0.1:
             assert name not in free, name
-        elif rel < 0.003:
+        elif rel < 0.003 and not name.startswith("mrqy_"):
+            # (MRQy's foreground depends on the gain, by how much depends on the image: a
+            # mrqy_* metric steady on this probe may move on the other one.)
             assert name in free, name
 
 
