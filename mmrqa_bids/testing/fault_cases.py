@@ -45,7 +45,7 @@ class CaseResult:
     problems: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     detail: str = ""
-    #: runs an interrupt stopped before they were measured (not lost: never started)
+    #: runs an interrupt stopped before they were measured (not processed, not lost)
     not_started: int = 0
 
     @property
@@ -60,7 +60,7 @@ class CaseResult:
         codes = ",".join(map(str, self.exit_codes))
         kept = f"{self.kept}/{self.runs}" if self.runs else "n/a"
         if self.not_started:
-            kept += f" (+{self.not_started} not started)"
+            kept += f" (+{self.not_started} not processed)"
         return (self.case, codes, kept, "yes" if self.files_valid else "NO",
                 "nothing" if not self.lost else f"{len(self.lost)} LOST")
 
