@@ -50,7 +50,9 @@ case "$engine" in
         # A layer per instruction, reused while its inputs are unchanged (a rebuild of an
         # unchanged tree takes seconds); not on vfs, where every layer is a full copy.
         layers=${BUILD_LAYERS:-$([ "$MMRQA_STORAGE_DRIVER" = overlay ] && echo true || echo false)}
-        "${NICE[@]}" buildah bud --isolation chroot --pull-never --layers="$layers" \
+        # Docker's image format, as `docker build` writes it (OCI has no SHELL: buildah would
+        # drop the Dockerfile's bash -o pipefail).
+        "${NICE[@]}" buildah bud --format docker --isolation chroot --pull-never --layers="$layers" \
             --volume "$cache/wheels:/wheels:ro" --volume "$cache/pip.conf:/etc/pip.conf:ro" \
             --build-arg "PYTHON_IMAGE=$BASE_PYTHON" --build-arg "PYTORCH_IMAGE=$runtime_base" \
             "${args[@]}" --tag "$tag" "$repo"
