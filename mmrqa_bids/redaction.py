@@ -38,7 +38,8 @@ _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>`]+")
 _AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)"
                           r"([^\s\"',;}]+)")
 # a bearer credential: 6+ token characters with a digit or punctuation (not "bearer of")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])([A-Za-z0-9._~+/=-]{6,})")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])"
+                     r"([A-Za-z0-9._~+/=-]{6,})")
 _NAMED = re.compile(
     r"(?i)([\"']?(?:x[-_])?(?:api[-_]?key|access[-_]token|auth[-_]token|token|password|passwd|"
     r"client[-_]secret|secret)[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}]+)")

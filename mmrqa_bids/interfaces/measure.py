@@ -55,7 +55,7 @@ class MeasureRun(SimpleInterface):
         start = time.perf_counter()
         try:
             self._measure(run, record, runtime.cwd)
-        except (RunInputError, MeasureError, OSError) as exc:  # the input's fault: a one-line reason
+        except (RunInputError, MeasureError, OSError) as exc:  # the input's fault: one line
             fail_record(record, "measure", " ".join(str(exc).split()))
         except Exception as exc:  # noqa: BLE001 - any other error fails this run only
             fail_record(record, "measure", f"{type(exc).__name__}: {' '.join(str(exc).split())}",

@@ -237,7 +237,8 @@ def nan_metric(root: Path, bids: Path) -> CaseResult:
     proc = run_faulty([bids, out, "participant"], nan_metric="mrqy_FBER", env=_env(root))
     res = _finish("NaN metric (injected)", root, out, [proc.returncode], [0])
     doc = _doc(out / "sub-01" / "anat" / "sub-01_T1w.json")
-    if doc.get("metrics", {}).get("mrqy_FBER", 0) is not None or "mrqy_FBER" not in doc.get("metric_notes", {}):
+    if doc.get("metrics", {}).get("mrqy_FBER", 0) is not None \
+            or "mrqy_FBER" not in doc.get("metric_notes", {}):
         res.lost.append("mrqy_FBER not null with a note")
     return res
 

@@ -88,7 +88,8 @@ def test_overflowing_intensities_measure_like_the_unscaled_volume(tmp_path):
     rng = np.random.default_rng(0)
     base = np.abs(base + rng.normal(0, 0.02 * base.max(), base.shape))
     for name, scale in (("base", 1.0), ("huge", 1e30)):
-        nb.save(nb.Nifti1Image(base * scale, np.eye(4) * [4, 4, 4, 1]), str(tmp_path / f"{name}.nii.gz"))
+        nb.save(nb.Nifti1Image(base * scale, np.eye(4) * [4, 4, 4, 1]),
+                str(tmp_path / f"{name}.nii.gz"))
     small = mio.read_image(tmp_path / "base.nii.gz", "T1w")
     huge = mio.read_image(tmp_path / "huge.nii.gz", "T1w")
     assert small.scale_exponent == 0 and huge.scale_exponent > 0

@@ -59,7 +59,8 @@ def test_credentials_in_a_url_are_refused_with_the_url_redacted():
 
 def test_log_filter_redacts_messages_and_arguments():
     record = logging.LogRecord("mmrqa", logging.INFO, __file__, 1,
-                               "calling %s with %s", ("http://h/v1?api-key=SECRET1", "Bearer zz9-secret"),
+                               "calling %s with %s",
+                               ("http://h/v1?api-key=SECRET1", "Bearer zz9-secret"),
                                None)
     assert RedactingFilter().filter(record)
     assert "SECRET1" not in record.getMessage() and "zzz" not in record.getMessage()
