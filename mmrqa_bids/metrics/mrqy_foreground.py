@@ -45,6 +45,8 @@ def otsu_rows(counts: np.ndarray, centers: np.ndarray, n_bins: np.ndarray) -> np
         m1 = np.cumsum(cm, axis=1) / w1
         m2 = np.cumsum(cm[:, ::-1], axis=1)[:, ::-1] / w2
         var = (w1[:, :-1] * w2[:, 1:]) * (m1[:, :-1] - m2[:, 1:]) ** 2
+    if var.shape[1] == 0:  # #22: every row one bin (a chunk of empty slices, skull-stripped)
+        return centers[:, 0]
     k = np.arange(var.shape[1])
     var = np.where((k[None, :] < (n_bins - 1)[:, None]) & np.isfinite(var), var, -np.inf)
     idx = np.argmax(var, axis=1)

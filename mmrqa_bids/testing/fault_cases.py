@@ -243,6 +243,35 @@ def nan_metric(root: Path, bids: Path) -> CaseResult:
     return res
 
 
+def skull_stripped(root: Path, bids: Path) -> CaseResult:
+    """sub-01 with everything outside the brain set to 0 (a skull-stripped T1w: the air has
+    no signal, so the metrics of the background are not computable)."""
+    from mmrqa_bids.io import read_image
+    from mmrqa_bids.metrics import measure
+
+    data = root / "bids"
+    shutil.copytree(bids, data)
+    path = data / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    img = nb.load(str(path))
+    loaded = read_image(path, "T1w")
+    brain = measure(loaded.data, "T1w", loaded.img.header.get_zooms()).tissue_labels > 0
+    # back from RAS to the file's voxel order
+    ornt = nb.orientations.ornt_transform(nb.orientations.io_orientation(loaded.img.affine),
+                                          nb.orientations.io_orientation(img.affine))
+    mask = nb.orientations.apply_orientation(brain, ornt)
+    stripped = np.where(mask, np.asarray(img.dataobj), 0).astype(img.get_data_dtype())
+    nb.save(nb.Nifti1Image(stripped, img.affine, img.header), str(path))
+    out = root / "out"
+    proc = _cli(data, out, "participant", env=_env(root))
+    res = _finish("skull-stripped T1w (zero background)", root, out, [proc.returncode], [0])
+    doc = _doc(out / "sub-01" / "anat" / "sub-01_T1w.json")
+    nulls = sorted(k for k, v in doc.get("metrics", {}).items() if v is None)
+    if not nulls or set(nulls) - set(doc.get("metric_notes", {})):
+        res.lost.append(f"null metrics {nulls} without notes, or none")
+    res.detail = f"{len(nulls)} null metric(s), each with a note"
+    return res
+
+
 def overflow(root: Path, bids: Path) -> CaseResult:
     data = root / "bids"
     shutil.copytree(bids, data)
@@ -408,6 +437,7 @@ CASES: tuple[Callable[[Path, Path], CaseResult], ...] = (
     interrupted(signal.SIGTERM, 2),
     orphan_temp_file,
     nan_metric,
+    skull_stripped,
     overflow,
     secrets_echoed,
     credentials_in_url,

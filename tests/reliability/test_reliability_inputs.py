@@ -155,3 +155,22 @@ def test_folder_lock_excludes_another_process(tmp_path):
         elapsed = time.monotonic() - t0
     proc.wait()
     assert waited and elapsed > 0.5
+
+
+def test_skull_stripped_volume_measures_with_null_metrics():
+    """Zero outside the brain: slices with no signal at all made MRQy's per-slice Otsu fail
+    (argmax of an empty sequence) and the run fail; now the background metrics are null, each
+    with a note, and the run JSON stays strict."""
+    from mmrqa_bids.metrics import measure
+    from mmrqa_bids.phantom import load_head
+
+    head = load_head(voxel_size=4.0)
+    rng = np.random.default_rng(0)
+    vol = head.render("T1w").astype(np.float32) * 1000
+    vol = np.abs(vol + rng.normal(0, 10, vol.shape)).astype(np.float32)
+    brain = measure(vol, "T1w", (4, 4, 4)).tissue_labels > 0
+    stripped = np.where(brain, vol, 0).astype(np.float32)
+    metrics, notes = finite_metrics(measure(stripped, "T1w", (4, 4, 4)).metrics)
+    nulls = {k for k, v in metrics.items() if v is None}
+    assert nulls and nulls == set(notes)
+    json.dumps(metrics, allow_nan=False)
