@@ -15,11 +15,10 @@
    contributes at most :data:`ROWS_PER_COHORT` of its runs, so large cohorts do not outweigh
    small ones. Labels: the measured degradation's grade (as the absolute classifier's).
 4. **Fit** (:func:`fit_cohort_model`): an ordinal pair of gradient-boosted tree ensembles,
-   P(>= Medium) and P(Bad), with a softmax temperature fitted on 20% of the cohorts
-   (calibration), exported as JSON trees (numpy inference). The features (signed z and
-   relative change per metric, aggregates of |z|) were chosen among four sets by
-   leave-one-source-out macro-F1 on the anatomical sources (model card); the bold family
-   was not looked at for that choice.
+   P(>= Medium) and P(Bad), each monotonic non-decreasing in every feature (|z| and
+   |relative change| per metric, aggregates of |z|: a run further from its cohort is never
+   graded better), with a softmax temperature fitted on 20% of the cohorts (calibration),
+   exported as JSON trees (numpy inference). How the feature set was chosen: model card.
 
 The naive score's cut points (:func:`choose_naive_cuts`) are chosen on the same cohorts.
 """
@@ -149,8 +148,9 @@ def choose_naive_cuts(score: np.ndarray, labels: Sequence[str],
 def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
               params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
     """The ordinal grade model (:class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`):
-    P(>= Medium) and P(Bad), each gradient-boosted trees, calibrated by a temperature on the
-    rows of a random ``calibration_fraction`` of the ``groups`` (cohorts)."""
+    P(>= Medium) and P(Bad), each gradient-boosted trees monotonic non-decreasing in every
+    feature (all are distances from the cohort), calibrated by a temperature on the rows of
+    a random ``calibration_fraction`` of the ``groups`` (cohorts)."""
     from mmrqa_bids.train.trees import fit_ensemble
 
     params = {**DEFAULT_PARAMS, **(params or {})}
@@ -162,7 +162,7 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": {}}
     for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
         y = np.where(np.isin(labels, positive), "yes", "no")
-        out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib)
+        out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib, [1] * x.shape[1])
     return out
 
 
@@ -187,6 +187,9 @@ def fit_cohort_model(family: str, table: Mapping[str, np.ndarray],
     """Fit the grade model and the naive cuts on a :func:`cohort_table`; the model file's
     content."""
     grade = fit_grade(table["x"], table["label"], table["cohort"], params, seed)
+    names = family_features(family)
+    grade["monotonic"] = {**{f"abs_z:{f}": 1 for f in names},
+                          **{f"abs_rel:{f}": 1 for f in names}, **{a: 1 for a in AGGREGATES}}
     cuts = choose_naive_cuts(table["naive"], table["label"])
     return model_document(family, grade, family_features(family), cuts,
                           {**(info or {}), "params": {**DEFAULT_PARAMS, **(params or {})},

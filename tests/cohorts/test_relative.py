@@ -158,3 +158,24 @@ def test_the_shipped_model_grades_a_generated_cohort():
     assert [g.label for g in grades[:9]] == ["Good"] * 9
     assert grades[9].label != "Good"
     assert grades[9].model_id == model.model_id
+
+
+@pytest.mark.parametrize("family", relative.FAMILIES)
+def test_the_shipped_model_never_grades_a_further_run_better(family):
+    """Monotonic in every feature: scaling a run's departures up (either direction) never
+    lowers P(>= Medium) or P(Bad); a run far off in every metric, up or down, is Bad."""
+    from mmrqa_bids.resources import data_dir
+
+    model = relative.read_model_file(data_dir() / relative.MODEL_FILES[family])
+    m = len(model.features)
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (200, m))
+    rel = z * rng.uniform(0.005, 0.05, (1, m))
+    p = model.predict_proba(z, rel)
+    for factor in (1.5, 3.0):
+        q = model.predict_proba(np.clip(z * factor, -10, 10), rel * factor)
+        assert np.all(q[:, 1] + q[:, 2] >= p[:, 1] + p[:, 2] - 1e-9)
+        assert np.all(q[:, 2] >= p[:, 2] - 1e-9)
+    for sign in (1.0, -1.0):
+        far = model.predict_proba(np.full((1, m), sign * 10.0), np.full((1, m), sign * 0.3))
+        assert relative.LABELS[int(far.argmax())] == "Bad"
