@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Dataset-relative grades on simulated cohorts, every source held out in turn.
 
-    python benchmarks/cohort_grading.py [--cache .cache] [--per-source 60] [--per-cell 3]
+    python benchmarks/cohort_grading.py [--cache .cache] [--per-source 40] [--per-cell 2]
                                         [--family anat bold] [--jobs 1]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=REPO / ".cache")
-    parser.add_argument("--per-source", type=int, default=60)
-    parser.add_argument("--per-cell", type=int, default=3)
+    parser.add_argument("--per-source", type=int, default=40)
+    parser.add_argument("--per-cell", type=int, default=2)
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"),
                         default=["anat", "bold"])
     parser.add_argument("--jobs", type=int, default=1)

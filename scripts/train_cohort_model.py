@@ -2,7 +2,7 @@
 """Rebuild the shipped dataset-relative grade models (``mmrqa_bids/data/cohort_{anat,bold}.json.gz``).
 
     python scripts/train_cohort_model.py [--out mmrqa_bids/data] [--jobs 1] [--cache .cache]
-                                         [--family anat bold] [--per-source 60] [--seed 0]
+                                         [--family anat bold] [--per-source 40] [--seed 0]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``; see
 :mod:`mmrqa_bids.cohorts.simulate`), draws ``--per-source`` cohorts per source (sizes 8-200,
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=REPO / ".cache")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"), default=["anat", "bold"])
-    parser.add_argument("--per-source", type=int, default=60)
+    parser.add_argument("--per-source", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for family in args.family:
