@@ -246,17 +246,17 @@ def nan_metric(root: Path, bids: Path) -> CaseResult:
 def skull_stripped(root: Path, bids: Path) -> CaseResult:
     """sub-01 with everything outside the brain set to 0 (a skull-stripped T1w: the air has
     no signal, so the metrics of the background are not computable)."""
-    from mmrqa_bids.io import read_image
+    from mmrqa_bids.io import load_image
     from mmrqa_bids.metrics import measure
 
     data = root / "bids"
     shutil.copytree(bids, data)
     path = data / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     img = nb.load(str(path))
-    loaded = read_image(path, "T1w")
-    brain = measure(loaded.data, "T1w", loaded.img.header.get_zooms()).tissue_labels > 0
+    ras, volume = load_image(path, "T1w")
+    brain = measure(volume, "T1w", ras.header.get_zooms()).tissue_labels > 0
     # back from RAS to the file's voxel order
-    ornt = nb.orientations.ornt_transform(nb.orientations.io_orientation(loaded.img.affine),
+    ornt = nb.orientations.ornt_transform(nb.orientations.io_orientation(ras.affine),
                                           nb.orientations.io_orientation(img.affine))
     mask = nb.orientations.apply_orientation(brain, ornt)
     stripped = np.where(mask, np.asarray(img.dataobj), 0).astype(img.get_data_dtype())
