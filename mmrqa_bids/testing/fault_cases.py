@@ -129,6 +129,26 @@ def concurrent(labels: list[list[str]], name: str) -> Callable[[Path, Path], Cas
     return case
 
 
+def shared_work_dir(root: Path, bids: Path) -> CaseResult:
+    """Two invocations naming the same ``--work-dir``: the second waits for the first (a
+    lock), rather than wiping the folder under it."""
+    out, env, work = root / "out", _env(root), root / "shared_work"
+    procs = []
+    for i, group in enumerate((["01", "02"], ["03", "04"])):
+        # runs slowed by 1 s each, so that the two surely overlap
+        procs.append(run_faulty([bids, out, "participant", "--no-reports", "-w", work,
+                                 "--participant-label", *group], slow=1.0, env=env,
+                                popen=True))
+        time.sleep(0.5 if i == 0 else 0)
+    results = [p.communicate(timeout=600) for p in procs]
+    waited = sum("waiting for it to finish" in o for o, _ in results)
+    res = _finish("2 concurrent, one shared --work-dir", root, out,
+                  [p.returncode for p in procs], [0, 0], detail=f"{waited} waited for the lock")
+    if not waited:
+        res.problems.append("neither invocation waited for the shared work directory")
+    return res
+
+
 # ----------------------------------------------------------------------- per-run isolation
 def memory_error_in_one_run(root: Path, bids: Path) -> CaseResult:
     out = root / "out"
@@ -429,6 +449,7 @@ CASES: tuple[Callable[[Path, Path], CaseResult], ...] = (
     concurrent([["01"], ["02"], ["03"], ["04"]], "4 concurrent, disjoint labels"),
     concurrent([["01", "02"], ["02", "03"], ["03", "04"], ["04", "01"]],
                "4 concurrent, overlapping labels"),
+    shared_work_dir,
     memory_error_in_one_run,
     grader_error,
     unwritable_run_folder,
