@@ -26,10 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=[], help="cases whose name contains these")
     parser.add_argument("--keep", type=Path, help="work here and keep the outputs")
     args = parser.parse_args(argv)
-    root = args.keep or Path(tempfile.mkdtemp(prefix="mmrqa_faults_"))
-    root.mkdir(parents=True, exist_ok=True)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        return run_cases(args.keep, args.only)
+    with tempfile.TemporaryDirectory(prefix="mmrqa_faults_") as tmp:
+        return run_cases(Path(tmp), args.only)
+
+
+def run_cases(root: Path, only: list[str]) -> int:
+    """Run the cases (those whose name contains one of ``only``, or all) under ``root`` and
+    print the table; 1 when any case is not as expected."""
     bids = shared_dataset(root)
-    cases = [c for c in CASES if not args.only or any(o in case_name(c) for o in args.only)]
+    cases = [c for c in CASES if not only or any(o in case_name(c) for o in only)]
     rows, failed = [], 0
     for i, case in enumerate(cases):
         t0 = time.perf_counter()
