@@ -67,6 +67,19 @@ DEMO_PLANS: tuple[RunPlan, ...] = (
     RunPlan("03", "T1w", noise=0.05),
     RunPlan("03", "T1w", run=2, artifact="ghost", severity=0.6),
     RunPlan("04", "T1w", artifact="motion", severity=1.0, noise=0.08),
+    # More runs of the same protocols (clean, each participant with its own gain and noise
+    # floor), so that the T1w and bold cohorts are large enough for dataset grades
+    # (mmrqa_bids.cohorts.relative.MIN_COHORT_SIZE); the lone T2w run keeps the absolute
+    # model's grade, flagged.
+    RunPlan("05", "T1w", noise=0.010, gain=900.0),
+    RunPlan("06", "T1w", noise=0.014, gain=1150.0),
+    RunPlan("07", "T1w", noise=0.012, gain=1050.0),
+    RunPlan("03", "bold", task="rest", noise=0.010, gain=900.0),
+    RunPlan("04", "bold", task="rest", noise=0.014, gain=1100.0),
+    RunPlan("05", "bold", task="rest", noise=0.012, gain=950.0),
+    RunPlan("06", "bold", task="rest", noise=0.011, gain=1050.0),
+    RunPlan("07", "bold", task="rest", noise=0.013, gain=1000.0),
+    RunPlan("08", "bold", task="rest", noise=0.012, gain=1200.0),
 )
 
 
@@ -134,6 +147,7 @@ def build_dataset(root: str | Path, plans: Sequence[RunPlan] = DEMO_PLANS,
     anat_head = load_head(voxel_size)
     bold_head = load_head(bold_voxel_size) if any(p.suffix == "bold" for p in plans) else None
     written = []
+    clean: dict[str, np.ndarray] = {}  # one rendering per contrast (degrade() copies)
     for i, plan in enumerate(plans):
         rng = np.random.default_rng(seed + i)
         if plan.suffix == "bold":
@@ -141,7 +155,9 @@ def build_dataset(root: str | Path, plans: Sequence[RunPlan] = DEMO_PLANS,
             data = _bold_series(bold_head, plan, rng)
             affine = bold_head.affine
         else:
-            data = degrade(anat_head.render(plan.suffix), plan, rng)
+            if plan.suffix not in clean:
+                clean[plan.suffix] = anat_head.render(plan.suffix)
+            data = degrade(clean[plan.suffix], plan, rng)
             affine = anat_head.affine
         data = np.clip(data * plan.gain, 0, 32767).astype(np.int16)
         img = nb.Nifti1Image(data, affine)
