@@ -39,7 +39,19 @@ def deviation_context(dev: Mapping[str, Any]) -> dict[str, str]:
     shown = f"more than {Z_SHOWN_MAX:g}" if abs(z) >= Z_SHOWN_MAX else f"{abs(z):.1f}"
     return {"name": str(dev["metric"]), "value": format_value(float(dev["value"])),
             "z": shown, "direction": "above" if z >= 0 else "below",
-            "low": format_value(float(dev["low"])), "high": format_value(float(dev["high"]))}
+            "low": format_value(float(dev["low"])), "high": format_value(float(dev["high"])),
+            "range": typical_range(dev)}
+
+
+def typical_range(dev: Mapping[str, Any]) -> str:
+    """``0.52 to 0.58``; ``0 in every run`` when the cohort's runs share one value (the
+    spread is then the reference's floor, and centre -/+ 2 floors reads as noise)."""
+    low, high, centre = float(dev["low"]), float(dev["high"]), float(dev["centre"])
+    # the reference floors a spread at 1e-9 (reference.SPREAD_FLOOR_ABS): a range that narrow
+    # means the runs share the value
+    if format_value(low) == format_value(high) or high - low <= 1e-8:
+        return f"{format_value(centre)} in every run"
+    return f"{format_value(low)} to {format_value(high)}"
 
 
 def sets_apart(dev: Mapping[str, Any]) -> bool:
@@ -100,5 +112,5 @@ def prompt_context(deviations: Sequence[Mapping[str, Any]], suffix: str, size: i
     if not apart:
         return f"no metric lies outside the typical range of {peers}."
     items = "; ".join(f"{c['name']} = {c['value']}, {c['z']} robust SD {c['direction']} "
-                      f"(typical {c['low']} to {c['high']})" for c in apart)
+                      f"(typical {c['range']})" for c in apart)
     return f"compared with {peers}: {items}."

@@ -242,3 +242,12 @@ def test_group_keeps_grades_given_against_a_stored_reference(tmp_path):
     grade = _read(out, "sub-00_T1w")["grade"]
     assert grade["basis"] == "dataset" and grade["label"] == "Good"
     assert grade["cohort"] == cohort
+
+
+def test_a_value_every_other_run_shares_reads_as_such():
+    dev = Deviation(metric="qi_1", value=0.0026, z=10.0, centre=0.0, low=-2e-9, high=2e-9)
+    text = render_dataset_narrative(
+        label="Bad", confidence=0.9, deviations=[dev.__dict__], artifacts=[], suffix="T1w",
+        size=10, member=True, cohort_id="T1w.c.1", model_id="m")["classification"]
+    assert "qi_1 = 0.0026, more than 10 robust SD above the other 9 T1w runs of this protocol " \
+           "(typical 0 in every run)" in text
