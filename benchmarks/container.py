@@ -76,24 +76,37 @@ def build(flavour: str, layers: bool = False) -> float:
     return time.perf_counter() - t0
 
 
+def _instruction(created_by: str) -> str:
+    """`|8 A=1 B=2 /bin/sh -c CMD` -> `RUN CMD`; `/bin/sh -c #(nop) COPY x` -> `COPY x`."""
+    text = " ".join(created_by.split())
+    if text.startswith("|") and " /bin/sh -c " in text:
+        text = "/bin/sh -c " + text.split(" /bin/sh -c ", 1)[1]
+    if text.startswith("/bin/sh -c #(nop) "):
+        return text[len("/bin/sh -c #(nop) "):]
+    if text.startswith("/bin/sh -c "):
+        return "RUN " + text[len("/bin/sh -c "):]
+    return text
+
+
 def layers(image: str) -> list[tuple[float, str]]:
     """(size in MB, what made it) per layer, base first; metadata-only entries dropped.
 
-    buildah bud without --layers commits each stage as one layer: the last layer is the whole
-    runtime stage (user, wheel install, model folder), labelled by the base it was built on.
+    buildah bud without --layers commits a stage as one layer (its history names the stage's
+    last instruction); with --layers (make container's default on overlay) a layer per step.
     """
     rows = json.loads(sh("podman", "history", "--format", "json", image).stdout)
     out = []
     for row in reversed(rows):
         size = float(row.get("size") or row.get("Size") or 0)
-        if size > 0:
-            made = " ".join((row.get("CreatedBy") or row.get("createdBy") or "").split())
-            comment = " ".join((row.get("Comment") or row.get("comment") or "").split())
-            if comment.startswith("FROM "):
-                made = f"Dockerfile runtime stage on {comment[5:]}"
-            elif made in ("/bin/sh", ""):
-                made = f"buildah commit ({comment or 'no comment'})"
-            out.append((size / MB, made[:100]))
+        if size <= 0:
+            continue
+        made = _instruction(row.get("CreatedBy") or row.get("createdBy") or "")
+        comment = " ".join((row.get("Comment") or row.get("comment") or "").split())
+        if made == "/bin/sh":  # buildah commit in scripts/ci/container_base.sh
+            made = f"torch base: pip install torch ({comment})"
+        elif made.startswith(("CMD", "ENTRYPOINT", "USER", "WORKDIR")):
+            made = f"whole runtime stage in one layer ({comment})"
+        out.append((size / MB, made[:100]))
     return out
 
 
@@ -117,17 +130,9 @@ def participant_time(cmd: list[str], bids: str, out: str) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cold", action="store_true", help="rebuild the bases first")
-    parser.add_argument("--voxel-size", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    if os.geteuid() != 0 or not shutil.which("podman"):
-        sys.exit("container benchmark: needs root and podman (make container-tools)")
-
+def measure_builds(cold: bool) -> dict[str, float]:
     builds = {}
-    if args.cold:
+    if cold:
         drop_bases()
         builds["full, cold (debootstrap + torch base + image)"] = build("full")
     builds["full, bases cached"] = build("full")
@@ -135,6 +140,21 @@ def main(argv=None) -> int:
     if ENV["MMRQA_STORAGE_DRIVER"] == "overlay":  # make container's default there
         build("full", layers=True)
         builds["full, unchanged tree, layer cache"] = build("full", layers=True)
+    return builds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold", action="store_true", help="rebuild the bases first")
+    parser.add_argument("--voxel-size", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-build", action="store_true",
+                        help="measure the images already built (no build times)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or not shutil.which("podman"):
+        sys.exit("container benchmark: needs root and podman (make container-tools)")
+
+    builds = {} if args.no_build else measure_builds(args.cold)
 
     host = [str(Path(sys.executable).with_name("mmrqa"))]
     start = {"host pip install": startup(host, args.repeats)}
@@ -159,7 +179,8 @@ def main(argv=None) -> int:
     print(f"mmrqa container benchmark ({os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; buildah {_version('buildah')}, "
           f"podman {_version('podman')}, {ENV['MMRQA_STORAGE_DRIVER']} storage, runc)")
-    print("\nBuild wall time (pip installs from pre-downloaded wheels, no index):")
+    if builds:
+        print("\nBuild wall time (pip installs from pre-downloaded wheels, no index):")
     for what, seconds in builds.items():
         print(f"  {what:<48} {seconds:7.1f} s")
     print("\nImage size (podman image inspect; uncompressed):")
