@@ -56,27 +56,11 @@ RUN python -m build --wheel --outdir /dist .
 # -------------------------------------------------------------------------- runtime ----------
 FROM ${PYTORCH_IMAGE} AS runtime
 
-ARG VERSION=unknown
-ARG VCS_REF=unknown
-ARG BUILD_DATE=unknown
 ARG MMRQA_BASE_MODEL=""
 ARG MMRQA_BASE_MODEL_REVISION=""
 ARG MMRQA_ADAPTER=""
 ARG MMRQA_ADAPTER_REVISION=""
 ARG MMRQA_EXTRAS="llm,train"
-
-LABEL org.opencontainers.image.title="mmrqa" \
-      org.opencontainers.image.description="MRI quality grades (Good/Medium/Bad) and clinical narratives from signal metrics and a multimodal LLM, as a BIDS App" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.created="${BUILD_DATE}" \
-      org.opencontainers.image.source="https://github.com/mmrqa/mmrqa" \
-      org.opencontainers.image.url="https://github.com/mmrqa/mmrqa" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.vendor="mmrqa developers" \
-      org.mmrqa.base-model="${MMRQA_BASE_MODEL}" \
-      org.mmrqa.adapter="${MMRQA_ADAPTER}" \
-      org.mmrqa.extras="${MMRQA_EXTRAS}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -124,6 +108,24 @@ RUN mkdir -p /opt/mmrqa/models \
        fi \
     && rm -rf /tmp/huggingface \
     && chmod -R a+rX /opt/mmrqa
+
+# Labels last: VERSION, VCS_REF and BUILD_DATE change on every build, and a RUN after their
+# ARG would miss the layer cache each time.
+ARG VERSION=unknown
+ARG VCS_REF=unknown
+ARG BUILD_DATE=unknown
+LABEL org.opencontainers.image.title="mmrqa" \
+      org.opencontainers.image.description="MRI quality grades (Good/Medium/Bad) and clinical narratives from signal metrics and a multimodal LLM, as a BIDS App" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.source="https://github.com/mmrqa/mmrqa" \
+      org.opencontainers.image.url="https://github.com/mmrqa/mmrqa" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="mmrqa developers" \
+      org.mmrqa.base-model="${MMRQA_BASE_MODEL}" \
+      org.mmrqa.adapter="${MMRQA_ADAPTER}" \
+      org.mmrqa.extras="${MMRQA_EXTRAS}"
 
 # Numeric, so that runtimes enforcing runAsNonRoot can check it (uid 1000 = mmrqa).
 USER 1000:1000
