@@ -117,8 +117,10 @@ def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
         names = oc.cohort.members
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + \
             (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
-        head = f"cohort {oc.cohort.cohort_id} ({describe_protocol(oc.cohort.protocol)}): " \
-               f"{oc.size} run{'s' if oc.size != 1 else ''} compared with each other: {shown}"
+        count = (f"{oc.size} runs compared with each other" if oc.size != 1
+                 else "1 run, nothing to compare it with")
+        head = (f"cohort {oc.cohort.cohort_id} ({describe_protocol(oc.cohort.protocol)}): "
+                f"{count}: {shown}")
         lines.append(head)
         if oc.error is not None:
             lines.append(f"WARNING cohort {oc.cohort.cohort_id}: no dataset grade ({oc.error}); "
