@@ -119,7 +119,12 @@ def degrade(clean: np.ndarray, plan: RunPlan, rng: np.random.Generator) -> np.nd
 
 
 def _bold_series(head: Head, plan: RunPlan, rng: np.random.Generator) -> np.ndarray:
-    base = head.render("bold")
+    return bold_series(head.render("bold"), plan, rng)
+
+
+def bold_series(base: np.ndarray, plan: RunPlan, rng: np.random.Generator) -> np.ndarray:
+    """A short EPI series from one rendered volume: global drift, 1% physiological noise in
+    the head, Rician noise, and with ``artifact="motion"`` a head jerk in the second half."""
     mask = base > 0.2
     vols = []
     for t in range(plan.n_volumes):

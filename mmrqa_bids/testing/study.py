@@ -20,8 +20,8 @@ from typing import Sequence
 import nibabel as nb
 import numpy as np
 
-from mmrqa_bids.testing.demo_dataset import RunPlan, degrade
-from mmrqa_bids.phantom import load_head, rician
+from mmrqa_bids.testing.demo_dataset import RunPlan, bold_series, degrade
+from mmrqa_bids.phantom import load_head
 
 #: How each grade is made (cycled over the participants of that grade): demo-dataset
 #: degradations a rater would call Medium (visible, usable) or Bad (unusable).
@@ -59,22 +59,6 @@ def study_plans(per_grade: dict[str, int], n_bold: int = 0, bold_bad: int = 1,
     return out
 
 
-def _bold(base: np.ndarray, plan: RunPlan, rng: np.random.Generator) -> np.ndarray:
-    """A short EPI series: global drift, 1% physiological noise in the head, a head jerk in
-    the second half with ``artifact="motion"`` (as the demo dataset's)."""
-    from scipy import ndimage as ndi
-
-    mask = base > 0.2
-    vols = []
-    for t in range(plan.n_volumes):
-        vol = base * (1 + 0.01 * rng.standard_normal() + 0.004 * np.sin(t / 3.0))
-        if plan.artifact == "motion" and t >= plan.n_volumes // 2:
-            vol = ndi.shift(vol, (0.0, 1.5 * plan.severity * (1 + t % 3), 0.0), order=1)
-        vol = vol + 0.01 * rng.standard_normal(vol.shape).astype(np.float32) * mask
-        vols.append(rician(vol.astype(np.float32), plan.noise, rng))
-    return np.stack(vols, axis=-1)
-
-
 def build_study(root: str | Path, plans: Sequence[tuple[RunPlan, str]],
                 voxel_size: float = 4.0, seed: int = 0) -> Path:
     """Write the BIDS dataset under ``root`` and ``<root>/../ratings.tsv`` (grades only);
@@ -90,7 +74,7 @@ def build_study(root: str | Path, plans: Sequence[tuple[RunPlan, str]],
     for i, (plan, _) in enumerate(plans):
         rng = np.random.default_rng(seed + i)
         if plan.suffix == "bold":
-            data = _bold(head.render("bold"), plan, rng)
+            data = bold_series(head.render("bold"), plan, rng)
         else:
             data = degrade(head.render(plan.suffix), plan, rng)
         img = nb.Nifti1Image(np.clip(data * plan.gain, 0, 32767).astype(np.int16), head.affine)
