@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The shipped anatomical metric classifier on real scans, not simulated ones.
 
-    python benchmarks/classifier_real_scans.py [--model-dir mmrqa_bids/data]
+    python benchmarks/classifier_real_scans.py [--model-dir DIR [DIR ...]]
+
+Several ``--model-dir`` folders (each holding both model files) are graded one after
+the other in the same run, e.g. a retrained model beside the shipped one.
 
 Every figure of :mod:`classifier_unseen_anatomy` grades *simulated* runs: artifacts added to
 heads rendered from tissue fractions, with pure Rician air around them. A real scan's
@@ -16,12 +19,14 @@ fat. This prints what the model makes of real data that ship in packages:
 
    For each: the grade, its probabilities, and the model features furthest from the clean
    training runs (the grader's own narrative drivers, outside the clean 5-95% range).
+   ROBEX's subject is also graded as other files would store it (another gain, int16,
+   sagittal-first axes): the same head should get the same grade.
 2. **Real rated scans by their MRIQC IQMs** (PyPI ``mriqc-learn``: ABIDE, 1,101 T1w; DS030,
    265; expert ratings accept/doubtful/exclude = Good/Medium/Bad). The model features share
-   MRIQC's names and definitions. The 11 MRQy features are not in those tables and go down
-   each tree's missing-value branch. MRIQC's implementation is not mmrqa's (masks, bias
-   estimator), so this is a proxy: it shows how the clean range the model learned compares
-   with real accepted scans.
+   MRIQC's names and definitions. Any MRQy feature a model reads (anat r10-59f54b6b: 11)
+   is not in those tables and goes down each tree's missing-value branch. MRIQC's
+   implementation is not mmrqa's (masks, bias estimator), so this is a proxy: it shows how
+   the clean range the model learned compares with real accepted scans.
 """
 from __future__ import annotations
 
@@ -38,28 +43,53 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 
-def real_images(grader, model) -> None:
+def stored_variants(img) -> dict[str, object]:
+    """The same head as other files would store it: a tenth of the gain in float32, 8 times
+    it rounded to int16 (ROBEX's file peaks at 3,517, so int16 holds it), and the axes stored
+    sagittal-first (as many scanners write a 3-D T1w)."""
     import nibabel as nb
 
-    from mmrqa_bids.grading import GradeRequest
-    from mmrqa_bids.metrics import measure
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    perm = np.zeros((4, 4))
+    perm[:3, :3] = img.affine[:3, :3][:, [2, 0, 1]]
+    perm[:, 3] = img.affine[:, 3]
+    perm[3, 3] = 1.0
+    return {"gain x0.1, float32": nb.Nifti1Image((data * 0.1).astype(np.float32), img.affine),
+            "gain x8, int16": nb.Nifti1Image(np.round(data * 8).astype(np.int16), img.affine),
+            "axes permuted": nb.Nifti1Image(np.ascontiguousarray(data.transpose(2, 0, 1)),
+                                            perm)}
+
+
+def real_scans() -> list[tuple[str, dict[str, float]]]:
+    """``(name, metrics)`` of each real head as the app measures its file
+    (:func:`mmrqa_bids.metrics.compute`), ROBEX's subject also as other files would store it;
+    measured once, graded by every model."""
+    import nibabel as nb
+
+    from mmrqa_bids.metrics import compute
 
     scans = []
     try:
         from mmrqa_bids.train.sources import robex_paths
-        scans.append(("ROBEX subject (real T1w, 1.5 mm)", nb.load(str(robex_paths()[0]))))
+        robex = nb.squeeze_image(nb.load(str(robex_paths()[0])))
+        scans.append(("ROBEX subject (real T1w, 1.5 mm)", robex))
+        scans += [(f"  same, {k}", v) for k, v in stored_variants(robex).items()]
     except Exception as exc:  # noqa: BLE001 - report and go on
         print(f"  ROBEX subject: skipped ({exc})")
     try:
         from nilearn import datasets
-        scans.append(("MNI152 template (average of 152)", datasets.load_mni152_template(1)))
+        scans.append(("MNI152 template (average of 152)",
+                      nb.squeeze_image(datasets.load_mni152_template(1))))
     except ImportError as exc:
         print(f"  MNI152 template: skipped ({exc})")
-    for name, img in scans:
-        img = nb.as_closest_canonical(nb.squeeze_image(img))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        metrics = measure(data, "T1w", tuple(img.header.get_zooms()[:3])).metrics
-        grade = grader.grade([GradeRequest(name, "T1w", metrics)])[0]
+    return [(name, compute(img, "T1w")) for name, img in scans]
+
+
+def real_images(grader, model, scans: list[tuple[str, dict[str, float]]]) -> None:
+    from mmrqa_bids.grading import GradeRequest
+
+    for name, metrics in scans:
+        grade = grader.grade([GradeRequest(name.strip(), "T1w", metrics)])[0]
         probs = " ".join(f"{k} {v:.2f}" for k, v in grade.probabilities.items())
         print(f"  {name}: {grade.label} ({probs}); artifact {grade.artifacts[0]['type']}")
         drivers = "; ".join(f"{d.name} {d.value:.3g} (clean {d.low:.3g}-{d.high:.3g})"
@@ -131,20 +161,23 @@ def mriqc_tables(model) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--model-dir", type=Path, nargs="+", default=[None],
+                        help="model folders to compare, in one run (default: the shipped one)")
     args = parser.parse_args(argv)
     from mmrqa_bids.grading import make_grader
     from mmrqa_bids.settings import Grading
 
-    grading = Grading(grader="classifier", model=args.model_dir) if args.model_dir \
-        else Grading(grader="classifier")
-    grader = make_grader(grading)
-    model = grader.models["anat"]
-    print(f"model {model.model_id}")
-    print("1. real images (mmrqa's metrics):")
-    real_images(grader, model)
-    print("2. real rated scans (MRIQC's IQMs):")
-    mriqc_tables(model)
+    scans = real_scans()
+    for model_dir in args.model_dir:
+        grading = Grading(grader="classifier", model=model_dir) if model_dir \
+            else Grading(grader="classifier")
+        grader = make_grader(grading)
+        model = grader.models["anat"]
+        print(f"model {model.model_id}" + (f" ({model_dir})" if model_dir else ""))
+        print("1. real images (mmrqa's metrics):")
+        real_images(grader, model, scans)
+        print("2. real rated scans (MRIQC's IQMs):")
+        mriqc_tables(model)
     return 0
 
 

@@ -12,8 +12,8 @@ The ``mrqy_*`` set is not among the features: it reproduces MRQy 0.0.3, whose pe
 foreground thresholds w1 I + w2 255 equalise(I) mix the image's units with a fixed 0-255
 scale, so even its ratio metrics change with the gain (measured on ROBEX's subject against
 the same image at a tenth of its gain: SNR1 x0.71 and CV x0.90 at its own gain, x0.52 and
-x0.64 at 8 times it). A grader trained
-before this change (the shipped ``classifier_anat``) still reads them by name.
+x0.64 at 8 times it). The shipped ``classifier_anat`` was retrained without them
+(``mmrqa-metric-hgb-anat-r10-5aadc8a4``).
 """
 from __future__ import annotations
 

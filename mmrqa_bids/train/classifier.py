@@ -446,15 +446,21 @@ def measure_example(ex: Example, cache_dir: Path | None) -> dict[str, Any]:
     if cache_dir is not None:
         cached = cache_dir / cache_key() / f"{ex.family}-{ex.key()}.json"
         if cached.is_file():
-            return json.loads(cached.read_text())
+            record = json.loads(cached.read_text())
+            record["metrics"] = {k: np.nan if v is None else v
+                                 for k, v in record["metrics"].items()}
+            return record
     suffix = "bold" if ex.family == "bold" else ex.contrast
     sim = simulate_example(ex, cache_dir)
     metrics = measure(sim.data, suffix, (ex.voxel_size,) * 3).metrics
-    record = {"metrics": {k: float(v) for k, v in metrics.items()},
+    # A metric undefined on the example (e.g. an empty background region) is NaN, the trees'
+    # missing value; strict JSON has no NaN, so the cache stores it as null.
+    record = {"metrics": {k: float(v) if np.isfinite(v) else np.nan for k, v in metrics.items()},
               "degradation": sim.degradation, "label": sim.label}
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
-        atomic_write_json(cached, record)
+        atomic_write_json(cached, {**record, "metrics": {
+            k: v if np.isfinite(v) else None for k, v in record["metrics"].items()}})
     return record
 
 

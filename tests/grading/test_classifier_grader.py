@@ -99,10 +99,6 @@ def _grade_file(grader, path: Path, suffix: str = "T1w"):
     return grader.grade([GradeRequest(path.name.split(".")[0], suffix, metrics)])[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the shipped classifier_anat reads mrqy_* features, which since #20 are MRQy 0.0.3's own "
-    "values: MRQy's per-slice foreground depends on the gain and the file's slice axis; a "
-    "classifier retrained on ANAT_FEATURES (which no longer lists mrqy_*) passes again"))
 @pytest.mark.parametrize("artifact,severity", [("none", "none"), ("noise", "severe")])
 def test_scale_dtype_orientation_do_not_change_the_grade(grader, tmp_path, artifact, severity):
     data = _volume(1, artifact, severity)
