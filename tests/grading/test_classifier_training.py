@@ -394,3 +394,26 @@ def test_shell_only_random_contrast_keeps_the_brain_signals_near_the_named_contr
     with pytest.raises(tc.TrainingError, match="random_tissues"):
         tc._render_clean(head, tc.Example(**{**ex.__dict__, "random_tissues": "brain"}),
                          np.random.default_rng(0))
+
+
+def test_measure_example_caches_an_undefined_metric_as_null_and_reads_it_back_as_nan(
+        tmp_path, monkeypatch):
+    """Strict JSON has no NaN: a metric undefined on an example (NaN or inf) is cached as
+    null, and the fresh record and the cached one agree (NaN, the trees' missing value)."""
+    import json
+    from types import SimpleNamespace
+
+    import mmrqa_bids.metrics as metrics_pkg
+
+    sim = SimpleNamespace(data=np.zeros((4, 4, 4)), degradation=0.1, label="Medium")
+    monkeypatch.setattr(tc, "simulate_example", lambda ex, cache_dir=None: sim)
+    monkeypatch.setattr(metrics_pkg, "measure", lambda *a, **k: SimpleNamespace(
+        metrics={"snr_total": 3.0, "fwhm_avg": np.nan, "qi_1": np.inf}))
+    ex = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")[0]
+    fresh = tc.measure_example(ex, tmp_path)
+    stored = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    assert stored["metrics"] == {"snr_total": 3.0, "fwhm_avg": None, "qi_1": None}
+    cached = tc.measure_example(ex, tmp_path)
+    for record in (fresh, cached):
+        assert record["metrics"]["snr_total"] == 3.0 and record["label"] == "Medium"
+        assert np.isnan(record["metrics"]["fwhm_avg"]) and np.isnan(record["metrics"]["qi_1"])
