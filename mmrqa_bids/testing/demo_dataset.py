@@ -164,18 +164,23 @@ def build_dataset(root: str | Path, plans: Sequence[RunPlan] = DEMO_PLANS,
                 clean[plan.suffix] = anat_head.render(plan.suffix)
             data = degrade(clean[plan.suffix], plan, rng)
             affine = anat_head.affine
-        data = np.clip(data * plan.gain, 0, 32767).astype(np.int16)
-        img = nb.Nifti1Image(data, affine)
-        img.header.set_xyzt_units("mm", "sec")
-        if plan.suffix == "bold":
-            img.header["pixdim"][4] = 2.0
-        path = root / plan.relpath()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nb.save(img, str(path))
-        sidecar = {"RepetitionTime": 2.0, "TaskName": plan.task} if plan.suffix == "bold" else {}
-        path.with_name(plan.filename.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
-        written.append(path)
+        written.append(write_run(root, plan, data, affine))
     return written
+
+
+def write_run(root: Path, plan: RunPlan, data: np.ndarray, affine: np.ndarray) -> Path:
+    """Save one run as int16 NIfTI (``plan.gain`` applied; TR 2 s for bold) with its BIDS
+    sidecar under ``root``; returns the image path."""
+    img = nb.Nifti1Image(np.clip(data * plan.gain, 0, 32767).astype(np.int16), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    if plan.suffix == "bold":
+        img.header["pixdim"][4] = 2.0
+    path = root / plan.relpath()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb.save(img, str(path))
+    sidecar = {"RepetitionTime": 2.0, "TaskName": plan.task} if plan.suffix == "bold" else {}
+    path.with_name(plan.filename.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nb
 import numpy as np
 
-from mmrqa_bids.testing.demo_dataset import RunPlan, bold_series, degrade
+from mmrqa_bids.testing.demo_dataset import RunPlan, bold_series, degrade, write_run
 from mmrqa_bids.phantom import load_head
 
 #: How each grade is made (cycled over the participants of that grade): demo-dataset
@@ -77,15 +76,7 @@ def build_study(root: str | Path, plans: Sequence[tuple[RunPlan, str]],
             data = bold_series(head.render("bold"), plan, rng)
         else:
             data = degrade(head.render(plan.suffix), plan, rng)
-        img = nb.Nifti1Image(np.clip(data * plan.gain, 0, 32767).astype(np.int16), head.affine)
-        img.header.set_xyzt_units("mm", "sec")
-        if plan.suffix == "bold":
-            img.header["pixdim"][4] = 2.0
-        path = root / plan.relpath()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nb.save(img, str(path))
-        sidecar = {"RepetitionTime": 2.0, "TaskName": plan.task} if plan.suffix == "bold" else {}
-        path.with_name(plan.filename.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+        write_run(root, plan, data, head.affine)
     tsv = root.parent / "ratings.tsv"  # the documented columns, no artifact column
     tsv.write_text("participant_id\tsession_id\trun_id\tsuffix\trating\n" + "".join(
         f"sub-{p.subject}\tn/a\tn/a\t{p.suffix}\t{rating}\n" for p, rating in plans))
