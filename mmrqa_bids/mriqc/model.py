@@ -154,7 +154,7 @@ class IqmModel:
             "prior": self.prior, "train_prior": [round(float(v), 8) for v in self.train_prior],
             "clip": self.clip, "min_site_runs": self.min_site_runs,
             "max_missing_weight": self.max_missing_weight, "card": self.card}
-        return json.dumps(doc, indent=1) + "\n"
+        return json.dumps(doc, indent=1, allow_nan=False) + "\n"  # a NaN weight: ValueError
 
     # -- checks ---------------------------------------------------------------------------
     def feature_weights(self) -> np.ndarray:

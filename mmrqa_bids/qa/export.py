@@ -49,7 +49,9 @@ def swift_record(conv: Conversation) -> dict[str, Any]:
 
 
 def to_jsonl(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    """One strict JSON object per line: a NaN/Infinity (which trainers' JSON readers reject)
+    raises ``ValueError`` here instead of being written."""
+    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
 
 
 def write_jsonl(conversations: Iterable[Conversation], directory: str | Path,

@@ -205,3 +205,14 @@ def test_em_model_round_trip_and_refusal(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(MriqcError, match="em.json: unknown prior step 'bayes'"):
         IqmModel.load(path)
+
+
+def test_model_file_refuses_a_non_finite_weight():
+    import dataclasses
+
+    model = site_model(("site",))
+    coef = np.array(model.coef, dtype=float)
+    coef.flat[0] = np.nan
+    model = dataclasses.replace(model, coef=coef)
+    with pytest.raises(ValueError):
+        model.to_json()

@@ -84,3 +84,11 @@ def test_read_hf_jsonl_names_file_and_line(tmp_path):
     bad.write_text('{"id": "x"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: not a chat record"):
         read_hf_jsonl(bad)
+
+
+def test_jsonl_refuses_non_finite_numbers():
+    from mmrqa_bids.qa.export import to_jsonl
+
+    assert json.loads(to_jsonl([{"snr": 1.5}])) == {"snr": 1.5}
+    with pytest.raises(ValueError):
+        to_jsonl([{"snr": float("nan")}])
