@@ -186,6 +186,74 @@ def _full_column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, spread
 
 
+def leave_one_out_column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row i, :func:`column_stats` of ``x`` without row i: two (n, m) arrays, NaN where
+    the other rows hold fewer than 2 finite values of a column.
+
+    The same estimator as :func:`robust_centre_spread` on each of the n x m leave-one-out
+    samples at once, in place of n calls of :func:`column_stats` (the group level's hot spot
+    in cohorts of up to ``relative.LOO_MAX_SIZE`` runs). Memory is n^2 m floats. Each column
+    is sorted once with NaN last; sample (i, j) is that order without row i's entry, so it
+    stays sorted, and every median below is of a sorted run: the middle value, or the mean
+    of the two middle ones as numpy's median takes it."""
+    x = np.asarray(x, dtype=float)
+    n, m = x.shape
+    if n < 2:
+        return np.full((n, m), np.nan), np.full((n, m), np.nan)
+    order = np.argsort(x, axis=0, kind="stable")  # NaN last
+    v = np.take_along_axis(x, order, axis=0)  # (n, m)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[:, None], axis=0)  # row i's place in column j
+    k = np.arange(n - 1)
+    # (n, n - 1, m): column j's sorted values without row i
+    idx = k[None, :, None] + (k[None, :, None] >= rank[:, None, :])
+    s = np.take_along_axis(np.broadcast_to(v, (n, n, m)), idx, axis=1)
+    return _sorted_sample_stats(s)
+
+
+def _sorted_median(s: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of the first ``count`` values of each sorted run along axis 1 of ``s``."""
+    count = np.maximum(count, 1)
+    lo = np.take_along_axis(s, ((count - 1) // 2)[:, None, :], axis=1)[:, 0]
+    hi = np.take_along_axis(s, (count // 2)[:, None, :], axis=1)[:, 0]
+    return np.where(count % 2 == 1, lo, (lo + hi) / 2)
+
+
+def _sorted_sample_stats(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`robust_centre_spread` of every sample s[i, :, j] (each sorted, NaN last): two
+    (n, m) arrays, NaN where a sample has fewer than 2 finite values."""
+    c = np.isfinite(s).sum(axis=1)  # (n, m) finite values per sample
+    pos = np.arange(s.shape[1])[None, :, None]
+    h = c // 2 + 1
+    # shorth: widths[k] = s[k + h - 1] - s[k] for k = 0 .. c - h; +inf elsewhere
+    top = np.take_along_axis(s, np.minimum(pos + (h - 1)[:, None, :], s.shape[1] - 1), axis=1)
+    with np.errstate(invalid="ignore"):
+        widths = np.where(pos <= (c - h)[:, None, :], top - s, np.inf)
+    ties = widths == widths.min(axis=1, keepdims=True)
+    nth = (ties.sum(axis=1) // 2)[:, None, :]  # the middle of tied shortest halves
+    k0 = np.argmax(np.cumsum(ties, axis=1) > nth, axis=1)  # (n, m)
+    # median of the sorted window s[k0 : k0 + h]
+    lo = np.take_along_axis(s, (k0 + (h - 1) // 2)[:, None, :], axis=1)[:, 0]
+    hi = np.take_along_axis(s, (k0 + h // 2)[:, None, :], axis=1)[:, 0]
+    centre0 = np.where(h % 2 == 1, lo, (lo + hi) / 2)
+    scale0 = np.take_along_axis(widths, k0[:, None, :], axis=1)[:, 0] / _NORMAL_IQR
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(s) & ((np.abs(s - centre0[:, None, :])
+                                  <= REWEIGHT_CUT * scale0[:, None, :])
+                                 | (scale0 <= 0)[:, None, :])
+    # the kept values are a contiguous stretch of the sorted sample: move them to the front
+    first = np.argmax(keep, axis=1)
+    n_kept = keep.sum(axis=1)
+    kept = np.take_along_axis(s, np.minimum(pos + first[:, None, :], s.shape[1] - 1), axis=1)
+    kept = np.where(pos < n_kept[:, None, :], kept, np.nan)
+    centre = _sorted_median(kept, n_kept)
+    dev = np.sort(np.abs(kept - centre[:, None, :]), axis=1)  # NaN stay last
+    spread = _NORMAL_MAD * _sorted_median(dev, n_kept)
+    spread = np.maximum(np.maximum(spread, SPREAD_FLOOR_REL * np.abs(centre)), SPREAD_FLOOR_ABS)
+    few = c < 2
+    return np.where(few, np.nan, centre), np.where(few, np.nan, spread)
+
+
 def build_reference(rows: Sequence[Mapping[str, float]], *, cohort_id: str,
                     protocol: Mapping[str, Any], members: Sequence[str]) -> CohortReference:
     """The reference of a cohort from its runs' metrics (``rows``, one per member, in the

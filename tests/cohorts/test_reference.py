@@ -138,3 +138,45 @@ def test_column_stats_equal_the_one_metric_estimator():
             c, s = robust_centre_spread(col)
             assert centre[j] == pytest.approx(c, abs=1e-12)
             assert spread[j] == pytest.approx(s, abs=1e-12)
+
+
+def _loop_leave_one_out(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference implementation: column_stats of x without row i, one row at a time."""
+    from mmrqa_bids.cohorts.reference import column_stats
+
+    centre, spread = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
+    for i in range(x.shape[0]):
+        centre[i], spread[i] = column_stats(np.delete(x, i, axis=0))
+    return centre, spread
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leave_one_out_column_stats_equal_the_loop(seed):
+    """The vectorised leave-one-out equals column_stats on every leave-one-out sample, on
+    random cohorts with missing values, ties, constant columns and a degraded minority."""
+    from mmrqa_bids.cohorts.reference import leave_one_out_column_stats
+
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 8, 9, 20, 64):
+        x = np.column_stack([
+            _contaminated(n, 0.4, 6.0, seed=seed + n),  # a degraded minority
+            rng.normal(size=n),
+            np.round(rng.normal(size=n)),  # many ties
+            np.full(n, 4.0),  # constant: the spread floor
+            np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),  # missing values
+            np.where(np.arange(n) < n - 2, np.nan, 1.0),  # finite in 2 rows only
+            np.full(n, np.nan)])
+        expected = _loop_leave_one_out(x)
+        got = leave_one_out_column_stats(x)
+        for e, g in zip(expected, got):
+            assert g.shape == x.shape
+            assert np.array_equal(np.isnan(e), np.isnan(g))
+            np.testing.assert_allclose(g, e, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_leave_one_out_column_stats_of_one_row_is_missing():
+    from mmrqa_bids.cohorts.reference import leave_one_out_column_stats
+
+    centre, spread = leave_one_out_column_stats(np.ones((1, 3)))
+    assert centre.shape == spread.shape == (1, 3)
+    assert np.isnan(centre).all() and np.isnan(spread).all()
