@@ -23,6 +23,12 @@ RATING_ALIASES = {
 COLUMNS = ("participant_id", "session_id", "run_id", "suffix", "bids_name", "rating",
            "artifact", "notes")
 MISSING = {"", "n/a", "na", "nan", "none"}
+#: How a grade is written to the ratings TSV: the grade's name, or MRIQC's rating convention
+#: (1 accept, 0 doubtful, -1 exclude); :func:`read_ratings` reads both back.
+RATING_SCALES: dict[str, dict[str, str]] = {
+    "grades": {"Good": "Good", "Medium": "Medium", "Bad": "Bad"},
+    "mriqc": {"Good": "1", "Medium": "0", "Bad": "-1"},
+}
 
 
 class RatingsError(ValueError):
@@ -116,9 +122,14 @@ def match_ratings(ratings: Iterable[Rating], bids_names: Iterable[str]) -> dict[
     return out
 
 
-def ratings_tsv(rows: Iterable[dict[str, str]]) -> str:
-    """Serialise ratings (dicts with the COLUMNS keys) as the TSV that ``read_ratings`` reads."""
+def ratings_tsv(rows: Iterable[dict[str, str]], scale: str = "grades") -> str:
+    """Serialise ratings (dicts with the COLUMNS keys, ``rating`` a grade name) as the TSV
+    that ``read_ratings`` reads, the ratings written on ``scale`` (:data:`RATING_SCALES`)."""
+    if scale not in RATING_SCALES:
+        raise ValueError(f"unknown rating scale {scale!r} (one of {', '.join(RATING_SCALES)})")
     lines = ["\t".join(COLUMNS)]
+    written = RATING_SCALES[scale]
     for row in rows:
+        row = {**row, "rating": written.get(row.get("rating") or "", row.get("rating"))}
         lines.append("\t".join((row.get(c) or "n/a").replace("\t", " ") for c in COLUMNS))
     return "\n".join(lines) + "\n"

@@ -3,7 +3,9 @@
 Grade counts, one interactive strip + box plot per metric (plotly, its JavaScript inlined
 once, so the file works offline), the runs sorted by confidence (doubtful first) with
 their outliers, a sortable/filterable table, and a rating widget whose ratings download as
-the TSV that ``mmrqa ... train --labels`` reads (:mod:`mmrqa_bids.ratings`).
+the TSV that ``mmrqa ... train --labels`` reads (:mod:`mmrqa_bids.ratings`, grade names or
+MRIQC's 1/0/-1), and a "rate next" list (:mod:`mmrqa_bids.ratings_queue`) of the unrated runs
+whose rating would teach a model fitted on the ratings the most, updated as runs are rated.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import numpy as np
 
 from mmrqa_bids import __version__
 from mmrqa_bids.io import atomic_write_text
-from mmrqa_bids.ratings import COLUMNS as RATING_COLUMNS
+from mmrqa_bids.ratings import COLUMNS as RATING_COLUMNS, RATING_SCALES
+from mmrqa_bids import ratings_queue
 from mmrqa_bids.reports import stats
 from mmrqa_bids.resources import data_dir, template_env
 from mmrqa_bids.vocabulary import ARTIFACTS, GRADE_COLOURS, LABELS
@@ -171,6 +174,28 @@ _EXPAND_JS = """(function () {
 })();"""
 
 
+def queue_data(suffix: str, measured: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+               ) -> dict[str, Any]:
+    """What the report's "rate next" list reads (:mod:`mmrqa_bids.ratings_queue`): each
+    measured run's name, grade probabilities (Good, Medium, Bad; None where missing) and
+    dataset-relative position (robust z against its cohort, 2 decimals, None where missing)
+    over the family's cohort metrics that the rows hold, and the initial queue (nothing
+    rated) computed from exactly those rounded values."""
+    from mmrqa_bids.cohorts.relative import family_features
+    from mmrqa_bids.vocabulary import family_of
+
+    present = set(metrics)
+    features = [f for f in family_features(family_of(suffix)) if f in present] or list(metrics)
+    z = np.round(ratings_queue.relative_positions(measured, features), 2)
+    probs = [[_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")] for r in measured]
+    p = np.array([[np.nan if v is None else v for v in row] for row in probs], dtype=float)
+    order = ratings_queue.rate_next(p.reshape(len(measured), 3), z, [False] * len(measured))
+    return {"names": [r["bids_name"] for r in measured], "p": probs, "features": features,
+            "z": [[None if not math.isfinite(v) else float(v) for v in row] for row in z],
+            "size": ratings_queue.QUEUE_SIZE, "no_shared": ratings_queue.NO_SHARED_DISTANCE,
+            "initial": order}
+
+
 def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None, *,
                  report_href: Callable[[str], str],
                  cohorts: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -208,6 +233,8 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
         })
     fig = metric_figure(measured, metrics, context) if metrics and measured else None
+    queue = queue_data(suffix, measured, metrics)
+    by_name = {r["bids_name"]: r for r in runs}
     points = [{"name": r["bids_name"], "href": report_href(r["bids_name"]),
                "grade": r.get("grade", "n/a")} for r in measured]
     return template_env(html=True).get_template("report/group.html.j2").render(
@@ -229,6 +256,9 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
         enough_runs=len(measured) >= stats.MIN_RUNS_FOR_OUTLIERS,
         cohorts=list(cohorts),
         cohort_warnings=[w for c in cohorts for w in c.get("warnings", ())],
+        queue=queue,
+        queue_runs=[by_name[queue["names"][i]] for i in queue["initial"]],
+        rating_scales=RATING_SCALES,
     )
 
 

@@ -102,6 +102,7 @@
     ratings[name] = r;
     persist();
     refreshCount();
+    if ("rating" in change) { renderQueue(); }
   }
   Array.prototype.forEach.call(runsTable.tBodies[0].rows, function (row) {
     var name = row.getAttribute("data-run");
@@ -119,6 +120,120 @@
     paint(row);
   });
 
+  /* ---- rate next: the ranking of mmrqa_bids.ratings_queue.rate_next, recomputed live ----
+     priority = u / max u + d / max d over the unrated runs, u = 1 - margin of the two most
+     probable grades, d = RMS z distance to the nearest rated run (none rated: to the cohort
+     centre, z = 0); greedy, each pick counted as rated for the next. */
+  var queue = JSON.parse(document.getElementById("mmrqa-queue").textContent);
+  function uncertainty(p) {
+    if (!p || p.length < 2 || p.some(function (v) { return v === null; })) { return 1; }
+    var top = p.slice().sort(function (a, b) { return b - a; });
+    return Math.min(1, Math.max(0, 1 - (top[0] - top[1])));
+  }
+  function rms(a, b) {
+    var s = 0, n = 0;
+    for (var j = 0; j < a.length; j++) {
+      if (a[j] !== null && b[j] !== null) { var d = a[j] - b[j]; s += d * d; n += 1; }
+    }
+    return n ? Math.sqrt(s / n) : queue.no_shared;
+  }
+  function rateNext(ratedNameSet, k) {
+    var n = queue.names.length, seen = [], dist = [], u = [], picks = [], j;
+    var centre = queue.features.map(function () { return 0; });
+    var anyRated = false;
+    for (j = 0; j < n; j++) {
+      seen.push(!!ratedNameSet[queue.names[j]]);
+      u.push(uncertainty(queue.p[j]));
+      anyRated = anyRated || seen[j];
+    }
+    for (j = 0; j < n; j++) {
+      if (!anyRated) { dist.push(rms(queue.z[j], centre)); continue; }
+      var best = Infinity;
+      for (var i = 0; i < n; i++) { if (seen[i]) { best = Math.min(best, rms(queue.z[j], queue.z[i])); } }
+      dist.push(best);
+    }
+    while (picks.length < k) {
+      var cand = [];
+      for (j = 0; j < n; j++) { if (!seen[j]) { cand.push(j); } }
+      if (!cand.length) { break; }
+      var maxU = 0, maxD = 0;
+      cand.forEach(function (c) { maxU = Math.max(maxU, u[c]); maxD = Math.max(maxD, dist[c]); });
+      var top = -1, topScore = -Infinity, su = 0, sd = 0;
+      cand.forEach(function (c) {
+        var a = maxU > 0 ? u[c] / maxU : 0, b = maxD > 0 ? dist[c] / maxD : 0;
+        if (a + b > topScore) { top = c; topScore = a + b; su = a; sd = b; }
+      });
+      picks.push({ index: top, margin: 1 - u[top], distance: dist[top], su: su, sd: sd, anyRated: anyRated });
+      for (j = 0; j < n; j++) {
+        var d = rms(queue.z[j], queue.z[top]);
+        dist[j] = anyRated ? Math.min(dist[j], d) : d;
+      }
+      anyRated = true;
+      seen[top] = true;
+    }
+    return picks;
+  }
+  function ratedSet() {
+    var out = {};
+    ratedNames().forEach(function (n) { out[n] = true; });
+    return out;
+  }
+  var gradeOf = {};
+  Array.prototype.forEach.call(runsTable.tBodies[0].rows, function (row) {
+    gradeOf[row.getAttribute("data-run")] = row.getAttribute("data-grade");
+  });
+  function jumpTo(name) {
+    var row = null;
+    Array.prototype.forEach.call(runsTable.tBodies[0].rows, function (r) {
+      if (r.getAttribute("data-run") === name) { row = r; }
+    });
+    if (!row) { return; }
+    if (row.hidden) {  /* a filter hides it: clear the filters */
+      filter.value = ""; gradeFilter.value = ""; outliersOnly.checked = false; unratedOnly.checked = false;
+      applyFilter();
+    }
+    row.scrollIntoView({ block: "center" });
+    row.classList.add("jumped");
+    setTimeout(function () { row.classList.remove("jumped"); }, 1500);
+    var button = row.querySelector(".rate button");
+    if (button) { button.focus({ preventScroll: true }); }
+  }
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    if (cls) { td.className = cls; }
+    td.textContent = text;
+    tr.appendChild(td);
+    return td;
+  }
+  function renderQueue() {
+    var body = document.getElementById("rate-next-table").tBodies[0];
+    var picks = rateNext(ratedSet(), queue.size);
+    body.textContent = "";
+    picks.forEach(function (pick, i) {
+      var name = queue.names[pick.index], tr = document.createElement("tr");
+      tr.setAttribute("data-run", name);
+      cell(tr, String(i + 1), "num");
+      var a = document.createElement("a");
+      a.href = "#review"; a.className = "jump"; a.textContent = name;
+      a.setAttribute("data-run", name);
+      a.addEventListener("click", function (ev) { ev.preventDefault(); jumpTo(name); });
+      cell(tr, "").appendChild(a);
+      var badge = document.createElement("span"), grade = gradeOf[name] || "n/a";
+      badge.className = "badge " + (grade === "n/a" ? "na" : grade);
+      badge.textContent = grade;
+      cell(tr, "").appendChild(badge);
+      cell(tr, pick.margin.toFixed(2), "num");
+      cell(tr, pick.distance.toFixed(2), "num");
+      cell(tr, pick.su >= pick.sd ? "uncertain grade"
+        : pick.anyRated ? "unlike the runs rated so far" : "far from its cohort's centre", "why");
+      body.appendChild(tr);
+    });
+    document.getElementById("rate-next-done").hidden = picks.length > 0;
+  }
+  window.mmrqaRateNext = function () {
+    return rateNext(ratedSet(), queue.size).map(function (p) { return queue.names[p.index]; });
+  };
+
   /* ---- ratings TSV (columns of mmrqa_bids.ratings.COLUMNS) ---- */
   function tsvCell(value) {
     var text = value === undefined || value === null ? "" : String(value).replace(/[\t\r\n]+/g, " ").trim();
@@ -129,13 +244,19 @@
     ratedNames().sort().forEach(function (name) {
       var r = ratings[name], fields = {};
       Object.keys(ids[name]).forEach(function (k) { fields[k] = ids[name][k]; });
-      fields.rating = r.rating;
+      fields.rating = (config.scales[scaleSelect.value] || {})[r.rating] || r.rating;
       fields.artifact = r.artifact && r.artifact !== "none" ? r.artifact : "n/a";
       fields.notes = r.notes;
       lines.push(config.columns.map(function (c) { return tsvCell(fields[c]); }).join("\t"));
     });
     return lines.join("\n") + "\n";
   }
+  var scaleSelect = document.getElementById("rating-scale");
+  try { scaleSelect.value = window.localStorage.getItem(storeKey + ":scale") || "grades"; } catch (e) { /* keep */ }
+  if (!scaleSelect.value) { scaleSelect.value = "grades"; }
+  scaleSelect.addEventListener("change", function () {
+    try { window.localStorage.setItem(storeKey + ":scale", scaleSelect.value); } catch (e) { /* in memory */ }
+  });
   document.getElementById("export").addEventListener("click", function () {
     var blob = new Blob([ratingsTSV()], { type: "text/tab-separated-values" });
     var a = document.createElement("a");
@@ -147,5 +268,6 @@
   });
   window.mmrqaRatingsTSV = ratingsTSV;
   refreshCount();
+  renderQueue();
   applyFilter();
 }());

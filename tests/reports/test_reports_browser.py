@@ -15,6 +15,7 @@ from PIL import Image
 
 from mmrqa_bids.derivatives import DerivativesLayout, group_tables
 from mmrqa_bids.ratings import COLUMNS, read_ratings
+from mmrqa_bids.ratings_queue import rate_next
 
 from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
 
@@ -108,6 +109,21 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
             time.sleep(0.1)
         return target
 
+    # Rate next: the page's live ranking is the Python one (same inputs, nothing rated yet).
+    queue = page.eval("JSON.parse(document.getElementById('mmrqa-queue').textContent)")
+    assert sorted(queue["names"]) == sorted(r["bids_name"] for r in measured)
+
+    def python_queue(rated: set[str]) -> list[str]:
+        p = np.array([[np.nan if v is None else v for v in row] for row in queue["p"]], float)
+        z = np.array([[np.nan if v is None else v for v in row] for row in queue["z"]], float)
+        order = rate_next(p, z, [n in rated for n in queue["names"]], k=queue["size"])
+        return [queue["names"][i] for i in order]
+
+    shown_queue = page.eval("Array.from(document.querySelectorAll('#rate-next-table tbody tr'))"
+                            ".map(r => r.dataset.run)")
+    assert shown_queue == python_queue(set()) == [queue["names"][i] for i in queue["initial"]]
+    assert len(shown_queue) == len(measured)  # fewer runs than a batch: every one listed
+
     first = export(tmp_path / "before")
     assert first.read_text().splitlines() == ["\t".join(COLUMNS)]
     assert read_ratings(first) == []
@@ -124,6 +140,17 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     assert (r.participant_id, r.session_id, r.run_id, r.suffix, r.bids_name, r.rating, r.artifact, r.notes) == \
         ("02", None, None, "T1w", "sub-02_T1w", "Bad", "motion", "ringing in the frontal lobe")
     assert r.matches("sub-02_T1w")
+    # the rated run leaves the queue, which is re-ranked as Python ranks it
+    assert page.eval("window.mmrqaRateNext()") == python_queue({"sub-02_T1w"})
+    shown_queue = page.eval("Array.from(document.querySelectorAll('#rate-next-table tbody tr'))"
+                            ".map(r => r.dataset.run)")
+    assert shown_queue == python_queue({"sub-02_T1w"}) and "sub-02_T1w" not in shown_queue
+    # MRIQC's convention on export: -1 for Bad, read back as Bad
+    page.eval("(() => { const s = document.getElementById('rating-scale'); s.value = 'mriqc';"
+              " s.dispatchEvent(new Event('change')); })()")
+    mriqc = export(tmp_path / "mriqc")
+    assert mriqc.read_text().splitlines()[1].split("\t")[COLUMNS.index("rating")] == "-1"
+    assert [x.rating for x in read_ratings(mriqc)] == ["Bad"]
 
     # Sorting and filtering of the table.
     page.click("#runs-table thead th:nth-child(2)")

@@ -1,0 +1,83 @@
+"""The "rate next" ranking (mmrqa_bids.ratings_queue)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mmrqa_bids.ratings_queue import (NO_SHARED_DISTANCE, margin_uncertainty, nearest_distance,
+                                      rate_next, relative_positions, rms_distance)
+
+
+def test_margin_uncertainty():
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.3, 0.2], [0.4, 0.4, 0.2], [np.nan, 0.5, 0.5]])
+    assert margin_uncertainty(p).tolist() == pytest.approx([0.0, 0.8, 1.0, 1.0])
+
+
+def test_rms_distance_over_shared_metrics_only():
+    z = np.array([[3.0, 4.0], [np.nan, 2.0], [np.nan, np.nan]])
+    d = rms_distance(z, np.array([0.0, 0.0]))
+    assert d.tolist() == pytest.approx([math.sqrt(12.5), 2.0, NO_SHARED_DISTANCE])
+
+
+def test_nearest_distance_to_centre_then_to_rated():
+    z = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    assert nearest_distance(z, [False] * 3).tolist() == pytest.approx([0, 1, 5])
+    assert nearest_distance(z, [False, False, True]).tolist() == pytest.approx([5, 4, 0])
+
+
+def test_nothing_rated_the_most_uncertain_and_unusual_first():
+    # run 2: far from the centre and uncertain; run 0: typical and certain
+    p = np.array([[0.98, 0.01, 0.01], [0.6, 0.3, 0.1], [0.45, 0.4, 0.15], [0.9, 0.05, 0.05]])
+    z = np.array([[0.1, 0.0], [1.0, 0.5], [6.0, 4.0], [0.2, 0.3]])
+    order = rate_next(p, z, [False] * 4, k=4)
+    assert order[0] == 2 and order[-1] == 0 and sorted(order) == [0, 1, 2, 3]
+
+
+def test_rated_runs_are_never_queued_and_k_caps_the_batch():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet([1, 1, 1], size=30)
+    z = rng.normal(size=(30, 5))
+    rated = np.zeros(30, bool)
+    rated[[3, 7, 11]] = True
+    order = rate_next(p, z, rated, k=20)
+    assert len(order) == len(set(order)) == 20 and not set(order) & {3, 7, 11}
+    assert rate_next(p, z, np.ones(30, bool)) == []
+    assert len(rate_next(p, z, np.arange(30) > 2, k=20)) == 3
+
+
+def test_a_batch_spreads_instead_of_picking_near_copies():
+    # two tight clusters far from the centre, equally (un)certain: after a pick in one
+    # cluster, its neighbours are close to a "rated" run, so the next pick is in the other
+    a = np.array([8.0, 0.0]) + np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01]])
+    b = np.array([0.0, 7.0]) + np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01]])
+    z = np.vstack([a, b])
+    p = np.tile([0.5, 0.3, 0.2], (6, 1))
+    first, second = rate_next(p, z, [False] * 6, k=2)
+    assert first in (0, 1, 2) and second in (3, 4, 5)
+
+
+def test_a_run_like_a_rated_one_waits():
+    p = np.tile([0.5, 0.3, 0.2], (3, 1))
+    z = np.array([[4.0, 4.0], [4.1, 4.0], [-3.0, -3.0]])
+    assert rate_next(p, z, [True, False, False], k=1) == [2]
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="rows"):
+        rate_next(np.ones((3, 3)) / 3, np.zeros((2, 4)), [False] * 3)
+
+
+def test_relative_positions_per_cohort():
+    rng = np.random.default_rng(1)
+    rows = [{"cohort": "a", "x": float(v)} for v in rng.normal(10, 1, 12)]
+    rows += [{"cohort": "b", "x": float(v)} for v in rng.normal(100, 10, 12)]
+    rows[0]["x"] = 20.0  # ten spreads above cohort a
+    rows.append({"cohort": "c", "x": 100.0})  # a cohort of one: against every run
+    z = relative_positions(rows, ["x"])
+    assert z.shape == (25, 1)
+    assert z[0, 0] > 5
+    # each cohort against its own centre and spread (against both pooled, b would be far out)
+    assert np.median(np.abs(z[1:12, 0])) < 1.5 and np.median(np.abs(z[12:24, 0])) < 1.5
+    assert np.isfinite(z[24, 0])
