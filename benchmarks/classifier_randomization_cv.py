@@ -5,7 +5,7 @@
         [--val-anatomy robex[,b0]] [--val-draws 2] [--save-models DIR]
 
 Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
-:func:`mmrqa_bids.train.classifier._render_clean`), e.g.
+:func:`mmrqa_bids.train.metric_model.fit._render_clean`), e.g.
 ``R3='{"contrast":0.5,"zoom":0.15,"random_contrast":0.5,"smooth":0.5}'``.
 :mod:`classifier_source_cv` compares feature sets on the training examples themselves; a
 change of randomisation changes those examples, so here every candidate is scored on the
@@ -21,10 +21,10 @@ true-Medium examples graded Good there (the error the unseen sources showed).
 
 A candidate's JSON may also hold ``"extra_features"`` (metrics added to the family's
 candidate features and to the recipe's own ``extra_features``, see
-:func:`~mmrqa_bids.train.classifier.select_features`), ``"exclude_features"`` (metrics
+:func:`~mmrqa_bids.train.metric_model.fit.select_features`), ``"exclude_features"`` (metrics
 left out, as the recipe's ``exclude_features``) and
 ``"model"``: model settings over the recipe's (e.g. ``{"grade_model": "ordinal",
-"monotonic": "training"}``, see :func:`~mmrqa_bids.train.classifier.fit_model`), and
+"monotonic": "training"}``, see :func:`~mmrqa_bids.train.metric_model.fit.fit_model`), and
 ``"extra_train"``: a list of training sources added to the
 fit (e.g. ``[{"anatomy": "mnihard", "contrast": "bold", "voxel_size": 4.0}]``); the
 validation examples stay those of the recipe's sources. LOSO then still fits the other
@@ -90,7 +90,7 @@ def validation_recipe(recipe: dict, family: str, anatomy: str | None = None,
     """Plain draws of each training source, as "unseen" examples of a recipe seeded apart;
     with ``anatomy``, of each training protocol (contrast, voxel size) rendered on that
     anatomy instead (seeded apart again)."""
-    from mmrqa_bids.train.classifier import held_out_recipe
+    from mmrqa_bids.train.metric_model.fit import held_out_recipe
 
     sources = recipe[family]["train"]
     if anatomy is not None:
@@ -116,7 +116,7 @@ def save_candidate(doc: dict, family: str, folder: Path) -> None:
 
     from mmrqa_bids.grading.classifier import MODEL_FILES
     from mmrqa_bids.resources import data_dir
-    from mmrqa_bids.train.classifier import save_model
+    from mmrqa_bids.train.metric_model.fit import save_model
 
     save_model(doc, folder)
     for other, name in MODEL_FILES.items():
@@ -125,9 +125,9 @@ def save_candidate(doc: dict, family: str, folder: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from mmrqa_bids.train.classifier import (DEFAULT_RECIPE, build_training_set,
-                                             evaluate_model, family_params, fit_model,
-                                             plan_examples, select_features)
+    from mmrqa_bids.train.metric_model.fit import (DEFAULT_RECIPE, build_training_set,
+                                                   evaluate_model, family_params, fit_model,
+                                                   plan_examples, select_features)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2", "--save-models": ""}

@@ -70,7 +70,7 @@ def real_scans() -> list[tuple[str, dict[str, float]]]:
 
     scans = []
     try:
-        from mmrqa_bids.train.sources import robex_paths
+        from mmrqa_bids.train.metric_model.sources import robex_paths
         robex = nb.squeeze_image(nb.load(str(robex_paths()[0])))
         scans.append(("ROBEX subject (real T1w, 1.5 mm)", robex))
         scans += [(f"  same, {k}", v) for k, v in stored_variants(robex).items()]

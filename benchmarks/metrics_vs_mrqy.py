@@ -244,7 +244,7 @@ def _robex_1mm(shape: tuple[int, int, int], sigma: float, seed: int) -> tuple[np
     from scipy import ndimage as ndi
 
     from mmrqa_bids.phantom import rician
-    from mmrqa_bids.train.sources import robex_paths
+    from mmrqa_bids.train.metric_model.sources import robex_paths
 
     img = nb.as_closest_canonical(nb.squeeze_image(nb.load(str(robex_paths()[0]))))
     vox = float(img.header.get_zooms()[0])
@@ -274,7 +274,7 @@ def make_volumes(out: Path) -> list[tuple[str, Path, str, str]]:
     import nibabel as nb
 
     from mmrqa_bids.phantom import load_head, rician
-    from mmrqa_bids.train.sources import b0_path, epi_path, fsl_path, robex_paths
+    from mmrqa_bids.train.metric_model.sources import b0_path, epi_path, fsl_path, robex_paths
 
     out.mkdir(parents=True, exist_ok=True)
     vols = []

@@ -1,6 +1,6 @@
 """How many ratings per grade the ``train`` level needs before a model fitted on a study's
 own ratings beats the shipped metric classifier (the basis of
-:data:`mmrqa_bids.train.rated_classifier.MIN_PER_CLASS`).
+:data:`mmrqa_bids.train.metric_model.rated.MIN_PER_CLASS`).
 
 Studies are simulated cohorts (:mod:`mmrqa_bids.cohorts.simulate`): per source (one head and
 protocol: ROBEX's real T1w and the MNI152 T1w image as acquired, the held-out tpm subject
@@ -9,7 +9,7 @@ severity (3 of each artifact x severity), labelled by their measured degradation
 splits a pool in halves stratified by grade: the test half is graded by the fitted and the
 shipped model; from the other half k runs of each grade are "rated" (Good at least 5: the
 clean runs the narrative's reference ranges need) and a model is fitted on them as the
-``train`` level fits one (:func:`~mmrqa_bids.train.rated_classifier.fit_rated_family`, with
+``train`` level fits one (:func:`~mmrqa_bids.train.metric_model.rated.fit_rated_family`, with
 ``minimum`` k). Figures: mean macro-F1 and accuracy over ``--draws`` draws per source (95%
 interval of the mean, bootstrap over draws), fitted and shipped side by side on the same
 test halves.
@@ -19,7 +19,7 @@ test halves.
 
 A second table rates n runs of each study at random (as a rater working down a list would)
 and grades the rest with what the ``train`` level leaves: the fitted model where every grade
-has :data:`~mmrqa_bids.train.rated_classifier.MIN_PER_CLASS` ratings, else the shipped one.
+has :data:`~mmrqa_bids.train.metric_model.rated.MIN_PER_CLASS` ratings, else the shipped one.
 
 Simulated cohorts are not real scans: these figures choose a floor, they do not promise an
 accuracy on a real study.
@@ -70,8 +70,8 @@ def interval(values: list[float], rng: np.random.Generator) -> tuple[float, floa
 
 def main() -> int:
     from mmrqa_bids.grading.classifier import model_paths
-    from mmrqa_bids.train.rated_classifier import (fit_rated_family, held_out_scores,
-                                                   read_model_doc)
+    from mmrqa_bids.train.metric_model.rated import (fit_rated_family, held_out_scores,
+                                                     read_model_doc)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=20)
@@ -123,8 +123,8 @@ def random_ratings(data: dict[str, list[dict]], shipped: dict, ns: list[int], dr
                    rng: np.random.Generator) -> None:
     """n runs of a study rated at random, the rest graded by what the train level leaves
     (the fitted model when every grade has MIN_PER_CLASS ratings, else the shipped one)."""
-    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
-                                                   held_out_scores)
+    from mmrqa_bids.train.metric_model.rated import (MIN_PER_CLASS, fit_rated_family,
+                                                     held_out_scores)
 
     print(f"\nrandom ratings (a model is fitted when every grade has {MIN_PER_CLASS}):")
     print(f"{'n rated':>12} {'fitted':>8} {'train level acc':>20} {'shipped acc':>20} "

@@ -42,7 +42,7 @@ def lora_counts(r: int = 16) -> list[tuple[str, int, int, int]]:
     import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from mmrqa_bids.train.lora import TARGET_PRESETS, targeted_modules
+    from mmrqa_bids.train.lora.finetune import TARGET_PRESETS, targeted_modules
 
     with torch.device("meta"):
         model = LlavaOnevisionForConditionalGeneration(real_config())
@@ -81,7 +81,7 @@ def time_steps(base: Path, batch: int, steps: int, folder: Path) -> tuple[float,
     from transformers import LlavaOnevisionForConditionalGeneration, TrainerCallback
 
     from mmrqa_bids.grading.llava import load_processor
-    from mmrqa_bids.train.lora import LoraRecipe, fine_tune
+    from mmrqa_bids.train.lora.finetune import LoraRecipe, fine_tune
 
     stamps: list[float] = []
 
@@ -96,7 +96,7 @@ def time_steps(base: Path, batch: int, steps: int, folder: Path) -> tuple[float,
     recipe = LoraRecipe(batch_size=batch, micro_batch_size=batch, epochs=1, save_steps=10 ** 6)
     fine_tune(model, processor, convs, recipe, folder / f"ckpt{batch}", callbacks=[Clock()],
               show_progress=False)
-    from mmrqa_bids.train.dataset import encode_conversation
+    from mmrqa_bids.train.lora.dataset import encode_conversation
     from PIL import Image
     length = len(encode_conversation(processor, convs[0].messages,
                                      Image.open(convs[0].image).convert("RGB"))["input_ids"])

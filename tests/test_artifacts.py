@@ -11,7 +11,7 @@ from mmrqa_bids.artifacts import (ARTIFACTS, GRADE_CUTS, SEVERITIES, SEVERITY_BA
                                   degradation, draw_params, gaussian_blur, grade_of, simulate,
                                   simulate_series, wrap_around)
 from mmrqa_bids.metrics import measure  # noqa: E402
-from mmrqa_bids.train.sources import load_tpm_head  # noqa: E402
+from mmrqa_bids.train.metric_model.sources import load_tpm_head  # noqa: E402
 
 VOX = 4.0
 

@@ -132,7 +132,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, outputs):
 def test_one_macro_f1_for_the_train_level_too():
     """The train level's held-out scores use evaluation.macro_f1 over all three grades, an
     unparsed answer a miss: scikit-learn's f1_score(labels=LABELS) on the same answers."""
-    from mmrqa_bids.train.evaluate import classification_scores
+    from mmrqa_bids.train.lora.evaluate import classification_scores
 
     truth = ["Good", "Good", "Medium", "Bad", "Good", "Medium"]
     pred = ["Good", None, "Medium", "Good", "Good", "Bad"]

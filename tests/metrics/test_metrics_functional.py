@@ -103,7 +103,7 @@ def test_bold_static_metrics_follow_bias_field_and_ghost_severity():
     """inu_range of the mean EPI grows with a simulated bias field, qi_1 with a ghost
     (a real subject's tissue maps, 4 mm)."""
     from mmrqa_bids.artifacts import simulate_series
-    from mmrqa_bids.train.sources import load_tpm_head
+    from mmrqa_bids.train.metric_model.sources import load_tpm_head
 
     clean = load_tpm_head(4.0).render("bold")
     clean = clean / clean.max()

@@ -177,7 +177,7 @@ MRQY_0_0_3 = {
 
 
 def _real_head(name: str) -> nb.Nifti1Image:
-    from mmrqa_bids.train import sources
+    from mmrqa_bids.train.metric_model import sources
 
     try:
         if name == "dipy_b0":

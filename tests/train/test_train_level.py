@@ -104,7 +104,7 @@ def greedy_agreement(base, adapter, conversations) -> list[float]:
     from PIL import Image
 
     from mmrqa_bids.grading.llava import load_model
-    from mmrqa_bids.train.dataset import PromptMaskingCollator, encode_conversation
+    from mmrqa_bids.train.lora.dataset import PromptMaskingCollator, encode_conversation
 
     net, processor, _ = load_model(str(base), adapter, device="cpu", dtype="float32")
     collate = PromptMaskingCollator(processor.tokenizer.pad_token_id)

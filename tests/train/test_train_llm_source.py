@@ -44,7 +44,7 @@ def test_qa_source_llm_end_to_end_with_cache_and_judge(tiny_base, rated_bids, tm
 
 
 def test_llm_judge_scores_narratives_and_skips_without_endpoint():
-    from mmrqa_bids.train.judge import judge
+    from mmrqa_bids.train.lora.judge import judge
 
     items = [{"example_id": "a", "label": "Bad", "artifact": "motion",
               "reference": "Grade: Bad ...", "candidate": "Grade: Bad, motion ghosts."},

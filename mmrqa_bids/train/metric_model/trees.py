@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrqa_bids.grading.base import LABELS
-from mmrqa_bids.train.sources import TrainingError
+from mmrqa_bids.train.metric_model.sources import TrainingError
 
 
 def export_hgb(model, classes: Sequence[str]) -> dict[str, Any]:

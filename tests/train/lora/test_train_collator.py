@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mmrqa_bids.train.dataset import IGNORE_INDEX, PromptMaskingCollator, mask_labels  # noqa: E402
+from mmrqa_bids.train.lora.dataset import (IGNORE_INDEX, PromptMaskingCollator,  # noqa: E402
+                                           mask_labels)
 
 
 def test_mask_labels_keeps_only_answer_tokens():

@@ -12,11 +12,12 @@ pytest.importorskip("peft")
 from mmrqa_bids.qa.dialogues import dialogue, grade_conversation  # noqa: E402
 from mmrqa_bids.qa.facts import QAFacts  # noqa: E402
 from mmrqa_bids.qa.template import template_content  # noqa: E402
-from mmrqa_bids.train.dataset import (END_OF_TURN, IGNORE_INDEX,  # noqa: E402
-                                      PromptMaskingCollator, encode_conversation)
-from mmrqa_bids.train.lora import (ALL_LINEAR_TARGETS, LANGUAGE_MODEL_TARGETS,  # noqa: E402
-                                   LoraRecipe, add_lora, fine_tune, optimizer_steps,
-                                   targeted_modules, warmup_steps)
+from mmrqa_bids.train.lora.dataset import (END_OF_TURN, IGNORE_INDEX,  # noqa: E402
+                                           PromptMaskingCollator, encode_conversation)
+from mmrqa_bids.train.lora.finetune import (ALL_LINEAR_TARGETS,  # noqa: E402
+                                            LANGUAGE_MODEL_TARGETS,
+                                            LoraRecipe, add_lora, fine_tune, optimizer_steps,
+                                            targeted_modules, warmup_steps)
 
 
 def _model(path):

@@ -11,8 +11,8 @@ pytest.importorskip("torchio")
 from mmrqa_bids.artifacts import ARTIFACTS  # noqa: E402
 from mmrqa_bids.grading.base import GradeRequest  # noqa: E402
 from mmrqa_bids.grading.classifier import ClassifierGrader, load_model_file  # noqa: E402
-from mmrqa_bids.train import classifier as tc  # noqa: E402
-from mmrqa_bids.train.trees import monotonic_signs  # noqa: E402
+from mmrqa_bids.train.metric_model import fit as tc  # noqa: E402
+from mmrqa_bids.train.metric_model.trees import monotonic_signs  # noqa: E402
 
 
 def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
@@ -163,7 +163,7 @@ def test_native_zoom_resizes_the_head_and_keeps_its_outline_sharp(monkeypatch):
     with the image zoom, but its outline stays as sharp as a plain rendering's."""
     from mmrqa_bids.metrics.anatomical import head_edge
     from mmrqa_bids.phantom import Head
-    from mmrqa_bids.train import sources
+    from mmrqa_bids.train.metric_model import sources
 
     r = np.linalg.norm(np.indices((72,) * 3) - 35.5, axis=0)
     shells = [(r < 12), (r >= 12) & (r < 18), (r >= 18) & (r < 21), (r >= 21) & (r < 24),

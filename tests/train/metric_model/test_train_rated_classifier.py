@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from mmrqa_bids.train.rated_classifier import (MIN_PER_CLASS, fit_rated_family,
-                                               held_out_scores, known_artifact, read_model_doc,
-                                               shortfall, shortfall_line, stratified_calibration)
+from mmrqa_bids.train.metric_model.rated import (MIN_PER_CLASS, fit_rated_family,
+                                                 held_out_scores, known_artifact, read_model_doc,
+                                                 shortfall, shortfall_line, stratified_calibration)
 
 
 @pytest.fixture(scope="module")

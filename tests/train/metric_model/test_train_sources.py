@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("nilearn")
 
-from mmrqa_bids.train import sources  # noqa: E402
+from mmrqa_bids.train.metric_model import sources  # noqa: E402
 
 
 def test_hard_label_head_is_sharper_than_the_template():
