@@ -245,13 +245,17 @@ def document_problem(doc: Any) -> str | None:
     return None
 
 
-def unreadable_outputs(layout: DerivativesLayout, modalities: Iterable[str] | None = None
-                       ) -> list[dict[str, Any]]:
+def unreadable_outputs(layout: DerivativesLayout, modalities: Iterable[str] | None = None,
+                       known: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Run JSONs and failure records that cannot be read or are malformed, as group-table
-    rows with status ``unreadable`` naming the file and the problem (one line)."""
+    rows with status ``unreadable`` naming the file and the problem (one line). ``known``:
+    paths the caller has just read as valid documents, not parsed again."""
     wanted = set(modalities) if modalities is not None else None
+    known = set(known)
     rows = []
     for path in layout.run_jsons():
+        if str(path) in known:
+            continue
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -401,7 +405,8 @@ def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
     return {"bids_name": fail["bids_name"], **{k: fail.get(k, "n/a") for k in ENTITY_COLUMNS},
             "status": "failed", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
             "p_bad": "n/a", "confidence": "n/a", "basis": "n/a", "cohort": "n/a",
-            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a", "outside_training": "n/a",
+            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a",
+            "outside_training": "n/a",
             "grader": "n/a", "error": fail["error"]}
 
 
@@ -409,11 +414,13 @@ def group_tables(layout: DerivativesLayout, docs: list[dict[str, Any]] | None = 
                  ) -> dict[str, list[dict[str, Any]]]:
     """Suffix -> one row per run (derivative documents and failures), sorted by name."""
     tables: dict[str, list[dict[str, Any]]] = {}
-    for doc in collect_documents(layout) if docs is None else docs:
+    docs = collect_documents(layout) if docs is None else docs
+    for doc in docs:
         tables.setdefault(doc["bids_meta"]["suffix"], []).append(document_row(doc))
     for fail in read_failures(layout):
         tables.setdefault(fail["suffix"], []).append(failure_row(fail))
-    for row in unreadable_outputs(layout):
+    # the documents were just read as valid: only the other JSONs are parsed again
+    for row in unreadable_outputs(layout, known=[d["_path"] for d in docs if "_path" in d]):
         tables.setdefault(row.pop("suffix"), []).append(row)
     for rows in tables.values():
         rows.sort(key=lambda r: r["bids_name"])

@@ -73,8 +73,13 @@ def _finite_float(v: Any) -> float:
 
 def metric_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
     """(n_rows, n_names) float matrix of the rows' values, NaN where missing or not finite."""
-    return np.array([[_finite_float(r.get(n)) for n in names] for r in rows], dtype=float
-                    ).reshape(len(rows), len(names))
+    try:  # numbers and None (-> NaN) convert at once; anything else value by value
+        x = np.array([[r.get(n) for n in names] for r in rows], dtype=float)
+    except (TypeError, ValueError):
+        x = np.array([[_finite_float(r.get(n)) for n in names] for r in rows], dtype=float)
+    x = x.reshape(len(rows), len(names))
+    x[~np.isfinite(x)] = np.nan
+    return x
 
 
 @dataclass(frozen=True)
