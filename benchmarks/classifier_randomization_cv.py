@@ -5,7 +5,7 @@
         [--val-anatomy robex[,b0]] [--val-draws 2] [--save-models DIR]
 
 Each candidate ``NAME=JSON`` is a family ``randomize`` dict (see
-:func:`mmrqa_bids.train.metric_model.fit._render_clean`), e.g.
+:func:`mmrqa_bids.train.metric_model.rendering._render_clean`), e.g.
 ``R3='{"contrast":0.5,"zoom":0.15,"random_contrast":0.5,"smooth":0.5}'``.
 :mod:`classifier_source_cv` compares feature sets on the training examples themselves; a
 change of randomisation changes those examples, so here every candidate is scored on the
@@ -90,7 +90,7 @@ def validation_recipe(recipe: dict, family: str, anatomy: str | None = None,
     """Plain draws of each training source, as "unseen" examples of a recipe seeded apart;
     with ``anatomy``, of each training protocol (contrast, voxel size) rendered on that
     anatomy instead (seeded apart again)."""
-    from mmrqa_bids.train.metric_model.fit import held_out_recipe
+    from mmrqa_bids.train.metric_model.recipe import held_out_recipe
 
     sources = recipe[family]["train"]
     if anatomy is not None:
@@ -116,7 +116,7 @@ def save_candidate(doc: dict, family: str, folder: Path) -> None:
 
     from mmrqa_bids.grading.classifier import MODEL_FILES
     from mmrqa_bids.resources import data_dir
-    from mmrqa_bids.train.metric_model.fit import save_model
+    from mmrqa_bids.train.metric_model.export import save_model
 
     save_model(doc, folder)
     for other, name in MODEL_FILES.items():
@@ -125,9 +125,9 @@ def save_candidate(doc: dict, family: str, folder: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from mmrqa_bids.train.metric_model.fit import (DEFAULT_RECIPE, build_training_set,
-                                                   evaluate_model, family_params, fit_model,
-                                                   plan_examples, select_features)
+    from mmrqa_bids.train.metric_model.fit import evaluate_model, fit_model, select_features
+    from mmrqa_bids.train.metric_model.measuring import build_training_set
+    from mmrqa_bids.train.metric_model.recipe import DEFAULT_RECIPE, family_params, plan_examples
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = {"--draws": "4", "--val-anatomy": "", "--val-draws": "2", "--save-models": ""}

@@ -5,7 +5,7 @@
     python benchmarks/classifier_source_cv.py bold R2:0 R3:0 R3:3
 
 How the recipe-3 choices were made (the "unseen" sources take no part). Examples are the
-"train" split of the candidate recipe: :data:`~mmrqa_bids.train.metric_model.fit.DEFAULT_RECIPE`,
+"train" split of the candidate recipe: :data:`~mmrqa_bids.train.metric_model.recipe.DEFAULT_RECIPE`,
 whose bold family gets the 8 hard-label ("mnihard") draws per voxel size that anat has.
 Configurations ``NAME:K``: ``R2`` fits on the template ("mni") sources only, ``R3`` on mni and
 mnihard; ``K`` drops the K metrics whose clean values move most between the two renderings
@@ -35,7 +35,7 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 def candidate_recipe() -> dict:
     """DEFAULT_RECIPE with the bold family's recipe-3 candidate sources."""
-    from mmrqa_bids.train.metric_model.fit import DEFAULT_RECIPE
+    from mmrqa_bids.train.metric_model.recipe import DEFAULT_RECIPE
 
     recipe = copy.deepcopy(DEFAULT_RECIPE)
     if not any(s["anatomy"] == "mnihard" for s in recipe["bold"]["train"]):
@@ -45,8 +45,9 @@ def candidate_recipe() -> dict:
 
 
 def main(argv=None) -> int:
-    from mmrqa_bids.train.metric_model.fit import (build_training_set, evaluate_model, fit_model,
-                                                   plan_examples, select_features)
+    from mmrqa_bids.train.metric_model.fit import evaluate_model, fit_model, select_features
+    from mmrqa_bids.train.metric_model.measuring import build_training_set
+    from mmrqa_bids.train.metric_model.recipe import plan_examples
 
     argv = list(sys.argv[1:] if argv is None else argv)
     fam = argv[0]

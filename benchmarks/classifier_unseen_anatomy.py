@@ -39,7 +39,7 @@ FRESH_PROTOCOLS = {"anat": (("T1w", 3.0), ("T2w", 3.0)), "bold": (("bold", 4.0),
 
 def fresh_recipe(recipe: dict, family: str, anatomy: str) -> dict:
     """``recipe`` with ``anatomy`` at :data:`FRESH_PROTOCOLS` as its only (unseen) sources."""
-    from mmrqa_bids.train.metric_model.fit import held_out_recipe
+    from mmrqa_bids.train.metric_model.recipe import held_out_recipe
 
     return held_out_recipe(recipe, family, [{"anatomy": anatomy, "contrast": c, "voxel_size": v}
                                             for c, v in FRESH_PROTOCOLS[family]], 3000, 2)
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     from mmrqa_bids.evaluation import evaluate
     from mmrqa_bids.grading.base import LABELS, GradeRequest
     from mmrqa_bids.grading.classifier import ClassifierGrader, model_paths
-    from mmrqa_bids.train.metric_model.fit import build_training_set, plan_examples
+    from mmrqa_bids.train.metric_model.measuring import build_training_set
+    from mmrqa_bids.train.metric_model.recipe import plan_examples
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None)

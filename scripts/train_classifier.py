@@ -23,7 +23,8 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 
 def main(argv=None) -> int:
-    from mmrqa_bids.train.metric_model.fit import DEFAULT_RECIPE, train
+    from mmrqa_bids.train.metric_model.export import train
+    from mmrqa_bids.train.metric_model.recipe import DEFAULT_RECIPE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"), default=["anat", "bold"])
     parser.add_argument("--recipe", type=Path, default=None,
                         help="JSON recipe (default: "
-                             "mmrqa_bids.train.metric_model.fit.DEFAULT_RECIPE)")
+                             "mmrqa_bids.train.metric_model.recipe.DEFAULT_RECIPE)")
     args = parser.parse_args(argv)
     recipe = json.loads(args.recipe.read_text()) if args.recipe else DEFAULT_RECIPE
     train(args.out, recipe, families=args.family, cache_dir=args.cache, n_jobs=args.jobs)

@@ -228,7 +228,7 @@ def simulate_run(run: PoolRun, cache_dir: Path | None = None):
 
     from mmrqa_bids.artifacts import simulate, simulate_series
     # scanner gain + int16, as the classifier's
-    from mmrqa_bids.train.metric_model.fit import _store
+    from mmrqa_bids.train.metric_model.rendering import _store
 
     src = source_by_name(run.source)
     rng = np.random.default_rng(run.seed)
@@ -271,7 +271,7 @@ def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
     "metrics_code"}`` of one pool run (cached by run and simulation settings; a metric that
     is not finite is stored as null and read back as NaN)."""
     from mmrqa_bids.metrics import measure
-    from mmrqa_bids.train.metric_model.fit import metrics_code_hash
+    from mmrqa_bids.train.metric_model.measuring import metrics_code_hash
 
     cached = None
     if cache_dir is not None:

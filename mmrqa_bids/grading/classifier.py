@@ -13,7 +13,7 @@ metrics differ), each a gzipped JSON file holding
 
 Inference is plain numpy over the exported trees: loading takes milliseconds and needs
 neither torch nor a pickle of a particular scikit-learn version. Models are trained by
-:mod:`mmrqa_bids.train.metric_model.fit` (``scripts/train_classifier.py``).
+:mod:`mmrqa_bids.train.metric_model` (``scripts/train_classifier.py``).
 """
 from __future__ import annotations
 

@@ -459,7 +459,7 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
     the folder. Raises :class:`DatasetError` only when no family could be fitted."""
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
-    from mmrqa_bids.train.metric_model.fit import save_model
+    from mmrqa_bids.train.metric_model.export import save_model
     from mmrqa_bids.train.metric_model.rated import (MIN_PER_CLASS, OTHER_ARTIFACT,
                                                      fit_rated_family, held_out_scores,
                                                      read_model_doc, shortfall_line,

@@ -129,7 +129,8 @@ def _fit_rated_family(family: str, train: Sequence[dict[str, Any]], shipped: dic
                       seed: int, minimum: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import metric_matrix
-    from mmrqa_bids.train.metric_model.fit import DEFAULT_RECIPE, fit_model
+    from mmrqa_bids.train.metric_model.fit import fit_model
+    from mmrqa_bids.train.metric_model.recipe import DEFAULT_RECIPE
     from mmrqa_bids.train.metric_model.sources import TrainingError
     from mmrqa_bids.train.metric_model.trees import fit_ensemble
 

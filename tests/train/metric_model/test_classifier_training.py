@@ -9,15 +9,19 @@ import pytest
 pytest.importorskip("torchio")
 
 from mmrqa_bids.artifacts import ARTIFACTS  # noqa: E402
-from mmrqa_bids.grading.base import GradeRequest  # noqa: E402
+from mmrqa_bids.grading.base import LABELS, GradeRequest  # noqa: E402
 from mmrqa_bids.grading.classifier import ClassifierGrader, load_model_file  # noqa: E402
-from mmrqa_bids.train.metric_model import fit as tc  # noqa: E402
+from mmrqa_bids.train.metric_model import export, fit, measuring, rendering  # noqa: E402
+from mmrqa_bids.train.metric_model.recipe import (DEFAULT_RECIPE,  # noqa: E402
+                                                  GOOD_NONE_PER_DRAW, Example, family_params,
+                                                  held_out_recipe, plan_examples)
+from mmrqa_bids.train.metric_model.sources import TrainingError  # noqa: E402
 from mmrqa_bids.train.metric_model.trees import monotonic_signs  # noqa: E402
 
 
 def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
-    plan = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")
-    again = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")
+    plan = plan_examples(DEFAULT_RECIPE, "anat")
+    again = plan_examples(DEFAULT_RECIPE, "anat")
     assert plan == again
     assert len({ex.seed for ex in plan}) == len(plan)
     train_sources = {ex.source for ex in plan if ex.split == "train"}
@@ -33,23 +37,23 @@ def test_plan_is_balanced_seeded_and_holds_out_whole_sources():
 
 
 def test_per_source_draws_override_the_family_draws():
-    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
     recipe["anat"]["train"] = [{"anatomy": "mni", "contrast": "T1w", "voxel_size": 4.0},
                                {"anatomy": "mnihard", "contrast": "T1w", "voxel_size": 4.0,
                                 "draws": {"train": 1}}]
     recipe["anat"]["draws"] = {"train": 2, "seen": 1, "unseen": 0}
-    plan = [ex for ex in tc.plan_examples(recipe, "anat") if ex.split == "train"]
-    per_draw = 3 * len(ARTIFACTS) + tc.GOOD_NONE_PER_DRAW
+    plan = [ex for ex in plan_examples(recipe, "anat") if ex.split == "train"]
+    per_draw = 3 * len(ARTIFACTS) + GOOD_NONE_PER_DRAW
     assert sum(ex.anatomy == "mni" for ex in plan) == 2 * per_draw
     assert sum(ex.anatomy == "mnihard" for ex in plan) == 1 * per_draw
 
 
 def test_scale_free_selection_drops_intensity_metrics():
-    free = tc.scale_free_metrics("anat")
+    free = fit.scale_free_metrics("anat")
     assert free  # some metric survives
     from mmrqa_bids.metrics import measure
-    ex = tc.Example("anat", "probe", "tpm", "T1w", 4.0, "none", "none", 3)
-    data = tc.render_example(ex)
+    ex = Example("anat", "probe", "tpm", "T1w", 4.0, "none", "none", 3)
+    data = rendering.render_example(ex)
     a = measure(data, "T1w", (4.0,) * 3).metrics
     b = measure(data * 37.3, "T1w", (4.0,) * 3).metrics
     for name in a:
@@ -66,9 +70,9 @@ def test_scale_free_selection_drops_intensity_metrics():
 
 def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
     """The fit/export/save path on metric rows with a known structure (no simulation)."""
-    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
     recipe["anat"]["draws"] = {"train": 3, "seen": 1, "unseen": 1}
-    examples = tc.plan_examples(recipe, "anat")
+    examples = plan_examples(recipe, "anat")
     rng = np.random.default_rng(0)
     level = {"none": 0.0, "mild": 0.3, "moderate": 1.0, "severe": 2.0}
     rows = []
@@ -79,17 +83,17 @@ def test_fit_save_reload_on_synthetic_metrics(tmp_path, monkeypatch):
                      "b": s * (k % 3) + 0.05 * rng.standard_normal(),
                      "c": s * (k // 3) + 0.05 * rng.standard_normal(),
                      "mean": 1000 * rng.random()})
-    monkeypatch.setattr(tc, "scale_free_metrics", lambda family: {"a", "b", "c"})
+    monkeypatch.setattr(fit, "scale_free_metrics", lambda family: {"a", "b", "c"})
     records = [{"metrics": r, "label": ex.label} for r, ex in zip(rows, examples)]
-    doc = tc.fit_family("anat", examples, records, recipe)
+    doc = fit.fit_family("anat", examples, records, recipe)
     assert "measured degradation" in doc["recipe"]["label_map"]
     assert doc["features"] == ["a", "b", "c"]  # "mean" is not scale-free
     excluding = copy.deepcopy(recipe)
     excluding["anat"]["exclude_features"] = ["c"]
-    assert tc.fit_family("anat", examples, records, excluding)["features"] == ["a", "b"]
+    assert fit.fit_family("anat", examples, records, excluding)["features"] == ["a", "b"]
     assert doc["evaluation"]["unseen"]["accuracy"] > 0.85
-    path = tc.save_model(doc, tmp_path)
-    assert path.read_bytes() == tc.save_model(doc, tmp_path).read_bytes()  # deterministic
+    path = export.save_model(doc, tmp_path)
+    assert path.read_bytes() == export.save_model(doc, tmp_path).read_bytes()  # deterministic
     model = load_model_file(path)
     grader = ClassifierGrader(models={"anat": model})
     bad = grader.grade([GradeRequest("sub-01_T1w", "T1w", {"a": 10 ** 0.7, "b": 4.0,
@@ -126,25 +130,25 @@ def _box_head(n: int = 24):
 
 
 def _render(**kw):
-    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
-    return tc._render_clean(_box_head(), ex, np.random.default_rng(11))
+    ex = Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
+    return rendering._render_clean(_box_head(), ex, np.random.default_rng(11))
 
 
 def test_new_randomisation_options_leave_earlier_cache_keys_alone():
-    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+    ex = Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
                     zoom_jitter=0.15, smooth_jitter=0.5)
     # zoom_order=1, texture=0 and plain=0 are the defaults and stay out of the key
-    assert ex.key() == tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+    assert ex.key() == Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
                                   zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=1,
                                   texture=0.0, plain=0.0, zoom_native=False,
                                   random_tissues="all").key()
-    assert ex.key() != tc.Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
+    assert ex.key() != Example("anat", "train", "mni", "T1w", 3.0, "blur", "mild", seed=5,
                                   zoom_jitter=0.15, smooth_jitter=0.5, zoom_order=3).key()
-    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
     recipe["anat"]["randomize"] = {"zoom": 0.1, "zoom_order": 3, "texture": 0.1, "plain": 0.2}
-    ex = next(e for e in tc.plan_examples(recipe, "anat") if e.split == "train")
+    ex = next(e for e in plan_examples(recipe, "anat") if e.split == "train")
     assert (ex.zoom_order, ex.texture, ex.plain) == (3, 0.1, 0.2)
-    unseen = next(e for e in tc.plan_examples(recipe, "anat") if e.split == "unseen")
+    unseen = next(e for e in plan_examples(recipe, "anat") if e.split == "unseen")
     assert (unseen.zoom_order, unseen.texture, unseen.plain) == (1, 0.0, 0.0)
 
 
@@ -175,8 +179,8 @@ def test_native_zoom_resizes_the_head_and_keeps_its_outline_sharp(monkeypatch):
     assert coarse.csf.shape == (24, 24, 24)
 
     def render(**kw):
-        ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
-        return tc._render_clean(coarse, ex, np.random.default_rng(11))
+        ex = Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5, **kw)
+        return rendering._render_clean(coarse, ex, np.random.default_rng(11))
 
     def edge(img):
         head = img > 0.05 * img.max()
@@ -188,8 +192,8 @@ def test_native_zoom_resizes_the_head_and_keeps_its_outline_sharp(monkeypatch):
     assert native_zoom.shape != plain.shape and image_zoom.shape != plain.shape
     assert edge(native_zoom) > edge(image_zoom)
     assert edge(native_zoom) == pytest.approx(edge(plain), abs=0.1)
-    key = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5).key()
-    assert tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5,
+    key = Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5).key()
+    assert Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=5,
                       zoom_native=False).key() == key
 
 
@@ -210,20 +214,20 @@ def test_elastic_deform_moves_by_at_most_the_largest_shift():
     and reaching a good part of it (the field is scaled to its largest vector norm)."""
     ramp = np.broadcast_to(np.arange(40, dtype=np.float32)[:, None, None] + 100,
                            (40, 36, 32)).copy()
-    out = tc.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
+    out = rendering.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
     inner = (slice(4, -4),) * 3
     shift = np.abs(out - ramp)[inner]
     assert shift.max() <= 2.0 + 1e-3 and shift.max() > 0.5
-    assert np.array_equal(tc.elastic_deform(ramp, 0.0, 5.0, np.random.default_rng(0)), ramp)
-    again = tc.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
+    assert np.array_equal(rendering.elastic_deform(ramp, 0.0, 5.0, np.random.default_rng(0)), ramp)
+    again = rendering.elastic_deform(ramp, 2.0, 5.0, np.random.default_rng(0))
     assert np.array_equal(out, again)
 
 
 def test_scanner_nuisance_pads_the_field_of_view_and_adds_a_bias_field():
     clean = _render()
-    ex = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1, scanner=1.0)
-    out = tc._scanner_nuisance(clean, ex, np.random.default_rng(0))
-    lo, hi = (int(round(mm / 3.0)) for mm in tc.SCANNER_FOV_MM)
+    ex = Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1, scanner=1.0)
+    out = rendering._scanner_nuisance(clean, ex, np.random.default_rng(0))
+    lo, hi = (int(round(mm / 3.0)) for mm in rendering.SCANNER_FOV_MM)
     assert all(lo <= n <= hi for n in out.shape[:2]) and out.shape[2] == clean.shape[2]
     # The same head, moved by the padding and multiplied by a smooth, non-constant field.
     def nonzero_box(a):
@@ -233,9 +237,10 @@ def test_scanner_nuisance_pads_the_field_of_view_and_adds_a_bias_field():
     assert moved.shape == head.shape
     field = moved[head > 0] / head[head > 0]
     assert 0.5 < field.min() and field.max() < 2 and field.std() > 1e-3
-    plain = tc.Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1)
-    assert np.array_equal(tc._scanner_nuisance(clean, plain, np.random.default_rng(0)), clean)
-    assert np.array_equal(tc._scanner_nuisance(clean, ex, np.random.default_rng(0)), out)
+    plain = Example("anat", "train", "mni", "T1w", 3.0, "none", "none", seed=1)
+    assert np.array_equal(
+        rendering._scanner_nuisance(clean, plain, np.random.default_rng(0)), clean)
+    assert np.array_equal(rendering._scanner_nuisance(clean, ex, np.random.default_rng(0)), out)
 
 
 def test_metrics_code_hash_ignores_documentation_but_not_code(tmp_path, monkeypatch):
@@ -248,13 +253,13 @@ def test_metrics_code_hash_ignores_documentation_but_not_code(tmp_path, monkeypa
     copy_dir = tmp_path / "metrics"
     shutil.copytree(src, copy_dir, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(metrics_pkg, "__file__", str(copy_dir / "__init__.py"))
-    base = tc.metrics_code_hash()
+    base = measuring.metrics_code_hash()
     masks = copy_dir / "masks.py"
     text = masks.read_text()
     masks.write_text(text.replace('"""Head', '"""Edited. Head', 1) + "\n# a comment\n")
-    assert tc.metrics_code_hash() == base
+    assert measuring.metrics_code_hash() == base
     masks.write_text(text + "\nEXTRA = 1\n")
-    assert tc.metrics_code_hash() != base
+    assert measuring.metrics_code_hash() != base
 
 
 def test_recipe_features_add_the_recipe_extras_and_are_the_default_of_fit_model():
@@ -262,27 +267,27 @@ def test_recipe_features_add_the_recipe_extras_and_are_the_default_of_fit_model(
 
     rng = np.random.default_rng(0)
     rows = [{k: float(rng.random()) for k in FUNC_METRICS} for _ in range(30)]
-    feats = tc.recipe_features("bold", rows)
-    assert set(tc.DEFAULT_RECIPE["bold"]["extra_features"]) <= set(feats)
+    feats = fit.recipe_features("bold", rows)
+    assert set(DEFAULT_RECIPE["bold"]["extra_features"]) <= set(feats)
     assert {"tsnr", "fd_mean"} <= set(feats) and "summary_fg_mean" not in feats
-    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
     recipe["bold"]["exclude_features"] = ["fov_edge"]
-    assert "fov_edge" not in tc.recipe_features("bold", rows, recipe)
+    assert "fov_edge" not in fit.recipe_features("bold", rows, recipe)
 
 
 def test_held_out_recipe_plans_plain_unseen_examples_seeded_apart():
     sources = [{"anatomy": "epi", "contrast": "bold", "voxel_size": 4.0, "draws": {"train": 9}}]
-    recipe = tc.held_out_recipe(tc.DEFAULT_RECIPE, "bold", sources, 3000, 2)
-    planned = tc.plan_examples(recipe, "bold")
-    per_draw = len(tc.plan_examples(tc.held_out_recipe(tc.DEFAULT_RECIPE, "bold", sources, 3000,
+    recipe = held_out_recipe(DEFAULT_RECIPE, "bold", sources, 3000, 2)
+    planned = plan_examples(recipe, "bold")
+    per_draw = len(plan_examples(held_out_recipe(DEFAULT_RECIPE, "bold", sources, 3000,
                                                        1), "bold"))
     assert len(planned) == 2 * per_draw > 0
     assert {e.split for e in planned} == {"unseen"} and {e.anatomy for e in planned} == {"epi"}
     assert all(e.zoom_jitter == 0 and e.random_contrast == 0 for e in planned)
-    own = {e.seed for e in tc.plan_examples(tc.DEFAULT_RECIPE, "bold")}
+    own = {e.seed for e in plan_examples(DEFAULT_RECIPE, "bold")}
     assert not own & {e.seed for e in planned}
     assert "draws" not in recipe["bold"]["unseen"][0]
-    assert tc.DEFAULT_RECIPE["bold"]["unseen"][0]["anatomy"] == "tpm"  # the recipe is copied
+    assert DEFAULT_RECIPE["bold"]["unseen"][0]["anatomy"] == "tpm"  # the recipe is copied
 
 
 def _ordinal_rows(n: int = 1200, seed: int = 0):
@@ -314,17 +319,17 @@ def test_ordinal_grade_model_is_monotonic_calibrated_and_round_trips(tmp_path):
     rows, grade, art = _ordinal_rows()
     feats = ["sharp", "snr", "drift"]
     params = {"grade_model": "ordinal", "monotonic": "training", "max_iter": 30}
-    doc = tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
+    doc = fit.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
                        features=feats)
     assert doc["grade"]["kind"] == "ordinal"
     assert doc["grade"]["monotonic"] == {"sharp": -1, "drift": 1}
-    model = load_model_file(tc.save_model(doc, tmp_path))
+    model = load_model_file(export.save_model(doc, tmp_path))
     assert isinstance(model.grade, OrdinalEnsemble)
     x = np.array([[r[f] for f in feats] for r in rows])
     p = model.grade.predict_proba(x)
     assert p.shape == (len(rows), 3) and np.all(p >= 0)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    assert np.mean(np.array(tc.LABELS)[p.argmax(axis=1)] == np.array(grade)) > 0.8
+    assert np.mean(np.array(LABELS)[p.argmax(axis=1)] == np.array(grade)) > 0.8
     # P(>= Medium) never falls as drift rises, nor as sharp falls, whatever the other values
     grid = np.linspace(x.min(axis=0), x.max(axis=0), 25)
     base = np.tile(np.median(x, axis=0), (25, 1))
@@ -341,29 +346,30 @@ def test_unknown_grade_model_options_are_clear_errors():
     rows, grade, art = _ordinal_rows(100)
     for params in ({"grade_model": "ranked"}, {"grade_model": "ordinal", "monotonic": "yes"},
                    {"grade_model": "ordinal", "good_weight": 0.5}):
-        with pytest.raises(tc.TrainingError, match="grade_model|monotonic|good_weight"):
-            tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
+        with pytest.raises(TrainingError, match="grade_model|monotonic|good_weight"):
+            fit.fit_model("bold", rows, grade, art, [a == "none" for a in art], params=params,
                          features=["sharp", "snr", "drift"])
 
 
 def test_family_model_settings_override_the_recipe_model():
-    recipe = copy.deepcopy(tc.DEFAULT_RECIPE)
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
     recipe["bold"]["model"] = {"grade_model": "ordinal"}
-    assert tc.family_params(recipe, "bold")["grade_model"] == "ordinal"
-    assert tc.family_params(recipe, "bold")["max_iter"] == recipe["model"]["max_iter"]
-    assert "grade_model" not in tc.family_params(recipe, "anat")
+    assert family_params(recipe, "bold")["grade_model"] == "ordinal"
+    assert family_params(recipe, "bold")["max_iter"] == recipe["model"]["max_iter"]
+    assert "grade_model" not in family_params(recipe, "anat")
 
 
 def test_good_weight_shifts_the_prior_of_good_and_round_trips(tmp_path):
     rows, grade, art = _ordinal_rows()
     feats = ["sharp", "snr", "drift"]
-    fit = {g: tc.fit_model("bold", rows, grade, art, [a == "none" for a in art], features=feats,
-                           params={"max_iter": 30, "good_weight": g}) for g in (1.0, 0.5)}
-    assert "class_weights" not in fit[1.0]["grade"]
-    assert fit[0.5]["grade"]["class_weights"] == [0.5, 1.0, 1.0]
+    fitted = {g: fit.fit_model("bold", rows, grade, art, [a == "none" for a in art],
+                               features=feats, params={"max_iter": 30, "good_weight": g})
+              for g in (1.0, 0.5)}
+    assert "class_weights" not in fitted[1.0]["grade"]
+    assert fitted[0.5]["grade"]["class_weights"] == [0.5, 1.0, 1.0]
     x = np.array([[r[f] for f in feats] for r in rows])
-    p1 = load_model_file(tc.save_model(fit[1.0], tmp_path / "a")).grade.predict_proba(x)
-    p5 = load_model_file(tc.save_model(fit[0.5], tmp_path / "b")).grade.predict_proba(x)
+    p1 = load_model_file(export.save_model(fitted[1.0], tmp_path / "a")).grade.predict_proba(x)
+    p5 = load_model_file(export.save_model(fitted[0.5], tmp_path / "b")).grade.predict_proba(x)
     expected = p1 * [0.5, 1.0, 1.0]
     np.testing.assert_allclose(p5, expected / expected.sum(axis=1, keepdims=True))
     assert (p5.argmax(axis=1) == 0).sum() < (p1.argmax(axis=1) == 0).sum()
@@ -376,13 +382,13 @@ def test_shell_only_random_contrast_keeps_the_brain_signals_near_the_named_contr
     for i, t in enumerate(maps):
         maps[t][i] = 1.0  # one voxel per tissue: the rendering is the tissue signals
     head = Head(**maps, affine=np.eye(4))
-    ex = tc.Example(family="bold", split="train", anatomy="mni", contrast="bold", voxel_size=4.0,
+    ex = Example(family="bold", split="train", anatomy="mni", contrast="bold", voxel_size=4.0,
                     artifact="noise", severity="none", seed=0, contrast_jitter=0.5,
                     random_contrast=1.0, random_tissues="shell")
     base = np.array(CONTRASTS["bold"])
     brain, shell = [], []
     for seed in range(40):
-        img = tc._render_clean(head, ex, np.random.default_rng(seed)).ravel()
+        img = rendering._render_clean(head, ex, np.random.default_rng(seed)).ravel()
         brain.append(img[:3] / base[:3])
         shell.append(img[3:])
     brain, shell = np.array(brain), np.array(shell)
@@ -390,9 +396,9 @@ def test_shell_only_random_contrast_keeps_the_brain_signals_near_the_named_contr
     assert np.all(brain >= np.exp(-0.5) - 1e-6) and np.all(brain <= np.exp(0.5) + 1e-6)
     assert brain.std(axis=0).min() > 0.1  # jittered, not fixed
     assert shell.min() >= 0.03 and shell.max() <= 1.0 and shell[:, 1].std() > 0.15
-    assert tc.Example(**{**ex.__dict__, "random_tissues": "all"}).key() != ex.key()
-    with pytest.raises(tc.TrainingError, match="random_tissues"):
-        tc._render_clean(head, tc.Example(**{**ex.__dict__, "random_tissues": "brain"}),
+    assert Example(**{**ex.__dict__, "random_tissues": "all"}).key() != ex.key()
+    with pytest.raises(TrainingError, match="random_tissues"):
+        rendering._render_clean(head, Example(**{**ex.__dict__, "random_tissues": "brain"}),
                          np.random.default_rng(0))
 
 
@@ -406,14 +412,14 @@ def test_measure_example_caches_an_undefined_metric_as_null_and_reads_it_back_as
     import mmrqa_bids.metrics as metrics_pkg
 
     sim = SimpleNamespace(data=np.zeros((4, 4, 4)), degradation=0.1, label="Medium")
-    monkeypatch.setattr(tc, "simulate_example", lambda ex, cache_dir=None: sim)
+    monkeypatch.setattr(measuring, "simulate_example", lambda ex, cache_dir=None: sim)
     monkeypatch.setattr(metrics_pkg, "measure", lambda *a, **k: SimpleNamespace(
         metrics={"snr_total": 3.0, "fwhm_avg": np.nan, "qi_1": np.inf}))
-    ex = tc.plan_examples(tc.DEFAULT_RECIPE, "anat")[0]
-    fresh = tc.measure_example(ex, tmp_path)
+    ex = plan_examples(DEFAULT_RECIPE, "anat")[0]
+    fresh = measuring.measure_example(ex, tmp_path)
     stored = json.loads(next(tmp_path.rglob("*.json")).read_text())
     assert stored["metrics"] == {"snr_total": 3.0, "fwhm_avg": None, "qi_1": None}
-    cached = tc.measure_example(ex, tmp_path)
+    cached = measuring.measure_example(ex, tmp_path)
     for record in (fresh, cached):
         assert record["metrics"]["snr_total"] == 3.0 and record["label"] == "Medium"
         assert np.isnan(record["metrics"]["fwhm_avg"]) and np.isnan(record["metrics"]["qi_1"])

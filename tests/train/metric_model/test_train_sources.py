@@ -1,4 +1,4 @@
-"""Training anatomies of the metric classifier (mmrqa_bids/train/sources.py)."""
+"""Training anatomies of the metric classifier (mmrqa_bids/train/metric_model/sources.py)."""
 from __future__ import annotations
 
 import numpy as np

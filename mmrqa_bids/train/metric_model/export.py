@@ -1,0 +1,62 @@
+"""Exporting the metric classifier: the model file (deterministic gzip), the whole
+training run of ``scripts/train_classifier.py`` and its printed summary."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmrqa_bids.train.metric_model.fit import fit_family
+from mmrqa_bids.train.metric_model.measuring import build_training_set
+from mmrqa_bids.train.metric_model.recipe import DEFAULT_RECIPE, plan_examples
+
+
+def save_model(doc: dict[str, Any], out_dir: Path) -> Path:
+    """Write ``classifier_<family>.json.gz`` (deterministic bytes: no gzip timestamp)."""
+    from mmrqa_bids.grading.classifier import MODEL_FILES
+    from mmrqa_bids.io import atomic_write_bytes
+
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return atomic_write_bytes(Path(out_dir) / MODEL_FILES[doc["family"]],
+                              gzip.compress(text, compresslevel=9, mtime=0))
+
+
+def train(out_dir: Path, recipe: dict[str, Any] | None = None,
+          families: Sequence[str] = ("anat", "bold"), cache_dir: Path | None = None,
+          n_jobs: int = 1, verbose: bool = True) -> dict[str, Path]:
+    """Build the training sets, fit, evaluate, save; returns the written model files."""
+    recipe = recipe or DEFAULT_RECIPE
+    written = {}
+    for family in families:
+        examples = plan_examples(recipe, family)
+        if verbose:
+            print(f"[train-classifier] {family}: {len(examples)} examples", flush=True)
+        records = build_training_set(examples, cache_dir=cache_dir, n_jobs=n_jobs,
+                                     verbose=verbose)
+        doc = fit_family(family, examples, records, recipe)
+        written[family] = save_model(doc, out_dir)
+        if verbose:
+            print(summary(doc), flush=True)
+            print(f"[train-classifier] wrote {written[family]} "
+                  f"({written[family].stat().st_size / 1024:.0f} KiB)", flush=True)
+    return written
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """Seen vs unseen figures side by side."""
+    ev = doc["evaluation"]
+    lines = [f"{doc['model_id']}  features: {', '.join(doc['features'])}",
+             f"{'':28}{'seen':>10}{'unseen':>10}"]
+    for key, name in (("n", "examples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+                      ("balanced_accuracy", "balanced accuracy"), ("ece", "ECE"),
+                      ("artifact_accuracy_degraded", "artifact type (Medium/Bad)")):
+        vals = [ev.get(s, {}).get(key) for s in ("seen", "unseen")]
+        cells = "".join(f"{v:>10d}" if isinstance(v, int) else
+                        (f"{v:>10.3f}" if isinstance(v, float) else f"{'n/a':>10}") for v in vals)
+        lines.append(f"{name:<28}{cells}")
+    for split in ("seen", "unseen"):
+        if split in ev:
+            c = ev[split]["confusion"]
+            lines.append(f"confusion {split} (rows truth G/M/B): {c}")
+    return "\n".join(lines)
