@@ -117,3 +117,91 @@ def test_the_architecture_page_names_every_layer_and_module():
         assert f"**{layer}**" in text, layer
         for name in names - {"__init__", "__about__", "__main__"}:
             assert f"`{name}" in text, name
+
+
+# --------------------------------------------------------------------------- train/
+#: train/ holds two pipelines that share nothing but the level: ``train.metric_model`` (the
+#: metric classifier: the shipped model's recipe and the ratings model) and ``train.lora``
+#: (LoRA fine-tuning of LLaVA-OneVision). ``train.level`` (the CLI's ``train`` level) and its
+#: data stage (``train.examples``, ``train.split``) orchestrate both. (importer prefix,
+#: imported prefix) pairs that must never appear:
+TRAIN_FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.lora"),
+    ("mmrqa_bids.train.lora", "mmrqa_bids.train.metric_model"),
+    ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.level"),
+    ("mmrqa_bids.train.lora", "mmrqa_bids.train.level"),
+    ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.examples"),
+    ("mmrqa_bids.train.lora", "mmrqa_bids.train.examples"),
+    ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.split"),
+    ("mmrqa_bids.train.lora", "mmrqa_bids.train.split"),
+)
+#: The only modules outside ``train.lora`` that may import it (the metric classifier is
+#: imported by grading benchmarks and the cohort model too; the LoRA trainer only by the level).
+LORA_IMPORTERS = ("mmrqa_bids.train.lora", "mmrqa_bids.train.level", "mmrqa_bids.cli")
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def module_imports() -> list[tuple[str, str, str]]:
+    """(importing module, imported module, file:line) for every ``mmrqa_bids`` import, with
+    full dotted names (``from mmrqa_bids.train import lora`` counts as
+    ``mmrqa_bids.train.lora``)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent)
+        parts = rel.with_suffix("").parts
+        source = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [t if (PACKAGE.parent / f"{t.replace('.', '/')}.py").is_file()
+                           or (PACKAGE.parent / t.replace(".", "/")).is_dir()
+                           else node.module for t in targets]
+            else:
+                continue
+            found += [(source, t, f"{rel}:{node.lineno}") for t in targets
+                      if t.startswith("mmrqa_bids.")]
+    return found
+
+
+def train_import_allowed(source: str, dest: str) -> bool:
+    if any(_within(source, a) and _within(dest, b) for a, b in TRAIN_FORBIDDEN):
+        return False
+    if _within(dest, "mmrqa_bids.train.lora"):
+        return any(_within(source, ok) for ok in LORA_IMPORTERS)
+    return True
+
+
+def test_train_pipelines_stay_apart():
+    bad = [f"  {s} -> {d}: {where}" for s, d, where in module_imports()
+           if not train_import_allowed(s, d)]
+    assert not bad, "forbidden imports in train/ (docs/architecture.md):\n" + "\n".join(bad)
+
+
+def test_train_holds_the_two_subpackages_the_rules_name():
+    for prefix in ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.lora"):
+        assert (PACKAGE.parent / prefix.replace(".", "/") / "__init__.py").is_file(), prefix
+    sources = {s for s, _, _ in module_imports()}
+    assert "mmrqa_bids.train.metric_model.fit" in sources
+    assert "mmrqa_bids.train.lora.finetune" in sources
+
+
+@pytest.mark.parametrize("source, dest, ok", [
+    ("mmrqa_bids.train.metric_model.fit", "mmrqa_bids.train.lora.dataset", False),
+    ("mmrqa_bids.train.lora.finetune", "mmrqa_bids.train.metric_model.trees", False),
+    ("mmrqa_bids.train.metric_model.rated", "mmrqa_bids.train.level", False),
+    ("mmrqa_bids.train.lora.judge", "mmrqa_bids.train.examples", False),
+    ("mmrqa_bids.cohorts.train", "mmrqa_bids.train.lora.finetune", False),
+    ("mmrqa_bids.grading.llava", "mmrqa_bids.train.lora", False),
+    ("mmrqa_bids.train.level", "mmrqa_bids.train.lora.finetune", True),
+    ("mmrqa_bids.train.level", "mmrqa_bids.train.metric_model.rated", True),
+    ("mmrqa_bids.cohorts.simulate", "mmrqa_bids.train.metric_model.rendering", True),
+    ("mmrqa_bids.train.lora.finetune", "mmrqa_bids.train.lora.dataset", True),
+    ("mmrqa_bids.train.metric_model.fit", "mmrqa_bids.train.metric_model.trees", True),
+])
+def test_the_train_rules_themselves(source, dest, ok):
+    assert train_import_allowed(source, dest) is ok
