@@ -237,6 +237,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, dumps_strict(obj) + "\n")
 
 
+def read_json_object(path: str | os.PathLike, what: str,
+                     error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The JSON object stored in ``path``. Raises ``error`` with one line naming the file and
+    ``what`` it should hold when it cannot be read, is not JSON or holds no object."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: cannot read the {what} ({' '.join(str(exc).split())})") from exc
+    if not isinstance(value, dict):
+        raise error(f"{path}: the {what} must be a JSON object")
+    return value
+
+
 def dumps_strict(obj: Any, indent: int | None = 2) -> str:
     """``json.dumps`` that refuses non-finite numbers and converts numpy scalars/arrays."""
     return json.dumps(obj, indent=indent, sort_keys=False, default=_json_default,

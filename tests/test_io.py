@@ -79,3 +79,23 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left behind
+
+
+def test_read_json_object_names_the_file_and_raises_the_callers_error(tmp_path):
+    from mmrqa_bids.io import read_json_object
+
+    good = tmp_path / "filter.json"
+    good.write_text('{"t1w": {"datatype": "anat"}}')
+    assert read_json_object(good, "BIDS filter file") == {"t1w": {"datatype": "anat"}}
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{oops")
+
+    class Mine(Exception):
+        pass
+
+    with pytest.raises(Mine, match=r"list\.json: the BIDS sidecar must be a JSON object"):
+        read_json_object(tmp_path / "list.json", "BIDS sidecar", Mine)
+    with pytest.raises(ValueError, match=r"broken\.json: cannot read the plugin arguments \("):
+        read_json_object(tmp_path / "broken.json", "plugin arguments")
+    with pytest.raises(ValueError, match=r"missing\.json: cannot read"):
+        read_json_object(tmp_path / "missing.json", "plugin arguments")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import shutil
@@ -12,7 +11,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 # Nipype's telemetry check would try the network at import time; there is none on clusters.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
@@ -23,6 +22,7 @@ from mmrqa_bids.cli.interrupts import (Interrupted, InterruptState,  # noqa: E40
                                        interrupt_on_signals)
 from mmrqa_bids.cli.parser import build_parser  # noqa: E402
 from mmrqa_bids.derivatives import DerivativesLayout  # noqa: E402
+from mmrqa_bids.io import read_json_object  # noqa: E402
 from mmrqa_bids.grading.base import GraderError  # noqa: E402
 from mmrqa_bids.settings import Execution, Grading, Settings, Training  # noqa: E402
 
@@ -30,16 +30,6 @@ EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE = 0, 1, 2
 logger = logging.getLogger(__name__)
 LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph", "PBSGraph", "DAGMan")
-
-
-def _read_json_object(path: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read {what} ({' '.join(str(exc).split())})") from exc
-    if not isinstance(value, dict):
-        raise DatasetError(f"{path}: {what} must be a JSON object")
-    return value
 
 
 def default_work_dir(output_dir: Path) -> Path:
@@ -79,13 +69,13 @@ def build_settings(args) -> Settings:
         run_id=tuple(args.run_id),
         task_id=tuple(args.task_id),
         modalities=tuple(args.modalities),
-        bids_filters=_read_json_object(args.bids_filter_file, "BIDS filter file")
+        bids_filters=read_json_object(args.bids_filter_file, "BIDS filter file", DatasetError)
         if args.bids_filter_file else {},
         nprocs=args.nprocs,
         omp_nthreads=args.omp_nthreads,
         mem_gb=args.mem_gb,
         plugin=plugin,
-        plugin_args=_read_json_object(args.plugin_args, "plugin arguments")
+        plugin_args=read_json_object(args.plugin_args, "plugin arguments", DatasetError)
         if args.plugin_args else {},
         mriqc_dir=args.mriqc_dir.resolve() if args.mriqc_dir else None,
         inu_method=args.inu_method,

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from mmrqa_bids.io import read_json_object
+
 #: Entities that change what an image looks like, and so split cohorts (run, session and
 #: task do not: they name repetitions of one protocol).
 PROTOCOL_ENTITIES = ("acquisition", "ceagent", "reconstruction", "direction", "echo", "part")
@@ -185,13 +187,7 @@ def read_sidecar(image: Path, root: Path) -> dict[str, Any]:
     when there is none. Raises :class:`CohortError` naming a sidecar that is not a JSON object."""
     merged: dict[str, Any] = {}
     for path in sidecar_chain(image, root):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise CohortError(f"{path}: unreadable BIDS sidecar ({' '.join(str(exc).split())})") from exc
-        if not isinstance(data, dict):
-            raise CohortError(f"{path}: a BIDS sidecar must be a JSON object")
-        merged.update(data)
+        merged.update(read_json_object(path, "BIDS sidecar", CohortError))
     return merged
 
 
