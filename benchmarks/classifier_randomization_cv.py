@@ -38,8 +38,8 @@ training list are dropped from every fit and from LOSO/LOPO (a recipe that train
 then validated as one that does not). Its macro-F1 is what LOSO cannot
 measure (every LOSO fold still fits the MNI anatomy it grades). The criterion is then the
 mean of the LOSO macro-F1 and A's macro-F1 ("criterion" in the output), declared in
-a commit before any candidate was run (the selection log of
-``mmrqa_bids/data/classifier_model_card.md`` keeps every round's rule and figures);
+a commit before any candidate was run (the selection log in
+``docs/classifier_selection_history.md`` keeps every round's rule and figures);
 also printed, mean(LOPO, A), the criterion from recipe 6's round 3 on: both its figures hold
 out the graded anatomy (LOSO fits the other rendering of the graded protocol, so a plain
 share in training inflates it).

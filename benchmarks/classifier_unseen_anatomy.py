@@ -16,7 +16,7 @@ macro-F1, balanced accuracy, ECE, confusion matrices and per-source accuracy sid
 in training or in any model choice (``epi``, nibabel's fMRI subject, held out from recipe 9
 on), rendered at :data:`FRESH_PROTOCOLS`, 2 draws each, seeded apart from the recipe's
 other examples. It gives a figure that repeated looks at the unseen sources cannot have
-flattered (see the selection log of ``mmrqa_bids/data/classifier_model_card.md``).
+flattered (see the selection log in ``docs/classifier_selection_history.md``).
 ``fsl`` (fslpy's fMRI subject, 4 x 4 x 6 mm) is a second fresh source, for bold only
 (``--fresh fsl --family bold``): its voxels are too coarse for the 3 mm anatomical protocols.
 """

@@ -42,7 +42,7 @@ stage:
 8. **Export** (:mod:`.export`): the model files and the whole run of the script.
 
 Everything is seeded; the recipe is stored in the model file. The model card,
-``mmrqa_bids/data/classifier_model_card.md``, has the figures and the log of how the recipe
-was chosen. :mod:`.rated` fits the same model on a user's ratings (the ``train`` level
-without ``--base-model``).
+``mmrqa_bids/data/classifier_model_card.md``, has the shipped models' figures; the log of
+how the recipe was chosen is ``docs/classifier_selection_history.md``. :mod:`.rated` fits
+the same model on a user's ratings (the ``train`` level without ``--base-model``).
 """

@@ -35,7 +35,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
         "randomize": {"contrast": 0.5, "zoom": 0.15, "zoom_order": 3, "random_contrast": 0.5},
         "n_volumes": 12,
         # Recipe 7 (bold): the bias field (inu_*) and air-artifact (qi_1) metrics of the mean
-        # EPI join the features (round 10 of the model card's selection log); recipe 8: the
+        # EPI join the features (round 10 of the selection log, docs/); recipe 8: the
         # wrap-around metric fov_edge (round 11); recipe 9: the blur metric head_edge in
         # place of fwhm_avg, which measures the anatomy's smoothness as much as the blur
         # (round 13); recipe 10: without efc, which measures how much of the field of view
@@ -56,8 +56,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # ("zoom", spline order "zoom_order"), an intrinsic smoothness of U(0, s) voxels ("smooth"),
     # intra-tissue texture ("texture"), an elastic deformation ("deform"), or with probability
     # "plain" none of these. How every value was chosen (each round's rule and candidates declared
-    # in a commit before it ran, and its figures) is the selection log of
-    # mmrqa_bids/data/classifier_model_card.md.
+    # in a commit before it ran, and its figures) is the selection log in
+    # docs/classifier_selection_history.md.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
               "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},

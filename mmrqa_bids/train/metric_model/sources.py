@@ -322,7 +322,7 @@ def load_native_head(anatomy: str):
     """A source head on the grid its tissue maps come from, and that grid's spacing in mm
     (1 mm for the MNI heads, 1.5 for robex, 2 for b0, epi and fsl, 3 for tpm): the head that
     :func:`resample_head` zooms for the ``zoom_native`` randomisation (round 14 of the
-    model card's selection log)."""
+    selection log, ``docs/classifier_selection_history.md``)."""
     from mmrqa_bids.phantom import load_head
 
     if anatomy == "mni":
