@@ -31,7 +31,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mmrqa_bids.io import read_json_object
 
@@ -121,23 +121,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", text)
 
 
+def _protocol_parts(protocol: Mapping[str, Any], text: Callable[[str], str], label: str,
+                    mm: str) -> list[str]:
+    """The entities, cohort label, voxel size and matrix of ``protocol`` in the order ids and
+    descriptions name them; ``text`` formats a free value, ``label``/``mm`` their wording."""
+    from mmrqa_bids.bids import ENTITY_KEYS
+    parts = [f"{ENTITY_KEYS[k]}-{text(str(protocol[k]))}" for k in PROTOCOL_ENTITIES
+             if k in protocol]
+    if "label" in protocol:
+        parts.append(label.format(text(str(protocol["label"]))))
+    if "voxel_size_mm" in protocol:
+        parts.append("x".join(f"{v:g}" for v in protocol["voxel_size_mm"]) + mm)
+    if "matrix" in protocol:
+        parts.append("x".join(str(n) for n in protocol["matrix"]))
+    return parts
+
+
 def cohort_id(protocol: Mapping[str, Any]) -> str:
     """A stable, filename-safe id: ``<suffix>[.<entity>-<value>...][.<voxel>mm][.<matrix>]``
     then the first 8 hex digits of the SHA-1 of the protocol as canonical JSON (sorted keys),
     e.g. ``T1w.acq-mprage.1x1x1mm.176x256x256.3f2a9c1b``."""
     digest = hashlib.sha1(json.dumps(dict(protocol), sort_keys=True, separators=(",", ":"),
                                      default=str).encode()).hexdigest()[:8]
-    parts = [_slug(str(protocol.get("suffix", "run")))]
-    from mmrqa_bids.bids import ENTITY_KEYS
-    for key in PROTOCOL_ENTITIES:
-        if key in protocol:
-            parts.append(f"{ENTITY_KEYS[key]}-{_slug(str(protocol[key]))}")
-    if "label" in protocol:
-        parts.append(f"label-{_slug(str(protocol['label']))}")
-    if "voxel_size_mm" in protocol:
-        parts.append("x".join(f"{v:g}" for v in protocol["voxel_size_mm"]) + "mm")
-    if "matrix" in protocol:
-        parts.append("x".join(str(n) for n in protocol["matrix"]))
+    parts = [_slug(str(protocol.get("suffix", "run"))),
+             *_protocol_parts(protocol, _slug, "label-{}", "mm")]
     return ".".join(p for p in parts if p) + f".{digest}"
 
 
@@ -332,14 +339,6 @@ def protocol_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]
 
 def describe_protocol(protocol: Mapping[str, Any]) -> str:
     """One line: ``T1w, acq-mprage, 1x1x1 mm, 176x256x256, RepetitionTime 2.3, ...``."""
-    from mmrqa_bids.bids import ENTITY_KEYS
-    parts = [str(protocol.get("suffix", "?"))]
-    parts += [f"{ENTITY_KEYS[k]}-{protocol[k]}" for k in PROTOCOL_ENTITIES if k in protocol]
-    if "label" in protocol:
-        parts.append(f"cohort '{protocol['label']}'")
-    if "voxel_size_mm" in protocol:
-        parts.append("x".join(f"{v:g}" for v in protocol["voxel_size_mm"]) + " mm")
-    if "matrix" in protocol:
-        parts.append("x".join(str(n) for n in protocol["matrix"]))
+    parts = [str(protocol.get("suffix", "?")), *_protocol_parts(protocol, str, "cohort '{}'", " mm")]
     parts += [f"{k} {protocol[k]}" for k in SIDECAR_FIELDS if k in protocol]
     return ", ".join(parts)
