@@ -35,7 +35,6 @@ from mmrqa_bids import __version__
 from mmrqa_bids.bids import RunSpec
 from mmrqa_bids.io import atomic_write_json, atomic_write_text
 from mmrqa_bids.records import failed
-from mmrqa_bids.reports.individual import write_individual
 
 DERIVATIVE_KEYS = frozenset({"bids_meta", "grade", "metrics"})
 ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
@@ -325,6 +324,9 @@ def write_run(record: dict[str, Any], layout: DerivativesLayout, settings: dict[
     atomic_write_json(target, doc)
     fail_json.unlink(missing_ok=True)
     if reports:
+        # imported here: the report renderer pulls in the metrics and scipy.stats, which the
+        # group level's tables and the CLI's other paths do not need
+        from mmrqa_bids.reports.individual import write_individual
         write_individual(layout.run_report(run.bids_name), doc, record.get("mosaics", {}))
     label = doc["grade"]["label"] or "unparsed"
     logger.info("%s: %s (confidence %.2f)", run.bids_name, label, doc["grade"]["confidence"])
