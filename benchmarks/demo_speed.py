@@ -80,16 +80,18 @@ def strip(obj: Any) -> Any:
 
 
 def outputs(root: Path) -> dict[str, Any]:
-    """Run JSONs (provenance times dropped) and group TSVs of a demo's derivatives folder."""
+    """Run JSONs (provenance dropped) and group TSVs of a demo's derivatives folder
+    (``DEMO/bids/derivatives/mmrqa``), with the demo folder's path written as ``<demo>``."""
     found: dict[str, Any] = {}
+    demo = str(root.parents[2])
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
         if path.suffix == ".json" and rel.startswith("sub-"):
-            doc = json.loads(path.read_text())
+            doc = json.loads(path.read_text().replace(demo, "<demo>"))
             doc.pop("provenance", None)
             found[rel] = strip(doc)
         elif path.suffix == ".tsv":
-            found[rel] = path.read_text()
+            found[rel] = path.read_text().replace(demo, "<demo>")
         elif path.is_file() and not rel.startswith("logs"):
             found[rel] = None  # listed only
     return found
@@ -113,7 +115,12 @@ def main(argv=None) -> int:
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the demo folder")
     parser.add_argument("--compare", type=Path, help="another demo folder to compare with")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="compare --dir's existing outputs with --compare's, run nothing")
     args = parser.parse_args(argv)
+    if args.compare_only:
+        sub = Path("bids") / "derivatives" / "mmrqa"
+        return compare(args.dir / sub, args.compare / sub)
     shutil.rmtree(args.dir, ignore_errors=True)
     bids, work = args.dir / "bids", args.dir / "work"
     out = bids / "derivatives" / "mmrqa"
