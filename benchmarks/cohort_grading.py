@@ -2,20 +2,24 @@
 """Dataset-relative grades on simulated cohorts, every source held out in turn.
 
     python benchmarks/cohort_grading.py [--cache .cache] [--per-source 40] [--per-cell 2]
-                                        [--family anat bold] [--jobs 1]
+                                        [--family anat bold] [--jobs 1] [--kinds split abs]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
 *other* sources (:mod:`mmrqa_bids.cohorts.train`) and graded on cohorts of the held-out one:
 ``--per-cell`` cohorts for every size (8, 16, 32, 100) x prevalence (5%, 20%, 40%) cell, every
-member graded (leave-one-out z up to 64 runs, as the grader does). Beside it, the naive score
-(mean |z|, nothing fitted but its two cut points, chosen on the same training cohorts).
+member graded (leave-one-out z up to 64 runs, as the grader does). One model per input kind
+of ``--kinds`` (``split``: departures above and below the cohort apart, shipped; ``abs``: |z|
+and |relative change|, the earlier input), each with its support bounds; beside them, the
+naive score (mean |z|, nothing fitted but its two cut points, chosen on the same training
+cohorts). Every pool record must come from one metrics code (printed).
 
 Printed: held-out accuracy, macro-F1 (95% bootstrap intervals over runs, which understate the
 uncertainty: runs of one cohort and one source are not independent), balanced accuracy,
 clean runs graded Bad, ECE; per held-out source; by cohort size; by prevalence; real clean
-acquisitions (each real head in cohorts of its own augmented clean copies) graded Good; and
-the group level's speed on 1,000 synthetic rows. Targets (issue #24): accuracy >= 0.90,
+acquisitions (each real head in cohorts of its own augmented clean copies) graded Good;
+outliers (every metric 10 robust SD off, random directions, 500 draws per fold) graded Good;
+and the group level's speed on 1,000 synthetic rows. Targets (issue #24): accuracy >= 0.90,
 macro-F1 >= 0.85, no clean run graded Bad.
 
 Figures measured in simulation are not evidence about real scans: the real-rating figures
@@ -40,15 +44,27 @@ PREVALENCES = (0.05, 0.2, 0.4)
 
 
 def predict(doc, table):
-    """(model labels, model confidence, naive labels, naive confidence) of a test table."""
+    """(labels, confidence) of a test table by a model document (with its support bounds),
+    and the same by its naive cut points."""
     from mmrqa_bids.cohorts.relative import CohortModel, naive_probabilities
     from mmrqa_bids.grading.base import LABELS
 
     model = CohortModel.from_dict(doc)
-    p = model.grade.predict_proba(table["x"])
+    p = model.predict_proba(table["z"], table["rel"])
     q = naive_probabilities(table["naive"], doc["naive_cuts"])
     lab = np.array(LABELS)
     return lab[p.argmax(1)], p.max(1), lab[q.argmax(1)], q.max(1)
+
+
+def outliers_good(doc, n: int = 500, seed: int = 0) -> int:
+    """How many of ``n`` runs 10 robust SD off in every metric (random directions; relative
+    change 0.3 in the same direction) a model document grades Good."""
+    from mmrqa_bids.cohorts.relative import CohortModel
+
+    model = CohortModel.from_dict(doc)
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], (n, len(model.features)))
+    p = model.predict_proba(10.0 * signs, 0.3 * signs)
+    return int(np.sum(p.argmax(1) == 0))
 
 
 def figures(truth, pred, conf, clean) -> dict:
@@ -76,7 +92,8 @@ HEADER = (f"{'':<26}{'runs':>6}  {'accuracy [95% CI]':<22}{'macro-F1 [95% CI]':<
           f"{'bal.acc':>6} {'clean->Bad':>10}{'ECE':>7}")
 
 
-def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int) -> dict:
+def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
+         kinds: tuple[str, ...]) -> dict:
     """Leave-one-source-out predictions of one family (every held-out source's cells)."""
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import SOURCES
@@ -97,39 +114,48 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int) ->
     print(f"[{family}] relative features of {len(train_all['label'])} training and "
           f"{sum(len(t['label']) for t in tests.values())} test rows in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
-    out = {"truth": [], "model": [], "model_conf": [], "naive": [], "naive_conf": [],
-           "clean": [], "source": [], "size": [], "prevalence": [], "real_clean": {}}
+    keys = list(kinds) + ["naive"]
+    out: dict = {"truth": [], "clean": [], "source": [], "size": [], "prevalence": [],
+                 "real_clean": {k: {} for k in keys}, "outliers_good": {k: 0 for k in kinds},
+                 "outliers_n": 0, **{k: [] for k in keys}, **{f"{k}_conf": [] for k in keys}}
     for h in sources:
-        doc = fit_cohort_model(family, subset(train_all, train_all["source"] != h), seed=seed)
-        m, mc, n, nc = predict(doc, tests[h])
         t = tests[h]
+        train = subset(train_all, train_all["source"] != h)
+        for i, kind in enumerate(kinds):
+            doc = fit_cohort_model(family, train, seed=seed, kind=kind)
+            m, mc, n, nc = predict(doc, t)
+            out[kind] += m.tolist()
+            out[f"{kind}_conf"] += mc.tolist()
+            out["outliers_good"][kind] += outliers_good(doc, seed=seed)
+            if i == 0:  # the naive cuts do not depend on the kind
+                out["naive"] += n.tolist()
+                out["naive_conf"] += nc.tolist()
+            if h in clean_tests:
+                m2, _, n2, _ = predict(doc, clean_tests[h])
+                out["real_clean"][kind][h] = (int(np.sum(m2 == "Good")),
+                                              int(np.sum(m2 == "Bad")), len(m2))
+                out["real_clean"]["naive"][h] = (int(np.sum(n2 == "Good")),
+                                                 int(np.sum(n2 == "Bad")), len(n2))
+        out["outliers_n"] += 500
         out["truth"] += t["label"].tolist()
-        out["model"] += m.tolist()
-        out["model_conf"] += mc.tolist()
-        out["naive"] += n.tolist()
-        out["naive_conf"] += nc.tolist()
         out["clean"] += t["clean"].tolist()
-        out["source"] += [h] * len(m)
+        out["source"] += [h] * len(t["label"])
         out["size"] += t["size"].tolist()
         out["prevalence"] += t["prevalence"].tolist()
-        if h in clean_tests:
-            m2, _, n2, _ = predict(doc, clean_tests[h])
-            out["real_clean"][h] = (int(np.sum(m2 == "Good")), int(np.sum(n2 == "Good")),
-                                    int(np.sum(m2 == "Bad")), len(m2))
     return {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in out.items()}
 
 
-def print_family(name: str, res: dict) -> None:
+def print_family(name: str, res: dict, keys: list[str]) -> None:
     clean = res["clean"].astype(bool)
     print(f"\n== {name}: held-out sources (leave-one-source-out) ==")
     print(HEADER)
-    for key in ("model", "naive"):
+    for key in keys:
         print(row(f"{key}", figures(res["truth"], res[key], res[f"{key}_conf"], clean), True))
-    print(f"\n-- per held-out source (model | naive) --")
+    print(f"\n-- per held-out source ({' | '.join(keys)}) --")
     print(HEADER)
     for h in dict.fromkeys(res["source"].tolist()):
         sel = res["source"] == h
-        for key in ("model", "naive"):
+        for key in keys:
             print(row(f"{h} {key}"[:26], figures(res["truth"][sel], res[key][sel],
                                               res[f"{key}_conf"][sel], clean[sel])))
     for what, values, fmt in (("cohort size", SIZES, "{}"), ("prevalence", PREVALENCES,
@@ -139,15 +165,20 @@ def print_family(name: str, res: dict) -> None:
         col = res["size"] if what == "cohort size" else res["prevalence"]
         for v in values:
             sel = np.isclose(col.astype(float), v)
-            for key in ("model", "naive"):
-                print(row(f"{what} {fmt.format(v)} {key}",
+            for key in keys:
+                print(row(f"{what} {fmt.format(v)} {key}"[:26],
                           figures(res["truth"][sel], res[key][sel], res[f"{key}_conf"][sel],
                                   clean[sel])))
-    if res["real_clean"]:
+    if res["real_clean"]["naive"]:
         print("\n-- real clean acquisitions in cohorts of their own augmented copies "
               "(sizes 8/16/32) --")
-        for h, (mg, ng, mb, n) in res["real_clean"].items():
-            print(f"{h:<26} model: {mg}/{n} Good, {mb} Bad   naive: {ng}/{n} Good")
+        for h in res["real_clean"]["naive"]:
+            print(f"{h:<26}" + "   ".join(
+                f"{k}: {res['real_clean'][k][h][0]}/{res['real_clean'][k][h][2]} Good, "
+                f"{res['real_clean'][k][h][1]} Bad" for k in keys))
+    print("\n-- runs 10 robust SD off in every metric, random directions, graded Good --")
+    for k, v in res["outliers_good"].items():
+        print(f"{k:<26}{v}/{res['outliers_n']}")
 
 
 def speed(n_rows: int = 1000) -> None:
@@ -173,7 +204,8 @@ def speed(n_rows: int = 1000) -> None:
 
 
 def main(argv=None) -> int:
-    from mmrqa_bids.cohorts.simulate import SOURCES
+    from mmrqa_bids.cohorts.relative import FEATURE_KINDS
+    from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
     from mmrqa_bids.cohorts.train import load_pools
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -184,19 +216,25 @@ def main(argv=None) -> int:
                         default=["anat", "bold"])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--kinds", nargs="+", choices=FEATURE_KINDS, default=["split", "abs"])
     args = parser.parse_args(argv)
+    keys = list(args.kinds) + ["naive"]
     results = {}
     for family in args.family:
         names = [s.name for s in SOURCES if s.family == family]
         pools = load_pools(names, args.cache, n_jobs=args.jobs, verbose=False)
-        results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed)
-        print_family(family, results[family])
+        codes = pool_metrics_codes([r for p in pools.values() for r in p])
+        print(f"[{family}] pool of {sum(codes.values())} runs, metrics code "
+              f"{', '.join(f'{c} ({n} runs)' for c, n in codes.items())}", flush=True)
+        results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed,
+                               tuple(args.kinds))
+        print_family(family, results[family], keys)
     if len(results) > 1:
         both = {k: np.concatenate([r[k] for r in results.values()])
-                for k in ("truth", "model", "model_conf", "naive", "naive_conf", "clean")}
+                for k in ["truth", "clean"] + keys + [f"{k}_conf" for k in keys]}
         print("\n== all families: held-out sources ==")
         print(HEADER)
-        for key in ("model", "naive"):
+        for key in keys:
             print(row(key, figures(both["truth"], both[key], both[f"{key}_conf"],
                                    both["clean"].astype(bool)), True))
     speed()

@@ -2,7 +2,7 @@
 """The dataset-relative score on real expert ratings: excluded vs the rest, within each site.
 
     pip install mriqc-learn
-    python benchmarks/cohort_mriqc_ratings.py
+    python benchmarks/cohort_mriqc_ratings.py [--model LABEL=PATH ...]
 
 Data: the MRIQC IQMs and ratings that PyPI's ``mriqc-learn`` ships (ABIDE: 1,101 T1w images,
 17 sites, raters 1-3; DS030: 265 images, rater 1), read by :mod:`mmrqa_bids.mriqc.train`.
@@ -17,7 +17,9 @@ of its site; excluded (rating -1) against the rest, ROC-AUC:
   floor) and leave-one-out z, as the group level computes them;
 * ``cohort model``: P(grade >= Medium) of the shipped dataset-relative model
   (``mmrqa_bids/data/cohort_anat.json.gz``, trained on simulated cohorts only, never on these
-  ratings), from the IQMs it shares with mmrqa's metrics (the others are missing to it).
+  ratings, with its support bounds), from the IQMs it shares with mmrqa's metrics (the
+  others are missing to it); ``--model LABEL=PATH`` (repeatable) scores other anatomical
+  cohort model files instead, side by side.
 
 Nothing is fitted on the ratings, so no leave-one-site-out is needed: every figure is already
 out of sample. ABIDE: the mean of the within-site AUCs over the sites with at least 3 excluded
@@ -50,18 +52,19 @@ def naive_median_mad(x: np.ndarray) -> np.ndarray:
     return np.nanmean(np.abs(z), axis=1)
 
 
-def site_scores(x: np.ndarray, names: list[str], model) -> dict[str, np.ndarray]:
-    """The three scores of one site's images (rows of ``x`` over ``names``)."""
+def site_scores(x: np.ndarray, names: list[str], models: dict) -> dict[str, np.ndarray]:
+    """The scores of one site's images (rows of ``x`` over ``names``): the two naive ones and
+    P(>= Medium) of each model in ``models`` (label -> CohortModel)."""
     from mmrqa_bids.cohorts.reference import metric_columns
     from mmrqa_bids.cohorts.relative import cohort_z, naive_score, relative_change
 
     rows = [{n: float(v) for n, v in zip(names, r)} for r in x]
     z_all, _, _ = cohort_z(rows, names)
     out = {"naive median/MAD": naive_median_mad(x), "naive robust": naive_score(z_all)}
-    if model is not None:
+    for label, model in models.items():
         z, centre, _ = cohort_z(rows, model.features)
         rel = relative_change(metric_columns(rows, model.features), centre)
-        out["cohort model"] = 1.0 - model.predict_proba(z, rel)[:, 0]
+        out[label] = 1.0 - model.predict_proba(z, rel)[:, 0]
     return out
 
 
@@ -72,26 +75,50 @@ def auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y[ok], s[ok]))
 
 
-def main() -> int:
-    from mmrqa_bids.cohorts.relative import CohortGradeError, load_cohort_model
+def load_models(specs: list[str] | None) -> dict:
+    """label -> CohortModel: the shipped anatomical model, or each ``LABEL=PATH`` of
+    ``specs``; the shipped one is left out (said) when it is not installed or unreadable."""
+    from mmrqa_bids.cohorts.relative import CohortGradeError, load_cohort_model, read_model_file
+
+    if specs:
+        out = {}
+        for spec in specs:
+            label, sep, path = spec.partition("=")
+            if not sep:
+                raise SystemExit(f"--model {spec!r}: expected LABEL=PATH")
+            out[label] = read_model_file(path)
+        return out
+    try:
+        model = load_cohort_model("anat")
+    except CohortGradeError as exc:
+        print(f"cohort model unreadable ({exc}): the model column is left out")
+        return {}
+    if model.grade is None:
+        print("no trained cohort model installed: the model column is left out")
+        return {}
+    return {"cohort model": model}
+
+
+def main(argv=None) -> int:
+    import argparse
+
     from mmrqa_bids.mriqc.train import (columns, model_features, mriqc_learn_datasets,
                                         read_rated_table)
 
-    try:
-        model = load_cohort_model("anat")
-        if model.grade is None:
-            print("no trained cohort model installed: the model column is left out")
-            model = None
-    except CohortGradeError as exc:
-        print(f"cohort model unreadable ({exc}): the model column is left out")
-        model = None
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", metavar="LABEL=PATH",
+                        help="an anatomical cohort model file to score (repeatable; default: "
+                             "the shipped one)")
+    models = load_models(parser.parse_args(argv).model)
     data = mriqc_learn_datasets()
-    keys = ["naive median/MAD", "naive robust"] + (["cohort model"] if model else [])
-    if model is not None:
-        abide = read_rated_table(data / "abide.tsv")
+    keys = ["naive median/MAD", "naive robust"] + list(models)
+    abide = read_rated_table(data / "abide.tsv")
+    for label, model in models.items():
         shared = [f for f in model.features if f in abide.names]
-        print(f"cohort model {model.model_id}: {len(shared)} of its {len(model.features)} "
-              f"metrics are MRIQC IQMs ({', '.join(shared)})")
+        print(f"{label}: {model.model_id} (input {model.feature_kind}, support "
+              f"{model.support}, metrics code "
+              f"{model.metrics_code or 'unknown/mixed'}): {len(shared)} of its "
+              f"{len(model.features)} metrics are MRIQC IQMs ({', '.join(shared)})")
     print(f"\n== ABIDE: excluded vs rest, within each site (sites with >= {MIN_PER_CLASS} of "
           "each) ==")
     table = read_rated_table(data / "abide.tsv")
@@ -100,7 +127,7 @@ def main() -> int:
     scores = {k: np.full(len(x), np.nan) for k in keys}
     for site in np.unique(table.sites):
         sel = table.sites == site
-        for k, v in site_scores(x[sel], names, model).items():
+        for k, v in site_scores(x[sel], names, models).items():
             scores[k][sel] = v
     print(f"{'rater':<10}{'sites':>6}" + "".join(f"{k:>20}" for k in keys))
     per_site_rows = []
@@ -134,7 +161,7 @@ def main() -> int:
     scores = {k: np.full(len(x), np.nan) for k in keys}
     for site in np.unique(ds.sites):
         sel = ds.sites == site
-        for k, v in site_scores(x[sel], names, model).items():
+        for k, v in site_scores(x[sel], names, models).items():
             scores[k][sel] = v
     print(f"{'site':<12}{'rated':>6}{'excl':>6}" + "".join(f"{k:>20}" for k in keys))
     for site in list(np.unique(ds.sites)) + ["both"]:

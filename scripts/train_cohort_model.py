@@ -1,14 +1,18 @@
 #!/usr/bin/env python
-"""Rebuild the shipped dataset-relative grade models (``mmrqa_bids/data/cohort_{anat,bold}.json.gz``).
+"""Rebuild the shipped dataset-relative grade models (mmrqa_bids/data/cohort_*.json.gz).
 
     python scripts/train_cohort_model.py [--out mmrqa_bids/data] [--jobs 1] [--cache .cache]
                                          [--family anat bold] [--per-source 40] [--seed 0]
+                                         [--kind split]
 
-Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``; see
-:mod:`mmrqa_bids.cohorts.simulate`), draws ``--per-source`` cohorts per source (sizes 8-200,
-prevalence 5-50%), fits the model on every source of the family
-(:mod:`mmrqa_bids.cohorts.train`) and prints the naive score's cut points chosen on the same
-cohorts. Held-out figures come from ``benchmarks/cohort_grading.py`` (leave-one-source-out).
+Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
+record per run, measured again when the metrics code changed; see
+:mod:`mmrqa_bids.cohorts.simulate`), refuses a pool that mixes metrics codes, draws
+``--per-source`` cohorts per source (sizes 8-200, prevalence 5-50%), fits the model on every
+source of the family (:mod:`mmrqa_bids.cohorts.train`; ``--kind abs`` fits the earlier |z|
+input, for comparison) and prints its support bounds and the naive score's cut points chosen
+on the same cohorts. Held-out figures come from ``benchmarks/cohort_grading.py``
+(leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
-    from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, load_pools,
-                                          plan_cohorts, save_model)
+    from mmrqa_bids.cohorts.relative import FEATURE_KINDS
+    from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, fit_cohort_model,
+                                          load_pools, plan_cohorts, save_model)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -35,20 +40,28 @@ def main(argv=None) -> int:
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"), default=["anat", "bold"])
     parser.add_argument("--per-source", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=FEATURE_KINDS, default=FEATURE_KIND)
     args = parser.parse_args(argv)
     for family in args.family:
         sources = [s.name for s in SOURCES if s.family == family]
         pools = load_pools(sources, args.cache, n_jobs=args.jobs)
         codes = pool_metrics_codes([r for p in pools.values() for r in p])
+        if len(codes) != 1:
+            print(f"[train-cohort] {family}: the pool mixes metrics codes {codes}; measure it "
+                  "again with one code", file=sys.stderr)
+            return 1
+        code = next(iter(codes))
         draws = plan_cohorts(sources, args.per_source, seed=args.seed)
         table = cohort_table(pools, draws, family_features(family))
-        doc = fit_cohort_model(family, table, seed=args.seed,
+        doc = fit_cohort_model(family, table, seed=args.seed, kind=args.kind,
                                info={"sources": sources, "cohorts_per_source": args.per_source,
-                                     "seed": args.seed, "metrics_code": codes})
+                                     "seed": args.seed, "metrics_code": code})
         path = save_model(doc, args.out)
         print(f"[train-cohort] {family}: {len(draws)} cohorts, {len(table['label'])} rows "
-              f"from {', '.join(sources)}; metrics code {codes}")
-        print(f"[train-cohort] {family}: naive cuts (mean |z|) {doc['naive_cuts']}; "
+              f"from {', '.join(sources)}; metrics code {code}; input {args.kind}")
+        print(f"[train-cohort] {family}: support (mean |z|) Good <= "
+              f"{doc['support']['good_max']:.2f}, Medium <= {doc['support']['medium_max']:.2f}; "
+              f"naive cuts (mean |z|) {doc['naive_cuts']}; "
               f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB), {doc['model_id']}")
     return 0
 

@@ -10,10 +10,12 @@ For the members of a cohort the centre and spread are computed **without the run
 moves a robust centre by at most ~1/n of a spread and the cohort's own reference is used.
 A new run is graded against a stored reference (:func:`grade_against`).
 
-The grade is read from :func:`relative_features` (each metric's |z| and |relative change|,
-and aggregates of |z|)
-by the model shipped in ``mmrqa_bids/data/cohort_<family>.json.gz`` (trained on simulated
-cohorts by :mod:`mmrqa_bids.cohorts.train`, see ``mmrqa_bids/data/cohort_model_card.md``).
+The grade is read from :func:`split_features` (each metric's departure above and below its
+cohort, in z and in relative change, and aggregates of |z|; models of format ``/1`` read
+:func:`relative_features`, the |z| and |relative change|) by the model shipped in
+``mmrqa_bids/data/cohort_<family>.json.gz`` (trained on simulated cohorts by
+:mod:`mmrqa_bids.cohorts.train`, see ``mmrqa_bids/data/cohort_model_card.md``), then bounded by
+its training support (:func:`out_of_support`).
 When no model file is installed, the *naive* score is used: the mean |z| over the family's
 metrics, cut at :data:`NAIVE_CUTS` (chosen on simulated cohorts, see its comment), and the
 grade's ``model_id`` says so.
@@ -30,11 +32,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mmrqa_bids.cohorts.reference import CohortReference, column_stats, metric_columns
+from mmrqa_bids.cohorts.reference import (CohortReference, column_stats,
+                                          leave_one_out_column_stats, metric_columns)
 from mmrqa_bids.grading.base import LABELS
 from mmrqa_bids.metrics.names import ANAT_FEATURES, FUNC_FEATURES
 
-MODEL_FORMAT = "mmrqa-cohort-model/1"
+MODEL_FORMAT = "mmrqa-cohort-model/2"
+#: Model files read: ``/1`` (|z| features, no support bounds) and ``/2`` (``feature_kind``,
+#: ``support``).
+READABLE_FORMATS = ("mmrqa-cohort-model/1", MODEL_FORMAT)
+#: The model inputs: ``abs`` (:func:`relative_features`), ``split`` (:func:`split_features`).
+FEATURE_KINDS = ("abs", "split")
 MODEL_FILES = {"anat": "cohort_anat.json.gz", "bold": "cohort_bold.json.gz"}
 FAMILIES = tuple(MODEL_FILES)
 #: Below this many runs a cohort gives no dataset grade (the absolute model's grade is kept).
@@ -101,13 +109,9 @@ def relative_z(x: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndar
 
 def leave_one_out_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row i, the robust centre and spread of every column over the other rows:
-    two (n, m) arrays."""
-    n = x.shape[0]
-    centre = np.full(x.shape, np.nan)
-    spread = np.full(x.shape, np.nan)
-    for i in range(n):
-        centre[i], spread[i] = column_stats(np.delete(x, i, axis=0))
-    return centre, spread
+    two (n, m) arrays (:func:`~mmrqa_bids.cohorts.reference.leave_one_out_column_stats`, the
+    loop over rows of ``column_stats`` in one vectorised pass)."""
+    return leave_one_out_column_stats(x)
 
 
 def cohort_z(rows: Sequence[Mapping[str, Any]], features: Sequence[str],
@@ -155,6 +159,68 @@ def relative_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
     return np.column_stack([a, r, agg])
 
 
+def split_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """The model's input split by direction: for each metric z+ = max(z, 0), then z- =
+    max(-z, 0) for each, then rel+ and rel- likewise (:func:`relative_change`), then the
+    :data:`AGGREGATES` of |z| (as :func:`relative_features`). NaN stays NaN.
+
+    Every column is a distance from the cohort in one direction, so a model monotonic
+    non-decreasing in each still never grades a run better when it moves further away in any
+    direction (scaling a run's departures by a factor > 1 raises one of z+ / z- of every
+    metric and leaves the other at 0), yet it may learn that only one direction of a metric
+    signals degradation (SNR down, not up), which |z| cannot tell apart."""
+    z = np.atleast_2d(np.asarray(z, float))
+    rel = np.atleast_2d(np.asarray(rel, float))
+    with np.errstate(invalid="ignore"):
+        parts = [np.where(np.isnan(v), np.nan, np.maximum(v, 0.0)) for v in (z, -z, rel, -rel)]
+    agg = relative_features(z, rel)[:, 2 * z.shape[1]:]
+    return np.column_stack(parts + [agg])
+
+
+def model_input(kind: str, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """The model's input of a feature ``kind`` (:data:`FEATURE_KINDS`)."""
+    if kind == "split":
+        return split_features(z, rel)
+    if kind == "abs":
+        return relative_features(z, rel)
+    raise CohortGradeError(f"unknown cohort feature kind {kind!r} ({', '.join(FEATURE_KINDS)})")
+
+
+def input_names(kind: str, metrics: Sequence[str]) -> list[str]:
+    """Column names of :func:`model_input` (the model file's monotonic constraints)."""
+    if kind == "split":
+        cols = [f"{p}:{m}" for p in ("z_pos", "z_neg", "rel_pos", "rel_neg") for m in metrics]
+    elif kind == "abs":
+        cols = [f"{p}:{m}" for p in ("abs_z", "abs_rel") for m in metrics]
+    else:
+        raise CohortGradeError(f"unknown cohort feature kind {kind!r} "
+                               f"({', '.join(FEATURE_KINDS)})")
+    return cols + list(AGGREGATES)
+
+
+def out_of_support(p: np.ndarray, score: np.ndarray, support: Sequence[float]) -> np.ndarray:
+    """Grade probabilities bounded by the training support ``(good_max, medium_max)``: the
+    largest naive score (:func:`naive_score`, mean |z|) of a training run labelled Good, and
+    of one labelled Good or Medium. Where ``score > good_max`` the run is never Good (a =
+    P(>= Medium) := 1, so P(Good) moves to Medium); where ``score > medium_max`` it is Bad
+    (b = P(Bad) := 1).
+
+    Why: trees are flat beyond the last split, so a run further from its cohort than any
+    training run gets the grade of the training runs at the edge, which may be Good when
+    every metric moved in a direction the simulated artifacts never take (a run 10 robust SD
+    off in every metric, random directions). Both bounds raise a and b only, so the grade
+    stays non-decreasing in every distance."""
+    p = np.array(p, dtype=float, copy=True)
+    s = np.asarray(score, float)
+    a = p[:, 1] + p[:, 2]
+    b = p[:, 2]
+    with np.errstate(invalid="ignore"):
+        a = np.where(s > support[0], 1.0, a)
+        b = np.where(s > support[1], 1.0, b)
+    b = np.minimum(a, b)
+    return np.column_stack([1.0 - a, a - b, b])
+
+
 def naive_score(z: np.ndarray) -> np.ndarray:
     """The unfitted score: mean over finite metrics of |z| (clipped at Z_CLIP)."""
     a = np.abs(np.atleast_2d(z))
@@ -183,24 +249,43 @@ class CohortModel:
     features: tuple[str, ...]
     grade: Any = None  # TreeEnsemble | OrdinalEnsemble; None: the naive score
     naive_cuts: tuple[float, float] = NAIVE_CUTS["anat"]
+    feature_kind: str = "abs"  # FEATURE_KINDS
+    #: (good_max, medium_max) of :func:`out_of_support`; None: unbounded (format /1 files)
+    support: tuple[float, float] | None = None
+    #: the metrics code its training pool was measured with (None: unknown or mixed, /1)
+    metrics_code: str | None = None
 
     def predict_proba(self, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
         """Good/Medium/Bad probabilities, (n, 3), from the (n, m) z and relative changes over
         :attr:`features` (the naive score reads z only)."""
         if self.grade is None:
             return naive_probabilities(naive_score(z), self.naive_cuts)
-        return self.grade.predict_proba(relative_features(z, rel))
+        p = self.grade.predict_proba(model_input(self.feature_kind, z, rel))
+        if self.support is not None:
+            p = out_of_support(p, naive_score(z), self.support)
+        return p
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CohortModel":
         from mmrqa_bids.grading.classifier import grade_ensemble
 
-        if d.get("format") != MODEL_FORMAT:
-            raise CohortGradeError(f"not a cohort model (format {d.get('format')!r}, "
-                                   f"expected {MODEL_FORMAT!r})")
+        fmt = d.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise CohortGradeError(f"not a cohort model this version reads (format {fmt!r}, "
+                                   f"expected one of {', '.join(READABLE_FORMATS)})")
+        kind = str(d.get("feature_kind", "abs"))
+        if kind not in FEATURE_KINDS:
+            raise CohortGradeError(f"cohort model {d.get('model_id')!r}: unknown feature kind "
+                                   f"{kind!r} ({', '.join(FEATURE_KINDS)})")
+        support = d.get("support")
+        code = d.get("training", {}).get("metrics_code")
         return cls(family=str(d["family"]), model_id=str(d["model_id"]),
                    features=tuple(d["features"]), grade=grade_ensemble(d["grade"]),
-                   naive_cuts=tuple(d.get("naive_cuts", NAIVE_CUTS[d["family"]])))
+                   naive_cuts=tuple(d.get("naive_cuts", NAIVE_CUTS[d["family"]])),
+                   feature_kind=kind,
+                   support=None if support is None else (float(support["good_max"]),
+                                                         float(support["medium_max"])),
+                   metrics_code=code if isinstance(code, str) else None)
 
 
 def naive_model(family: str, cuts: Sequence[float] | None = None) -> CohortModel:

@@ -247,9 +247,10 @@ def simulate_run(run: PoolRun, cache_dir: Path | None = None):
 
 def pool_cache_key() -> str:
     """Hash of the simulation settings: one cache folder per setting. The metrics code is
-    recorded in every record (``metrics_code``) rather than keyed: other work edits the
-    metrics package often, and a pool must not be thrown away for an edit of a metric the
-    cohort model does not use; :func:`pool_metrics_codes` reports a mixed pool."""
+    not part of the key but recorded in every record (``metrics_code``) and checked when the
+    record is read (:func:`measure_run`): a record of another code is measured again and
+    overwritten, so a pool is always measured by the current code; keying folders by code
+    would keep every earlier version of all records on disk for nothing."""
     from mmrqa_bids.artifacts import BASE_NOISE, GRADE_CUTS, SEVERITY_BANDS, SEVERITY_RANGES
 
     sim = json.dumps([POOL_VERSION, SEVERITY_RANGES, BASE_NOISE, SEVERITY_BANDS, GRADE_CUTS,
@@ -266,21 +267,27 @@ def pool_metrics_codes(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
+def measure_run(run: PoolRun, cache_dir: Path | None, metrics_code: str | None = None
+                ) -> dict[str, Any]:
     """``{"source", "replicate", "artifact", "severity", "metrics", "degradation", "label",
     "metrics_code"}`` of one pool run (cached by run and simulation settings; a metric that
-    is not finite is stored as null and read back as NaN)."""
+    is not finite is stored as null and read back as NaN). A cached record is reused only
+    when it was measured by ``metrics_code`` (default: the current code's
+    ``metrics_code_hash()``); any other is measured again and overwritten, so that a pool never
+    mixes metric versions."""
     from mmrqa_bids.metrics import measure
     from mmrqa_bids.train.metric_model.measuring import metrics_code_hash
 
+    code = metrics_code or metrics_code_hash()
     cached = None
     if cache_dir is not None:
         cached = Path(cache_dir) / "cohort-pools" / pool_cache_key() / f"{run.key()}.json"
         if cached.is_file():
             record = json.loads(cached.read_text())
-            record["metrics"] = {k: (float("nan") if v is None else float(v))
-                                 for k, v in record["metrics"].items()}
-            return record
+            if record.get("metrics_code") == code:
+                record["metrics"] = {k: (float("nan") if v is None else float(v))
+                                     for k, v in record["metrics"].items()}
+                return record
     src = source_by_name(run.source)
     sim, vox = simulate_run(run, cache_dir)
     suffix = "bold" if src.family == "bold" else src.contrast
@@ -288,8 +295,7 @@ def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
     record = {"source": run.source, "replicate": run.replicate, "artifact": run.artifact,
               "severity": run.severity,
               "metrics": {k: float(v) for k, v in metrics.items()},
-              "degradation": sim.degradation, "label": sim.label,
-              "metrics_code": metrics_code_hash()}
+              "degradation": sim.degradation, "label": sim.label, "metrics_code": code}
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
         stored = {**record, "metrics": {k: (v if np.isfinite(v) else None)
@@ -298,14 +304,19 @@ def measure_run(run: PoolRun, cache_dir: Path | None) -> dict[str, Any]:
     return record
 
 
-def _measure_chunk(runs: Sequence[PoolRun], cache_dir: Path | None) -> list[dict[str, Any]]:
-    return [measure_run(r, cache_dir) for r in runs]
+def _measure_chunk(runs: Sequence[PoolRun], cache_dir: Path | None, code: str
+                   ) -> list[dict[str, Any]]:
+    return [measure_run(r, cache_dir, code) for r in runs]
 
 
 def measure_pool(runs: Sequence[PoolRun], cache_dir: Path | None, n_jobs: int = 1,
                  verbose: bool = True) -> list[dict[str, Any]]:
     """:func:`measure_run` of every run, in order, over ``n_jobs`` processes (chunks of one
-    source, so that a worker builds each head once)."""
+    source, so that a worker builds each head once), every record checked against the
+    metrics code hashed once at the start (what this process imported and measures with)."""
+    from mmrqa_bids.train.metric_model.measuring import metrics_code_hash
+
+    code = metrics_code_hash()
     chunks: list[list[int]] = []
     by_source: dict[str, list[int]] = {}
     for i, r in enumerate(runs):
@@ -316,9 +327,10 @@ def measure_pool(runs: Sequence[PoolRun], cache_dir: Path | None, n_jobs: int = 
     if n_jobs > 1:
         from joblib import Parallel, delayed
         results = Parallel(n_jobs=n_jobs)(delayed(_measure_chunk)([runs[i] for i in c],
-                                                                  cache_dir) for c in chunks)
+                                                                  cache_dir, code)
+                                            for c in chunks)
     else:
-        results = [_measure_chunk([runs[i] for i in c], cache_dir) for c in chunks]
+        results = [_measure_chunk([runs[i] for i in c], cache_dir, code) for c in chunks]
     out: list[dict[str, Any] | None] = [None] * len(runs)
     for c, res in zip(chunks, results):
         for i, rec in zip(c, res):

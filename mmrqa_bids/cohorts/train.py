@@ -10,15 +10,20 @@
    source's pool (:func:`~mmrqa_bids.cohorts.simulate.draw_cohort`).
 3. **Relative features** (:func:`cohort_table`): each member's robust z against the others
    (leave-one-out up to :data:`~mmrqa_bids.cohorts.relative.LOO_MAX_SIZE` runs), as the
-   grader computes them (:func:`~mmrqa_bids.cohorts.relative.cohort_z`), then |z| per metric
-   and aggregates (:func:`~mmrqa_bids.cohorts.relative.relative_features`). A cohort
-   contributes at most :data:`ROWS_PER_COHORT` of its runs, so large cohorts do not outweigh
-   small ones. Labels: the measured degradation's grade (as the absolute classifier's).
+   grader computes them (:func:`~mmrqa_bids.cohorts.relative.cohort_z`), and its relative
+   change. A cohort contributes at most :data:`ROWS_PER_COHORT` of its runs, so large
+   cohorts do not outweigh small ones. Labels: the measured degradation's grade (as the
+   absolute classifier's).
 4. **Fit** (:func:`fit_cohort_model`): an ordinal pair of gradient-boosted tree ensembles,
-   P(>= Medium) and P(Bad), each monotonic non-decreasing in every feature (|z| and
-   |relative change| per metric, aggregates of |z|: a run further from its cohort is never
-   graded better), with a softmax temperature fitted on 20% of the cohorts (calibration),
-   exported as JSON trees (numpy inference). How the feature set was chosen: model card.
+   P(>= Medium) and P(Bad), on the model input of :data:`FEATURE_KIND`
+   (:func:`~mmrqa_bids.cohorts.relative.model_input`: each metric's departure above and
+   below the cohort, in z and in relative change, and aggregates of |z|), each ensemble
+   monotonic non-decreasing in every column (a run further from its cohort, in any
+   direction, is never graded better), with a softmax temperature fitted on 20% of the
+   cohorts (calibration), exported as JSON trees (numpy inference). The model file also
+   stores its training support (:func:`support_bounds`, applied by
+   :func:`~mmrqa_bids.cohorts.relative.out_of_support`). How the input was chosen: model
+   card.
 
 The naive score's cut points (:func:`choose_naive_cuts`) are chosen on the same cohorts.
 """
@@ -34,15 +39,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mmrqa_bids.cohorts.reference import metric_columns
-from mmrqa_bids.cohorts.relative import (AGGREGATES, MODEL_FILES, MODEL_FORMAT,
-                                         family_features, naive_score, relative_change,
-                                         relative_features)
+from mmrqa_bids.cohorts.relative import (AGGREGATES, FEATURE_KINDS, MODEL_FILES, MODEL_FORMAT,
+                                         family_features, input_names, model_input,
+                                         naive_score, relative_change)
 from mmrqa_bids.grading.base import LABELS
 
 #: Cohort sizes (log-uniform) and prevalence of degraded runs (uniform) of training cohorts.
 SIZE_RANGE = (8, 200)
 PREVALENCE_RANGE = (0.05, 0.5)
 ROWS_PER_COHORT = 32
+#: The shipped model's input (:data:`~mmrqa_bids.cohorts.relative.FEATURE_KINDS`): ``split``
+#: (departures above and below the cohort apart; model card, "How the input was chosen").
+FEATURE_KIND = "split"
 DEFAULT_PARAMS: dict[str, Any] = {"max_iter": 120, "learning_rate": 0.08, "max_leaf_nodes": 8,
                                   "min_samples_leaf": 20, "l2_regularization": 1.0,
                                   "calibration_fraction": 0.2}
@@ -84,9 +92,10 @@ def plan_cohorts(sources: Sequence[str], per_source: int, seed: int = 0,
 def cohort_table(pools: Mapping[str, Sequence[dict[str, Any]]], draws: Sequence[CohortDraw],
                  features: Sequence[str], rows_per_cohort: int | None = ROWS_PER_COHORT
                  ) -> dict[str, np.ndarray]:
-    """One row per kept member of every drawn cohort: ``x`` (relative features), ``z``,
-    ``label``, ``clean`` (no artifact), ``source``, ``cohort`` (draw index), ``size``,
-    ``prevalence``, ``naive`` (the naive score)."""
+    """One row per kept member of every drawn cohort: ``z`` and ``rel`` (robust z and relative
+    change per feature), ``label``, ``clean`` (no artifact), ``artifact``, ``source``,
+    ``cohort`` (draw index), ``size``, ``prevalence``, ``naive`` (the naive score). The model
+    input is built from ``z`` and ``rel`` by the fit (:func:`fit_cohort_model`)."""
     from mmrqa_bids.cohorts.relative import cohort_z
     from mmrqa_bids.cohorts.simulate import draw_cohort
 
@@ -117,7 +126,6 @@ def cohort_table(pools: Mapping[str, Sequence[dict[str, Any]]], draws: Sequence[
     rel = np.array(parts["rel"], dtype=float).reshape(-1, len(features))
     out = {k: np.asarray(v) for k, v in parts.items() if k not in ("z", "rel")}
     out["z"], out["rel"] = z, rel
-    out["x"] = relative_features(z, rel)
     out["naive"] = naive_score(z)
     return out
 
@@ -145,6 +153,20 @@ def choose_naive_cuts(score: np.ndarray, labels: Sequence[str],
     return best
 
 
+def support_bounds(naive: np.ndarray, labels: Sequence[str]) -> tuple[float, float]:
+    """(good_max, medium_max): the largest naive score (mean |z|) of a training run labelled
+    Good, and of one labelled Good or Medium
+    (:func:`~mmrqa_bids.cohorts.relative.out_of_support`). The maxima, not a quantile: the
+    bound says where the training data end, not where most Good runs lie."""
+    s = np.asarray(naive, float)
+    labels = np.asarray(labels)
+    good = np.isfinite(s) & (labels == "Good")
+    fair = np.isfinite(s) & np.isin(labels, ("Good", "Medium"))
+    if not good.any() or not fair.any():
+        raise ValueError("support_bounds needs training runs labelled Good and Medium")
+    return float(s[good].max()), float(s[fair].max())
+
+
 def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
               params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
     """The ordinal grade model (:class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`):
@@ -167,33 +189,42 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
 
 
 def model_document(family: str, grade: dict[str, Any], features: Sequence[str],
-                   naive_cuts: Sequence[float], info: Mapping[str, Any]) -> dict[str, Any]:
+                   naive_cuts: Sequence[float], info: Mapping[str, Any],
+                   kind: str = FEATURE_KIND,
+                   support: Sequence[float] | None = None) -> dict[str, Any]:
     """The model file's content."""
     from mmrqa_bids import __version__
 
     stamp = hashlib.sha256(json.dumps(grade).encode()).hexdigest()[:8]
-    return {"format": MODEL_FORMAT, "family": family,
-            "model_id": f"mmrqa-cohort-hgb-{family}-{stamp}", "features": list(features),
-            "aggregates": list(AGGREGATES), "grade": grade,
-            "naive_cuts": [float(c) for c in naive_cuts],
-            "training": {**dict(info), "mmrqa_version": __version__,
-                         "trainer": "mmrqa_bids.cohorts.train "
-                                    "(scripts/train_cohort_model.py)"}}
+    doc: dict[str, Any] = {
+        "format": MODEL_FORMAT, "family": family,
+        "model_id": f"mmrqa-cohort-hgb-{family}-{stamp}", "features": list(features),
+        "feature_kind": kind, "aggregates": list(AGGREGATES), "grade": grade,
+        "naive_cuts": [float(c) for c in naive_cuts],
+        "training": {**dict(info), "mmrqa_version": __version__,
+                     "trainer": "mmrqa_bids.cohorts.train (scripts/train_cohort_model.py)"}}
+    if support is not None:
+        doc["support"] = {"statistic": "mean_abs_z", "good_max": float(support[0]),
+                          "medium_max": float(support[1])}
+    return doc
 
 
 def fit_cohort_model(family: str, table: Mapping[str, np.ndarray],
                      params: Mapping[str, Any] | None = None, seed: int = 0,
-                     info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the grade model and the naive cuts on a :func:`cohort_table`; the model file's
-    content."""
-    grade = fit_grade(table["x"], table["label"], table["cohort"], params, seed)
-    names = family_features(family)
-    grade["monotonic"] = {**{f"abs_z:{f}": 1 for f in names},
-                          **{f"abs_rel:{f}": 1 for f in names}, **{a: 1 for a in AGGREGATES}}
+                     info: Mapping[str, Any] | None = None,
+                     kind: str = FEATURE_KIND) -> dict[str, Any]:
+    """Fit the grade model on ``kind``'s input, its support bounds and the naive cuts on a
+    :func:`cohort_table`; the model file's content."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown cohort feature kind {kind!r} ({', '.join(FEATURE_KINDS)})")
+    x = model_input(kind, table["z"], table["rel"])
+    grade = fit_grade(x, table["label"], table["cohort"], params, seed)
+    grade["monotonic"] = {c: 1 for c in input_names(kind, family_features(family))}
     cuts = choose_naive_cuts(table["naive"], table["label"])
     return model_document(family, grade, family_features(family), cuts,
                           {**(info or {}), "params": {**DEFAULT_PARAMS, **(params or {})},
-                           "n_rows": int(len(table["label"]))})
+                           "n_rows": int(len(table["label"]))}, kind=kind,
+                          support=support_bounds(table["naive"], table["label"]))
 
 
 def save_model(doc: Mapping[str, Any], out_dir: Path) -> Path:

@@ -61,3 +61,47 @@ def test_subjects_of_a_real_source_differ_but_stay_that_head():
     # Another subject of the same head: strongly correlated with the real volume.
     r = real / np.percentile(real[real > 0.05 * real.max()], 99.5)
     assert np.corrcoef(a.ravel(), r.ravel())[0, 1] > 0.8
+
+
+def test_a_cached_record_of_another_metrics_code_is_measured_again(tmp_path, monkeypatch):
+    """The pool cache reuses a record only when the current metrics code measured it; any
+    other is measured again and overwritten (a pool never mixes metric versions)."""
+    import json
+
+    import mmrqa_bids.metrics as metrics_pkg
+
+    run = S.plan_pool("tpm-T1w", n_clean=1, per_artifact_severity=0)[0]
+    calls = []
+
+    class Measured:
+        metrics = {"efc": 0.5, "cjv": float("nan")}
+
+    def fake_measure(data, suffix, vox):
+        calls.append(suffix)
+        return Measured()
+
+    def fake_simulate(r, cache_dir=None):
+        sim = type("Sim", (), {"data": np.zeros((4, 4, 4)), "degradation": 0.0,
+                               "label": "Good"})
+        return sim(), (3.0, 3.0, 3.0)
+
+    monkeypatch.setattr(metrics_pkg, "measure", fake_measure)
+    monkeypatch.setattr(S, "simulate_run", fake_simulate)
+    path = tmp_path / "cohort-pools" / S.pool_cache_key() / f"{run.key()}.json"
+    path.parent.mkdir(parents=True)
+    stale = {"source": run.source, "replicate": 0, "artifact": "none", "severity": "none",
+             "metrics": {"efc": 9.0}, "degradation": 0.0, "label": "Good",
+             "metrics_code": "another-code"}
+    path.write_text(json.dumps(stale))
+    rec = S.measure_run(run, tmp_path, metrics_code="current-code")
+    assert calls == ["T1w"] and rec["metrics"]["efc"] == 0.5
+    assert rec["metrics_code"] == "current-code"
+    stored = json.loads(path.read_text())
+    assert stored["metrics_code"] == "current-code" and stored["metrics"]["cjv"] is None
+    # measured by the current code: read back, not measured again
+    again = S.measure_run(run, tmp_path, metrics_code="current-code")
+    assert calls == ["T1w"] and again["metrics"]["efc"] == 0.5
+    assert np.isnan(again["metrics"]["cjv"])
+    # the default code is the current metrics package's
+    rec = S.measure_pool([run], tmp_path, verbose=False)[0]
+    assert len(calls) == 2 and rec["metrics_code"] != "current-code"
