@@ -8,10 +8,11 @@ Two reasons to rate a run, each scaled to [0, 1] over the candidates and added:
   probable grades (a run without probabilities: u = 1). A rating there moves the model's
   boundary.
 * **unlike anything rated**: d = the root-mean-square difference of the run's
-  dataset-relative position (robust z of each metric against its cohort, as the dataset
-  grade reads them, :func:`relative_positions`) to the nearest rated run, over the metrics
-  finite in both; with nothing rated, to the cohort centre (z = 0). A rating there covers
-  a part of the feature space no rating covers.
+  dataset-relative position (the robust z of each metric against the other runs: the group
+  report's :func:`mmrqa_bids.reports.stats.dataset_context`; the benchmark's, the cohort z
+  the dataset grade reads) to the nearest rated run, over the metrics finite in both; with
+  nothing rated, to the centre (z = 0). A rating there covers a part of the feature space no
+  rating covers.
 
     priority = u / max(u) + d / max(d)
 
@@ -19,20 +20,16 @@ A batch (:data:`QUEUE_SIZE` runs) is picked greedily: after each pick, that run 
 rated for the distances, so a batch spreads over the feature space instead of twenty
 near-copies of the most unusual run. The group report's JavaScript (``templates/report/
 group.js``, ``rateNext``) computes the same ranking live as ratings come in; the browser test
-checks that both agree. Pure functions: no I/O.
+checks that both agree. Pure functions of numpy arrays: no I/O, nothing fitted.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 #: Runs listed at a time.
 QUEUE_SIZE = 20
-#: A cohort smaller than this is compared with every run of its suffix instead (robust
-#: statistics of two runs say nothing).
-MIN_GROUP = 3
 #: Distance when two runs share no finite metric: the largest a clipped z difference can be.
 NO_SHARED_DISTANCE = 20.0
 
@@ -98,29 +95,3 @@ def rate_next(probabilities: np.ndarray, z: np.ndarray, rated: Sequence[bool],
             dist = np.minimum(dist, rms_distance(z, z[best]))
         seen[best] = True
     return picked
-
-
-def relative_positions(rows: Sequence[Mapping[str, Any]], features: Sequence[str],
-                       cohort_key: str = "cohort") -> np.ndarray:
-    """(n, m) robust z of each row's ``features`` against the other rows of its cohort
-    (``row[cohort_key]``, :func:`mmrqa_bids.cohorts.relative.cohort_z`: leave-one-out, clipped
-    at +-10); rows of cohorts smaller than :data:`MIN_GROUP` (or without one) against every
-    row given."""
-    from mmrqa_bids.cohorts.relative import cohort_z
-
-    z = np.full((len(rows), len(features)), np.nan)
-    if not rows or not features:
-        return z
-    groups: dict[Any, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        groups[r.get(cohort_key) if r.get(cohort_key) not in (None, "", "n/a") else None].append(i)
-    loose = []
-    for key, idx in groups.items():
-        if key is None or len(idx) < MIN_GROUP:
-            loose += idx
-            continue
-        z[idx] = cohort_z([rows[i] for i in idx], features)[0]
-    if loose and len(rows) >= MIN_GROUP:
-        everyone = cohort_z(rows, features)[0]
-        z[loose] = everyone[loose]
-    return z

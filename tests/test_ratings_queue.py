@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmrqa_bids.ratings_queue import (NO_SHARED_DISTANCE, margin_uncertainty, nearest_distance,
-                                      rate_next, relative_positions, rms_distance)
+                                      rate_next, rms_distance)
 
 
 def test_margin_uncertainty():
@@ -67,17 +67,3 @@ def test_a_run_like_a_rated_one_waits():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="rows"):
         rate_next(np.ones((3, 3)) / 3, np.zeros((2, 4)), [False] * 3)
-
-
-def test_relative_positions_per_cohort():
-    rng = np.random.default_rng(1)
-    rows = [{"cohort": "a", "x": float(v)} for v in rng.normal(10, 1, 12)]
-    rows += [{"cohort": "b", "x": float(v)} for v in rng.normal(100, 10, 12)]
-    rows[0]["x"] = 20.0  # ten spreads above cohort a
-    rows.append({"cohort": "c", "x": 100.0})  # a cohort of one: against every run
-    z = relative_positions(rows, ["x"])
-    assert z.shape == (25, 1)
-    assert z[0, 0] > 5
-    # each cohort against its own centre and spread (against both pooled, b would be far out)
-    assert np.median(np.abs(z[1:12, 0])) < 1.5 and np.median(np.abs(z[12:24, 0])) < 1.5
-    assert np.isfinite(z[24, 0])

@@ -33,6 +33,8 @@ PLOTLY_BUNDLE = "plotly-cartesian.min.js"
 POINT_STYLE = {"normal": {"size": 7, "line_width": 0.5, "line_colour": "#ffffff"},
                "outlier": {"size": 10, "line_width": 2.5, "line_colour": "#111827"}}
 ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
+#: The rate-next positions' robust z are clipped here (as the dataset grade's, cohorts.relative).
+QUEUE_Z_CLIP = 10.0
 
 Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
 
@@ -174,23 +176,22 @@ _EXPAND_JS = """(function () {
 })();"""
 
 
-def queue_data(suffix: str, measured: Sequence[Mapping[str, Any]], metrics: Sequence[str]
-               ) -> dict[str, Any]:
+def queue_data(measured: Sequence[Mapping[str, Any]], metrics: Sequence[str],
+               context: Context) -> dict[str, Any]:
     """What the report's "rate next" list reads (:mod:`mmrqa_bids.ratings_queue`): each
     measured run's name, grade probabilities (Good, Medium, Bad; None where missing) and
-    dataset-relative position (robust z against its cohort, 2 decimals, None where missing)
-    over the family's cohort metrics that the rows hold, and the initial queue (nothing
-    rated) computed from exactly those rounded values."""
-    from mmrqa_bids.cohorts.relative import family_features
-    from mmrqa_bids.vocabulary import family_of
-
-    present = set(metrics)
-    features = [f for f in family_features(family_of(suffix)) if f in present] or list(metrics)
-    z = np.round(ratings_queue.relative_positions(measured, features), 2)
+    dataset-relative position (the robust z of each metric against the other runs,
+    :func:`~mmrqa_bids.reports.stats.dataset_context`, clipped at +-:data:`QUEUE_Z_CLIP` as
+    the dataset grade clips it, 2 decimals, None where missing), and the initial queue
+    (nothing rated) computed from exactly those rounded values."""
+    z = np.array([[context.get(r["bids_name"], {}).get(m, {}).get("robust_z", np.nan)
+                   for m in metrics] for r in measured], dtype=float).reshape(len(measured),
+                                                                                len(metrics))
+    z = np.round(np.clip(z, -QUEUE_Z_CLIP, QUEUE_Z_CLIP), 2)
     probs = [[_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")] for r in measured]
     p = np.array([[np.nan if v is None else v for v in row] for row in probs], dtype=float)
     order = ratings_queue.rate_next(p.reshape(len(measured), 3), z, [False] * len(measured))
-    return {"names": [r["bids_name"] for r in measured], "p": probs, "features": features,
+    return {"names": [r["bids_name"] for r in measured], "p": probs, "features": list(metrics),
             "z": [[None if not math.isfinite(v) else float(v) for v in row] for row in z],
             "size": ratings_queue.QUEUE_SIZE, "no_shared": ratings_queue.NO_SHARED_DISTANCE,
             "initial": order}
@@ -233,7 +234,7 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
         })
     fig = metric_figure(measured, metrics, context) if metrics and measured else None
-    queue = queue_data(suffix, measured, metrics)
+    queue = queue_data(measured, metrics, context)
     by_name = {r["bids_name"]: r for r in runs}
     points = [{"name": r["bids_name"], "href": report_href(r["bids_name"]),
                "grade": r.get("grade", "n/a")} for r in measured]
