@@ -460,10 +460,14 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import MODEL_FILES, model_paths
     from mmrqa_bids.train.metric_model.export import save_model
+    from mmrqa_bids.cohorts.relative import MODEL_FILES as COHORT_FILES
+    from mmrqa_bids.cohorts.train import save_model as save_cohort_model
+    from mmrqa_bids.resources import data_dir
     from mmrqa_bids.train.metric_model.rated import (MIN_PER_CLASS, OTHER_ARTIFACT,
+                                                     fit_rated_cohort_family,
                                                      fit_rated_family, held_out_scores,
-                                                     read_model_doc, shortfall_line,
-                                                     split_by_family)
+                                                     read_model_doc, shipped_cohort_doc,
+                                                     shortfall_line, split_by_family)
 
     tr = settings.training
     unknown = sorted({e["artifact"] for e in data["entries"] if e["artifact"]}
@@ -474,6 +478,7 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
     by_family = split_by_family(data["entries"])
     evaluation: dict[str, Any] = {}
     docs: dict[str, dict[str, Any]] = {}
+    rel_docs: dict[str, dict[str, Any]] = {}
     for family in MODEL_FILES:
         shipped = read_model_doc(model_paths(None)[family])
         split = by_family.get(family, {"train": [], "test": []})
@@ -496,8 +501,13 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
             record["held_out_shipped"] = held_out_scores(shipped, split["test"])
             if doc is not None:
                 record["held_out"] = held_out_scores(doc, split["test"])
+        # the dataset-relative grade model, fitted on the same ratings (issue #23 item 3)
+        rel_doc, record["relative"] = fit_rated_cohort_family(
+            family, split["train"] + split["test"], shipped_cohort_doc(family))
+        if rel_doc is not None:
+            rel_docs[family] = rel_doc
         evaluation[family] = record
-    if not docs:
+    if not docs and not rel_docs:
         raise DatasetError(f"{tr.labels}: no family could be trained ("
                            + "; ".join(f"{f}: {r['reason']}" for f, r in evaluation.items())
                            + "); rate more runs or add simulated copies with --simulate N")
@@ -509,6 +519,10 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> int
             save_model(docs[family], out)
         else:
             shutil.copyfile(model_paths(None)[family], out / MODEL_FILES[family])
+        if family in rel_docs:
+            save_cohort_model(rel_docs[family], out)
+        else:
+            shutil.copyfile(data_dir() / COHORT_FILES[family], out / COHORT_FILES[family])
         _say(_family_summary(family, evaluation[family]))
     atomic_write_json(out / "evaluation.json", evaluation)
     atomic_write_text(out / "README.md", classifier_card(settings, out, data, evaluation))
@@ -526,12 +540,29 @@ def _family_summary(family: str, record: dict[str, Any]) -> str:
             + (f"fitted on {record['n_train']} training example(s)" if record["trained"]
                else f"shipped model kept ({record['n_train']} training example(s))"))
     if "held_out_shipped" not in record:
-        return head + "; no held-out run"
+        return head + "; no held-out run" + _relative_summary(record.get("relative"))
     n = record["held_out_shipped"]["n"]
     if record["trained"]:
-        return (head + f"; held out ({n} run(s)): {scores(record['held_out'])}; shipped model: "
+        line = (head + f"; held out ({n} run(s)): {scores(record['held_out'])}; shipped model: "
                 + scores(record["held_out_shipped"]))
-    return head + f"; held out ({n} run(s)), shipped model: {scores(record['held_out_shipped'])}"
+    else:
+        line = (head + f"; held out ({n} run(s)), shipped model: "
+                + scores(record["held_out_shipped"]))
+    return line + _relative_summary(record.get("relative"))
+
+
+def _relative_summary(rel: dict[str, Any] | None) -> str:
+    """The dataset-relative model's part of a family's line."""
+    if not rel:
+        return ""
+    if not rel["trained"]:
+        return f"; dataset-relative model: shipped kept ({rel['reason']})"
+    text = f"; dataset-relative model fitted on {rel['n_train']} rated run(s)"
+    if rel.get("held_out"):
+        text += (f", held out ({rel['held_out']['n']} run(s)): accuracy "
+                 f"{rel['held_out']['accuracy']:.3f} (shipped "
+                 f"{rel['held_out_shipped']['accuracy']:.3f})")
+    return text
 
 
 def classifier_card(settings: Settings, out: Path, data: dict[str, Any],

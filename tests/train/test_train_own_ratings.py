@@ -22,7 +22,8 @@ pytest.importorskip("torchio")  # --simulate
 
 MODEL = Path("models") / "mmrqa-metric-classifier"
 FOLDER = ("settings.toml", "evaluation.json", "README.md", "classifier_anat.json.gz",
-          "classifier_bold.json.gz", "dataset/manifest.json")
+          "classifier_bold.json.gz", "cohort_anat.json.gz", "cohort_bold.json.gz",
+          "dataset/manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,21 @@ def _check_folder(model: Path) -> dict:
     assert "shipped artifact model is kept" in anat["recipe"]["artifact_model"]["reason"]
     card = (model / "README.md").read_text()
     assert "**Shipped model kept**" in card and "Artifact model: **shipped**" in card
+    # the dataset-relative model (#23 item 3): anat recalibrated on the T1w ratings (30 rated
+    # runs, a cohort), bold's 4 rated runs too few for a cohort: the shipped one, byte for byte
+    from mmrqa_bids.cohorts.relative import read_model_file
+    from mmrqa_bids.resources import data_dir
+
+    rel = evaluation["anat"]["relative"]
+    assert rel["trained"] and rel["n_train"] == evaluation["anat"]["n_train"] - \
+        evaluation["anat"]["n_simulated"]
+    assert rel["held_out"]["n"] == rel["held_out_shipped"]["n"] > 0
+    user = read_model_file(model / "cohort_anat.json.gz")
+    assert user.model_id == rel["model_id"] and user.model_id.startswith("mmrqa-cohort-rated-")
+    assert not evaluation["bold"]["relative"]["trained"]
+    assert filecmp.cmp(model / "cohort_bold.json.gz", data_dir() / "cohort_bold.json.gz",
+                       shallow=False)
+    assert f"`{rel['model_id']}`" in card and "Dataset-relative model" in card
     return evaluation
 
 

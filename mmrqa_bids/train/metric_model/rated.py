@@ -10,13 +10,22 @@ model), one family (anat, bold) at a time and each on its own:
   type has :data:`MIN_PER_CLASS` of them; otherwise the shipped artifact model is kept inside
   the new model file, and the file's recipe says so (``artifact_model``);
 * both use the shipped model's features (the kept artifact trees index them; the grade
-  model then sees what the default grader sees).
+  model then sees what the default grader sees);
+* the **dataset-relative grade model** (the group level's dataset grade, and
+  ``participant --reference``'s) is the shipped one recalibrated on the ratings
+  (:func:`fit_rated_cohort_family`): the rated runs' robust z against the other rated runs of
+  their suffix (the rated dataset is the cohort, its reference), each ordinal head's logit
+  refitted as a s + b with a prior towards the shipped model (:func:`fit_affine`), folded
+  into an ordinary cohort model file (``cohort_<family>.json.gz``). Being relative, it
+  carries to the next batch of the same study, graded against its own cohort or a stored
+  reference. ``benchmarks/rated_learning_curve.py`` measures it.
 
 Pure functions here; the level (:mod:`mmrqa_bids.train.level`) reads, writes and prints.
 """
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 from collections import Counter
@@ -193,3 +202,168 @@ def held_out_scores(doc: dict[str, Any], test: Sequence[dict[str, Any]]) -> dict
     typed = all(e.get("artifact") for e in degraded)
     return evaluate_model(doc, [e["metrics"] for e in test], [e["label"] for e in test],
                           [known_artifact(e) or "none" for e in test] if typed else None)
+
+
+# --------------------------------------------------------------------------- relative model
+#: Penalty weight of the recalibration's prior (:func:`recalibrate_cohort_model`), in units
+#: of one rating's log-loss: with few ratings the model stays near the shipped one.
+RECALIBRATION_PRIOR = 2.0
+#: Fewest expert ratings of a family (in cohorts large enough for relative features) to
+#: recalibrate the dataset-relative model; below it the shipped one is kept.
+MIN_RELATIVE_RATINGS = 5
+#: The two heads of the ordinal cohort model and the grades each calls positive.
+ORDINAL_HEADS = (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",)))
+
+
+def model_inputs(doc: dict[str, Any], z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """A cohort model file's input from the (n, m) robust z and relative changes of its
+    features: the columns its trees index (``feature_kind``: |z| and |rel| per metric, or
+    split by direction; aggregates of |z|), as the grader builds them."""
+    from mmrqa_bids.cohorts import relative
+
+    if hasattr(relative, "model_input"):
+        return relative.model_input(str(doc.get("feature_kind", "abs")), z, rel)
+    return relative.relative_features(z, rel)  # model files of format /1
+
+
+def head_logits(doc: dict[str, Any], z: np.ndarray, rel: np.ndarray) -> dict[str, np.ndarray]:
+    """Each ordinal head's calibrated logit raw / T (clipped at +-30) of a cohort model file's
+    content, for runs with robust z ``z`` and relative changes ``rel`` over its features."""
+    from mmrqa_bids.grading.classifier import TreeEnsemble
+
+    x = model_inputs(doc, np.atleast_2d(z), np.atleast_2d(rel))
+    out = {}
+    for key, _ in ORDINAL_HEADS:
+        head = TreeEnsemble.from_dict(doc["grade"][key])
+        out[key] = np.clip(head.raw(x)[:, 0] / head.temperature, -30.0, 30.0)
+    return out
+
+
+def fit_affine(s: np.ndarray, y: np.ndarray, prior_weight: float = RECALIBRATION_PRIOR
+               ) -> tuple[float, float]:
+    """(a, b) minimising sum_i logloss(sigmoid(a s_i + b), y_i) + w ((a - 1)^2 + b^2), with
+    a in [0.05, 20]: Platt scaling of a logit, shrunk towards the identity (a = 1, b = 0) so
+    that a handful of ratings moves the boundary a little and many move it as far as they
+    show (a rater stricter than the shipped model's grades: b > 0)."""
+    from scipy.optimize import minimize
+
+    s, y = np.asarray(s, float), np.asarray(y, float)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        t = w[0] * s + w[1]
+        g = 1.0 / (1.0 + np.exp(-t)) - y
+        value = float(np.sum(np.logaddexp(0.0, t) - y * t)
+                      + prior_weight * ((w[0] - 1.0) ** 2 + w[1] ** 2))
+        return value, np.array([np.sum(g * s) + 2 * prior_weight * (w[0] - 1.0),
+                                np.sum(g) + 2 * prior_weight * w[1]])
+
+    res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                   bounds=[(0.05, 20.0), (-30.0, 30.0)])
+    return float(res.x[0]), float(res.x[1])
+
+
+def recalibrate_cohort_model(doc: dict[str, Any], z: np.ndarray, rel: np.ndarray,
+                             labels: Sequence[str],
+                             prior_weight: float = RECALIBRATION_PRIOR) -> dict[str, Any]:
+    """The dataset-relative grade model (a cohort model file's content, :mod:`mmrqa_bids.
+    cohorts.relative`) fitted to a rater's grades: each ordinal head's logit s becomes
+    a s + b (:func:`fit_affine` on the rated runs, robust z ``z`` and relative changes
+    ``rel`` against their cohort over the model's features), folded into the
+    head's own parameters (temperature T / a, baseline + b T / a) so that the result is an
+    ordinary cohort model file that the grader loads unchanged. The trees, and so the
+    features and their monotonicity, are the shipped model's (and so are its support bounds,
+    applied after the heads)."""
+    labels = np.asarray(labels)
+    logits = head_logits(doc, z, rel)
+    new = json.loads(json.dumps(doc))
+    heads = {}
+    for key, positive in ORDINAL_HEADS:
+        a, b = fit_affine(logits[key], np.isin(labels, positive).astype(float), prior_weight)
+        head = new["grade"][key]
+        t = float(head.get("temperature", 1.0))
+        head["temperature"] = t / a
+        head["baseline"] = [float(v) + b * t / a for v in head["baseline"]]
+        heads[key] = {"slope": a, "offset": b}
+    stamp = hashlib.sha256(json.dumps(heads, sort_keys=True).encode()).hexdigest()[:8]
+    new["model_id"] = f"mmrqa-cohort-rated-{doc['family']}-{stamp}"
+    new["recalibration"] = {"base_model_id": doc["model_id"], "heads": heads,
+                            "prior_weight": prior_weight, "n": int(len(labels)),
+                            "counts": dict(Counter(labels.tolist())),
+                            "trainer": "mmrqa_bids.train.metric_model.rated "
+                                       "(train level, relative features)"}
+    return new
+
+
+def relative_examples(entries: Sequence[dict[str, Any]], features: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, rel, usable) of the rated runs: each run's robust z and relative change
+    (:func:`~mmrqa_bids.cohorts.relative.cohort_z`, :func:`~mmrqa_bids.cohorts.relative.
+    relative_change`) against the other rated runs of its suffix (the rated dataset is the
+    cohort, leave-one-out as the group level compares a cohort's members); ``usable`` False
+    for runs of a suffix with fewer than :data:`~mmrqa_bids.cohorts.relative.MIN_COHORT_SIZE`
+    rated runs."""
+    from mmrqa_bids.cohorts.reference import metric_columns
+    from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, cohort_z, relative_change
+
+    z = np.full((len(entries), len(features)), np.nan)
+    rel = np.full((len(entries), len(features)), np.nan)
+    usable = np.zeros(len(entries), bool)
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        groups.setdefault(e["suffix"], []).append(i)
+    for idx in groups.values():
+        if len(idx) < MIN_COHORT_SIZE:
+            continue
+        rows = [entries[i]["metrics"] for i in idx]
+        z[idx], centre, _ = cohort_z(rows, features)
+        rel[idx] = relative_change(metric_columns(rows, features), centre)
+        usable[idx] = True
+    return z, rel, usable
+
+
+#: What ``train --labels`` fits for the dataset grade (the benchmark calls the same).
+fit_cohort_on_ratings = recalibrate_cohort_model
+
+
+def shipped_cohort_doc(family: str) -> dict[str, Any]:
+    """The shipped dataset-relative model file's content of a family."""
+    from mmrqa_bids.cohorts.relative import MODEL_FILES
+    from mmrqa_bids.resources import data_dir
+
+    return read_model_doc(data_dir() / MODEL_FILES[family])
+
+
+def fit_rated_cohort_family(family: str, entries: Sequence[dict[str, Any]],
+                            base: dict[str, Any], minimum: int = MIN_RELATIVE_RATINGS
+                            ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(cohort model file content or None, record) of one family: ``base`` (the shipped
+    dataset-relative model) recalibrated on the rated runs (``origin`` "expert") of the
+    training split, their relative features computed against every rated run of their suffix
+    (:func:`relative_examples`; simulated copies are not members of the study's cohort).
+    The record scores the fitted and the base model on the held-out split."""
+    from mmrqa_bids.evaluation import evaluate
+
+    expert = [e for e in entries if e.get("origin", "expert") != "simulated"]
+    z, rel, usable = relative_examples(expert, base["features"])
+    train = [i for i, e in enumerate(expert) if e["split"] == "train" and usable[i]]
+    test = [i for i, e in enumerate(expert) if e["split"] == "test" and usable[i]]
+    record: dict[str, Any] = {"trained": False, "n_train": len(train),
+                              "base_model_id": base["model_id"]}
+    if len(train) < minimum:
+        record["reason"] = (f"{len(train)} rated run(s) in cohorts of at least 8 in the "
+                            f"training split, fewer than {minimum}")
+        return None, record
+    labels = [expert[i]["label"] for i in train]
+    doc = fit_cohort_on_ratings(base, z[train], rel[train], labels)
+    record.update(trained=True, model_id=doc["model_id"], counts=dict(Counter(labels)),
+                  heads=doc["recalibration"]["heads"])
+    if test:
+        from mmrqa_bids.cohorts.relative import CohortModel
+
+        truth = [expert[i]["label"] for i in test]
+        for key, d in (("held_out", doc), ("held_out_shipped", base)):
+            p = CohortModel.from_dict(d).predict_proba(z[test], rel[test])
+            record[key] = evaluate(truth, [LABELS[k] for k in p.argmax(axis=1)],
+                                   p.max(axis=1).tolist())
+    return doc, record
+

@@ -169,3 +169,103 @@ def test_model_card_records_kept_and_fitted_models_without_held_out_runs(tmp_pat
     assert "it needs 3 more Good and 5 more Medium and 5 more Bad" in card
     assert card.count("No held-out run of this family") == 2
     assert "1 rated run(s) reused the metrics" in card
+
+
+# ------------------------------------------------------------------ relative model (item 3)
+def _relative(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(z, rel) of n runs departing from their cohort by a random amount over the shipped
+    anat cohort model's metrics."""
+    from mmrqa_bids.train.metric_model.rated import shipped_cohort_doc
+
+    m = len(shipped_cohort_doc("anat")["features"])
+    rng = np.random.default_rng(seed)
+    scale = np.exp(rng.uniform(np.log(0.2), np.log(8.0), (n, 1)))
+    z = np.clip(rng.normal(0, 1, (n, m)) * scale, -10, 10)
+    return z, z * 0.02
+
+
+def _grades(p: np.ndarray) -> np.ndarray:
+    return np.array(["Good", "Medium", "Bad"])[p.argmax(1)]
+
+
+def test_recalibration_is_a_cohort_model_file_with_the_fitted_logits():
+    from mmrqa_bids.cohorts.relative import CohortModel
+    from mmrqa_bids.train.metric_model.rated import (head_logits, recalibrate_cohort_model,
+                                                     shipped_cohort_doc)
+
+    base = shipped_cohort_doc("anat")
+    z, rel = _relative(120)
+    p = CohortModel.from_dict(base).predict_proba(z, rel)
+    labels = _grades(p)
+    doc = recalibrate_cohort_model(base, z[:40], rel[:40], labels[:40])
+    model = CohortModel.from_dict(doc)  # loads as the grader loads the shipped model
+    assert model.model_id.startswith("mmrqa-cohort-rated-anat-")
+    assert model.features == tuple(base["features"])
+    rec = doc["recalibration"]
+    assert rec["base_model_id"] == base["model_id"] and rec["n"] == 40
+    s, s_new = head_logits(base, z, rel), head_logits(doc, z, rel)
+    for key, fit in rec["heads"].items():  # folded into the head: logit a s + b
+        inside = np.abs(s[key]) < 30  # (logits are clipped at +-30)
+        assert inside.sum() > 20
+        assert np.allclose(s_new[key][inside], np.clip(fit["slope"] * s[key][inside]
+                                                       + fit["offset"], -30, 30))
+    # ratings that agree with the model keep its grades on the other runs
+    agree = np.mean(_grades(model.predict_proba(z[40:], rel[40:])) == labels[40:])
+    assert agree >= 0.95
+
+
+def test_recalibration_learns_a_stricter_rater_and_more_with_more_ratings():
+    from mmrqa_bids.cohorts.relative import CohortModel
+    from mmrqa_bids.train.metric_model.rated import (head_logits, recalibrate_cohort_model,
+                                                     shipped_cohort_doc)
+
+    base = shipped_cohort_doc("anat")
+    z, rel = _relative(400, seed=1)
+    p = CohortModel.from_dict(base).predict_proba(z, rel)
+    s = head_logits(base, z, rel)
+    # a strict rater: Medium or Bad for the 40% of runs furthest from their cohort by the
+    # shipped model's own score (it flags fewer), Bad where the shipped model says Bad
+    strict = np.where(s["bad"] > 0, "Bad", np.where(
+        s["at_least_medium"] > np.quantile(s["at_least_medium"], 0.6), "Medium", "Good"))
+    assert np.mean(strict != "Good") > np.mean(p.argmax(1) != 0) + 0.1
+    test = slice(200, None)
+    target = np.mean(strict[test] != "Good")
+
+    def flagged(n: int) -> float:
+        doc = recalibrate_cohort_model(base, z[:n], rel[:n], strict[:n])
+        q = CohortModel.from_dict(doc).predict_proba(z[test], rel[test])
+        return float(np.mean(q.argmax(1) != 0))
+
+    shipped = float(np.mean(p[test].argmax(1) != 0))
+    few, many = flagged(5), flagged(200)
+    assert shipped <= few <= many  # the prior holds a handful of ratings back
+    assert abs(many - target) < abs(shipped - target)
+
+
+def test_fit_affine_without_ratings_is_the_identity():
+    from mmrqa_bids.train.metric_model.rated import fit_affine
+
+    assert fit_affine(np.array([]), np.array([])) == pytest.approx((1.0, 0.0), abs=1e-6)
+
+
+def test_rated_cohort_family_needs_a_cohort_and_enough_ratings():
+    from mmrqa_bids.train.metric_model.rated import (fit_rated_cohort_family,
+                                                     shipped_cohort_doc)
+
+    base = shipped_cohort_doc("anat")
+    rng = np.random.default_rng(3)
+    names = base["features"]
+
+    def entry(i: int, split: str, bad: bool) -> dict:
+        metrics = {n: float(rng.normal(10, 1) + (8 if bad else 0)) for n in names}
+        return {"label": "Bad" if bad else "Good", "metrics": metrics, "suffix": "T1w",
+                "origin": "expert", "split": split, "artifact": None}
+
+    entries = [entry(i, "train" if i < 14 else "test", i % 4 == 0) for i in range(20)]
+    simulated = [{**entries[0], "origin": "simulated"}]  # not a member of the study's cohort
+    doc, record = fit_rated_cohort_family("anat", entries + simulated, base)
+    assert doc is not None and record["trained"] and record["n_train"] == 14
+    assert record["held_out"]["n"] == record["held_out_shipped"]["n"] == 6
+    # fewer rated runs of a suffix than a cohort needs: no relative features, base kept
+    doc, record = fit_rated_cohort_family("anat", entries[:6], base)
+    assert doc is None and not record["trained"] and "fewer than" in record["reason"]
