@@ -7,8 +7,8 @@ TSV, and (unless --no-reports) the group report and the individual reports' grad
 The run JSONs carry the anatomical metrics (each near 1 with a 5% spread, a tenth of the runs
 shifted as if degraded) and a recorded protocol, so nothing but the output folder is read.
 Each configuration is timed from a fresh copy of the participant-level outputs (the copy is
-not timed), median of ``--repeats``, without and with the reports, for two versions side by
-side:
+not timed), median of ``--repeats`` (the versions alternating), without and with the
+reports, for two versions side by side:
 
 - ``before``: the leave-one-out statistics as a loop over rows calling ``column_stats`` (the
   code before #24's speed-up) and the run JSONs written one at a time;
@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-reports", action="store_true",
                         help="time only the group level without its reports")
+    parser.add_argument("--reports-only", action="store_true",
+                        help="time only the group level with its reports")
     parser.add_argument("--versions", nargs="+", choices=tuple(VERSIONS),
                         default=list(VERSIONS))
     args = parser.parse_args(argv)
@@ -143,23 +145,26 @@ def main(argv=None) -> int:
             template = Path(tmp) / f"template-{size}"
             write_runs(template, args.runs, size)
             n_cohorts = -(-args.runs // size)
-            for reports in ([False] if args.no_reports else [False, True]):
-                times = {}
-                for name in args.versions:
-                    runs = []
-                    for r in range(args.repeats):
-                        out = Path(tmp) / f"out-{size}-{reports}-{name}-{r}"
+            for reports in ([False] if args.no_reports else [True] if args.reports_only
+                            else [False, True]):
+                times: dict[str, list[float]] = {name: [] for name in args.versions}
+                for r in range(args.repeats):
+                    # the versions alternate, so that a change of the machine's load
+                    # during the benchmark does not favour one of them
+                    for name in args.versions[::1 if r % 2 == 0 else -1]:
+                        out = Path(tmp) / f"out-{size}-{reports}-{name}"
+                        shutil.rmtree(out, ignore_errors=True)
                         shutil.copytree(template, out)
                         with version(name):
-                            runs.append(timed_group(bids, out, reports))
-                    times[name] = runs
-                    if name == args.versions[-1]:  # a rerun on the last output folder
-                        before = {p: p.read_bytes() for p in out.rglob("*.json")}
-                        with version(name):
-                            again = timed_group(bids, out, reports)
-                        changed = sum(p.read_bytes() != b for p, b in before.items())
-                    for r in range(args.repeats):
-                        shutil.rmtree(Path(tmp) / f"out-{size}-{reports}-{name}-{r}")
+                            times[name].append(timed_group(bids, out, reports))
+                name = args.versions[-1]  # a rerun on its last output folder
+                out = Path(tmp) / f"out-{size}-{reports}-{name}"
+                before = {p: p.read_bytes() for p in out.rglob("*.json")}
+                with version(name):
+                    again = timed_group(bids, out, reports)
+                changed = sum(p.read_bytes() != b for p, b in before.items())
+                for name in args.versions:
+                    shutil.rmtree(Path(tmp) / f"out-{size}-{reports}-{name}")
                 cells = "   ".join(
                     f"{name} {statistics.median(t):6.2f} s ({', '.join(f'{x:.2f}' for x in t)})"
                     for name, t in times.items())
