@@ -44,10 +44,17 @@ def cpu_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def step(label: str, cmd: list[str]) -> tuple[float, float]:
+#: The Makefile's DEMO_MALLOC, which its demo dataset step runs under.
+DEMO_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296",
+               "MALLOC_TOP_PAD_": "536870912"}
+
+
+def step(label: str, cmd: list[str], extra_env: dict[str, str] | None = None
+         ) -> tuple[float, float]:
     """(wall, CPU) seconds of one command; CPU is user + system time of the command and of
     the processes it waited for (its workers), which the machine's load inflates less."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's code, also for `mmrqa`
+    # this checkout's code, also for `mmrqa`
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(REPO)}
     t0, c0 = time.perf_counter(), cpu_children()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, cpu_children() - c0
@@ -126,7 +133,8 @@ def main(argv=None) -> int:
     out = bids / "derivatives" / "mmrqa"
     py, mmrqa = sys.executable, str(Path(sys.executable).parent / "mmrqa")
     print(f"make demo, step by step ({load()} at start)")
-    steps = [step("demo dataset", [py, "-m", "mmrqa_bids.testing.demo_dataset", str(bids)]),
+    steps = [step("demo dataset", [py, "-m", "mmrqa_bids.testing.demo_dataset", str(bids)],
+                  DEMO_MALLOC),
              step("participant level", [mmrqa, str(bids), str(out), "participant",
                                         "--nprocs", str(args.nprocs), "-w", str(work)]),
              step("group level", [mmrqa, str(bids), str(out), "group"])]
