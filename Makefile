@@ -34,7 +34,8 @@ demo: env
 	@echo "== building the demo BIDS dataset (MNI152 head, Rician noise, simulated artifacts)"
 	$(DEMO_MALLOC) $(PY) -m mmrqa_bids.testing.demo_dataset $(DEMO_DIR)/bids
 	@echo "== participant level"
-	$(VENV)/bin/mmrqa $(DEMO_DIR)/bids $(DEMO_DIR)/bids/derivatives/mmrqa participant --nprocs 2 -w $(DEMO_DIR)/work
+	$(VENV)/bin/mmrqa $(DEMO_DIR)/bids $(DEMO_DIR)/bids/derivatives/mmrqa participant \
+		--nprocs 2 -w $(DEMO_DIR)/work
 	@echo "== group level"
 	$(VENV)/bin/mmrqa $(DEMO_DIR)/bids $(DEMO_DIR)/bids/derivatives/mmrqa group
 	@echo
