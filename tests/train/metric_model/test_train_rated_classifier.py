@@ -144,7 +144,7 @@ def test_reusable_metrics_only_from_a_matching_participant_level_json():
 def test_model_card_records_kept_and_fitted_models_without_held_out_runs(tmp_path):
     from mmrqa_bids.cli.parser import build_parser
     from mmrqa_bids.cli.run import build_settings
-    from mmrqa_bids.train.level import classifier_card
+    from mmrqa_bids.train.metric_level import classifier_card
 
     tsv = tmp_path / "ratings.tsv"
     tsv.write_text("participant_id\trating\n01\tGood\n")
@@ -190,7 +190,8 @@ def _grades(p: np.ndarray) -> np.ndarray:
 
 def test_recalibration_is_a_cohort_model_file_with_the_fitted_logits():
     from mmrqa_bids.cohorts.relative import CohortModel
-    from mmrqa_bids.train.metric_model.rated import (head_logits, recalibrate_cohort_model,
+    from mmrqa_bids.grading.classifier import TreeEnsemble
+    from mmrqa_bids.train.metric_model.rated import (model_inputs, recalibrate_cohort_model,
                                                      shipped_cohort_doc)
 
     base = shipped_cohort_doc("anat")
@@ -203,12 +204,11 @@ def test_recalibration_is_a_cohort_model_file_with_the_fitted_logits():
     assert model.features == tuple(base["features"])
     rec = doc["recalibration"]
     assert rec["base_model_id"] == base["model_id"] and rec["n"] == 40
-    s, s_new = head_logits(base, z, rel), head_logits(doc, z, rel)
-    for key, fit in rec["heads"].items():  # folded into the head: logit a s + b
-        inside = np.abs(s[key]) < 30  # (logits are clipped at +-30)
-        assert inside.sum() > 20
-        assert np.allclose(s_new[key][inside], np.clip(fit["slope"] * s[key][inside]
-                                                       + fit["offset"], -30, 30))
+    x = model_inputs(base, z, rel)
+    for key, fit in rec["heads"].items():  # folded into the head: logit a s + b, unclipped
+        old, new = (TreeEnsemble.from_dict(d["grade"][key]) for d in (base, doc))
+        assert np.allclose(new.raw(x)[:, 0] / new.temperature,
+                           fit["slope"] * old.raw(x)[:, 0] / old.temperature + fit["offset"])
     # ratings that agree with the model keep its grades on the other runs
     agree = np.mean(_grades(model.predict_proba(z[40:], rel[40:])) == labels[40:])
     assert agree >= 0.95
