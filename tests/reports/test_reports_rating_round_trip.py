@@ -1,7 +1,7 @@
 """Issue #23 item 4, end to end: a study-like dataset through ``participant`` and ``group``;
 in headless Chromium a rater works down the group report's "rate next" list (jump to the run,
 click its grade), exports the ratings TSV in MRIQC's 1/0/-1 convention, and the real
-``train --labels`` fits the anat grade model on that file."""
+``train --labels`` fits the anat grade model and the dataset-relative model on that file."""
 from __future__ import annotations
 
 import json
@@ -85,3 +85,10 @@ def test_rate_next_export_mriqc_and_train(browser, graded_study, tmp_path):  # n
                             .read_text())
     assert evaluation["anat"]["trained"] is True
     assert evaluation["anat"]["n_train"] == len(truth)
+    # and the dataset-relative model, recalibrated on the same 15 ratings (one cohort)
+    from mmrqa_bids.cohorts.relative import read_model_file
+
+    rel = evaluation["anat"]["relative"]
+    assert rel["trained"] is True and rel["n_train"] == len(truth)
+    assert read_model_file(out / "models" / "mmrqa-metric-classifier" / "cohort_anat.json.gz"
+                           ).model_id == rel["model_id"]
