@@ -9,6 +9,7 @@ whose rating would teach a model fitted on the ratings the most, updated as runs
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections import Counter
@@ -35,6 +36,7 @@ POINT_STYLE = {"normal": {"size": 7, "line_width": 0.5, "line_colour": "#ffffff"
 ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
 #: The rate-next positions' robust z are clipped here (as the dataset grade's, cohorts.relative).
 QUEUE_Z_CLIP = 10.0
+QUEUE_MISSING = -128  # the signed byte of a missing position (encode_positions)
 
 Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
 
@@ -176,23 +178,40 @@ _EXPAND_JS = """(function () {
 })();"""
 
 
+def encode_positions(z: np.ndarray) -> tuple[str, np.ndarray]:
+    """(base64 text, decoded z) of the rate-next positions: each z clipped at
+    +-:data:`QUEUE_Z_CLIP` and stored as one signed byte in tenths (-100..100; -128 where
+    missing), so 100 runs x 73 metrics cost 10 kB of the report instead of 50 kB of JSON.
+    The decoded values (byte x 0.1, NaN where missing) are what both the report's
+    JavaScript and :func:`queue_data`'s initial ranking read."""
+    tenths = np.round(np.clip(z, -QUEUE_Z_CLIP, QUEUE_Z_CLIP) * 10.0)
+    q = np.where(np.isfinite(tenths), tenths, QUEUE_MISSING).astype(np.int8)
+    decoded = np.where(q == QUEUE_MISSING, np.nan, q.astype(float) * 0.1)
+    return base64.b64encode(q.tobytes()).decode("ascii"), decoded
+
+
+def decode_positions(text: str, n_runs: int, n_metrics: int) -> np.ndarray:
+    """The (n_runs, n_metrics) z of :func:`encode_positions`' text."""
+    q = np.frombuffer(base64.b64decode(text), dtype=np.int8).reshape(n_runs, n_metrics)
+    return np.where(q == QUEUE_MISSING, np.nan, q.astype(float) * 0.1)
+
+
 def queue_data(measured: Sequence[Mapping[str, Any]], metrics: Sequence[str],
                context: Context) -> dict[str, Any]:
     """What the report's "rate next" list reads (:mod:`mmrqa_bids.ratings_queue`): each
     measured run's name, grade probabilities (Good, Medium, Bad; None where missing) and
     dataset-relative position (the robust z of each metric against the other runs,
-    :func:`~mmrqa_bids.reports.stats.dataset_context`, clipped at +-:data:`QUEUE_Z_CLIP` as
-    the dataset grade clips it, 2 decimals, None where missing), and the initial queue
-    (nothing rated) computed from exactly those rounded values."""
+    :func:`~mmrqa_bids.reports.stats.dataset_context`, :func:`encode_positions`), and the
+    initial queue (nothing rated) computed from exactly the encoded values."""
     z = np.array([[context.get(r["bids_name"], {}).get(m, {}).get("robust_z", np.nan)
                    for m in metrics] for r in measured], dtype=float).reshape(len(measured),
                                                                                 len(metrics))
-    z = np.round(np.clip(z, -QUEUE_Z_CLIP, QUEUE_Z_CLIP), 2)
+    text, z = encode_positions(z)
     probs = [[_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")] for r in measured]
     p = np.array([[np.nan if v is None else v for v in row] for row in probs], dtype=float)
     order = ratings_queue.rate_next(p.reshape(len(measured), 3), z, [False] * len(measured))
-    return {"names": [r["bids_name"] for r in measured], "p": probs, "features": list(metrics),
-            "z": [[None if not math.isfinite(v) else float(v) for v in row] for row in z],
+    return {"names": [r["bids_name"] for r in measured], "p": probs,
+            "n_features": len(metrics), "z_b64": text, "missing": QUEUE_MISSING,
             "size": ratings_queue.QUEUE_SIZE, "no_shared": ratings_queue.NO_SHARED_DISTANCE,
             "initial": order}
 

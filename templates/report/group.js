@@ -125,6 +125,20 @@
      probable grades, d = RMS z distance to the nearest rated run (none rated: to the cohort
      centre, z = 0); greedy, each pick counted as rated for the next. */
   var queue = JSON.parse(document.getElementById("mmrqa-queue").textContent);
+  /* positions: one signed byte per run and metric, in tenths of a robust z (reports.group.
+     encode_positions); the missing marker becomes null */
+  queue.z = (function () {
+    var bytes = atob(queue.z_b64), m = queue.n_features, out = [], i, j;
+    for (i = 0; i < queue.names.length; i++) {
+      var row = [];
+      for (j = 0; j < m; j++) {
+        var b = bytes.charCodeAt(i * m + j), v = b > 127 ? b - 256 : b;
+        row.push(v === queue.missing ? null : v * 0.1);
+      }
+      out.push(row);
+    }
+    return out;
+  }());
   function uncertainty(p) {
     if (!p || p.length < 2 || p.some(function (v) { return v === null; })) { return 1; }
     var top = p.slice().sort(function (a, b) { return b - a; });
@@ -139,7 +153,8 @@
   }
   function rateNext(ratedNameSet, k) {
     var n = queue.names.length, seen = [], dist = [], u = [], picks = [], j;
-    var centre = queue.features.map(function () { return 0; });
+    var centre = [];
+    for (j = 0; j < queue.n_features; j++) { centre.push(0); }
     var anyRated = false;
     for (j = 0; j < n; j++) {
       seen.push(!!ratedNameSet[queue.names[j]]);

@@ -16,6 +16,7 @@ from PIL import Image
 from mmrqa_bids.derivatives import DerivativesLayout, group_tables
 from mmrqa_bids.ratings import COLUMNS, read_ratings
 from mmrqa_bids.ratings_queue import rate_next
+from mmrqa_bids.reports.group import decode_positions
 
 from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
 
@@ -115,13 +116,17 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
 
     def python_queue(rated: set[str]) -> list[str]:
         p = np.array([[np.nan if v is None else v for v in row] for row in queue["p"]], float)
-        z = np.array([[np.nan if v is None else v for v in row] for row in queue["z"]], float)
+        z = decode_positions(queue["z_b64"], len(queue["names"]), queue["n_features"])
         order = rate_next(p, z, [n in rated for n in queue["names"]], k=queue["size"])
         return [queue["names"][i] for i in order]
 
     shown_queue = page.eval("Array.from(document.querySelectorAll('#rate-next-table tbody tr'))"
                             ".map(r => r.dataset.run)")
     assert shown_queue == python_queue(set()) == [queue["names"][i] for i in queue["initial"]]
+    # the page decoded the same positions (a metric's z in tenths, missing ones null)
+    decoded = page.eval("(() => { const q = JSON.parse(document.getElementById('mmrqa-queue')"
+                        ".textContent); return [q.n_features, q.names.length]; })()")
+    assert decoded == [queue["n_features"], len(queue["names"])]
     assert len(shown_queue) == len(measured)  # fewer runs than a batch: every one listed
 
     first = export(tmp_path / "before")

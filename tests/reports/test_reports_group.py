@@ -75,3 +75,16 @@ def test_tukey_box_whiskers_stop_at_the_fences():
     box = tukey_box([1.0, 2.0, 3.0, 4.0, 5.0, 100.0])
     assert box["median"] == [3.5] and box["q1"] == [2.25] and box["q3"] == [4.75]
     assert box["lowerfence"] == [1.0] and box["upperfence"] == [5.0]
+
+
+def test_rate_next_positions_round_trip_in_one_byte_each():
+    import numpy as np
+
+    from mmrqa_bids.reports.group import decode_positions, encode_positions
+
+    z = np.array([[0.04, -0.06, 12.0], [np.nan, -3.21, -10.0]])
+    text, decoded = encode_positions(z)
+    assert len(text) == 8  # 6 bytes in base64
+    expected = np.array([[0.0, -0.1, 10.0], [np.nan, -3.2, -10.0]])
+    np.testing.assert_allclose(decoded, expected)
+    np.testing.assert_array_equal(decode_positions(text, 2, 3), decoded)
