@@ -7,6 +7,7 @@ are degraded afterwards (noise, artifacts) by the dataset builder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -37,7 +38,21 @@ class Head:
 
 
 def load_head(voxel_size: float = 1.0) -> Head:
-    """Tissue fractions of a whole head on a grid of ``voxel_size`` mm (1 mm = the template)."""
+    """Tissue fractions of a whole head on a grid of ``voxel_size`` mm (1 mm = the template).
+
+    Every size is zoomed from the same 1 mm head, built once per process (its skull's
+    distance transform is most of the cost); each call returns arrays of its own."""
+    csf, gm, wm, skull, scalp, affine = (a.copy() for a in _head_1mm())
+    if voxel_size != 1.0:
+        f = 1.0 / voxel_size
+        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
+        affine[:3, :3] *= voxel_size
+    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+
+
+@lru_cache(maxsize=1)
+def _head_1mm() -> tuple[np.ndarray, ...]:
+    """(csf, gm, wm, skull, scalp, affine) of the padded 1 mm template head (read-only)."""
     from nilearn import datasets
 
     t1 = datasets.load_mni152_template(resolution=1)
@@ -55,12 +70,10 @@ def load_head(voxel_size: float = 1.0) -> Head:
     dist = ndi.distance_transform_edt(~ndi.binary_fill_holes(brain))
     skull = ((dist > 0) & (dist <= 5)).astype(np.float32)
     scalp = ((dist > 5) & (dist <= 10)).astype(np.float32)
-    if voxel_size != 1.0:
-        f = 1.0 / voxel_size
-        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
-        affine = affine.copy()
-        affine[:3, :3] *= voxel_size
-    return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
+    out = (csf, gm, wm, skull, scalp, affine)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def rician(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
