@@ -76,42 +76,31 @@ def tukey_box(values: Sequence[float]) -> dict[str, list[float]]:
             "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
 
 
-def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], context: Context):
-    """One box + strip subplot per metric; one point per run.
+def _typed_array(values: np.ndarray) -> dict[str, str] | list:
+    """plotly.js's typed-array form of a 1-D array, ``{"dtype": "i1"|"f4", "bdata": base64}``
+    (what plotly.py's ``to_dict`` makes of a numpy array; an empty array stays ``[]``)."""
+    if values.size == 0:
+        return []
+    return {"dtype": {"int8": "i1", "float32": "f4"}[str(values.dtype)],
+            "bdata": base64.b64encode(values.tobytes()).decode("ascii")}
 
-    Compact: ``x`` (int8 jitter) and ``y`` (float32) travel as typed arrays, and each point's ``customdata`` is
-    ``[index of its run in rows, robust z, outlier 0/1]``; :func:`figure_html` puts each
-    run's name, report link and grade beside the figure once and expands every point to
-    ``[run, report link, grade, robust z]`` (hover and click), coloured by grade, outliers
-    ringed (:data:`POINT_STYLE`)."""
-    import plotly.graph_objects as go
+
+def strip_jitter(n: int) -> np.ndarray:
+    """The strip's horizontal jitter of ``n`` points (int8, hundredths of the box width's
+    axis): golden-ratio steps ``round(((j * 0.618...) % 1 - 0.5) * 55)``, evenly spread."""
+    j = np.arange(n, dtype=np.float64)
+    return np.round(((j * 0.6180339887) % 1 - 0.5) * 55).astype(np.int8)
+
+
+@lru_cache(maxsize=8)
+def _figure_layout(n_metrics: int, titles: tuple[str, ...]) -> str:
+    """The layout (subplot grid, titles, axes, template) as JSON, built by plotly without any
+    trace: plotly's validation of 70 x 1,000 points cost seconds, the layout alone does not."""
     from plotly.subplots import make_subplots
 
-    n_rows = max(1, math.ceil(len(metrics) / PLOT_COLUMNS))
-    fig = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(metrics),
+    n_rows = max(1, math.ceil(n_metrics / PLOT_COLUMNS))
+    fig = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(titles),
                         horizontal_spacing=0.045, vertical_spacing=min(0.3 / n_rows + 0.02, 0.12))
-    for k, name in enumerate(metrics):
-        r, c = k // PLOT_COLUMNS + 1, k % PLOT_COLUMNS + 1
-        pts = [(i, _number(row.get(name))) for i, row in enumerate(rows)]
-        pts = [(i, v) for i, v in pts if v is not None]
-        ys = [v for _, v in pts]
-        if ys:
-            fig.add_trace(go.Box(x=[0.0], name=name, **tukey_box(ys),
-                                 fillcolor="rgba(148,163,184,.18)", line={"color": "#94a3b8", "width": 1},
-                                 hoverinfo="skip", showlegend=False, width=70), row=r, col=c)
-        ctx = [context.get(rows[i]["bids_name"], {}).get(name, {}) for i, _ in pts]
-        fig.add_trace(go.Scatter(
-            # the strip's horizontal jitter, in hundredths of the box width's axis
-            x=np.array([round(((j * 0.6180339887) % 1 - 0.5) * 55) for j in range(len(pts))],
-                       dtype=np.int8),
-            # float32 holds the 4 significant digits shown; the box statistics use the exact ys
-            y=np.array(ys, dtype=np.float32), mode="markers", name=name, showlegend=False,
-            marker={"opacity": 0.9},
-            customdata=[[i, round(x.get("robust_z", float("nan")), 2) if x else "n/a",
-                         int(bool(x.get("outlier")))] for (i, _), x in zip(pts, ctx)],
-            hovertemplate=("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade %{customdata[2]}"
-                           "<br>robust z %{customdata[3]}<br><i>click to open the report</i><extra></extra>"),
-        ), row=r, col=c)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-60, 60],
                      fixedrange=True)
     fig.update_yaxes(tickfont={"size": 10}, gridcolor="#eef2f7", zeroline=False)
@@ -119,7 +108,45 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], con
     fig.update_layout(template="simple_white", height=230 * n_rows + 40,
                       margin={"l": 45, "r": 15, "t": 40, "b": 15}, hovermode="closest",
                       font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"})
-    return fig
+    return json.dumps(fig.to_dict()["layout"])
+
+
+def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str],
+                  context: Context) -> dict[str, Any]:
+    """One box + strip subplot per metric; one point per run, as a plotly figure dict
+    (``{"data": [...], "layout": {...}}``, the traces written directly: exactly what
+    plotly.py's ``Figure.to_dict`` gave for the same traces, without its per-value checks).
+
+    Compact: ``x`` (int8 jitter) and ``y`` (float32) travel as typed arrays, and each point's
+    ``customdata`` is ``[index of its run in rows, robust z, outlier 0/1]``;
+    :func:`figure_html` puts each run's name, report link and grade beside the figure once
+    and expands every point to ``[run, report link, grade, robust z]`` (hover and click),
+    coloured by grade, outliers ringed (:data:`POINT_STYLE`)."""
+    data: list[dict[str, Any]] = []
+    names = [row["bids_name"] for row in rows]
+    for k, name in enumerate(metrics):
+        axes = {"xaxis": "x" if k == 0 else f"x{k + 1}", "yaxis": "y" if k == 0 else f"y{k + 1}"}
+        pts = [(i, _number(row.get(name))) for i, row in enumerate(rows)]
+        pts = [(i, v) for i, v in pts if v is not None]
+        ys = [v for _, v in pts]
+        if ys:
+            box = {"fillcolor": "rgba(148,163,184,.18)", "hoverinfo": "skip",
+                   "line": {"color": "#94a3b8", "width": 1}, **tukey_box(ys), "name": name,
+                   "showlegend": False, "width": 70, "x": [0.0]}
+            # keys sorted then type and axes, as plotly.py writes them
+            data.append({**dict(sorted(box.items())), "type": "box", **axes})
+        ctx = [context.get(names[i], {}).get(name, {}) for i, _ in pts]
+        data.append({
+            "customdata": [[i, round(x.get("robust_z", float("nan")), 2) if x else "n/a",
+                            int(bool(x.get("outlier")))] for (i, _), x in zip(pts, ctx)],
+            "hovertemplate": ("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade "
+                              "%{customdata[2]}<br>robust z %{customdata[3]}<br><i>click to "
+                              "open the report</i><extra></extra>"),
+            "marker": {"opacity": 0.9}, "mode": "markers", "name": name, "showlegend": False,
+            "x": _typed_array(strip_jitter(len(pts))),
+            # float32 holds the 4 significant digits shown; the box statistics use the exact ys
+            "y": _typed_array(np.array(ys, dtype=np.float32)), "type": "scatter", **axes})
+    return {"data": data, "layout": json.loads(_figure_layout(len(metrics), tuple(metrics)))}
 
 
 @lru_cache(maxsize=1)
