@@ -20,14 +20,18 @@ WRITE_THREADS = 8
 
 
 def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = True,
-              cohort_by: str = "protocol", bids_dir: Path | None = None) -> dict[str, Path]:
+              cohort_by: str = "protocol", bids_dir: Path | None = None,
+              model_dir: Path | None = None) -> dict[str, Path]:
     """Grade every run against its cohort (dataset grades, written back into each run JSON;
     each graded cohort's reference stored), then write ``group_<suffix>.tsv`` (and ``.html``)
     for each suffix with runs; with reports, also show each run's grade basis and percentiles
-    within the dataset in its individual report."""
+    within the dataset in its individual report.
+
+    The cohort models: those of ``model_dir`` (the group level's ``--model``), else those of
+    the model folder the runs were graded with (:func:`group_cohort_models`)."""
     layout = DerivativesLayout(output_dir)
     docs = [d for d in collect_documents(layout) if d["bids_meta"]["suffix"] in modalities]
-    docs, outcomes = _dataset_grades(layout, docs, cohort_by, bids_dir)
+    docs, outcomes = _dataset_grades(layout, docs, cohort_by, bids_dir, model_dir)
     tables = {s: rows for s, rows in group_tables(layout, docs).items() if s in modalities}
     if not tables:
         raise DatasetError(f"{output_dir}: no participant-level outputs found; "
@@ -43,21 +47,61 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
     return written
 
 
+def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None) -> Any:
+    """The :class:`~mmrqa_bids.cohorts.dataset.CohortModels` of the group level: ``--model``'s
+    folder when given; else the folder every run was graded with (``participant --model``,
+    from their provenance); else the shipped ones: runs graded with different folders, or a
+    recorded folder that is gone, each with one warning line. DatasetError for a ``--model``
+    that is not a folder or an unreadable cohort model file."""
+    from mmrqa_bids.cohorts.dataset import (CohortModels, cohort_models, model_folder_of_runs,
+                                            shipped_cohort_models)
+
+    lines: list[str] = []
+    folder: str | Path | None = model_dir
+    if folder is None:
+        folder, mixed = model_folder_of_runs(docs)
+        lines += [mixed] if mixed else []
+        if folder is not None and not Path(folder).is_dir():
+            lines.append(f"WARNING the runs were graded with --model {folder}, which is not a "
+                         "folder here; their dataset grades use the shipped cohort models "
+                         "(give the group level --model DIR)")
+            folder = None
+        elif folder is not None:
+            lines.append(f"cohort models from {folder}, the --model the runs were graded with")
+    try:
+        models = cohort_models(folder) if folder is not None else shipped_cohort_models()
+    except ValueError as exc:  # CohortGradeError: not a folder, unreadable model file
+        raise DatasetError(" ".join(str(exc).split())) from exc
+    return CohortModels(models.models, models.sources, (*lines, *models.lines))
+
+
+def _log_line(line: str) -> None:
+    if line.startswith("WARNING"):
+        logger.warning("%s", line)
+    else:
+        logger.info("%s", line)
+
+
 def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort_by: str,
-                    bids_dir: Path | None) -> tuple[list[dict[str, Any]], list[Any]]:
+                    bids_dir: Path | None, model_dir: Path | None = None
+                    ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Cohorts, their references and the dataset grades: every run JSON rewritten (atomic)
     with its grade basis, stale references of the graded suffixes removed, a summary printed."""
     from mmrqa_bids.cohorts.dataset import grade_cohorts, regraded_documents, summary_lines
     from mmrqa_bids.cohorts.grouping import CohortError, assign_cohorts, parse_cohort_by
 
     notes: list[str] = []
+    models = group_cohort_models(docs, model_dir)
     try:
         by = parse_cohort_by(cohort_by)
-        outcomes = grade_cohorts(assign_cohorts(docs, by, bids_dir=bids_dir, notes=notes))
+        outcomes = grade_cohorts(assign_cohorts(docs, by, bids_dir=bids_dir, notes=notes),
+                                 models)
     except CohortError as exc:
         raise DatasetError(str(exc)) from exc
     for note in notes:
         logger.warning("WARNING %s", note)
+    for line in models.lines:
+        _log_line(line)
     regraded = regraded_documents(outcomes, by.describe())
     out, writes = [], []
     for doc in docs:

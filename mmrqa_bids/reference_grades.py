@@ -73,17 +73,37 @@ def match_runs(runs: Sequence[RunSpec], stored: Sequence[tuple[Any, Path]], bids
     return matched
 
 
+def reference_cohort_models(grading: Any) -> Any:
+    """The cohort models of ``participant --reference``: those of the classifier's ``--model``
+    folder (``train --labels`` writes them beside the metric classifier; the shipped one for
+    a family the folder lacks, with a warning line), else the shipped ones. The other
+    graders' ``--model`` is a multimodal model, not a folder of metric models.
+    DatasetError (one line) for an unreadable cohort model file."""
+    from mmrqa_bids.cohorts.dataset import cohort_models, shipped_cohort_models
+
+    if grading.grader != "classifier" or not grading.model:
+        return shipped_cohort_models()
+    try:
+        return cohort_models(grading.model)
+    except ValueError as exc:  # CohortGradeError
+        raise DatasetError(" ".join(str(exc).split())) from exc
+
+
 def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
-                     matched: dict[str, tuple[Any, Path]], reports: bool) -> int:
-    """Grade every written run against its matched reference; rewrite its JSON (and report).
-    Returns how many runs were graded (failed runs have no JSON and are skipped)."""
+                     matched: dict[str, tuple[Any, Path]], reports: bool,
+                     models: Any = None) -> int:
+    """Grade every written run against its matched reference with its family's cohort model
+    (``models``, a :class:`~mmrqa_bids.cohorts.dataset.CohortModels`; default the shipped
+    ones); rewrite its JSON (and report). Returns how many runs were graded (failed runs
+    have no JSON and are skipped)."""
     from mmrqa_bids.cohorts.basis import cohort_record, with_dataset_basis, with_model_basis
-    from mmrqa_bids.cohorts.dataset import metric_row
+    from mmrqa_bids.cohorts.dataset import CohortModels, metric_row
     from mmrqa_bids.cohorts.relative import grade_against
     from mmrqa_bids.grading.narrative import family_of
     from mmrqa_bids.io import atomic_write_json
     from mmrqa_bids.reports.individual import inject_grade
 
+    models = models or CohortModels({}, {})
     graded = 0
     for run in runs:
         path = layout.run_json(run)
@@ -93,9 +113,11 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
         if doc is None:
             continue
         ref, file = matched[run.bids_name]
-        record = cohort_record(ref.cohort_id, ref.n, ref.protocol, "reference", reference=str(file))
+        family = family_of(run.suffix)
+        record = cohort_record(ref.cohort_id, ref.n, ref.protocol, "reference", reference=str(file),
+                               model=models.source(family))
         try:
-            rel = grade_against(ref, metric_row(doc), family_of(run.suffix))
+            rel = grade_against(ref, metric_row(doc), family, model=models.model(family))
         except ValueError as exc:  # e.g. no metric shared with the reference: flagged, kept
             reason = f"not graded against reference {ref.cohort_id}: {' '.join(str(exc).split())}"
             new = with_model_basis(doc, reason, record)
@@ -103,8 +125,9 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
                            reason)
         else:
             new = with_dataset_basis(doc, rel, record, member=False)
-            logger.info("%s: %s against reference %s (%d runs; absolute model: %s)", run.bids_name,
-                        rel.label, ref.cohort_id, ref.n, new["grade"]["model_grade"].get("label"))
+            logger.info("%s: %s against reference %s (%d runs; cohort model %s; absolute "
+                        "model: %s)", run.bids_name, rel.label, ref.cohort_id, ref.n,
+                        rel.model_id, new["grade"]["model_grade"].get("label"))
             graded += 1
         atomic_write_json(path, new)
         if reports:
@@ -112,10 +135,13 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
     return graded
 
 
-def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path) -> dict[str, str]:
+def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path,
+                    models: Any = None) -> dict[str, str]:
     """bids_name -> the cohort sentence of a multimodal grader's prompt
     (:func:`mmrqa_bids.cohorts.narrative.prompt_context`) for measured run records, each
-    against its stored reference (the same match the participant level checked up front)."""
+    against its stored reference (the same match the participant level checked up front),
+    read by ``models`` (a :class:`~mmrqa_bids.cohorts.dataset.CohortModels`; default the
+    shipped ones: a multimodal grader's ``--model`` is not a folder of metric models)."""
     from mmrqa_bids.cohorts.dataset import metric_row
     from mmrqa_bids.cohorts.grouping import cohort_protocol, dataset_root, read_sidecar
     from mmrqa_bids.cohorts.matching import match_reference
@@ -123,6 +149,9 @@ def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path) -> dict[
     from mmrqa_bids.cohorts.relative import grade_against
     from mmrqa_bids.grading.narrative import family_of
 
+    from mmrqa_bids.cohorts.dataset import CohortModels
+
+    models = models or CohortModels({}, {})
     refs = [r for r, _ in load_stored_references(reference)]
     out = {}
     for record in records:
@@ -132,6 +161,7 @@ def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path) -> dict[
                "metrics": record.get("metrics") or {}}
         protocol = cohort_protocol(doc, read_sidecar(run.path, dataset_root(run.path) or run.path.parent))
         ref = match_reference(protocol, refs, run.bids_name)
-        rel = grade_against(ref, metric_row(doc), family_of(run.suffix))
+        family = family_of(run.suffix)
+        rel = grade_against(ref, metric_row(doc), family, model=models.model(family))
         out[run.bids_name] = prompt_context([d.__dict__ for d in rel.deviations], run.suffix, ref.n)
     return out

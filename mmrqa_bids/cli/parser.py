@@ -93,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--grader", choices=list(GRADERS), default="classifier",
                     help="classifier: embedded metric model (CPU, no download); llava: "
                          "LLaVA-OneVision (+LoRA) in process; openai: an OpenAI-compatible server")
-    gr.add_argument("--model", metavar="ID_OR_PATH", help="LLaVA-OneVision hub id or local folder")
+    gr.add_argument("--model", metavar="ID_OR_PATH",
+                    help="llava: LLaVA-OneVision hub id or local folder; classifier: a model "
+                         "folder that train --labels wrote (its metric classifier, and its "
+                         "cohort models for the dataset grade: participant --reference and the "
+                         "group level, which otherwise reads the folder the runs were graded "
+                         "with from their provenance)")
     gr.add_argument("--adapter", type=Path, metavar="PATH", help="LoRA adapter folder")
     gr.add_argument("--llm-base-url", metavar="URL",
                     help="OpenAI-compatible endpoint; the API key is read from MMRQA_LLM_API_KEY "

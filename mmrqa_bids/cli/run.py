@@ -53,6 +53,13 @@ def uses_private_work_dir(args) -> bool:
     return args.analysis_level == "participant" and not args.work_dir and not args.resume
 
 
+def local_folder(model: str | None) -> str | None:
+    """``--model`` as an absolute path when it names a local folder (the runs' provenance
+    records it, and the group level reads the folder's cohort models from there whatever its
+    working directory); a hub id or a missing path unchanged."""
+    return str(Path(model).resolve()) if model and Path(model).is_dir() else model
+
+
 def build_settings(args) -> Settings:
     output_dir = args.output_dir.resolve()
     plugin = args.plugin or ("MultiProc" if args.nprocs > 1 else "Linear")
@@ -83,7 +90,7 @@ def build_settings(args) -> Settings:
         resume=args.resume,
         verbose=args.verbose,
     )
-    grading = Grading(grader=args.grader, model=args.model, adapter=args.adapter,
+    grading = Grading(grader=args.grader, model=local_folder(args.model), adapter=args.adapter,
                       llm_base_url=args.llm_base_url, llm_model=args.llm_model,
                       **batch, device=args.device, dtype=args.dtype,
                       max_new_tokens=args.max_new_tokens, cohort_by=args.cohort_by,
@@ -138,13 +145,17 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
                         run_id=ex.run_id, task_id=ex.task_id, bids_filters=ex.bids_filters)
     logger.info(f"{len(runs)} run(s) to assess ({time.perf_counter() - t0:.1f} s to index); "
                 f"grader: {settings.grading.grader}")
-    matched = None
+    matched, cohort_models = None, None
     if settings.grading.reference:  # match every run to a stored cohort before measuring any
-        from mmrqa_bids.reference_grades import load_stored_references, match_runs
+        from mmrqa_bids.reference_grades import (load_stored_references, match_runs,
+                                                 reference_cohort_models)
         if ex.plugin in GRAPH_PLUGINS:  # they return before any run is written
             raise DatasetError(f"--reference needs a plugin that waits for the runs, not "
                                f"{ex.plugin}; use SLURM/SGE/PBS (or grade with the group level)")
         matched = match_runs(runs, load_stored_references(settings.grading.reference), ex.bids_dir)
+        cohort_models = reference_cohort_models(settings.grading)
+        for line in cohort_models.lines:
+            (logger.warning if line.startswith("WARNING") else logger.info)(line)
     with folder_lock(layout.logs):  # concurrent runs into one folder: one writer at a time
         write_dataset_description(layout, ex.bids_dir)
     wf = init_participant_wf(runs, settings)
@@ -152,7 +163,7 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
         code = _run_workflow(wf, runs, settings, layout, t0, interrupts or InterruptState())
     if matched is not None and code in (EXIT_OK, EXIT_RUNS_FAILED):
         from mmrqa_bids.reference_grades import apply_references
-        n = apply_references(layout, runs, matched, ex.reports)
+        n = apply_references(layout, runs, matched, ex.reports, cohort_models)
         logger.info(f"{n} run(s) graded against the stored cohort references")
     return code
 
@@ -320,9 +331,11 @@ def _redact_crash_files(logs: Path, since: float) -> None:
 def run_group(settings: Settings) -> int:
     from mmrqa_bids.group import run_group as _run_group
     ex = settings.execution
+    model = settings.grading.model
     written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports,
                          cohort_by=settings.grading.cohort_by,
-                         bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None)
+                         bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
+                         model_dir=Path(model) if model else None)
     for key, path in sorted(written.items()):
         logger.info(f"group {key.split('.')[-1].upper()}: {path}")
     from mmrqa_bids.derivatives import unreadable_outputs
