@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,30 @@ def test_reference_refuses_graph_plugins(study):
                   "--plugin", "SLURMGraph", "-w", root / "work5")
     assert res.returncode == 2
     assert "--reference needs a plugin that waits for the runs, not SLURMGraph" in res.stderr
+
+
+def test_reference_grades_use_the_model_folders_cohort_model(study):
+    """(b) ``participant --reference OUT --model M``: the new runs' dataset grades are read by
+    M's cohort model (here the shipped one with +50 on its at_least_medium head, so the clean
+    run that the shipped model grades Good is Medium or Bad), and the run records it."""
+    from mmrqa_bids.grading.classifier import model_paths
+    from test_user_cohort_model import OFFSET_ID, offset_model_folder
+
+    root, bids, out, _, _ = study
+    folder = offset_model_folder(root / "user_model")
+    for path in model_paths(None).values():  # the metric classifier: the shipped one
+        shutil.copyfile(path, folder / path.name)
+    new_bids = root / "model_bids"
+    build_dataset(new_bids, [RunPlan("20", "T1w", noise=0.012, gain=950.0)], voxel_size=3.0,
+                  seed=9)
+    res = run_cli(new_bids, root / "model_out", "participant", "--reference", out,
+                  "--model", folder, "-w", root / "work6")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = _json(root / "model_out", "sub-20_T1w")
+    assert doc["grade"]["basis"] == "dataset" and doc["grade"]["label"] != "Good"
+    assert doc["grade"]["model_id"] == OFFSET_ID
+    assert doc["grade"]["cohort"]["model"] == str(folder / "cohort_anat.json.gz")
+    assert doc["provenance"]["settings"]["grading"]["model"] == str(folder)
+    assert f"dataset grades of anat cohorts by cohort model {OFFSET_ID} from {folder}" \
+        in res.stdout
+    assert f"cohort model {OFFSET_ID}" in res.stdout
