@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from markupsafe import Markup
 
 from mmrqa_bids import __version__
 from mmrqa_bids.io import atomic_write_text
@@ -37,6 +38,7 @@ ARTIFACT_CHOICES = ("none", *ARTIFACTS, "other")
 #: The rate-next positions' robust z are clipped here (as the dataset grade's, cohorts.relative).
 QUEUE_Z_CLIP = 10.0
 QUEUE_MISSING = -128  # the signed byte of a missing position (encode_positions)
+OUT_CLASS = ' class="out"'  # a flagged cell of the metrics table
 
 Context = Mapping[str, Mapping[str, Mapping[str, Any]]]  # bids_name -> metric -> stats
 
@@ -92,23 +94,40 @@ def strip_jitter(n: int) -> np.ndarray:
     return np.round(((j * 0.6180339887) % 1 - 0.5) * 55).astype(np.int8)
 
 
+#: What the figure's layout sets on each x axis, each y axis, each subplot title and itself.
+X_AXIS = {"showticklabels": False, "showgrid": False, "zeroline": False, "range": [-60, 60],
+          "fixedrange": True}
+Y_AXIS = {"tickfont": {"size": 10}, "gridcolor": "#eef2f7", "zeroline": False}
+LAYOUT = {"margin": {"l": 45, "r": 15, "t": 40, "b": 15},
+          "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"},
+          "hovermode": "closest"}
+
+
 @lru_cache(maxsize=8)
 def _figure_layout(n_metrics: int, titles: tuple[str, ...]) -> str:
-    """The layout (subplot grid, titles, axes, template) as JSON, built by plotly without any
-    trace: plotly's validation of 70 x 1,000 points cost seconds, the layout alone does not."""
+    """The layout as JSON: plotly's subplot grid (domains, anchors, titles), then
+    :data:`X_AXIS`, :data:`Y_AXIS`, the titles' font, the ``simple_white`` template and
+    :data:`LAYOUT` written into its dict, as ``update_xaxes`` etc. would (they cost seconds
+    for 70 subplots; the keys land in the same order)."""
+    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     n_rows = max(1, math.ceil(n_metrics / PLOT_COLUMNS))
-    fig = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(titles),
-                        horizontal_spacing=0.045, vertical_spacing=min(0.3 / n_rows + 0.02, 0.12))
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-60, 60],
-                     fixedrange=True)
-    fig.update_yaxes(tickfont={"size": 10}, gridcolor="#eef2f7", zeroline=False)
-    fig.update_annotations(font={"size": 12})
-    fig.update_layout(template="simple_white", height=230 * n_rows + 40,
-                      margin={"l": 45, "r": 15, "t": 40, "b": 15}, hovermode="closest",
-                      font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"})
-    return json.dumps(fig.to_dict()["layout"])
+    layout = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(titles),
+                           horizontal_spacing=0.045,
+                           vertical_spacing=min(0.3 / n_rows + 0.02, 0.12)).to_dict()["layout"]
+    for key, value in layout.items():
+        if key.startswith("xaxis"):
+            value.update(X_AXIS)
+        elif key.startswith("yaxis"):
+            value.update(Y_AXIS)
+    for title in layout.get("annotations", ()):
+        title["font"] = {"size": 12}
+    layout["template"] = go.Figure(layout={"template": "simple_white"}).to_dict()["layout"][
+        "template"]
+    layout.update(margin=LAYOUT["margin"], font=LAYOUT["font"], height=230 * n_rows + 40,
+                  hovermode=LAYOUT["hovermode"])
+    return json.dumps(layout)
 
 
 def metric_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str],
@@ -243,6 +262,15 @@ def queue_data(measured: Sequence[Mapping[str, Any]], metrics: Sequence[str],
             "initial": order}
 
 
+def metric_cells(values: Sequence[float | None], flags: Sequence[bool]) -> Markup:
+    """One run's cells of the metrics table: ``<td>`` with the value to 4 significant digits
+    (``n/a`` where missing), ``class="out"`` where flagged. Nothing to escape: the text is a
+    number or ``n/a``."""
+    return Markup("".join(
+        f'<td{OUT_CLASS if flag else ""}>{"n/a" if v is None else "%.4g" % v}</td>'
+        for v, flag in zip(values, flags)))
+
+
 def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | None = None, *,
                  report_href: Callable[[str], str],
                  cohorts: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -279,6 +307,7 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
             "metrics": [_number(r.get(m)) for m in metrics],
             "flags": [bool(ctx.get(m, {}).get("outlier")) for m in metrics],
         })
+        runs[-1]["metric_cells"] = metric_cells(runs[-1]["metrics"], runs[-1]["flags"])
     fig = metric_figure(measured, metrics, context) if metrics and measured else None
     queue = queue_data(measured, metrics, context)
     by_name = {r["bids_name"]: r for r in runs}

@@ -34,6 +34,15 @@ def percentile_rank(values: Sequence[float], value: float) -> float:
     return float(100.0 * (np.sum(arr < value) + 0.5 * np.sum(arr == value)) / arr.size)
 
 
+def percentile_ranks(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """:func:`percentile_rank` of each of ``at`` (finite) within the finite ``values`` at once:
+    ``#{x < v}`` and ``#{x <= v}`` by binary search in the sorted values, the same arithmetic."""
+    ordered = np.sort(values)
+    below = np.searchsorted(ordered, at, side="left")
+    equal = np.searchsorted(ordered, at, side="right") - below
+    return 100.0 * (below + 0.5 * equal) / ordered.size
+
+
 def robust_z(values: Sequence[float]) -> np.ndarray:
     """Modified z-score (Iglewicz & Hoaglin 1993): ``0.6745 (x - median) / MAD``.
 
@@ -104,12 +113,17 @@ def dataset_context(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
         median = float(np.median(arr))
         z = robust_z(column)
         flags = outlier_flags(column)
-        for row, zi, flag in zip(rows, z, flags):
-            value = row.get(name)
+        # every run's value is finite where its z is (robust_z): one percentile_ranks call
+        # per metric, not one percentile_rank per run and metric
+        ok = np.isfinite(z)
+        pct = np.full(z.shape, np.nan)
+        pct[ok] = percentile_ranks(arr, np.array([float(row.get(name)) for row, good
+                                                  in zip(rows, ok) if good]))
+        for row, zi, flag, p in zip(rows, z, flags, pct):
             if not np.isfinite(zi):
                 continue
             out[row["bids_name"]][name] = {
-                "percentile": percentile_rank(arr, float(value)),
+                "percentile": float(p),
                 "robust_z": float(zi),
                 "outlier": bool(flag),
                 "median": median,

@@ -88,3 +88,83 @@ def test_rate_next_positions_round_trip_in_one_byte_each():
     expected = np.array([[0.0, -0.1, 10.0], [np.nan, -3.2, -10.0]])
     np.testing.assert_allclose(decoded, expected)
     np.testing.assert_array_equal(decode_positions(text, 2, 3), decoded)
+
+
+def _plotly_figure(rows, metrics, context):
+    """The metric figure as plotly.py's own API built it before #24's speed-up (the reference
+    the plain-dict figure must equal as data)."""
+    import math
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    from mmrqa_bids.reports.group import PLOT_COLUMNS, _number, tukey_box
+
+    n_rows = max(1, math.ceil(len(metrics) / PLOT_COLUMNS))
+    fig = make_subplots(rows=n_rows, cols=PLOT_COLUMNS, subplot_titles=list(metrics),
+                        horizontal_spacing=0.045, vertical_spacing=min(0.3 / n_rows + 0.02, 0.12))
+    for k, name in enumerate(metrics):
+        r, c = k // PLOT_COLUMNS + 1, k % PLOT_COLUMNS + 1
+        pts = [(i, _number(row.get(name))) for i, row in enumerate(rows)]
+        pts = [(i, v) for i, v in pts if v is not None]
+        ys = [v for _, v in pts]
+        if ys:
+            fig.add_trace(go.Box(x=[0.0], name=name, **tukey_box(ys),
+                                 fillcolor="rgba(148,163,184,.18)",
+                                 line={"color": "#94a3b8", "width": 1}, hoverinfo="skip",
+                                 showlegend=False, width=70), row=r, col=c)
+        ctx = [context.get(rows[i]["bids_name"], {}).get(name, {}) for i, _ in pts]
+        fig.add_trace(go.Scatter(
+            x=np.array([round(((j * 0.6180339887) % 1 - 0.5) * 55) for j in range(len(pts))],
+                       dtype=np.int8),
+            y=np.array(ys, dtype=np.float32), mode="markers", name=name, showlegend=False,
+            marker={"opacity": 0.9},
+            customdata=[[i, round(x.get("robust_z", float("nan")), 2) if x else "n/a",
+                         int(bool(x.get("outlier")))] for (i, _), x in zip(pts, ctx)],
+            hovertemplate=("<b>%{customdata[0]}</b><br>" + name + " = %{y:.4g}<br>grade "
+                           "%{customdata[2]}<br>robust z %{customdata[3]}<br><i>click to "
+                           "open the report</i><extra></extra>")), row=r, col=c)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-60, 60],
+                     fixedrange=True)
+    fig.update_yaxes(tickfont={"size": 10}, gridcolor="#eef2f7", zeroline=False)
+    fig.update_annotations(font={"size": 12})
+    fig.update_layout(template="simple_white", height=230 * n_rows + 40,
+                      margin={"l": 45, "r": 15, "t": 40, "b": 15}, hovermode="closest",
+                      font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, "
+                                      "sans-serif"})
+    return fig
+
+
+def test_metric_figure_dict_is_what_plotly_built():
+    """The figure written as a plain dict (fast) is, as JSON text, the figure plotly.py's API
+    built: same traces, typed arrays, layout, template; with missing values, a failed-looking
+    row, a metric with no value and 1, 6 and 12 metrics (partial last row of subplots)."""
+    import numpy as np
+    import plotly.io as pio
+    from mmrqa_bids.reports import stats
+    from mmrqa_bids.reports.group import metric_figure
+
+    rng = np.random.default_rng(3)
+    for n_metrics in (1, 6, 12):
+        metrics = [f"m{k:02d}" for k in range(n_metrics)]
+        rows = [{"bids_name": f"sub-{i:02d}_T1w",
+                 **{m: float(rng.normal(1, 0.1)) for m in metrics}} for i in range(30)]
+        rows[2][metrics[0]], rows[3][metrics[-1]] = "n/a", float("nan")
+        rows[4][metrics[0]] = 9.0  # an outlier
+        context = stats.dataset_context(rows, metrics)
+        mine = pio.to_json(metric_figure(rows, metrics, context), validate=False)
+        assert mine == pio.to_json(_plotly_figure(rows, metrics, context), validate=False)
+    rows = [{"bids_name": "a", "m": "n/a"}, {"bids_name": "b", "m": float("nan")}]
+    assert (pio.to_json(metric_figure(rows, ["m"], {}), validate=False)
+            == pio.to_json(_plotly_figure(rows, ["m"], {}), validate=False))
+
+
+def test_metric_cells_as_the_template_formatted_them():
+    from jinja2 import Environment
+    from mmrqa_bids.reports.group import metric_cells
+
+    values, flags = [1.23456, None, 1e-7, 123456789.0, 0.0, -2.5], [0, 0, 1, 0, 1, 0]
+    env = Environment(autoescape=True)
+    old = env.from_string(
+        "{% for v in values %}<td{{ ' class=\"out\"'|safe if flags[loop.index0] }}>"
+        "{{ \"%.4g\"|format(v) if v is not none else \"n/a\" }}</td>{% endfor %}")
+    assert str(metric_cells(values, flags)) == old.render(values=values, flags=flags)

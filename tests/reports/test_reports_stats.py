@@ -43,3 +43,11 @@ def test_dataset_context_per_run_and_metric():
     assert ctx["r5"]["snr"]["percentile"] == pytest.approx(100 * 5.5 / 6)
     assert ctx["r5"]["snr"]["median"] == 2.5 and ctx["r5"]["snr"]["n"] == 6
     assert "cnr" not in ctx["r0"] and ctx["r1"]["cnr"]["n"] == 5
+
+
+def test_percentile_ranks_at_once_equal_one_at_a_time():
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(size=200), 1)  # ties
+    at = np.concatenate([values[:50], [-9.0, 9.0, 0.05]])
+    expected = [stats.percentile_rank(values, float(v)) for v in at]
+    assert stats.percentile_ranks(values, at).tolist() == expected  # exactly, not approx
