@@ -127,9 +127,15 @@ def noise_colours() -> np.ndarray:
     return rgb.round().astype(np.uint8)
 
 
+#: zlib level of the PNGs: 4 encodes a run's five mosaics in 0.06 s where 9 (``optimize``)
+#: took 1.3 s, for 2% more bytes (675 vs 660 KiB); the pixels are the same.
+PNG_COMPRESS_LEVEL = 4
+
+
 def png_bytes(img: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
-    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, format="PNG", optimize=True)
+    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
@@ -176,13 +182,26 @@ def report_mosaic(vol: np.ndarray, head: np.ndarray, view: str, n: int = 7,
     return png_bytes(overlay(grey, layers))
 
 
+def near_head(head: np.ndarray, iterations: int) -> np.ndarray:
+    """``binary_dilation(head, iterations=iterations)`` (6-connected steps), computed only
+    on the head's bounding box grown by ``iterations`` voxels: nothing outside it can be
+    reached, and the volume's edge stops the dilation there as it does in the box, so the
+    mask is the same, in a third of the time for a head in a 1 mm field of view."""
+    out = np.zeros(head.shape, dtype=bool)
+    if not head.any():
+        return out
+    box = head_box(head, margin=0.0, min_margin=iterations)
+    out[box] = ndi.binary_dilation(head[box], iterations=iterations)
+    return out
+
+
 def air_window(vol: np.ndarray, head: np.ndarray) -> tuple[float, float]:
     """Contrast stretch for the background: ``[p0.5, p0.5 + 6 (median - p0.5)]`` of the air
     (voxels at least 2 voxels from the head). For Rician (Rayleigh) air noise of scale sigma
     that is about [0.1, 6.6] sigma: the noise fills the lower half and ghosts, wrap-around
     and spikes stand out above it while the head saturates. Air with no noise (zeroed,
     defaced or skull-stripped images) falls back to 1% of the head's window."""
-    air = vol[~ndi.binary_dilation(head, iterations=2)]
+    air = vol[~near_head(head, 2)]
     if air.size == 0:
         air = vol.ravel()
     if air.size > 400_000:

@@ -49,3 +49,30 @@ def test_zero_background_falls_back_to_the_head_window():
     m = measure(vol + 0, "T1w")
     low, high = mosaics.air_window(m.reference, m.head)
     assert high - low >= 0.01 * (mosaics.window(m.reference, m.head)[1] - mosaics.window(m.reference, m.head)[0]) - 1e-6
+
+
+def test_near_head_is_the_full_volume_dilation():
+    """The dilation on the head's box equals scipy's on the whole volume, heads touching the
+    volume's edges and empty ones included."""
+    from scipy import ndimage as ndi
+    from mmrqa_bids.reports.mosaics import near_head
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 12, size=3))
+        head = rng.random(shape) > rng.uniform(0.7, 1.0)
+        for iterations in (1, 2, 3):
+            assert np.array_equal(near_head(head, iterations),
+                                  ndi.binary_dilation(head, iterations=iterations))
+
+
+def test_png_keeps_the_pixels_and_palette():
+    from PIL import Image
+    from mmrqa_bids.reports.mosaics import HEAD_RGB, noise_colours, overlay, png_bytes
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, size=(40, 70), dtype=np.uint8)
+    img = overlay(grey, [(grey > 250, HEAD_RGB)], colours=noise_colours())
+    back = Image.open(io.BytesIO(png_bytes(img)))
+    assert np.array_equal(np.asarray(back), np.asarray(img))
+    assert back.getpalette() == img.getpalette()
