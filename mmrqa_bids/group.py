@@ -5,11 +5,14 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.derivatives import DerivativesLayout, collect_documents, group_tables, to_tsv
 from mmrqa_bids.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:  # the cohort modules load the metrics: imported where they are used
+    from mmrqa_bids.cohorts.dataset import CohortModels
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
     return written
 
 
-def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None) -> Any:
+def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None
+                        ) -> "CohortModels":
     """The :class:`~mmrqa_bids.cohorts.dataset.CohortModels` of the group level: ``--model``'s
     folder when given; else the folder every run was graded with (``participant --model``,
     from their provenance); else the shipped ones: runs graded with different folders, or a

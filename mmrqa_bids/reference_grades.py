@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import nibabel as nb
 
 from mmrqa_bids.bids import DatasetError, RunSpec
 from mmrqa_bids.derivatives import DerivativesLayout, read_derivative
+
+if TYPE_CHECKING:  # the cohort modules load the metrics: imported where they are used
+    from mmrqa_bids.cohorts.dataset import CohortModels
+    from mmrqa_bids.settings import Grading
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def match_runs(runs: Sequence[RunSpec], stored: Sequence[tuple[Any, Path]], bids
     return matched
 
 
-def reference_cohort_models(grading: Any) -> Any:
+def reference_cohort_models(grading: "Grading") -> "CohortModels":
     """The cohort models of ``participant --reference``: those of the classifier's ``--model``
     folder (``train --labels`` writes them beside the metric classifier; the shipped one for
     a family the folder lacks, with a warning line), else the shipped ones. The other
@@ -91,7 +95,7 @@ def reference_cohort_models(grading: Any) -> Any:
 
 def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
                      matched: dict[str, tuple[Any, Path]], reports: bool,
-                     models: Any = None) -> int:
+                     models: "CohortModels | None" = None) -> int:
     """Grade every written run against its matched reference with its family's cohort model
     (``models``, a :class:`~mmrqa_bids.cohorts.dataset.CohortModels`; default the shipped
     ones); rewrite its JSON (and report). Returns how many runs were graded (failed runs
@@ -136,7 +140,7 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
 
 
 def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path,
-                    models: Any = None) -> dict[str, str]:
+                    models: "CohortModels | None" = None) -> dict[str, str]:
     """bids_name -> the cohort sentence of a multimodal grader's prompt
     (:func:`mmrqa_bids.cohorts.narrative.prompt_context`) for measured run records, each
     against its stored reference (the same match the participant level checked up front),
