@@ -43,3 +43,16 @@ def test_bad_usage_exits_2(argv):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
     assert exc.value.code == 2
+
+
+def test_model_folder_recorded_as_an_absolute_path(tmp_path, monkeypatch):
+    """A local --model folder is resolved (the runs' provenance records it, and the group level
+    reads its cohort models from there whatever its working directory); a hub id is kept."""
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for level in ("participant", "group"):
+        args = build_parser().parse_args(["bids", "out", level, "--model", "models/mine"])
+        assert build_settings(args).grading.model == str(tmp_path / "models" / "mine")
+    hub = build_parser().parse_args(["bids", "out", "participant", "--grader", "llava",
+                                     "--model", "lmms-lab/llava-onevision-qwen2-0.5b-ov"])
+    assert build_settings(hub).grading.model == "lmms-lab/llava-onevision-qwen2-0.5b-ov"
