@@ -238,8 +238,11 @@ def summary_lines(outcomes: Sequence[CohortOutcome]) -> list[str]:
 
 def cohort_summaries(outcomes: Sequence[CohortOutcome]) -> list[dict[str, Any]]:
     """Plain records of the cohorts for the group report: id, protocol (one line), size,
-    basis, minimum size, members, and guard-rail warnings."""
+    basis, minimum size, members, guard-rail warnings, and the cohort model that gave the
+    dataset grades (``model_id``; ``model``: its file or :data:`SHIPPED`; None when none)."""
     return [{"id": oc.cohort.cohort_id, "suffix": oc.cohort.suffix,
              "protocol": describe_protocol(oc.cohort.protocol), "size": oc.size,
              "basis": oc.basis, "minimum": oc.minimum, "members": list(oc.cohort.members),
-             "error": oc.error, "warnings": list(oc.warnings)} for oc in outcomes]
+             "error": oc.error, "warnings": list(oc.warnings),
+             "model_id": oc.grades[0].model_id if oc.grades else None,
+             "model": oc.model_source if oc.grades else None} for oc in outcomes]

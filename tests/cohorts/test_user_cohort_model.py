@@ -171,3 +171,20 @@ def test_model_folder_of_runs(grading, expected):
     docs = [{"provenance": {"settings": {"grading": grading}}}] * 3
     assert model_folder_of_runs(docs) == (expected, None)
     assert model_folder_of_runs([]) == (None, None)
+
+
+def test_cohort_summaries_name_the_cohort_model(tmp_path):
+    """The group report's cohort records say which cohort model graded each cohort."""
+    from mmrqa_bids.cohorts.dataset import cohort_summaries, grade_cohorts
+    from mmrqa_bids.cohorts.grouping import assign_cohorts, parse_cohort_by
+
+    docs = _study(tmp_path / "out")
+    cohorts = assign_cohorts(docs, parse_cohort_by("protocol"))
+    folder = offset_model_folder(tmp_path / "model")
+    [user] = cohort_summaries(grade_cohorts(cohorts, cohort_models(folder)))
+    assert user["model_id"] == OFFSET_ID and user["model"] == str(folder / MODEL_FILES["anat"])
+    [shipped] = cohort_summaries(grade_cohorts(cohorts))
+    assert shipped["model_id"] == load_cohort_model("anat").model_id
+    assert shipped["model"] == SHIPPED
+    [small] = cohort_summaries(grade_cohorts(assign_cohorts(docs[:3], parse_cohort_by("protocol"))))
+    assert small["model_id"] is None and small["model"] is None
