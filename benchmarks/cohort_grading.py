@@ -2,15 +2,17 @@
 """Dataset-relative grades on simulated cohorts, every source held out in turn.
 
     python benchmarks/cohort_grading.py [--cache .cache] [--per-source 40] [--per-cell 2]
-                                        [--family anat bold] [--jobs 1] [--kinds split abs]
+                                        [--family anat bold] [--jobs 1]
+                                        [--kinds directional split abs]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
 *other* sources (:mod:`mmrqa_bids.cohorts.train`) and graded on cohorts of the held-out one:
 ``--per-cell`` cohorts for every size (8, 16, 32, 100) x prevalence (5%, 20%, 40%) cell, every
 member graded (leave-one-out z up to 64 runs, as the grader does). One model per input kind
-of ``--kinds`` (``split``: departures above and below the cohort apart, shipped; ``abs``: |z|
-and |relative change|, the earlier input), each with its support bounds; beside them, the
+of ``--kinds`` (``directional``: departures above and below the cohort apart, per metric;
+``split``: the same and aggregates of |z|; ``abs``: |z|, |relative change| and the aggregates,
+the earlier input), each with its support bounds; beside them, the
 naive score (mean |z|, nothing fitted but its two cut points, chosen on the same training
 cohorts). Every pool record must come from one metrics code (printed).
 
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
                         default=["anat", "bold"])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=100)
-    parser.add_argument("--kinds", nargs="+", choices=FEATURE_KINDS, default=["split", "abs"])
+    parser.add_argument("--kinds", nargs="+", choices=FEATURE_KINDS,
+                        default=["directional", "split", "abs"])
     args = parser.parse_args(argv)
     keys = list(args.kinds) + ["naive"]
     results = {}

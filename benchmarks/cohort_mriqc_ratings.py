@@ -115,8 +115,10 @@ def main(argv=None) -> int:
     abide = read_rated_table(data / "abide.tsv")
     for label, model in models.items():
         shared = [f for f in model.features if f in abide.names]
-        print(f"{label}: {model.model_id} (input {model.feature_kind}, support "
-              f"{model.support}, metrics code "
+        support = ("none" if model.support is None
+                   else "mean |z| Good <= {:.2f}, Medium <= {:.2f}".format(*model.support))
+        print(f"{label}: {model.model_id} (input {model.feature_kind}, support {support}, "
+              f"metrics code "
               f"{model.metrics_code or 'unknown/mixed'}): {len(shared)} of its "
               f"{len(model.features)} metrics are MRIQC IQMs ({', '.join(shared)})")
     print(f"\n== ABIDE: excluded vs rest, within each site (sites with >= {MIN_PER_CLASS} of "

@@ -10,9 +10,9 @@ For the members of a cohort the centre and spread are computed **without the run
 moves a robust centre by at most ~1/n of a spread and the cohort's own reference is used.
 A new run is graded against a stored reference (:func:`grade_against`).
 
-The grade is read from :func:`split_features` (each metric's departure above and below its
-cohort, in z and in relative change, and aggregates of |z|; models of format ``/1`` read
-:func:`relative_features`, the |z| and |relative change|) by the model shipped in
+The grade is read from :func:`model_input` (the shipped models: ``directional``, each metric's
+departure above and below its cohort, in z and in relative change; models of format ``/1``
+read :func:`relative_features`, the |z| and |relative change|) by the model shipped in
 ``mmrqa_bids/data/cohort_<family>.json.gz`` (trained on simulated cohorts by
 :mod:`mmrqa_bids.cohorts.train`, see ``mmrqa_bids/data/cohort_model_card.md``), then bounded by
 its training support (:func:`out_of_support`).
@@ -41,8 +41,9 @@ MODEL_FORMAT = "mmrqa-cohort-model/2"
 #: Model files read: ``/1`` (|z| features, no support bounds) and ``/2`` (``feature_kind``,
 #: ``support``).
 READABLE_FORMATS = ("mmrqa-cohort-model/1", MODEL_FORMAT)
-#: The model inputs: ``abs`` (:func:`relative_features`), ``split`` (:func:`split_features`).
-FEATURE_KINDS = ("abs", "split")
+#: The model inputs (:func:`model_input`): ``abs`` (:func:`relative_features`), ``split``
+#: (:func:`split_features`), ``directional`` (``split`` without the |z| aggregates).
+FEATURE_KINDS = ("abs", "split", "directional")
 MODEL_FILES = {"anat": "cohort_anat.json.gz", "bold": "cohort_bold.json.gz"}
 FAMILIES = tuple(MODEL_FILES)
 #: Below this many runs a cohort gives no dataset grade (the absolute model's grade is kept).
@@ -178,9 +179,14 @@ def split_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
 
 
 def model_input(kind: str, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
-    """The model's input of a feature ``kind`` (:data:`FEATURE_KINDS`)."""
+    """The model's input of a feature ``kind`` (:data:`FEATURE_KINDS`). ``directional``
+    leaves out the aggregates of |z|: they count a departure whatever its direction, as the
+    naive score does, while the per-metric columns let the trees learn which direction of
+    which metric signals degradation (model card, "How the input was chosen")."""
     if kind == "split":
         return split_features(z, rel)
+    if kind == "directional":
+        return split_features(z, rel)[:, :4 * np.atleast_2d(z).shape[1]]
     if kind == "abs":
         return relative_features(z, rel)
     raise CohortGradeError(f"unknown cohort feature kind {kind!r} ({', '.join(FEATURE_KINDS)})")
@@ -188,8 +194,10 @@ def model_input(kind: str, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
 
 def input_names(kind: str, metrics: Sequence[str]) -> list[str]:
     """Column names of :func:`model_input` (the model file's monotonic constraints)."""
-    if kind == "split":
+    if kind in ("split", "directional"):
         cols = [f"{p}:{m}" for p in ("z_pos", "z_neg", "rel_pos", "rel_neg") for m in metrics]
+        if kind == "directional":
+            return cols
     elif kind == "abs":
         cols = [f"{p}:{m}" for p in ("abs_z", "abs_rel") for m in metrics]
     else:

@@ -17,7 +17,7 @@
 4. **Fit** (:func:`fit_cohort_model`): an ordinal pair of gradient-boosted tree ensembles,
    P(>= Medium) and P(Bad), on the model input of :data:`FEATURE_KIND`
    (:func:`~mmrqa_bids.cohorts.relative.model_input`: each metric's departure above and
-   below the cohort, in z and in relative change, and aggregates of |z|), each ensemble
+   below the cohort, in z and in relative change), each ensemble
    monotonic non-decreasing in every column (a run further from its cohort, in any
    direction, is never graded better), with a softmax temperature fitted on 20% of the
    cohorts (calibration), exported as JSON trees (numpy inference). The model file also
@@ -48,9 +48,10 @@ from mmrqa_bids.grading.base import LABELS
 SIZE_RANGE = (8, 200)
 PREVALENCE_RANGE = (0.05, 0.5)
 ROWS_PER_COHORT = 32
-#: The shipped model's input (:data:`~mmrqa_bids.cohorts.relative.FEATURE_KINDS`): ``split``
-#: (departures above and below the cohort apart; model card, "How the input was chosen").
-FEATURE_KIND = "split"
+#: The shipped model's input (:data:`~mmrqa_bids.cohorts.relative.FEATURE_KINDS`):
+#: ``directional`` (each metric's departures above and below the cohort apart, no |z|
+#: aggregates; model card, "How the input was chosen").
+FEATURE_KIND = "directional"
 DEFAULT_PARAMS: dict[str, Any] = {"max_iter": 120, "learning_rate": 0.08, "max_leaf_nodes": 8,
                                   "min_samples_leaf": 20, "l2_regularization": 1.0,
                                   "calibration_fraction": 0.2}
@@ -199,10 +200,12 @@ def model_document(family: str, grade: dict[str, Any], features: Sequence[str],
     doc: dict[str, Any] = {
         "format": MODEL_FORMAT, "family": family,
         "model_id": f"mmrqa-cohort-hgb-{family}-{stamp}", "features": list(features),
-        "feature_kind": kind, "aggregates": list(AGGREGATES), "grade": grade,
+        "feature_kind": kind, "grade": grade,
         "naive_cuts": [float(c) for c in naive_cuts],
         "training": {**dict(info), "mmrqa_version": __version__,
                      "trainer": "mmrqa_bids.cohorts.train (scripts/train_cohort_model.py)"}}
+    if kind != "directional":  # the |z| aggregates are among its input columns
+        doc["aggregates"] = list(AGGREGATES)
     if support is not None:
         doc["support"] = {"statistic": "mean_abs_z", "good_max": float(support[0]),
                           "medium_max": float(support[1])}

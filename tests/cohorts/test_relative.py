@@ -194,6 +194,12 @@ def test_split_features_keep_each_direction_apart():
     # the aggregates are those of |z|, as the |z| input's
     assert np.allclose(x[0, 4 * m:], relative.relative_features(z, rel)[0, 2 * m:])
     assert len(relative.input_names("split", ["a", "b", "c"])) == x.shape[1]
+    # the directional input: the same per-metric columns, no aggregates
+    d = relative.model_input("directional", z, rel)
+    assert np.array_equal(d, x[:, :4 * m], equal_nan=True)
+    assert len(relative.input_names("directional", ["a", "b", "c"])) == d.shape[1]
+    with pytest.raises(CohortGradeError, match="unknown cohort feature kind"):
+        relative.model_input("signed", z, rel)
 
 
 def test_out_of_support_never_good_then_bad_and_never_lowers_a_grade():
@@ -240,7 +246,7 @@ def test_the_shipped_model_never_grades_an_outlier_good(family):
     from mmrqa_bids.resources import data_dir
 
     model = relative.read_model_file(data_dir() / relative.MODEL_FILES[family])
-    assert model.feature_kind == "split" and model.support is not None
+    assert model.feature_kind in ("split", "directional") and model.support is not None
     m = len(model.features)
     rng = np.random.default_rng(1)
     signs = rng.choice([-1.0, 1.0], (1000, m))
