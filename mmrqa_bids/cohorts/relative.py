@@ -49,10 +49,8 @@ FAMILIES = tuple(MODEL_FILES)
 #: Below this many runs a cohort gives no dataset grade (the absolute model's grade is kept).
 #: Chosen from benchmarks/cohort_grading.py's held-out figures by cohort size (model card):
 #: 8 is the smallest size evaluated (and trained on); there the dataset grade reaches an
-#: accuracy of 0.882 (anat) and 0.875 (bold), far above the absolute model on real heads
-#: (0.237 in issue #24), so a cohort of 8 is better graded against itself. But the 0.90
-#: target is met from 16 runs on, and the one clean run of 8,784 graded Bad was in a cohort
-#: of 8 (bold, 40% degraded).
+#: accuracy of 0.917 (anat) and 0.920 (bold) with no clean run graded Bad, far above the
+#: absolute model on real heads (0.237 in issue #24).
 MIN_COHORT_SIZE = 8
 #: Members of a cohort up to this size are compared with the others only (leave-one-out).
 LOO_MAX_SIZE = 64
