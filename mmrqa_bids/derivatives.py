@@ -39,8 +39,8 @@ from mmrqa_bids.records import failed
 DERIVATIVE_KEYS = frozenset({"bids_meta", "grade", "metrics"})
 ENTITY_COLUMNS = ("subject", "session", "task", "acquisition", "run")
 FIXED_COLUMNS = ("bids_name", *ENTITY_COLUMNS, "status", "grade", "p_good", "p_medium",
-                 "p_bad", "confidence", "basis", "cohort", "cohort_size", "model_grade",
-                 "artifact", "outside_training", "grader", "error")
+                 "p_bad", "confidence", "basis", "cohort", "cohort_size", "cohort_model",
+                 "model_grade", "artifact", "outside_training", "grader", "error")
 # A cohort id becomes part of a file name: one path component, no separators.
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 logger = logging.getLogger(__name__)
@@ -284,7 +284,8 @@ def _unreadable_row(path: Path, problem: str) -> dict[str, Any]:
             **{col: entities.get(short, "n/a") for short, col in keys.items()},
             "status": "unreadable", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
             "p_bad": "n/a", "confidence": "n/a", "basis": "n/a", "cohort": "n/a",
-            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a",
+            "cohort_size": "n/a", "cohort_model": "n/a", "model_grade": "n/a",
+            "artifact": "n/a",
             "outside_training": "n/a", "grader": "n/a", "error": f"{path}: {problem}"}
 
 
@@ -393,6 +394,9 @@ def document_row(doc: dict[str, Any]) -> dict[str, Any]:
         "basis": grade.get("basis") or "model",
         "cohort": (grade.get("cohort") or {}).get("id", "n/a"),
         "cohort_size": (grade.get("cohort") or {}).get("size", "n/a"),
+        # the cohort model that gave a dataset grade (a trained folder's or the shipped one)
+        "cohort_model": ((grade.get("model_id") or "n/a") if grade.get("basis") == "dataset"
+                         else "n/a"),
         "model_grade": (grade.get("model_grade") or {}).get("label") or grade.get("label") or "n/a",
         "artifact": arts[0]["type"] if arts else "none",
         "outside_training": ",".join(grade.get("outside_training") or []) or "n/a",
@@ -407,7 +411,8 @@ def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
     return {"bids_name": fail["bids_name"], **{k: fail.get(k, "n/a") for k in ENTITY_COLUMNS},
             "status": "failed", "grade": "n/a", "p_good": "n/a", "p_medium": "n/a",
             "p_bad": "n/a", "confidence": "n/a", "basis": "n/a", "cohort": "n/a",
-            "cohort_size": "n/a", "model_grade": "n/a", "artifact": "n/a",
+            "cohort_size": "n/a", "cohort_model": "n/a", "model_grade": "n/a",
+            "artifact": "n/a",
             "outside_training": "n/a",
             "grader": "n/a", "error": fail["error"]}
 

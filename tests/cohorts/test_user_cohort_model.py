@@ -85,6 +85,7 @@ def test_group_model_flag_changes_the_dataset_grades(tmp_path):
     assert f"WARNING {folder} has no cohort_bold.json.gz" in user.stdout + user.stderr
     rows = list(csv.DictReader((out / "group_T1w.tsv").open(), delimiter="\t"))
     assert {r["grade"] for r in rows} <= {"Medium", "Bad"}
+    assert {r["cohort_model"] for r in rows} == {OFFSET_ID}
 
 
 def test_group_reads_the_model_folder_from_the_runs_provenance(tmp_path):
