@@ -122,9 +122,10 @@ def test_the_architecture_page_names_every_layer_and_module():
 # --------------------------------------------------------------------------- train/
 #: train/ holds two pipelines that share nothing but the level: ``train.metric_model`` (the
 #: metric classifier: the shipped model's recipe and the ratings model) and ``train.lora``
-#: (LoRA fine-tuning of LLaVA-OneVision). ``train.level`` (the CLI's ``train`` level) and its
-#: data stage (``train.examples``, ``train.split``) orchestrate both. (importer prefix,
-#: imported prefix) pairs that must never appear:
+#: (LoRA fine-tuning of LLaVA-OneVision, with its half of the level, ``train.lora.level``).
+#: ``train.level`` (the CLI's ``train`` level) and its data stage (``train.examples``,
+#: ``train.split``) run either ``train.lora.level`` or ``train.metric_level`` (the metric
+#: models fitted on ratings). (importer prefix, imported prefix) pairs that must never appear:
 TRAIN_FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.lora"),
     ("mmrqa_bids.train.lora", "mmrqa_bids.train.metric_model"),
@@ -134,6 +135,10 @@ TRAIN_FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("mmrqa_bids.train.lora", "mmrqa_bids.train.examples"),
     ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.split"),
     ("mmrqa_bids.train.lora", "mmrqa_bids.train.split"),
+    ("mmrqa_bids.train.lora", "mmrqa_bids.train.metric_level"),
+    ("mmrqa_bids.train.metric_level", "mmrqa_bids.train.lora"),
+    ("mmrqa_bids.train.metric_level", "mmrqa_bids.train.level"),
+    ("mmrqa_bids.train.metric_model", "mmrqa_bids.train.metric_level"),
 )
 #: The only modules outside ``train.lora`` that may import it (the metric classifier is
 #: imported by grading benchmarks and the cohort model too; the LoRA trainer only by the level).
@@ -188,6 +193,7 @@ def test_train_holds_the_two_subpackages_the_rules_name():
     sources = {s for s, _, _ in module_imports()}
     assert "mmrqa_bids.train.metric_model.fit" in sources
     assert "mmrqa_bids.train.lora.finetune" in sources
+    assert {"mmrqa_bids.train.lora.level", "mmrqa_bids.train.metric_level"} <= sources
 
 
 @pytest.mark.parametrize("source, dest, ok", [
@@ -202,6 +208,12 @@ def test_train_holds_the_two_subpackages_the_rules_name():
     ("mmrqa_bids.cohorts.simulate", "mmrqa_bids.train.metric_model.rendering", True),
     ("mmrqa_bids.train.lora.finetune", "mmrqa_bids.train.lora.dataset", True),
     ("mmrqa_bids.train.metric_model.fit", "mmrqa_bids.train.metric_model.trees", True),
+    ("mmrqa_bids.train.metric_level", "mmrqa_bids.train.lora.level", False),
+    ("mmrqa_bids.train.lora.level", "mmrqa_bids.train.metric_level", False),
+    ("mmrqa_bids.train.metric_model.rated", "mmrqa_bids.train.metric_level", False),
+    ("mmrqa_bids.train.level", "mmrqa_bids.train.lora.level", True),
+    ("mmrqa_bids.train.level", "mmrqa_bids.train.metric_level", True),
+    ("mmrqa_bids.train.metric_level", "mmrqa_bids.train.metric_model.rated", True),
 ])
 def test_the_train_rules_themselves(source, dest, ok):
     assert train_import_allowed(source, dest) is ok

@@ -2,7 +2,9 @@
 
 * :mod:`mmrqa_bids.train.level`: the level the CLI calls (:func:`~.level.run_train`), with its
   data stage shared by both trainers: the participant split (:mod:`.split`) and the rated and
-  simulated examples with their metrics and mosaics (:mod:`.examples`).
+  simulated examples with their metrics and mosaics (:mod:`.examples`). It hands over to
+  :mod:`.lora.level` (with a base model) or :mod:`.metric_level` (the metric models fitted on
+  the ratings).
 * :mod:`mmrqa_bids.train.metric_model`: the metric classifier (the shipped model's recipe,
   rendering, measuring, fit and export; the model fitted on a user's ratings,
   :mod:`~.metric_model.rated`).
