@@ -25,6 +25,15 @@ def finite(values: Iterable[Any]) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def as_floats(values: Iterable[Any]) -> np.ndarray:
+    """``values`` as float64, NaN where a value is not a number (booleans, ``n/a``, None);
+    a float array passes through (dataset_context converts each column once)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    return np.array([float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                     else np.nan for v in values], dtype=np.float64)
+
+
 def percentile_rank(values: Sequence[float], value: float) -> float:
     """Percentile of ``value`` within ``values``: ``100 (#{x < v} + #{x = v} / 2) / n``
     (the "mean" definition of scipy.stats.percentileofscore); NaN when ``values`` is empty."""
@@ -50,8 +59,7 @@ def robust_z(values: Sequence[float]) -> np.ndarray:
     replaces it: ``(x - median) / (1.2533 MeanAD)``; all values equal gives 0 everywhere.
     Non-finite inputs give NaN at their position.
     """
-    x = np.array([float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-                  else np.nan for v in values], dtype=np.float64)
+    x = as_floats(values)
     ok = np.isfinite(x)
     z = np.full(x.shape, np.nan)
     if not ok.any():
@@ -86,8 +94,7 @@ def outlier_flags(values: Sequence[float], cutoff: float = ROBUST_Z_CUTOFF,
     if np.isfinite(z).sum() < min_runs:
         return np.zeros(z.shape, dtype=bool)
     low, high = tukey_fences(values)
-    x = np.array([float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-                  else np.nan for v in values], dtype=np.float64)
+    x = as_floats(values)
     with np.errstate(invalid="ignore"):
         outside = (x < low) | (x > high)
     return (np.abs(np.nan_to_num(z, nan=0.0)) > cutoff) & outside
@@ -106,7 +113,7 @@ def dataset_context(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
     and the dataset median. ``rows`` are the group-table rows of one suffix."""
     out: dict[str, dict[str, dict[str, float | bool]]] = {r["bids_name"]: {} for r in rows}
     for name in metrics:
-        column = [r.get(name) for r in rows]
+        column = as_floats([r.get(name) for r in rows])
         arr = finite(column)
         if arr.size == 0:
             continue
@@ -117,15 +124,14 @@ def dataset_context(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
         # per metric, not one percentile_rank per run and metric
         ok = np.isfinite(z)
         pct = np.full(z.shape, np.nan)
-        pct[ok] = percentile_ranks(arr, np.array([float(row.get(name)) for row, good
-                                                  in zip(rows, ok) if good]))
-        for row, zi, flag, p in zip(rows, z, flags, pct):
-            if not np.isfinite(zi):
+        pct[ok] = percentile_ranks(arr, column[ok])
+        for row, zi, flag, p in zip(rows, z.tolist(), flags.tolist(), pct.tolist()):
+            if not math.isfinite(zi):
                 continue
             out[row["bids_name"]][name] = {
-                "percentile": float(p),
-                "robust_z": float(zi),
-                "outlier": bool(flag),
+                "percentile": p,
+                "robust_z": zi,
+                "outlier": flag,
                 "median": median,
                 "n": int(arr.size),
             }
