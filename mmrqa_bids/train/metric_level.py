@@ -99,7 +99,9 @@ def train_classifier(settings: Settings, out: Path, data: dict[str, Any]) -> Non
         _say(_family_summary(family, evaluation[family]))
     atomic_write_json(out / "evaluation.json", evaluation)
     atomic_write_text(out / "README.md", classifier_card(settings, out, data, evaluation))
-    _say(f"metric classifier written to {out}; grade with: --grader classifier --model {out}")
+    _say(f"metric classifier written to {out}; grade with: participant --grader classifier "
+         f"--model {out}, then group (it reads the folder from the runs), or new runs with "
+         f"participant --reference OUTPUT_DIR --grader classifier --model {out}")
 
 
 def _family_summary(family: str, record: dict[str, Any]) -> str:
