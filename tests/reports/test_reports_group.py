@@ -168,3 +168,20 @@ def test_metric_cells_as_the_template_formatted_them():
         "{% for v in values %}<td{{ ' class=\"out\"'|safe if flags[loop.index0] }}>"
         "{{ \"%.4g\"|format(v) if v is not none else \"n/a\" }}</td>{% endfor %}")
     assert str(metric_cells(values, flags)) == old.render(values=values, flags=flags)
+
+
+def test_subplot_grid_is_make_subplots_layout():
+    """The grid written by hand equals plotly's make_subplots layout (domains to the last bit,
+    anchors, titles), for every number of metrics the report may plot."""
+    from plotly.subplots import make_subplots
+    from mmrqa_bids.reports.group import PLOT_COLUMNS, subplot_grid
+
+    for n in range(1, 91):
+        titles = [f"m{k}" for k in range(n)]
+        rows = -(-n // PLOT_COLUMNS)
+        v = min(0.3 / rows + 0.02, 0.12)
+        layout = make_subplots(rows=rows, cols=PLOT_COLUMNS, subplot_titles=titles,
+                               horizontal_spacing=0.045, vertical_spacing=v).to_dict()["layout"]
+        del layout["template"]
+        mine = subplot_grid(titles, PLOT_COLUMNS, 0.045, v)
+        assert json.dumps(mine) == json.dumps(layout), n
