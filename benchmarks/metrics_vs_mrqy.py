@@ -27,7 +27,9 @@ mriqc itself would downgrade markupsafe in mmrqa's environment and pull its whol
 stack) and run in a small virtualenv (``--mriqc-venv``: numpy, scipy, statsmodels, nibabel)
 with ``mriqc.config`` replaced by a logger stub. They are fed mmrqa's own inputs: the image,
 its head mask, its air ("hat") mask, its hard tissue labels as partial-volume maps, its
-artifact mask, so that a difference is one of formula, not of segmentation.
+artifact mask, so that a difference is one of formula, not of segmentation. The bold IQMs
+(tsnr, dvars_*, fd_*, gcor; efc, fber, snr, summary_* of the mean EPI) are compared on real
+4-D series by ``benchmarks/metrics_vs_mriqc_bold.py``, which imports this file's venv helpers.
 
 Each tool runs in a fresh process per volume, with one thread (OMP/BLAS/numba/ITK = 1) and
 pinned to one CPU core (``--core``), so the CPU time (``time.process_time``) is one core's;
