@@ -5,7 +5,9 @@
 Series (every real 4-D EPI the project's environment ships): nibabel's ``example4d``
 (128 x 96 x 24, 2 volumes of a real fMRI run), nipype's ``ds003_sub-01_mc`` (16 x 16 x 9,
 20 volumes: OpenNeuro ds003, subject 01, motion-corrected and downsampled, the file nipype's
-own DVARS test uses) and nibabel's ``functional.nii`` (17 x 21 x 3, 20 volumes).
+own DVARS test uses) and nibabel's ``functional.nii`` (17 x 21 x 3, 20 volumes). Left out:
+fslpy's FEAT ``filtered_func_data`` (4 x 4 x 5 voxels: MRIQC's FunctionalQC refuses a mask under
+100 voxels) and dipy's 4-D files (diffusion series, not bold).
 
 mmrqa runs ``mmrqa_bids.metrics.measure(data, "bold", zooms)`` on the RAS series. Each
 reference is then fed mmrqa's inputs (the RAS series, its temporal mean, its head mask, its air
