@@ -15,10 +15,9 @@ import nibabel as nb
 import nipype
 import numpy as np
 import pytest
+from nipype.algorithms import confounds
 
 from mmrqa_bids.metrics import functional, measure
-
-confounds = pytest.importorskip("nipype.algorithms.confounds")
 
 NIPYPE_DATA = Path(nipype.__file__).parent / "testing" / "data"
 SERIES = {"ds003": NIPYPE_DATA / "ds003_sub-01_mc.nii.gz",  # OpenNeuro ds003 sub-01, 20 vols
