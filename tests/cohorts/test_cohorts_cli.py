@@ -78,6 +78,7 @@ def test_group_level_writes_dataset_grades_everywhere(study):
     assert 'data-basis="model" class="warn"' in t2_report
     html = (out / "group_T1w.html").read_text()
     assert 'id="cohorts-table"' in html and cohort_ids.pop() in html
+    assert f"<code>{docs[DEGRADED]['grade']['model_id']}</code>" in html  # the cohort model
     assert 'data-basis="model"' in (out / "group_T2w.html").read_text()
     refs = sorted((out / "cohorts").glob("*.json"))
     assert [p.name.split("_")[0] for p in refs] == ["T1w"]
