@@ -270,6 +270,21 @@ class Page:
         self.send("Input.insertText", {"text": text})
 
 
+def export_ratings(browser: Browser, page: Page, folder: Path,
+                   name: str = "ratings_T1w.tsv", timeout: float = 10) -> Path:
+    """Click the group report's *Export ratings TSV* with downloads sent to ``folder`` (made
+    here) and return the downloaded file's path (it may be missing if nothing came in time)."""
+    folder.mkdir()
+    browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder),
+                                                 "eventsEnabled": True})
+    page.click("#export")
+    target = folder / name
+    deadline = time.monotonic() + timeout
+    while not target.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return target
+
+
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from mmrqa_bids.ratings import COLUMNS, read_ratings
 from mmrqa_bids.ratings_queue import rate_next
 from mmrqa_bids.reports.group import decode_positions
 
-from reports_helpers import ARTIFACTS, browser, derivatives  # noqa: F401 (fixtures)
+from reports_helpers import ARTIFACTS, browser, derivatives, export_ratings  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -98,18 +98,6 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     browser.send("Target.closeTarget", {"targetId": opened["params"]["targetInfo"]["targetId"]})
     page.send("Page.bringToFront")
 
-    # Ratings: export before and after clicking a rating button.
-    def export(folder: Path) -> Path:
-        folder.mkdir()
-        browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder),
-                                                     "eventsEnabled": True})
-        page.click("#export")
-        target = folder / "ratings_T1w.tsv"
-        deadline = time.monotonic() + 10
-        while not target.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return target
-
     # Rate next: the page's live ranking is the Python one (same inputs, nothing rated yet).
     queue = page.eval("JSON.parse(document.getElementById('mmrqa-queue').textContent)")
     assert sorted(queue["names"]) == sorted(r["bids_name"] for r in measured)
@@ -129,7 +117,7 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     assert decoded == [queue["n_features"], len(queue["names"])]
     assert len(shown_queue) == len(measured)  # fewer runs than a batch: every one listed
 
-    first = export(tmp_path / "before")
+    first = export_ratings(browser, page, tmp_path / "before")
     assert first.read_text().splitlines() == ["\t".join(COLUMNS)]
     assert read_ratings(first) == []
     row = 'tr[data-run="sub-02_T1w"]'
@@ -138,7 +126,7 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     page.eval(f"(() => {{ const s = document.querySelector(`{row} select.art`); s.value = 'motion';"
               " s.dispatchEvent(new Event('change')); })()")
     page.type(f"{row} input.note", "ringing\tin the frontal lobe")
-    second = export(tmp_path / "after")
+    second = export_ratings(browser, page, tmp_path / "after")
     ratings = read_ratings(second)
     assert len(ratings) == 1
     r = ratings[0]
@@ -153,7 +141,7 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
     # MRIQC's convention on export: -1 for Bad, read back as Bad
     page.eval("(() => { const s = document.getElementById('rating-scale'); s.value = 'mriqc';"
               " s.dispatchEvent(new Event('change')); })()")
-    mriqc = export(tmp_path / "mriqc")
+    mriqc = export_ratings(browser, page, tmp_path / "mriqc")
     assert mriqc.read_text().splitlines()[1].split("\t")[COLUMNS.index("rating")] == "-1"
     assert [x.rating for x in read_ratings(mriqc)] == ["Bad"]
 

@@ -5,7 +5,6 @@ click its grade), exports the ratings TSV in MRIQC's 1/0/-1 convention, and the 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,7 +12,7 @@ import pytest
 
 from mmrqa_bids.ratings import COLUMNS, read_ratings
 
-from reports_helpers import browser  # noqa: F401 (fixture)
+from reports_helpers import browser, export_ratings  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -61,15 +60,7 @@ def test_rate_next_export_mriqc_and_train(browser, graded_study, tmp_path):  # n
 
     page.eval("(() => { const s = document.getElementById('rating-scale'); s.value = 'mriqc';"
               " s.dispatchEvent(new Event('change')); })()")
-    folder = tmp_path / "download"
-    folder.mkdir()
-    browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder),
-                                                 "eventsEnabled": True})
-    page.click("#export")
-    tsv = folder / "ratings_T1w.tsv"
-    deadline = time.monotonic() + 10
-    while not tsv.is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    tsv = export_ratings(browser, page, tmp_path / "download")
     lines = [line.split("\t") for line in tsv.read_text().splitlines()]
     assert lines[0] == list(COLUMNS)
     assert {line[COLUMNS.index("rating")] for line in lines[1:]} == {"1", "0", "-1"}
