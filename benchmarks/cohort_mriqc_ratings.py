@@ -99,11 +99,25 @@ def load_models(specs: list[str] | None) -> dict:
     return {"cohort model": model}
 
 
+def scores_within_sites(table, models, keys) -> dict[str, np.ndarray]:
+    """Every score of :func:`site_scores` for each image of ``table``, each site its own
+    cohort (NaN where a site gives none)."""
+    from mmrqa_bids.mriqc.train import columns, model_features
+
+    names = model_features(table.names, "all")
+    x = columns(table, names)
+    scores = {k: np.full(len(x), np.nan) for k in keys}
+    for site in np.unique(table.sites):
+        sel = table.sites == site
+        for k, v in site_scores(x[sel], names, models).items():
+            scores[k][sel] = v
+    return scores
+
+
 def main(argv=None) -> int:
     import argparse
 
-    from mmrqa_bids.mriqc.train import (columns, model_features, mriqc_learn_datasets,
-                                        read_rated_table)
+    from mmrqa_bids.mriqc.train import mriqc_learn_datasets, read_rated_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", metavar="LABEL=PATH",
@@ -124,13 +138,7 @@ def main(argv=None) -> int:
     print(f"\n== ABIDE: excluded vs rest, within each site (sites with >= {MIN_PER_CLASS} of "
           "each) ==")
     table = read_rated_table(data / "abide.tsv")
-    names = model_features(table.names, "all")
-    x = columns(table, names)
-    scores = {k: np.full(len(x), np.nan) for k in keys}
-    for site in np.unique(table.sites):
-        sel = table.sites == site
-        for k, v in site_scores(x[sel], names, models).items():
-            scores[k][sel] = v
+    scores = scores_within_sites(table, models, keys)
     print(f"{'rater':<10}{'sites':>6}" + "".join(f"{k:>20}" for k in keys))
     per_site_rows = []
     for rater in ("rater_1", "rater_2", "rater_3"):
@@ -157,14 +165,8 @@ def main(argv=None) -> int:
 
     print("\n== DS030 (rater_1): excluded vs rest, each image against its own site ==")
     ds = read_rated_table(data / "ds030.tsv")
-    names = model_features(ds.names, "all")
-    x = columns(ds, names)
     r = ds.ratings["rater_1"]
-    scores = {k: np.full(len(x), np.nan) for k in keys}
-    for site in np.unique(ds.sites):
-        sel = ds.sites == site
-        for k, v in site_scores(x[sel], names, models).items():
-            scores[k][sel] = v
+    scores = scores_within_sites(ds, models, keys)
     print(f"{'site':<12}{'rated':>6}{'excl':>6}" + "".join(f"{k:>20}" for k in keys))
     for site in list(np.unique(ds.sites)) + ["both"]:
         sel = np.isfinite(r) & ((ds.sites == site) if site != "both" else True)
