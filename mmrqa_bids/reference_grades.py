@@ -83,12 +83,14 @@ def reference_cohort_models(grading: "Grading") -> "CohortModels":
     a family the folder lacks, with a warning line), else the shipped ones. The other
     graders' ``--model`` is a multimodal model, not a folder of metric models.
     DatasetError (one line) for an unreadable cohort model file."""
-    from mmrqa_bids.cohorts.dataset import cohort_models, shipped_cohort_models
+    from mmrqa_bids.cohorts.dataset import (classifier_model_folder, cohort_models,
+                                            shipped_cohort_models)
 
-    if grading.grader != "classifier" or not grading.model:
+    folder = classifier_model_folder(grading.grader, grading.model)
+    if folder is None:
         return shipped_cohort_models()
     try:
-        return cohort_models(grading.model)
+        return cohort_models(folder)
     except ValueError as exc:  # CohortGradeError
         raise DatasetError(" ".join(str(exc).split())) from exc
 

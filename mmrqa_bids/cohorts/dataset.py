@@ -99,13 +99,18 @@ def cohort_models(model_dir: str | Path | None) -> CohortModels:
     return CohortModels(models, sources, tuple(lines))
 
 
+def classifier_model_folder(grader: str | None, model: Any) -> str | None:
+    """``--model`` when it names the metric classifier's folder (grader ``classifier``, the
+    default), else None: the shipped classifier, or another grader, whose ``--model`` is a
+    multimodal model, not a folder of metric models."""
+    return str(model) if model and (grader or "classifier") == "classifier" else None
+
+
 def run_model_folder(doc: Mapping[str, Any]) -> str | None:
     """The metric classifier's model folder a run was graded with (``--model`` as its
-    participant level recorded it), or None: the shipped classifier, or another grader
-    (whose ``--model`` is a multimodal model, not a folder of metric models)."""
+    participant level recorded it; :func:`classifier_model_folder`)."""
     grading = ((doc.get("provenance") or {}).get("settings") or {}).get("grading") or {}
-    model = grading.get("model")
-    return str(model) if model and grading.get("grader", "classifier") == "classifier" else None
+    return classifier_model_folder(grading.get("grader"), grading.get("model"))
 
 
 def model_folder_of_runs(docs: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:

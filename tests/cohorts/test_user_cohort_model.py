@@ -189,3 +189,16 @@ def test_cohort_summaries_name_the_cohort_model(tmp_path):
     assert shipped["model"] == SHIPPED
     [small] = cohort_summaries(grade_cohorts(assign_cohorts(docs[:3], parse_cohort_by("protocol"))))
     assert small["model_id"] is None and small["model"] is None
+
+
+def test_a_multimodal_graders_model_is_not_read_as_a_cohort_model_folder(tmp_path):
+    """``group --grader llava --model HUB_ID`` (the participant level's flags repeated):
+    the hub id is a multimodal model, not a folder of metric models; the shipped cohort
+    models grade, as before the group level read ``--model``."""
+    out = tmp_path / "out"
+    _study(out)
+    res = run_cli(tmp_path / "bids", out, "group", "--no-reports", "--grader", "llava",
+                  "--model", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {g["model_id"] for g in _grades(out)} == {load_cohort_model("anat").model_id}
+    assert "dataset grades by the shipped cohort models: " in res.stdout
