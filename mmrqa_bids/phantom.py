@@ -42,10 +42,12 @@ def load_head(voxel_size: float = 1.0) -> Head:
 
     Every size is zoomed from the same 1 mm head, built once per process (its skull's
     distance transform is most of the cost); each call returns arrays of its own."""
-    csf, gm, wm, skull, scalp, affine = (a.copy() for a in _head_1mm())
-    if voxel_size != 1.0:
-        f = 1.0 / voxel_size
-        csf, gm, wm, skull, scalp = (ndi.zoom(a, f, order=1) for a in (csf, gm, wm, skull, scalp))
+    *tissues, affine = _head_1mm()
+    affine = affine.copy()
+    if voxel_size == 1.0:
+        csf, gm, wm, skull, scalp = (a.copy() for a in tissues)
+    else:  # the zoom writes new arrays: no copy of the cached ones
+        csf, gm, wm, skull, scalp = (ndi.zoom(a, 1.0 / voxel_size, order=1) for a in tissues)
         affine[:3, :3] *= voxel_size
     return Head(csf=csf, gm=gm, wm=wm, skull=skull, scalp=scalp, affine=affine)
 

@@ -52,7 +52,10 @@ def rms_distance(z: np.ndarray, point: np.ndarray) -> np.ndarray:
     diff = np.atleast_2d(np.asarray(z, float)) - np.asarray(point, float)[None, :]
     finite = np.isfinite(diff)
     n = finite.sum(axis=1)
-    sq = np.where(finite, diff * diff, 0.0).sum(axis=1)
+    # summed left to right, as the report's JavaScript does (numpy's pairwise sum can differ
+    # in the last bit and so break a tie the other way)
+    squares = np.where(finite, diff * diff, 0.0)
+    sq = np.cumsum(squares, axis=1)[:, -1] if squares.shape[1] else np.zeros(len(squares))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.sqrt(sq / np.maximum(n, 1)), NO_SHARED_DISTANCE)
 

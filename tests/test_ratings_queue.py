@@ -67,3 +67,24 @@ def test_a_run_like_a_rated_one_waits():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="rows"):
         rate_next(np.ones((3, 3)) / 3, np.zeros((2, 4)), [False] * 3)
+
+
+def test_distances_are_summed_left_to_right_as_in_the_report():
+    """The report's JavaScript adds the squares left to right; numpy's pairwise sum can
+    differ in the last bit, which would break an exact tie the other way."""
+    from mmrqa_bids.ratings_queue import rms_distance
+
+    rng = np.random.default_rng(3)
+    z = np.round(rng.normal(0, 3, (400, 73)), 1)
+    z[rng.random(z.shape) < 0.1] = np.nan
+    point = np.round(rng.normal(0, 3, 73), 1)
+    expected = []
+    for row in z:
+        s, n = 0.0, 0
+        for a, b in zip(row, point):
+            if np.isfinite(a) and np.isfinite(b):
+                s += (a - b) * (a - b)
+                n += 1
+        expected.append(np.sqrt(s / n))
+    assert rms_distance(z, point).tolist() == expected
+    assert rms_distance(np.zeros((2, 0)), np.zeros(0)).tolist() == [20.0, 20.0]
