@@ -22,7 +22,7 @@ heads as acquired among them), held out in turn:
    the ratings so far; positions: the cohort z of the model's metrics, where the report
    uses its own robust z of every metric it shows) or at **random**.
 4. **Train**: the default's dataset-relative model recalibrated on the ratings
-   (:func:`mmrqa_bids.train.metric_model.rated.fit_cohort_on_ratings`, what
+   (:func:`mmrqa_bids.train.metric_model.rated.recalibrate_cohort_model`, what
    ``train --labels`` fits), then the rest of the study graded by it and by the default.
    Runs that repeat a rated subject (a study larger than the pool repeats subjects) are left
    out of "the rest".
@@ -73,7 +73,7 @@ def choose(strategy: str, k: int, doc: dict, z: np.ndarray, rel: np.ndarray,
     """The k rated runs of one study."""
     from mmrqa_bids.cohorts.relative import CohortModel
     from mmrqa_bids.ratings_queue import rate_next
-    from mmrqa_bids.train.metric_model.rated import fit_cohort_on_ratings
+    from mmrqa_bids.train.metric_model.rated import recalibrate_cohort_model
 
     if strategy == "random":
         return rng.choice(len(labels), size=k, replace=False).tolist()
@@ -84,7 +84,7 @@ def choose(strategy: str, k: int, doc: dict, z: np.ndarray, rel: np.ndarray,
         mask[rated] = True
         rated += rate_next(p, z, mask, k=min(BATCH, k - len(rated)))
         if len(rated) < k:  # the rater retrains and reloads the report between batches
-            user = fit_cohort_on_ratings(doc, z[rated], rel[rated], labels[rated])
+            user = recalibrate_cohort_model(doc, z[rated], rel[rated], labels[rated])
             p = CohortModel.from_dict(user).predict_proba(z, rel)
     return rated
 
@@ -126,7 +126,7 @@ def run_family(family: str, args, rng: np.random.Generator) -> None:
     from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, load_pools,
                                           plan_cohorts, subset)
     from mmrqa_bids.grading.base import LABELS
-    from mmrqa_bids.train.metric_model.rated import fit_cohort_on_ratings
+    from mmrqa_bids.train.metric_model.rated import recalibrate_cohort_model
 
     t0 = time.perf_counter()
     cuts = RATERS[args.rater] or GRADE_CUTS
@@ -165,7 +165,7 @@ def run_family(family: str, args, rng: np.random.Generator) -> None:
                     local = choose(strategy, k, doc, z[pool_idx], rel[pool_idx],
                                    labels[pool_idx], r)
                     rated = pool_idx[local]
-                    user = CohortModel.from_dict(fit_cohort_on_ratings(doc, z[rated], rel[rated],
+                    user = CohortModel.from_dict(recalibrate_cohort_model(doc, z[rated], rel[rated],
                                                                        labels[rated]))
                     pred = lab[user.predict_proba(z[test], rel[test]).argmax(1)]
                     cell = res.setdefault((strategy, k), {"acc": [], "f1": []})

@@ -221,9 +221,7 @@ def model_inputs(doc: dict[str, Any], z: np.ndarray, rel: np.ndarray) -> np.ndar
     split by direction; aggregates of |z|), as the grader builds them."""
     from mmrqa_bids.cohorts import relative
 
-    if hasattr(relative, "model_input"):
-        return relative.model_input(str(doc.get("feature_kind", "abs")), z, rel)
-    return relative.relative_features(z, rel)  # model files of format /1
+    return relative.model_input(str(doc.get("feature_kind", "abs")), z, rel)
 
 
 def head_logits(doc: dict[str, Any], z: np.ndarray, rel: np.ndarray) -> dict[str, np.ndarray]:
@@ -321,9 +319,6 @@ def relative_examples(entries: Sequence[dict[str, Any]], features: Sequence[str]
     return z, rel, usable
 
 
-#: What ``train --labels`` fits for the dataset grade (the benchmark calls the same).
-fit_cohort_on_ratings = recalibrate_cohort_model
-
 
 def shipped_cohort_doc(family: str) -> dict[str, Any]:
     """The shipped dataset-relative model file's content of a family."""
@@ -341,6 +336,7 @@ def fit_rated_cohort_family(family: str, entries: Sequence[dict[str, Any]],
     training split, their relative features computed against every rated run of their suffix
     (:func:`relative_examples`; simulated copies are not members of the study's cohort).
     The record scores the fitted and the base model on the held-out split."""
+    from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
     from mmrqa_bids.evaluation import evaluate
 
     expert = [e for e in entries if e.get("origin", "expert") != "simulated"]
@@ -350,11 +346,11 @@ def fit_rated_cohort_family(family: str, entries: Sequence[dict[str, Any]],
     record: dict[str, Any] = {"trained": False, "n_train": len(train),
                               "base_model_id": base["model_id"]}
     if len(train) < minimum:
-        record["reason"] = (f"{len(train)} rated run(s) in cohorts of at least 8 in the "
-                            f"training split, fewer than {minimum}")
+        record["reason"] = (f"{len(train)} rated run(s) in cohorts of at least "
+                            f"{MIN_COHORT_SIZE} in the training split, fewer than {minimum}")
         return None, record
     labels = [expert[i]["label"] for i in train]
-    doc = fit_cohort_on_ratings(base, z[train], rel[train], labels)
+    doc = recalibrate_cohort_model(base, z[train], rel[train], labels)
     record.update(trained=True, model_id=doc["model_id"], counts=dict(Counter(labels)),
                   heads=doc["recalibration"]["heads"])
     if test:
