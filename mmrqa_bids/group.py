@@ -79,13 +79,6 @@ def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None
     return CohortModels(models.models, models.sources, (*lines, *models.lines))
 
 
-def _log_line(line: str) -> None:
-    if line.startswith("WARNING"):
-        logger.warning("%s", line)
-    else:
-        logger.info("%s", line)
-
-
 def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort_by: str,
                     bids_dir: Path | None, model_dir: Path | None = None
                     ) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -104,8 +97,7 @@ def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohor
         raise DatasetError(str(exc)) from exc
     for note in notes:
         logger.warning("WARNING %s", note)
-    for line in models.lines:
-        _log_line(line)
+    models.log(logger)
     regraded = regraded_documents(outcomes, by.describe())
     out, writes = [], []
     for doc in docs:

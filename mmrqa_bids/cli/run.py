@@ -154,8 +154,7 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
                                f"{ex.plugin}; use SLURM/SGE/PBS (or grade with the group level)")
         matched = match_runs(runs, load_stored_references(settings.grading.reference), ex.bids_dir)
         cohort_models = reference_cohort_models(settings.grading)
-        for line in cohort_models.lines:
-            (logger.warning if line.startswith("WARNING") else logger.info)(line)
+        cohort_models.log(logger)
     with folder_lock(layout.logs):  # concurrent runs into one folder: one writer at a time
         write_dataset_description(layout, ex.bids_dir)
     wf = init_participant_wf(runs, settings)

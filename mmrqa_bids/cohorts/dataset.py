@@ -17,6 +17,7 @@ id (``grade.model_id``) and where it came from (``grade.cohort.model``).
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,6 +61,11 @@ class CohortModels:
 
     def source(self, family: str) -> str:
         return self.sources.get(family, SHIPPED)
+
+    def log(self, log: logging.Logger) -> None:
+        """Say :attr:`lines` on ``log``: a line starting with WARNING as a warning."""
+        for line in self.lines:
+            (log.warning if line.startswith("WARNING") else log.info)("%s", line)
 
 
 def shipped_cohort_models() -> CohortModels:

@@ -265,13 +265,17 @@ def encode_positions(z: np.ndarray) -> tuple[str, np.ndarray]:
     JavaScript and :func:`queue_data`'s initial ranking read."""
     tenths = np.round(np.clip(z, -QUEUE_Z_CLIP, QUEUE_Z_CLIP) * 10.0)
     q = np.where(np.isfinite(tenths), tenths, QUEUE_MISSING).astype(np.int8)
-    decoded = np.where(q == QUEUE_MISSING, np.nan, q.astype(float) * 0.1)
-    return base64.b64encode(q.tobytes()).decode("ascii"), decoded
+    return base64.b64encode(q.tobytes()).decode("ascii"), _decoded(q)
 
 
 def decode_positions(text: str, n_runs: int, n_metrics: int) -> np.ndarray:
     """The (n_runs, n_metrics) z of :func:`encode_positions`' text."""
     q = np.frombuffer(base64.b64decode(text), dtype=np.int8).reshape(n_runs, n_metrics)
+    return _decoded(q)
+
+
+def _decoded(q: np.ndarray) -> np.ndarray:
+    """Tenths of a z as floats, NaN where :data:`QUEUE_MISSING`."""
     return np.where(q == QUEUE_MISSING, np.nan, q.astype(float) * 0.1)
 
 

@@ -16,13 +16,8 @@ MIN_RUNS_FOR_OUTLIERS = 5
 
 def finite(values: Iterable[Any]) -> np.ndarray:
     """The finite numbers among ``values`` (booleans and strings such as ``n/a`` dropped)."""
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        # already numbers (dataset_context asks once per run and metric: keep it vectorised)
-        return values[np.isfinite(values)].astype(np.float64, copy=False)
-    out = [float(v) for v in values
-           if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-           and math.isfinite(float(v))]
-    return np.asarray(out, dtype=np.float64)
+    x = as_floats(values)
+    return x[np.isfinite(x)]
 
 
 def as_floats(values: Iterable[Any]) -> np.ndarray:
