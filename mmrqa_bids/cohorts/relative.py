@@ -148,14 +148,20 @@ def relative_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
     differs between studies, while rel says how large the change is."""
     a = np.abs(np.atleast_2d(np.asarray(z, float)))
     r = np.abs(np.atleast_2d(np.asarray(rel, float)))
-    n = a.shape[0]
-    agg = np.full((n, len(AGGREGATES)), np.nan)
-    for i in range(n):
+    return np.column_stack([a, r, abs_z_aggregates(a)])
+
+
+def abs_z_aggregates(a: np.ndarray) -> np.ndarray:
+    """:data:`AGGREGATES` of each row of the (n, m) |z| over its finite values: mean, root
+    mean square, largest, second largest (the largest when alone), share above 3; NaN for a
+    row without any."""
+    agg = np.full((a.shape[0], len(AGGREGATES)), np.nan)
+    for i in range(a.shape[0]):
         v = np.sort(a[i][np.isfinite(a[i])])[::-1]
         if v.size:
             agg[i] = [v.mean(), math.sqrt(float(np.mean(v * v))), v[0],
                       v[1] if v.size > 1 else v[0], float(np.mean(v > 3.0))]
-    return np.column_stack([a, r, agg])
+    return agg
 
 
 def split_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
@@ -169,11 +175,16 @@ def split_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
     metric and leaves the other at 0), yet it may learn that only one direction of a metric
     signals degradation (SNR down, not up), which |z| cannot tell apart."""
     z = np.atleast_2d(np.asarray(z, float))
+    return np.column_stack([directional_features(z, rel), abs_z_aggregates(np.abs(z))])
+
+
+def directional_features(z: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """z+, z-, rel+, rel- of every metric (:func:`split_features` without the aggregates)."""
+    z = np.atleast_2d(np.asarray(z, float))
     rel = np.atleast_2d(np.asarray(rel, float))
     with np.errstate(invalid="ignore"):
         parts = [np.where(np.isnan(v), np.nan, np.maximum(v, 0.0)) for v in (z, -z, rel, -rel)]
-    agg = relative_features(z, rel)[:, 2 * z.shape[1]:]
-    return np.column_stack(parts + [agg])
+    return np.column_stack(parts)
 
 
 def model_input(kind: str, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
@@ -184,7 +195,7 @@ def model_input(kind: str, z: np.ndarray, rel: np.ndarray) -> np.ndarray:
     if kind == "split":
         return split_features(z, rel)
     if kind == "directional":
-        return split_features(z, rel)[:, :4 * np.atleast_2d(z).shape[1]]
+        return directional_features(z, rel)
     if kind == "abs":
         return relative_features(z, rel)
     raise CohortGradeError(f"unknown cohort feature kind {kind!r} ({', '.join(FEATURE_KINDS)})")
