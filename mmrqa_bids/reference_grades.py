@@ -123,7 +123,7 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
         record = cohort_record(ref.cohort_id, ref.n, ref.protocol, "reference", reference=str(file),
                                model=models.source(family))
         try:
-            rel = grade_against(ref, metric_row(doc), family, model=models.model(family))
+            rel = grade_against(ref, metric_row(doc), family)  # the shipped model of the family
         except ValueError as exc:  # e.g. no metric shared with the reference: flagged, kept
             reason = f"not graded against reference {ref.cohort_id}: {' '.join(str(exc).split())}"
             new = with_model_basis(doc, reason, record)
@@ -141,13 +141,12 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
     return graded
 
 
-def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path,
-                    models: "CohortModels | None" = None) -> dict[str, str]:
+def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path) -> dict[str, str]:
     """bids_name -> the cohort sentence of a multimodal grader's prompt
     (:func:`mmrqa_bids.cohorts.narrative.prompt_context`) for measured run records, each
     against its stored reference (the same match the participant level checked up front),
-    read by ``models`` (a :class:`~mmrqa_bids.cohorts.dataset.CohortModels`; default the
-    shipped ones: a multimodal grader's ``--model`` is not a folder of metric models)."""
+    read by the shipped cohort models (a multimodal grader's ``--model`` is not a folder of
+    metric models)."""
     from mmrqa_bids.cohorts.dataset import metric_row
     from mmrqa_bids.cohorts.grouping import cohort_protocol, dataset_root, read_sidecar
     from mmrqa_bids.cohorts.matching import match_reference
@@ -155,9 +154,6 @@ def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path,
     from mmrqa_bids.cohorts.relative import grade_against
     from mmrqa_bids.grading.narrative import family_of
 
-    from mmrqa_bids.cohorts.dataset import CohortModels
-
-    models = models or CohortModels({}, {})
     refs = [r for r, _ in load_stored_references(reference)]
     out = {}
     for record in records:
@@ -168,6 +164,6 @@ def prompt_contexts(records: Sequence[dict[str, Any]], reference: Path,
         protocol = cohort_protocol(doc, read_sidecar(run.path, dataset_root(run.path) or run.path.parent))
         ref = match_reference(protocol, refs, run.bids_name)
         family = family_of(run.suffix)
-        rel = grade_against(ref, metric_row(doc), family, model=models.model(family))
+        rel = grade_against(ref, metric_row(doc), family)  # the shipped model of the family
         out[run.bids_name] = prompt_context([d.__dict__ for d in rel.deviations], run.suffix, ref.n)
     return out
