@@ -123,7 +123,7 @@ def apply_references(layout: DerivativesLayout, runs: Sequence[RunSpec],
         record = cohort_record(ref.cohort_id, ref.n, ref.protocol, "reference", reference=str(file),
                                model=models.source(family))
         try:
-            rel = grade_against(ref, metric_row(doc), family)  # the shipped model of the family
+            rel = grade_against(ref, metric_row(doc), family, model=models.model(family))
         except ValueError as exc:  # e.g. no metric shared with the reference: flagged, kept
             reason = f"not graded against reference {ref.cohort_id}: {' '.join(str(exc).split())}"
             new = with_model_basis(doc, reason, record)
