@@ -7,6 +7,11 @@ signal in the air: ghosts, wrap-around) and ``inu_med``/``inu_range`` (the bias 
 3-class tissue fit, :func:`mmrqa_bids.metrics.tissues.fit_tissues`, EPI contrast). ``fov_edge``
 (wrap-around, :func:`~mmrqa_bids.metrics.anatomical.fov_edge`) and ``head_edge`` (blur,
 :func:`~mmrqa_bids.metrics.anatomical.head_edge`) are mmrqa's own.
+
+``tsnr``, ``dvars_*`` and ``fd_*`` follow the code MRIQC runs for them (nipype's ``TSNR``,
+``ComputeDVARS`` and ``FramewiseDisplacement``, MRIQC's ``FunctionalQC``), checked on real runs
+by ``benchmarks/metrics_vs_mriqc_bold.py``; ``gcor`` departs (quadratic detrend) and, with
+``aor``, is NaN on runs of 3 volumes or fewer.
 """
 from __future__ import annotations
 
@@ -22,6 +27,13 @@ from mmrqa_bids.metrics.tissues import fit_tissues
 EPS = 1e-16
 FD_RADIUS_MM = 50.0  # Power et al. 2012: rotations as arc length on a 50 mm sphere
 FD_THRESHOLD_MM = 0.2  # MRIQC's default for fd_num / fd_perc
+TSNR_SD_MIN = 1e-3  # nipype TSNR: a voxel of temporal SD <= this has tSNR 0 (image units)
+DVARS_SCALE = 1000.0  # nipype ComputeDVARS (MRIQC's call): in-mask median scaled to this
+DVARS_SD_MIN = 1e-7  # nipype ComputeDVARS variance_tol: robust SD (scaled) <= this removed
+DETREND_ORDER = 2  # aor / gcor: quadratic Legendre trend removed first
+#: A detrended series (or its MAD) at or below this fraction of the raw series' RMS is
+#: rounding residue of the projection, i.e. zero: the voxel is constant up to its trend.
+RESIDUE_REL = 1e-10
 
 
 def _series(data4d: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -38,13 +50,23 @@ def detrend(ts: np.ndarray, order: int = 2) -> np.ndarray:
 
 
 def tsnr(ts: np.ndarray) -> float:
-    """Temporal SNR (Krueger & Glover 2001; MRIQC ``tsnr``): median over voxels of
-    mean_t / std_t."""
+    """Temporal SNR (Krueger & Glover 2001; MRIQC ``tsnr``), as nipype's ``TSNR`` map and
+    MRIQC's ``FunctionalQC`` median over the mask::
+
+        tsnr_v = mean_t(x_v) / sd_t(x_v)  if sd_t(x_v) > 1e-3, else 0
+        tsnr   = median_v tsnr_v          (every voxel of the mask; sd with ddof 0)
+
+    Voxels of (near-)constant signal count as 0, as in MRIQC (the 1e-3 is in image units,
+    :data:`TSNR_SD_MIN`). NaN when no voxel's SD exceeds it (a constant run: MRIQC's median
+    would be 0, which reads as a measured value).
+    """
     sd = ts.std(axis=1)
-    ok = sd > 0
+    ok = sd > TSNR_SD_MIN
     if not ok.any():
         return NAN
-    return float(np.median(ts.mean(axis=1)[ok] / sd[ok]))
+    out = np.zeros(ts.shape[0])
+    out[ok] = ts.mean(axis=1)[ok] / sd[ok]
+    return float(np.median(out))
 
 
 def _ar1(ts: np.ndarray) -> np.ndarray:
@@ -57,15 +79,28 @@ def _ar1(ts: np.ndarray) -> np.ndarray:
 
 def dvars(ts: np.ndarray) -> tuple[float, float, float]:
     """Mean DVARS, non-standardised, standardised and voxel-wise standardised (Power et al.
-    2012; Nichols' standardisation as implemented in MRIQC ``dvars_nstd/std/vstd``).
+    2012; Nichols' standardisation), as nipype's ``ComputeDVARS`` with the defaults MRIQC
+    calls it with (``dvars_nstd/std/vstd``: the mean over time of each column)::
 
-    DVARS_t = sqrt(mean_v (x_v,t - x_v,t-1)^2). Each voxel's expected difference SD under
-    stationarity is sd_v sqrt(2 (1 - ar1_v)), sd_v = IQR_v / 1.349 (robust) and ar1_v its
-    lag-1 autocorrelation; std = DVARS / mean_v of it; vstd = sqrt(mean_v (diff / it)^2).
+        y_v,t    = 1000 x_v,t / median_{v,t}(x)          (in-mask median scaled to 1000)
+        sd_v     = IQR_t(y_v) / 1.349                     (percentiles: 'lower')
+        voxels with sd_v <= 1e-7 are removed              (nipype's variance_tol)
+        DVARS_t  = sqrt(mean_v (y_v,t - y_v,t-1)^2)       -> dvars_nstd
+        s_v      = sd_v sqrt(2 (1 - ar1_v))               (ar1_v: Yule-Walker lag 1)
+        std_t    = DVARS_t / mean_v s_v                   -> dvars_std
+        vstd_t   = sqrt(mean_v ((y_v,t - y_v,t-1) / s_v)^2) -> dvars_vstd
+
+    ``dvars_std`` and ``dvars_vstd`` do not depend on the scaling; ``dvars_nstd`` is in units
+    of 1/1000 of the in-mask median (so free of the image's gain). All three are NaN when no
+    voxel has a robust SD above the tolerance (e.g. 2 volumes: every IQR is 0); ``dvars_nstd``
+    is NaN when the in-mask median is not positive (no signal level to scale to).
     """
+    median = float(np.median(ts))
+    scale = DVARS_SCALE / median if median > 0 else 1.0
+    ts = ts * scale
     q75, q25 = np.percentile(ts, [75, 25], axis=1, method="lower")
     sd = (q75 - q25) / 1.349
-    keep = sd > 0
+    keep = sd > (DVARS_SD_MIN if median > 0 else 0.0)
     if keep.sum() < 1:
         return NAN, NAN, NAN
     ts, sd = ts[keep], sd[keep]
@@ -75,7 +110,7 @@ def dvars(ts: np.ndarray) -> tuple[float, float, float]:
     std = nstd / max(float(diff_sd.mean()), EPS)
     ok = diff_sd > 0
     vstd = np.sqrt(np.mean((diff[ok] / diff_sd[ok, None]) ** 2, axis=0))
-    return float(nstd.mean()), float(std.mean()), float(vstd.mean())
+    return (float(nstd.mean()) if median > 0 else NAN), float(std.mean()), float(vstd.mean())
 
 
 def gsr(mean_epi: np.ndarray, mask: np.ndarray, axis: int) -> float:
@@ -93,27 +128,59 @@ def gsr(mean_epi: np.ndarray, mask: np.ndarray, axis: int) -> float:
     return float((mean_epi[ghost].mean() - mean_epi[other].mean()) / signal)
 
 
+def _residue_floor(ts: np.ndarray) -> np.ndarray:
+    """Per row, the size under which a detrended value is rounding residue:
+    RESIDUE_REL * RMS_t(x_v), shape (n_voxels, 1)."""
+    return RESIDUE_REL * np.sqrt(np.mean(ts * ts, axis=1, keepdims=True))
+
+
 def aor(ts: np.ndarray, qthr: float = 0.001, detrended: np.ndarray | None = None) -> float:
-    """AFNI outlier ratio (3dToutcount; MRIQC ``aor``): mean over time of the fraction of
-    voxels whose quadratic-detrended value departs from the voxel median by more than
-    alpha * MAD, alpha = Phi^-1(1 - qthr / T) sqrt(pi / 2). ``detrended``: detrend(ts)
-    when the caller already has it."""
-    x = detrend(ts) if detrended is None else detrended
+    """AFNI outlier ratio (3dToutcount -fraction; MRIQC ``aor``)::
+
+        r_v,t = x_v,t - quadratic Legendre trend of x_v       (detrend, order 2)
+        MAD_v = median_t |r_v,t - median_t r_v|
+        alpha = Phi^-1(1 - qthr / T) sqrt(pi / 2)
+        aor   = mean_{v,t} [ |r_v,t - median_t r_v| > alpha MAD_v  and  MAD_v > floor_v ]
+
+    over every voxel of the mask; floor_v = 1e-10 RMS_t(x_v) (:data:`RESIDUE_REL`): a voxel
+    whose detrended MAD is rounding residue is constant up to its trend and has no outlier.
+    NaN for runs of T <= 3 volumes: a quadratic trend fits every series exactly, nothing is
+    left to test. ``detrended``: detrend(ts) when the caller already has it.
+    """
+    n_t = ts.shape[1]
+    if n_t <= DETREND_ORDER + 1:
+        return NAN
+    x = detrend(ts, DETREND_ORDER) if detrended is None else detrended
     med = np.median(x, axis=1, keepdims=True)
-    mad = np.median(np.abs(x - med), axis=1, keepdims=True)
-    alpha = norm.isf(qthr / ts.shape[1]) * np.sqrt(np.pi / 2)
-    out = (np.abs(x - med) > alpha * mad) & (mad > 0)
+    dev = np.abs(x - med)
+    mad = np.median(dev, axis=1, keepdims=True)
+    alpha = norm.isf(qthr / n_t) * np.sqrt(np.pi / 2)
+    out = (dev > alpha * mad) & (mad > _residue_floor(ts))
     return float(out.mean())
 
 
 def gcor(ts: np.ndarray, detrended: np.ndarray | None = None) -> float:
-    """Global correlation (Saad et al., Brain Connect 2013): the mean of the voxel-by-voxel
-    correlation matrix, = ||mean_v u_v||^2 with u_v the unit-norm detrended series."""
-    x = detrend(ts) if detrended is None else detrended
-    norms = np.linalg.norm(x, axis=1)
-    u = x[norms > 0] / norms[norms > 0, None]
-    if u.shape[0] == 0:
+    """Global correlation (Saad et al., Brain Connect 2013; MRIQC ``gcor``), the mean of the
+    voxel-by-voxel correlation matrix of the detrended series::
+
+        r_v  = x_v - quadratic Legendre trend of x_v       (detrend, order 2)
+        u_v  = r_v / ||r_v||                               (voxels with ||r_v|| > floor_v)
+        gcor = || mean_v u_v ||^2
+
+    floor_v = 1e-10 ||x_v|| (:data:`RESIDUE_REL`): a residual that small is rounding residue
+    (the voxel is constant up to its trend) and is left out instead of being scaled up to
+    unit length. Departure: MRIQC (AFNI ``@compute_gcor``) only demeans. NaN for runs of
+    T <= 3 volumes (a quadratic trend fits every series exactly), and when every voxel is
+    left out.
+    """
+    if ts.shape[1] <= DETREND_ORDER + 1:
         return NAN
+    x = detrend(ts, DETREND_ORDER) if detrended is None else detrended
+    norms = np.linalg.norm(x, axis=1)
+    ok = norms > RESIDUE_REL * np.linalg.norm(ts, axis=1)
+    if not ok.any():
+        return NAN
+    u = x[ok] / norms[ok, None]
     g = u.mean(axis=0)
     return float(g @ g)
 
@@ -182,6 +249,13 @@ def framewise_displacement(params: np.ndarray, radius: float = FD_RADIUS_MM) -> 
     return radius * d[:, :3].sum(axis=1) + d[:, 3:].sum(axis=1)
 
 
+def fd_perc(fd_num: float, n_volumes: int) -> float:
+    """Percentage of FD values above the threshold, over the number of volumes, as MRIQC's
+    ``FunctionalQC``: fd_perc = 100 fd_num / T (T - 1 FD values: the first volume counts
+    as one without motion)."""
+    return float(100.0 * fd_num / n_volumes)
+
+
 def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
                        zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict[str, float]:
     """Every functional metric of a bold run (see :data:`mmrqa_bids.metrics.FUNC_METRICS`)."""
@@ -191,14 +265,14 @@ def functional_metrics(data4d: np.ndarray, mean_epi: np.ndarray, masks: Masks,
     out["dvars_nstd"], out["dvars_std"], out["dvars_vstd"] = dvars(ts)
     out["gsr_x"] = gsr(mean_epi, head, 0)
     out["gsr_y"] = gsr(mean_epi, head, 1)
-    detrended = detrend(ts)
+    detrended = detrend(ts, DETREND_ORDER)
     out["aor"] = aor(ts, detrended=detrended)
     out["gcor"] = gcor(ts, detrended=detrended)
     del detrended
     fd = framewise_displacement(realign(data4d, head, zooms))
     out["fd_mean"] = float(fd.mean())
     out["fd_num"] = float(np.count_nonzero(fd > FD_THRESHOLD_MM))
-    out["fd_perc"] = float(100.0 * out["fd_num"] / fd.size)
+    out["fd_perc"] = fd_perc(out["fd_num"], data4d.shape[3])
     fg_stats = summary_stats(mean_epi[head])
     bg_stats = summary_stats(mean_epi[air])
     out["efc"] = efc(mean_epi)

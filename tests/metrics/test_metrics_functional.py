@@ -25,9 +25,54 @@ def test_tsnr_and_dvars_of_white_noise():
     ts = 500.0 + rng.normal(0, 10.0, (4000, 200))
     assert Fn.tsnr(ts) == pytest.approx(50.0, rel=0.02)
     nstd, std, vstd = Fn.dvars(ts)
-    assert nstd == pytest.approx(10.0 * np.sqrt(2), rel=0.02)
+    # nstd in units of 1/1000 of the in-mask median (nipype ComputeDVARS, MRIQC): 1000 / 500
+    assert nstd == pytest.approx(2.0 * 10.0 * np.sqrt(2), rel=0.02)
     assert std == pytest.approx(1.0, abs=0.05)
     assert vstd == pytest.approx(1.0, abs=0.05)
+    # free of the gain; NaN when the in-mask median is not positive (nothing to scale to)
+    assert Fn.dvars(3.1 * ts) == pytest.approx((nstd, std, vstd), rel=1e-9)
+    below = Fn.dvars(ts - 1000.0)
+    assert np.isnan(below[0]) and below[1:] == pytest.approx((std, vstd), rel=1e-9)
+
+
+def test_tsnr_counts_constant_voxels_as_zero():
+    """As nipype's TSNR map + MRIQC's median: SD <= 1e-3 gives 0, and those voxels count."""
+    rng = np.random.default_rng(2)
+    noisy = 500.0 + rng.normal(0, 10.0, (300, 50))
+    constant = np.full((100, 50), 400.0)
+    tsnr_v = np.concatenate([noisy.mean(axis=1) / noisy.std(axis=1), np.zeros(100)])
+    assert Fn.tsnr(np.vstack([noisy, constant])) == pytest.approx(np.median(tsnr_v), rel=1e-12)
+    assert np.isnan(Fn.tsnr(constant))
+
+
+def test_fd_perc_is_over_the_number_of_volumes():
+    assert Fn.fd_perc(16, 20) == pytest.approx(80.0)  # MRIQC FunctionalQC: 100 num / T
+
+
+@pytest.mark.parametrize("n_t", [2, 3])
+def test_aor_and_gcor_are_nan_on_runs_too_short_for_the_trend(n_t):
+    """A quadratic trend fits every series of <= 3 volumes: what is left is rounding residue
+    (gcor was 0.98 on nibabel's 2-volume example4d)."""
+    rng = np.random.default_rng(3)
+    ts = 500.0 + rng.normal(0, 10.0, (1000, n_t))
+    assert np.isnan(Fn.gcor(ts)) and np.isnan(Fn.aor(ts))
+    assert np.isnan(Fn.gcor(ts, detrended=Fn.detrend(ts))) and np.isnan(Fn.aor(ts, detrended=ts))
+
+
+def test_gcor_and_aor_leave_out_voxels_constant_up_to_their_trend():
+    """A voxel whose detrended series is rounding residue (a constant or a pure quadratic
+    drift, in a long run) is left out of gcor instead of being scaled up to unit length, and
+    has no aor outlier."""
+    rng = np.random.default_rng(4)
+    n_t = 60
+    t = np.linspace(-1, 1, n_t)
+    noisy = 500.0 + rng.normal(0, 10.0, (500, n_t)) + 10.0 * rng.normal(0, 1, n_t)[None, :]
+    drifting = 300.0 + 40.0 * t[None, :] ** 2 - 7.0 * t[None, :] + np.zeros((500, 1))
+    both = np.vstack([noisy, drifting])
+    assert np.abs(Fn.detrend(drifting)).max() > 0  # rounding residue is there
+    assert Fn.gcor(both) == pytest.approx(Fn.gcor(noisy), rel=1e-9)
+    assert Fn.aor(both) == pytest.approx(Fn.aor(noisy) / 2, rel=1e-9)
+    assert np.isnan(Fn.gcor(drifting)) and Fn.aor(drifting) == 0.0
 
 
 def test_aor_counts_spikes_and_gcor_sees_a_global_signal():
