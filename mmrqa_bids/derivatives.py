@@ -417,18 +417,23 @@ def failure_row(fail: dict[str, Any]) -> dict[str, Any]:
             "grader": "n/a", "error": fail["error"]}
 
 
-def group_tables(layout: DerivativesLayout, docs: list[dict[str, Any]] | None = None
+def group_tables(layout: DerivativesLayout, docs: list[dict[str, Any]] | None = None,
+                 unreadable: list[dict[str, Any]] | None = None
                  ) -> dict[str, list[dict[str, Any]]]:
-    """Suffix -> one row per run (derivative documents and failures), sorted by name."""
+    """Suffix -> one row per run (derivative documents and failures), sorted by name.
+    ``unreadable``: the :func:`unreadable_outputs` rows when the caller has them (not
+    changed here); read otherwise."""
     tables: dict[str, list[dict[str, Any]]] = {}
     docs = collect_documents(layout) if docs is None else docs
     for doc in docs:
         tables.setdefault(doc["bids_meta"]["suffix"], []).append(document_row(doc))
     for fail in read_failures(layout):
         tables.setdefault(fail["suffix"], []).append(failure_row(fail))
-    # the documents were just read as valid: only the other JSONs are parsed again
-    for row in unreadable_outputs(layout, known=[d["_path"] for d in docs if "_path" in d]):
-        tables.setdefault(row.pop("suffix"), []).append(row)
+    if unreadable is None:  # the documents were just read as valid: only the others parsed
+        unreadable = unreadable_outputs(layout, known=[d["_path"] for d in docs if "_path" in d])
+    for row in unreadable:
+        tables.setdefault(row["suffix"], []).append(
+            {k: v for k, v in row.items() if k != "suffix"})
     for rows in tables.values():
         rows.sort(key=lambda r: r["bids_name"])
     return tables

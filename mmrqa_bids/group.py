@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrqa_bids.bids import DatasetError
-from mmrqa_bids.derivatives import DerivativesLayout, collect_documents, group_tables, to_tsv
+from mmrqa_bids.derivatives import (DerivativesLayout, collect_documents, group_tables,
+                                    to_tsv, unreadable_outputs)
 from mmrqa_bids.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # the cohort modules load the metrics: imported where they are used
@@ -28,14 +29,31 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
     """Grade every run against its cohort (dataset grades, written back into each run JSON;
     each graded cohort's reference stored), then write ``group_<suffix>.tsv`` (and ``.html``)
     for each suffix with runs; with reports, also show each run's grade basis and percentiles
-    within the dataset in its individual report.
+    within the dataset in its individual report. Returns what was written
+    (:func:`group_level` also returns the unreadable outputs it tabulated).
 
     The cohort models: those of ``model_dir`` (the group level's ``--model``), else those of
     the model folder the runs were graded with (:func:`group_cohort_models`)."""
+    return group_level(output_dir, modalities, reports, cohort_by, bids_dir, model_dir)[0]
+
+
+def group_level(output_dir: Path, modalities: tuple[str, ...], reports: bool = True,
+                cohort_by: str = "protocol", bids_dir: Path | None = None,
+                model_dir: Path | None = None
+                ) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """:func:`run_group`, and the rows of the ``modalities``' run JSONs and failure records
+    that could not be read (:func:`~mmrqa_bids.derivatives.unreadable_outputs`, in its
+    order: the same rows the group tables hold with status ``unreadable``), so that the
+    command line reports them without parsing every run JSON again."""
     layout = DerivativesLayout(output_dir)
-    docs = [d for d in collect_documents(layout) if d["bids_meta"]["suffix"] in modalities]
+    every = collect_documents(layout)
+    docs = [d for d in every if d["bids_meta"]["suffix"] in modalities]
     docs, outcomes = _dataset_grades(layout, docs, cohort_by, bids_dir, model_dir)
-    tables = {s: rows for s, rows in group_tables(layout, docs).items() if s in modalities}
+    # every run JSON was read once above: only the ones that did not read as valid documents
+    # are parsed again (the rewritten ones stay valid documents)
+    unreadable = unreadable_outputs(layout, modalities, known=[d["_path"] for d in every])
+    tables = {s: rows for s, rows in group_tables(layout, docs, unreadable).items()
+              if s in modalities}
     if not tables:
         raise DatasetError(f"{output_dir}: no participant-level outputs found; "
                            "run the participant level first")
@@ -47,7 +65,7 @@ def run_group(output_dir: Path, modalities: tuple[str, ...], reports: bool = Tru
             written[f"{suffix}.html"] = _write_reports(
                 layout, suffix, rows, [d for d in docs if d["bids_meta"]["suffix"] == suffix],
                 [o for o in outcomes if o.cohort.suffix == suffix])
-    return written
+    return written, unreadable
 
 
 def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None

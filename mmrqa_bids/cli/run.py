@@ -329,19 +329,18 @@ def _redact_crash_files(logs: Path, since: float) -> None:
 
 def run_group(settings: Settings) -> int:
     from mmrqa_bids.cohorts.dataset import classifier_model_folder
-    from mmrqa_bids.group import run_group as _run_group
+    from mmrqa_bids.group import group_level
     ex = settings.execution
     # only the metric classifier's --model is a folder of cohort models
     folder = classifier_model_folder(settings.grading.grader, settings.grading.model)
-    written = _run_group(ex.output_dir, ex.modalities, reports=ex.reports,
-                         cohort_by=settings.grading.cohort_by,
-                         bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
-                         model_dir=Path(folder) if folder else None)
+    written, unreadable = group_level(ex.output_dir, ex.modalities, reports=ex.reports,
+                                      cohort_by=settings.grading.cohort_by,
+                                      bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
+                                      model_dir=Path(folder) if folder else None)
     for key, path in sorted(written.items()):
         logger.info(f"group {key.split('.')[-1].upper()}: {path}")
-    from mmrqa_bids.derivatives import unreadable_outputs
-    unreadable = unreadable_outputs(DerivativesLayout(ex.output_dir), ex.modalities)
-    for row in unreadable:  # tabulated with status "unreadable"; the exit code says so too
+    # the rows the group level tabulated with status "unreadable"; the exit code says so too
+    for row in unreadable:
         logger.error(f"ERROR unreadable: {row['error']}")
     return EXIT_RUNS_FAILED if unreadable else EXIT_OK
 
