@@ -22,11 +22,10 @@ differ, it is on purpose:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from mmrqa_bids.metrics.inu import n4_field
-from mmrqa_bids.metrics.masks import Masks, bounding_box
-from mmrqa_bids.metrics.tissues import TISSUE_CODES, TISSUES, classify, fit_tissues
+from mmrqa_bids.metrics.masks import Masks, bounding_box, opening
+from mmrqa_bids.metrics.tissues import TISSUE_CODES, TISSUES, brain_box, classify, fit_tissues
 
 EPS = 1e-16
 #: sqrt(2 ln 2): median of a unit Rayleigh distribution (the air of a magnitude image).
@@ -244,7 +243,7 @@ def qi_1_masks(small: np.ndarray, background_small: np.ndarray, z: float = 5.0
     if mad <= 0:
         return background_small, np.zeros(small.shape, bool)
     art = background_small & (small > med + z * mad)
-    art = ndi.binary_opening(art)
+    art = opening(art)
     return background_small & ~art, art
 
 
@@ -293,9 +292,18 @@ def _neighbours(axis: int, ndim: int = 3) -> tuple[tuple[slice, ...], tuple[slic
 
 
 def _within(mask: np.ndarray, axis: int, steps: int) -> np.ndarray:
-    """Voxels with a True of ``mask`` within ``steps`` voxels along ``axis`` (either side)."""
-    return ndi.maximum_filter1d(mask.view(np.uint8), 2 * steps + 1, axis=axis,
-                                mode="constant").astype(bool)
+    """Voxels with a True of ``mask`` within ``steps`` voxels along ``axis`` (either side):
+    out(v) = OR_{|k| <= steps} mask(v + k e_axis), False beyond the array (a 1-D maximum
+    filter of width 2 steps + 1, by in-place ORs of shifted views)."""
+    out = mask.copy()
+    n = mask.shape[axis]
+    for k in range(1, min(steps, n - 1) + 1):
+        for dst, src in ((slice(k, None), slice(None, n - k)),
+                         (slice(None, n - k), slice(k, None))):
+            a, b = [slice(None)] * mask.ndim, [slice(None)] * mask.ndim
+            a[axis], b[axis] = dst, src
+            np.logical_or(out[tuple(a)], mask[tuple(b)], out=out[tuple(a)])
+    return out
 
 
 def head_edge(data: np.ndarray, head: np.ndarray, air_level: float, z_stride: int = 1) -> float:
@@ -332,14 +340,20 @@ def head_edge(data: np.ndarray, head: np.ndarray, air_level: float, z_stride: in
 
 
 def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
-         stride: int = 2) -> tuple[float, float, float]:
+         stride: int = 2, box: tuple[slice, ...] | None = None) -> tuple[float, float, float]:
     """Smoothness per axis from first differences (Forman et al., MRM 1995; AFNI 3dFWHMx
     classic estimator, MRIQC ``fwhm_*``), in mm.
 
     For a Gaussian-smoothed field the lag-1 autocorrelation is r = 1 - var(dx) / (2 var(x))
     and FWHM = dx sqrt(-2 ln 2 / ln r). Variances over pairs of neighbours inside ``mask``;
-    the two other axes are sampled every ``stride`` voxels to save time.
+    the two other axes are sampled every ``stride`` voxels to save time. ``box`` (slices
+    with explicit start/stop holding every True voxel of ``mask``) confines the work to it;
+    its starts are moved down to multiples of ``stride``, so that the same voxels are
+    sampled, in the same order: the same values.
     """
+    if box is not None:
+        box = tuple(slice(b.start // stride * stride, b.stop) for b in box)
+        data, mask = data[box], mask[box]
     out = []
     for axis in range(3):
         sl = [slice(None, None, stride)] * 3
@@ -386,15 +400,20 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     median and MAD, and the air's standard deviation enters the CNR."""
     if inu not in INU_METHODS:
         raise ValueError(f"unknown INU method {inu!r}; expected one of {INU_METHODS}")
+    # A C-ordered copy when ``data`` is Fortran-ordered (as nibabel loads it): the masks are
+    # C-ordered, and boolean selections (whose values come in C order whatever the layout)
+    # and the neighbour passes below read it contiguously. efc and wm2max read ``data``
+    # itself (in memory order).
+    cdata = np.ascontiguousarray(data)
     # Every voxel of the head and the air (MRIQC's fber and summary_bg_* use them all).
-    fg = data[masks.head]
-    air = data[masks.background]
+    fg = cdata[masks.head]
+    air = cdata[masks.background]
     out: dict[str, float] = {}
     stats = {"bg": summary_stats(air)}
     labels = None
     model = fit_tissues(masks.small, masks.brain_small, suffix)
     if model is not None:
-        labels, _, data_box, labels_box = classify(data, masks.brain_small, model,
+        labels, _, data_box, labels_box = classify(cdata, masks.brain_small, model,
                                                    masks.factor)
         for t in TISSUES:
             stats[t] = summary_stats(data_box[labels_box == TISSUE_CODES[t]])
@@ -425,9 +444,10 @@ def anatomical_metrics(data: np.ndarray, masks: Masks, suffix: str = "T1w",
     out["qi_1"] = qi_1(masks.small, masks.background_small)
     out["fov_edge"] = fov_edge(masks.head_small)
     # one axial slice every ~4 mm is edge enough, and keeps 1 mm volumes cheap
-    out["head_edge"] = head_edge(data, masks.head, stats["bg"]["median"],
+    out["head_edge"] = head_edge(cdata, masks.head, stats["bg"]["median"],
                                  z_stride=max(1, round(4.0 / float(zooms[2]))))
-    fx, fy, fz = fwhm(data, masks.head, zooms, stride=3 if data.size > 8_000_000 else 2)
+    fx, fy, fz = fwhm(cdata, masks.head, zooms, stride=3 if data.size > 8_000_000 else 2,
+                      box=brain_box(masks.head_small, masks.factor, data.shape, margin=0))
     out.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.mean([fx, fy, fz])))
     n_icv = sum(stats[t]["n"] for t in TISSUES)
     for t in TISSUES:

@@ -134,6 +134,63 @@ def zero_voxels(data: np.ndarray, block: int = 1 << 20) -> tuple[np.ndarray, ...
     return np.unravel_index(np.concatenate(found), data.shape, order=order)
 
 
+def _shifted(ndim: int, axis: int, step: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Index pair (dst, src) with ``x[dst]`` the voxels whose neighbour ``step`` (+-1) along
+    ``axis`` is ``x[src]``."""
+    dst, src = [slice(None)] * ndim, [slice(None)] * ndim
+    dst[axis], src[axis] = (slice(None, -1), slice(1, None)) if step > 0 else (
+        slice(1, None), slice(None, -1))
+    return tuple(dst), tuple(src)
+
+
+def _cross_step(mask: np.ndarray, erode: bool) -> np.ndarray:
+    """One binary erosion (``erode``) or dilation of ``mask`` by the face-connected cross
+    (scipy.ndimage's default structure), voxels outside the array being False:
+    erosion(x)(v) = AND of x over v and its 2 ndim face neighbours, dilation = OR; one
+    in-place AND/OR of shifted views per neighbour."""
+    out = mask.copy()
+    op = np.logical_and if erode else np.logical_or
+    for axis in range(mask.ndim):
+        for step in (1, -1):
+            dst, src = _shifted(mask.ndim, axis, step)
+            op(out[dst], mask[src], out=out[dst])
+        if erode:  # the neighbour outside the array is False
+            face = [slice(None)] * mask.ndim
+            face[axis] = slice(None, None, max(mask.shape[axis] - 1, 1))  # first and last
+            out[tuple(face)] = False
+    return out
+
+
+def erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_erosion(mask, iterations=iterations)`` (cross structure,
+    border False): ``iterations`` repeated :func:`_cross_step` erosions, by shifted views."""
+    out = np.asarray(mask, bool)
+    for _ in range(iterations):
+        out = _cross_step(out, erode=True)
+    return out
+
+
+def dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_dilation(mask, iterations=iterations)`` (cross structure,
+    border False): ``iterations`` repeated :func:`_cross_step` dilations."""
+    out = np.asarray(mask, bool)
+    for _ in range(iterations):
+        out = _cross_step(out, erode=False)
+    return out
+
+
+def closing(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_closing(mask, iterations=iterations)``: erosion of the
+    dilation (both ``iterations`` times, border False)."""
+    return erode(dilate(mask, iterations), iterations)
+
+
+def opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, iterations=iterations)``: dilation of the
+    erosion (both ``iterations`` times, border False)."""
+    return dilate(erode(mask, iterations), iterations)
+
+
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     labels, n = ndi.label(mask)
     if n <= 1:
@@ -193,7 +250,7 @@ def head_mask_lowres(small: np.ndarray) -> np.ndarray:
     if box is None:
         return out
     above = above[box]
-    mask = ndi.binary_closing(above, iterations=2, border_value=0)
+    mask = closing(above, iterations=2)
     # Closing with border_value=0 erodes the edges of a head touching the FOV: restore them.
     mask |= above
     out[box] = _fill_slices(_largest_component(fill_holes(mask)))
@@ -211,7 +268,7 @@ def background_mask(head: np.ndarray, margin_vox: int = 4) -> np.ndarray:
     scalp where partial volume and blur would inflate the noise estimate)."""
     f = mask_factor(head.shape)
     small = block_any(head, f)
-    grown = ndi.binary_dilation(small, iterations=max(1, int(np.ceil(margin_vox / f))))
+    grown = dilate(small, iterations=max(1, int(np.ceil(margin_vox / f))))
     return ~upsample(grown, f, head.shape)
 
 
@@ -236,14 +293,14 @@ def brain_mask_lowres(small: np.ndarray, head: np.ndarray) -> np.ndarray:
     head, small = head[box], small[box]
     out = np.zeros(full.shape, bool)
     tissue = head & (small > 0.5 * thr)
-    inner = ndi.binary_erosion(head, iterations=3)
-    core = ndi.binary_erosion(tissue, iterations=2) & inner
+    inner = erode(head, iterations=3)
+    core = erode(tissue, iterations=2) & inner
     core = _largest_component(core)
     if core.sum() < 0.2 * head.sum():
         out[box] = inner
         return out
-    brain = ndi.binary_dilation(core, iterations=2) & tissue
-    brain = fill_holes(ndi.binary_closing(brain, iterations=2))
+    brain = dilate(core, iterations=2) & tissue
+    brain = fill_holes(closing(brain, iterations=2))
     out[box] = brain & head
     return out
 
@@ -314,7 +371,7 @@ def compute_masks(data: np.ndarray, margin_vox: int = 4, with_brain: bool = True
     f = mask_factor(data.shape)
     small = block_mean(data, f)
     head_s = head_mask_lowres(small)
-    grown = ndi.binary_dilation(head_s, iterations=max(1, int(np.ceil(margin_vox / f))))
+    grown = dilate(head_s, iterations=max(1, int(np.ceil(margin_vox / f))))
     brain_s = brain_mask_lowres(small, head_s) if with_brain else head_s
     grown |= ~hat_mask(brain_s)  # not air: the head and its margin, and all below the hat
     bg_s = ~grown & (small != 0)

@@ -88,7 +88,8 @@ def _thresholds_integer(v: np.ndarray) -> np.ndarray:
     hi = v.max(axis=1).astype(np.int64)
     size = int((hi - lo).max()) + 1
     rows = np.arange(n)
-    key = (v.astype(np.int64) - lo[:, None]) + (rows * size)[:, None]
+    key = v.astype(np.int64)
+    key += (rows * size - lo)[:, None]  # (v - lo) + row * size, in place
     hist = np.bincount(key.ravel(), minlength=n * size).reshape(n, size)
     levels = lo[:, None] + np.arange(size)[None, :]  # grey level of each bin
     n_bins = hi - lo + 1
