@@ -151,22 +151,42 @@
     }
     return n ? Math.sqrt(s / n) : queue.no_shared;
   }
+  /* Each run's distance to the nearest rated run (none rated: to the cohort centre), kept
+     between ratings: a newly rated run updates it with its own distances only (runs x
+     metrics, not runs x rated x metrics on every click); a rating taken back recomputes it.
+     min() is exact, so the kept values are those of a recomputation; each distance sums
+     its metrics left to right (rms), as ratings_queue.rms_distance does. */
+  var kept = null;  /* {seen: rated flags the distances are for, any: one rated, dist} */
+  function nearestRated(seen) {
+    var n = queue.names.length, j, i, any = seen.indexOf(true) >= 0, added = [], dist;
+    var prev = kept;
+    for (j = 0; prev && j < n; j++) {
+      if (prev.seen[j] && !seen[j]) { prev = null; }  /* a rating taken back */
+      else if (seen[j] && !prev.seen[j]) { added.push(j); }
+    }
+    if (prev && prev.any === any && (any || !added.length)) {
+      dist = prev.dist.slice();  /* (the same runs rated, or more: updated below) */
+    } else {
+      added = [];
+      dist = [];
+      var centre = [];
+      for (j = 0; j < queue.n_features; j++) { centre.push(0); }
+      for (j = 0; j < n; j++) { dist.push(any ? Infinity : rms(queue.z[j], centre)); }
+      for (i = 0; i < n; i++) { if (any && seen[i]) { added.push(i); } }
+    }
+    added.forEach(function (i) {
+      for (var j = 0; j < n; j++) { dist[j] = Math.min(dist[j], rms(queue.z[j], queue.z[i])); }
+    });
+    kept = { seen: seen.slice(), any: any, dist: dist.slice() };
+    return dist;
+  }
   function rateNext(ratedNameSet, k) {
-    var n = queue.names.length, seen = [], dist = [], u = [], picks = [], j;
-    var centre = [];
-    for (j = 0; j < queue.n_features; j++) { centre.push(0); }
-    var anyRated = false;
+    var n = queue.names.length, seen = [], u = [], picks = [], j;
     for (j = 0; j < n; j++) {
       seen.push(!!ratedNameSet[queue.names[j]]);
       u.push(uncertainty(queue.p[j]));
-      anyRated = anyRated || seen[j];
     }
-    for (j = 0; j < n; j++) {
-      if (!anyRated) { dist.push(rms(queue.z[j], centre)); continue; }
-      var best = Infinity;
-      for (var i = 0; i < n; i++) { if (seen[i]) { best = Math.min(best, rms(queue.z[j], queue.z[i])); } }
-      dist.push(best);
-    }
+    var anyRated = seen.indexOf(true) >= 0, dist = nearestRated(seen);
     while (picks.length < k) {
       var cand = [];
       for (j = 0; j < n; j++) { if (!seen[j]) { cand.push(j); } }
