@@ -261,8 +261,8 @@ def encode_positions(z: np.ndarray) -> tuple[str, np.ndarray]:
     """(base64 text, decoded z) of the rate-next positions: each z clipped at
     +-:data:`QUEUE_Z_CLIP` and stored as one signed byte in tenths (-100..100; -128 where
     missing), so 100 runs x 73 metrics cost 10 kB of the report instead of 50 kB of JSON.
-    The decoded values (byte x 0.1, NaN where missing) are what both the report's
-    JavaScript and :func:`queue_data`'s initial ranking read."""
+    The decoded values (byte x 0.1, NaN where missing) are what the report's JavaScript
+    ranks (:func:`decode_positions` gives Python the same ones)."""
     tenths = np.round(np.clip(z, -QUEUE_Z_CLIP, QUEUE_Z_CLIP) * 10.0)
     q = np.where(np.isfinite(tenths), tenths, QUEUE_MISSING).astype(np.int8)
     return base64.b64encode(q.tobytes()).decode("ascii"), _decoded(q)
@@ -284,19 +284,17 @@ def queue_data(measured: Sequence[Mapping[str, Any]], metrics: Sequence[str],
     """What the report's "rate next" list reads (:mod:`mmrqa_bids.ratings_queue`): each
     measured run's name, grade probabilities (Good, Medium, Bad; None where missing) and
     dataset-relative position (the robust z of each metric against the other runs,
-    :func:`~mmrqa_bids.reports.stats.dataset_context`, :func:`encode_positions`), and the
-    initial queue (nothing rated) computed from exactly the encoded values."""
+    :func:`~mmrqa_bids.reports.stats.dataset_context`, :func:`encode_positions`). The
+    report's JavaScript ranks them (:func:`mmrqa_bids.ratings_queue.rate_next`'s ranking)
+    when the page loads and after every rating: the list is written there only."""
     z = np.array([[context.get(r["bids_name"], {}).get(m, {}).get("robust_z", np.nan)
                    for m in metrics] for r in measured], dtype=float).reshape(len(measured),
                                                                                 len(metrics))
-    text, z = encode_positions(z)
+    text, _ = encode_positions(z)
     probs = [[_number(r.get(k)) for k in ("p_good", "p_medium", "p_bad")] for r in measured]
-    p = np.array([[np.nan if v is None else v for v in row] for row in probs], dtype=float)
-    order = ratings_queue.rate_next(p.reshape(len(measured), 3), z, [False] * len(measured))
     return {"names": [r["bids_name"] for r in measured], "p": probs,
             "n_features": len(metrics), "z_b64": text, "missing": QUEUE_MISSING,
-            "size": ratings_queue.QUEUE_SIZE, "no_shared": ratings_queue.NO_SHARED_DISTANCE,
-            "initial": order}
+            "size": ratings_queue.QUEUE_SIZE, "no_shared": ratings_queue.NO_SHARED_DISTANCE}
 
 
 def metric_cells(values: Sequence[float | None], flags: Sequence[bool]) -> Markup:
@@ -347,7 +345,6 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
         runs[-1]["metric_cells"] = metric_cells(runs[-1]["metrics"], runs[-1]["flags"])
     fig = metric_figure(measured, metrics, context) if metrics and measured else None
     queue = queue_data(measured, metrics, context)
-    by_name = {r["bids_name"]: r for r in runs}
     points = [{"name": r["bids_name"], "href": report_href(r["bids_name"]),
                "grade": r.get("grade", "n/a")} for r in measured]
     return template_env(html=True).get_template("report/group.html.j2").render(
@@ -370,7 +367,6 @@ def render_group(suffix: str, rows: list[dict[str, Any]], context: Context | Non
         cohorts=list(cohorts),
         cohort_warnings=[w for c in cohorts for w in c.get("warnings", ())],
         queue=queue,
-        queue_runs=[by_name[queue["names"][i]] for i in queue["initial"]],
         rating_scales=RATING_SCALES,
     )
 

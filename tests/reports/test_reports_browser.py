@@ -110,7 +110,7 @@ def test_group_report_in_browser(browser, derivatives, tmp_path):
 
     shown_queue = page.eval("Array.from(document.querySelectorAll('#rate-next-table tbody tr'))"
                             ".map(r => r.dataset.run)")
-    assert shown_queue == python_queue(set()) == [queue["names"][i] for i in queue["initial"]]
+    assert shown_queue == python_queue(set())  # the HTML has no rows: the page wrote these
     # the page decoded the same positions (a metric's z in tenths, missing ones null)
     decoded = page.eval("(() => { const q = JSON.parse(document.getElementById('mmrqa-queue')"
                         ".textContent); return [q.n_features, q.names.length]; })()")

@@ -185,3 +185,15 @@ def test_subplot_grid_is_make_subplots_layout():
         del layout["template"]
         mine = subplot_grid(titles, PLOT_COLUMNS, 0.045, v)
         assert json.dumps(mine) == json.dumps(layout), n
+
+
+def test_rate_next_rows_are_written_by_the_page_only(derivatives):
+    """The rate-next list is rendered once, by the report's JavaScript (the browser tests check
+    it is rate_next's ranking): the HTML carries its positions, not rows or an order."""
+    html = (derivatives / "group_T1w.html").read_text()
+    table = html[html.index('id="rate-next-table"'):html.index('id="rate-next-done"')]
+    assert re.search(r"<tbody>\s*</tbody>", table) and "data-run" not in table
+    assert re.search(r'<p id="rate-next-done" class="muted" hidden>', html)
+    queue = json.loads(re.search(r'<script type="application/json" id="mmrqa-queue">(.*?)</script>',
+                                 html, re.S).group(1))
+    assert set(queue) == {"names", "p", "n_features", "z_b64", "missing", "size", "no_shared"}
