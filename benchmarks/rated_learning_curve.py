@@ -69,8 +69,8 @@ def interval(values: list[float], rng: np.random.Generator) -> tuple[float, floa
 
 
 def choose(strategy: str, k: int, doc: dict, z: np.ndarray, rel: np.ndarray,
-           labels: np.ndarray, rng: np.random.Generator) -> list[int]:
-    """The k rated runs of one study."""
+           labels: np.ndarray, rng: np.random.Generator | None) -> list[int]:
+    """The k rated runs of one study, in the order rated (``rng``: random's draw only)."""
     from mmrqa_bids.cohorts.relative import CohortModel
     from mmrqa_bids.ratings_queue import rate_next
     from mmrqa_bids.train.metric_model.rated import recalibrate_cohort_model
@@ -156,14 +156,21 @@ def run_family(family: str, args, rng: np.random.Generator) -> None:
             for key, v in zip(("acc", "f1"), scores(labels[test], base)):
                 res[("default", 0)][key].append(v)
             pool_idx = np.flatnonzero(~test)
+            ks = [k for k in args.ks if k <= pool_idx.size]
+            # the rater sees only the rating half: rank within it. Rate next's runs for k are
+            # the first k of its ranking for the largest k (greedy batches: a batch's first
+            # picks do not depend on how many are taken, and each batch is ranked by the
+            # model fitted on the full batches before it), so it is ranked once per study
+            ranking = choose("rate next", max(ks), doc, z[pool_idx], rel[pool_idx],
+                             labels[pool_idx], None) if ks else []
             for strategy in ("rate next", "random"):
-                for k in args.ks:
-                    if k > pool_idx.size:
-                        continue
-                    r = np.random.default_rng(seed_of(args.seed, h, d, strategy, k))
-                    # the rater sees only the rating half: rank within it
-                    local = choose(strategy, k, doc, z[pool_idx], rel[pool_idx],
-                                   labels[pool_idx], r)
+                for k in ks:
+                    if strategy == "rate next":
+                        local = ranking[:k]
+                    else:
+                        r = np.random.default_rng(seed_of(args.seed, h, d, strategy, k))
+                        local = choose(strategy, k, doc, z[pool_idx], rel[pool_idx],
+                                       labels[pool_idx], r)
                     rated = pool_idx[local]
                     user = CohortModel.from_dict(recalibrate_cohort_model(doc, z[rated], rel[rated],
                                                                        labels[rated]))
