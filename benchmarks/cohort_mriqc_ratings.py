@@ -3,6 +3,8 @@
 
     pip install mriqc-learn
     python benchmarks/cohort_mriqc_ratings.py [--model LABEL=PATH ...]
+    python benchmarks/cohort_mriqc_ratings.py --loso-real [--pool-dir DIR | --cache .cache]
+                                              [--label-rule rater_1] [--real-weight equal_total]
 
 Data: the MRIQC IQMs and ratings that PyPI's ``mriqc-learn`` ships (ABIDE: 1,101 T1w images,
 17 sites, raters 1-3; DS030: 265 images, rater 1), read by :mod:`mmrqa_bids.mriqc.train`.
@@ -21,9 +23,18 @@ of its site; excluded (rating -1) against the rest, ROC-AUC:
   others are missing to it); ``--model LABEL=PATH`` (repeatable) scores other anatomical
   cohort model files instead, side by side.
 
-Nothing is fitted on the ratings, so no leave-one-site-out is needed: every figure is already
-out of sample. ABIDE: the mean of the within-site AUCs over the sites with at least 3 excluded
-and 3 other images, per rater; DS030: within each of its two sites, and over both (pooled
+``--loso-real`` adds the model trained with ABIDE's rated sites as training cohorts
+(:mod:`mmrqa_bids.cohorts.rated_sites`, ``scripts/train_cohort_model.py --real-ratings abide``),
+scored honestly: each ABIDE site by a model refitted on the simulated cohorts and the *other*
+16 sites (leave-one-site-out), DS030 by the model fitted on the simulated cohorts and all of
+ABIDE (DS030 is never fitted on). The simulated cohorts are drawn as the training script
+draws them (``--per-source``, ``--seed``) from the measured pools (``--pool-dir`` reads
+measured records and measures nothing; else ``--cache``, measured where missing).
+``--out-model DIR`` writes that last model there.
+
+The other models fit nothing on the ratings: their figures are already out of sample.
+ABIDE: the mean of the within-site AUCs over the sites with at least 3 excluded and 3 other
+images, per rater; DS030: within each of its two sites, and over both (pooled
 scores, each z against its own site). Beside them, the figures of the project's supervised
 models measured earlier (not rerun here): mmrqa's IQM model 0.730 (ABIDE LOSO within-site;
 DS030 0.730), MRIQC's classifier refit on ABIDE 0.706 on DS030
@@ -99,9 +110,10 @@ def load_models(specs: list[str] | None) -> dict:
     return {"cohort model": model}
 
 
-def scores_within_sites(table, models, keys) -> dict[str, np.ndarray]:
+def scores_within_sites(table, models, keys, per_site=None) -> dict[str, np.ndarray]:
     """Every score of :func:`site_scores` for each image of ``table``, each site its own
-    cohort (NaN where a site gives none)."""
+    cohort (NaN where a site gives none). ``per_site``: label -> {site: model}, a model per
+    site (leave-one-site-out fits) scored under that label."""
     from mmrqa_bids.mriqc.train import columns, model_features
 
     names = model_features(table.names, "all")
@@ -109,9 +121,57 @@ def scores_within_sites(table, models, keys) -> dict[str, np.ndarray]:
     scores = {k: np.full(len(x), np.nan) for k in keys}
     for site in np.unique(table.sites):
         sel = table.sites == site
-        for k, v in site_scores(x[sel], names, models).items():
+        here = {**models, **{label: m[site] for label, m in (per_site or {}).items()}}
+        for k, v in site_scores(x[sel], names, here).items():
             scores[k][sel] = v
     return scores
+
+
+def loso_real_models(abide, args) -> tuple[str, dict, object]:
+    """(label, {ABIDE site: model fitted on the simulated cohorts and the other sites' rated
+    rows}, the model fitted on the simulated cohorts and every site's rows)."""
+    import time
+
+    from mmrqa_bids.cohorts import rated_sites
+    from mmrqa_bids.cohorts.relative import CohortModel, family_features
+    from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
+    from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, load_pools,
+                                          plan_cohorts, read_pools, save_model)
+
+    t0 = time.perf_counter()
+    sources = [s.name for s in SOURCES if s.family == "anat"]
+    pools = (read_pools(sources, args.pool_dir) if args.pool_dir is not None
+             else load_pools(sources, args.cache, verbose=False))
+    codes = pool_metrics_codes([r for p in pools.values() for r in p])
+    if len(codes) != 1:
+        raise SystemExit(f"the pool mixes metrics codes {codes}")
+    features = family_features("anat")
+    sim = cohort_table(pools, plan_cohorts(sources, args.per_source, seed=args.seed), features)
+    labels = rated_sites.rating_labels(abide.ratings, args.label_rule)
+    real = rated_sites.site_table(abide.X, abide.names, abide.sites, labels, features)
+    info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
+            "metrics_code": next(iter(codes))}
+
+    def fit(part):
+        return fit_cohort_model("anat", rated_sites.combine(sim, part, args.real_weight),
+                                seed=args.seed, info=info)
+    by_site = {site: CohortModel.from_dict(fit(rated_sites.leave_site_out(real, site)))
+               for site in np.unique(abide.sites)}
+    doc = fit(real)
+    doc["training"]["real_ratings"] = {
+        "dataset": "abide", "label_rule": args.label_rule, "weight_rule": args.real_weight,
+        "row_weight": rated_sites.real_weights(len(sim["label"]), len(real["label"]),
+                                               args.real_weight),
+        **rated_sites.describe(real)}
+    if args.out_model is not None:
+        print(f"wrote {save_model(doc, args.out_model)} ({doc['model_id']})")
+    label = "sim+ABIDE LOSO"
+    print(f"{label}: {len(sim['label'])} simulated rows (metrics code {next(iter(codes))}) + "
+          f"{len(real['label'])} ABIDE rows ({args.label_rule}: "
+          f"{int(np.sum(real['label'] == 'Bad'))} Bad), weight rule {args.real_weight}; one fit "
+          f"per held-out site ({len(by_site)}) and one on every site for DS030 "
+          f"({doc['model_id']}), {time.perf_counter() - t0:.0f} s")
+    return label, by_site, CohortModel.from_dict(doc)
 
 
 def main(argv=None) -> int:
@@ -123,10 +183,29 @@ def main(argv=None) -> int:
     parser.add_argument("--model", action="append", metavar="LABEL=PATH",
                         help="an anatomical cohort model file to score (repeatable; default: "
                              "the shipped one)")
-    models = load_models(parser.parse_args(argv).model)
+    parser.add_argument("--loso-real", action="store_true",
+                        help="also score the model trained with ABIDE's rated sites, "
+                             "leave-one-site-out")
+    parser.add_argument("--pool-dir", type=Path, default=None,
+                        help="(--loso-real) measured pool records; measure nothing")
+    parser.add_argument("--cache", type=Path, default=REPO / ".cache")
+    parser.add_argument("--per-source", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-rule", default="rater_1")
+    parser.add_argument("--real-weight", default="equal_total")
+    parser.add_argument("--out-model", type=Path, default=None)
+    args = parser.parse_args(argv)
+    models = load_models(args.model)
     data = mriqc_learn_datasets()
-    keys = ["naive median/MAD", "naive robust"] + list(models)
     abide = read_rated_table(data / "abide.tsv")
+    per_site: dict = {}
+    if args.loso_real:
+        label, by_site, full = loso_real_models(abide, args)
+        per_site[label] = by_site
+        models_ds = {**models, label: full}
+    else:
+        models_ds = models
+    keys = ["naive median/MAD", "naive robust"] + list(models) + list(per_site)
     for label, model in models.items():
         shared = [f for f in model.features if f in abide.names]
         support = ("none" if model.support is None
@@ -137,8 +216,8 @@ def main(argv=None) -> int:
               f"{len(model.features)} metrics are MRIQC IQMs ({', '.join(shared)})")
     print(f"\n== ABIDE: excluded vs rest, within each site (sites with >= {MIN_PER_CLASS} of "
           "each) ==")
-    table = read_rated_table(data / "abide.tsv")
-    scores = scores_within_sites(table, models, keys)
+    table = abide
+    scores = scores_within_sites(table, models, keys, per_site)
     print(f"{'rater':<10}{'sites':>6}" + "".join(f"{k:>20}" for k in keys))
     per_site_rows = []
     for rater in ("rater_1", "rater_2", "rater_3"):
@@ -166,7 +245,7 @@ def main(argv=None) -> int:
     print("\n== DS030 (rater_1): excluded vs rest, each image against its own site ==")
     ds = read_rated_table(data / "ds030.tsv")
     r = ds.ratings["rater_1"]
-    scores = scores_within_sites(ds, models, keys)
+    scores = scores_within_sites(ds, models_ds, keys)
     print(f"{'site':<12}{'rated':>6}{'excl':>6}" + "".join(f"{k:>20}" for k in keys))
     for site in list(np.unique(ds.sites)) + ["both"]:
         sel = np.isfinite(r) & ((ds.sites == site) if site != "both" else True)

@@ -3,7 +3,9 @@
 
     python scripts/train_cohort_model.py [--out mmrqa_bids/data] [--jobs 1] [--cache .cache]
                                          [--family anat bold] [--per-source 40] [--seed 0]
-                                         [--kind split]
+                                         [--kind split] [--pool-dir DIR]
+                                         [--real-ratings abide] [--label-rule rater_1]
+                                         [--real-weight equal_total]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
 record per run, measured again when the metrics code changed; see
@@ -11,7 +13,13 @@ record per run, measured again when the metrics code changed; see
 ``--per-source`` cohorts per source (sizes 8-200, prevalence 5-50%), fits the model on every
 source of the family (:mod:`mmrqa_bids.cohorts.train`; ``--kind abs`` fits the earlier |z|
 input, for comparison) and prints its support bounds and the naive score's cut points chosen
-on the same cohorts. Held-out figures come from ``benchmarks/cohort_grading.py``
+on the same cohorts. ``--pool-dir DIR`` reads the pools' measured records from DIR (one
+``<run key>.json`` per run, e.g. a frozen copy of ``--cache/cohort-pools/<pool key>``) and
+measures nothing. ``--real-ratings abide`` adds ABIDE's rated sites (PyPI ``mriqc-learn``) as
+training cohorts of the anatomical model (:mod:`mmrqa_bids.cohorts.rated_sites`: each image
+against its own site, label from ``--label-rule``, the real rows together weighing as much as
+the simulated ones with ``--real-weight equal_total``); the model file's ``training`` info
+records it. Held-out figures come from ``benchmarks/cohort_grading.py``
 (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
@@ -30,8 +38,9 @@ def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
+    from mmrqa_bids.cohorts import rated_sites
     from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, fit_cohort_model,
-                                          load_pools, plan_cohorts, save_model)
+                                          load_pools, plan_cohorts, read_pools, save_model)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -41,10 +50,20 @@ def main(argv=None) -> int:
     parser.add_argument("--per-source", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", choices=FEATURE_KINDS, default=FEATURE_KIND)
+    parser.add_argument("--pool-dir", type=Path, default=None,
+                        help="read measured pool records from this folder; measure nothing")
+    parser.add_argument("--real-ratings", choices=("none",) + rated_sites.RATED_DATASETS,
+                        default="none", help="real rated cohorts in the anatomical model's "
+                                             "training (needs mriqc-learn)")
+    parser.add_argument("--label-rule", choices=rated_sites.LABEL_RULES,
+                        default=rated_sites.DEFAULT_LABEL_RULE)
+    parser.add_argument("--real-weight", choices=rated_sites.WEIGHT_RULES,
+                        default=rated_sites.DEFAULT_WEIGHT_RULE)
     args = parser.parse_args(argv)
     for family in args.family:
         sources = [s.name for s in SOURCES if s.family == family]
-        pools = load_pools(sources, args.cache, n_jobs=args.jobs)
+        pools = (read_pools(sources, args.pool_dir) if args.pool_dir is not None
+                 else load_pools(sources, args.cache, n_jobs=args.jobs))
         codes = pool_metrics_codes([r for p in pools.values() for r in p])
         if len(codes) != 1:
             print(f"[train-cohort] {family}: the pool mixes metrics codes {codes}; measure it "
@@ -53,12 +72,28 @@ def main(argv=None) -> int:
         code = next(iter(codes))
         draws = plan_cohorts(sources, args.per_source, seed=args.seed)
         table = cohort_table(pools, draws, family_features(family))
-        doc = fit_cohort_model(family, table, seed=args.seed, kind=args.kind,
-                               info={"sources": sources, "cohorts_per_source": args.per_source,
-                                     "seed": args.seed, "metrics_code": code})
+        info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
+                "metrics_code": code}
+        real_note = ""
+        if args.real_ratings != "none" and family == "anat":
+            real = rated_sites.abide_site_table(family_features(family), args.label_rule)
+            weight = rated_sites.real_weights(len(table["label"]), len(real["label"]),
+                                              args.real_weight)
+            info["real_ratings"] = {"dataset": args.real_ratings,
+                                    "label_rule": args.label_rule,
+                                    "weight_rule": args.real_weight, "row_weight": weight,
+                                    **rated_sites.describe(real)}
+            table = rated_sites.combine(table, real, args.real_weight)
+            real_note = (f" + {len(real['label'])} rated {args.real_ratings} rows of "
+                         f"{len(set(real['site']))} sites (labels {args.label_rule}, weight "
+                         f"{weight:.2f} each, {args.real_weight})")
+        elif args.real_ratings != "none":
+            real_note = f" ({args.real_ratings} rates T1w only: no rated rows for {family})"
+        doc = fit_cohort_model(family, table, seed=args.seed, kind=args.kind, info=info)
         path = save_model(doc, args.out)
-        print(f"[train-cohort] {family}: {len(draws)} cohorts, {len(table['label'])} rows "
-              f"from {', '.join(sources)}; metrics code {code}; input {args.kind}")
+        n_sim = int(len(table["label"]) - doc["training"].get("n_real_rows", 0))
+        print(f"[train-cohort] {family}: {len(draws)} cohorts, {n_sim} rows "
+              f"from {', '.join(sources)}{real_note}; metrics code {code}; input {args.kind}")
         print(f"[train-cohort] {family}: support (mean |z|) Good <= "
               f"{doc['support']['good_max']:.2f}, Medium <= {doc['support']['medium_max']:.2f}; "
               f"naive cuts (mean |z|) {doc['naive_cuts']}; "

@@ -169,11 +169,15 @@ def support_bounds(naive: np.ndarray, labels: Sequence[str]) -> tuple[float, flo
 
 
 def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
-              params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
+              params: Mapping[str, Any] | None = None, seed: int = 0,
+              sample_weight: np.ndarray | None = None) -> dict[str, Any]:
     """The ordinal grade model (:class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`):
     P(>= Medium) and P(Bad), each gradient-boosted trees monotonic non-decreasing in every
     feature (all are distances from the cohort), calibrated by a temperature on the rows of
-    a random ``calibration_fraction`` of the ``groups`` (cohorts)."""
+    a random ``calibration_fraction`` of the ``groups`` (cohorts). ``sample_weight`` (one per
+    row; None: all 1, the simulated-only recipe, unchanged) weighs the rows of the fit (real
+    rated rows, :mod:`mmrqa_bids.cohorts.rated_sites`); the temperature is fitted
+    unweighted."""
     from mmrqa_bids.train.metric_model.trees import fit_ensemble
 
     params = {**DEFAULT_PARAMS, **(params or {})}
@@ -185,8 +189,40 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": {}}
     for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
         y = np.where(np.isin(labels, positive), "yes", "no")
-        out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib, [1] * x.shape[1])
+        if sample_weight is None:
+            out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib,
+                                    [1] * x.shape[1])
+        else:
+            out[key] = _fit_weighted_ensemble(x, y, params, seed, calib,
+                                              np.asarray(sample_weight, float))
     return out
+
+
+def _fit_weighted_ensemble(x: np.ndarray, y_names: np.ndarray, params: Mapping[str, Any],
+                           seed: int, calib: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
+    """:func:`mmrqa_bids.train.metric_model.trees.fit_ensemble` (classes no/yes, monotonic
+    non-decreasing in every column) with per-row weights in the fit."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from mmrqa_bids.grading.classifier import TreeEnsemble
+    from mmrqa_bids.train.metric_model.sources import TrainingError
+    from mmrqa_bids.train.metric_model.trees import export_hgb, fit_temperature
+
+    y = (np.asarray(y_names) == "yes").astype(int)
+    if weight.shape != y.shape or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError("sample_weight needs one finite, non-negative weight per row")
+    hgb = HistGradientBoostingClassifier(
+        max_iter=params["max_iter"], learning_rate=params["learning_rate"],
+        max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
+        l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed,
+        monotonic_cst=[1] * x.shape[1])
+    hgb.fit(x[~calib], y[~calib], sample_weight=weight[~calib])
+    if list(hgb.classes_) != [0, 1]:
+        raise TrainingError("every class needs training examples")
+    exported = export_hgb(hgb, ("no", "yes"))
+    raw = TreeEnsemble.from_dict(exported).raw(x[calib])
+    exported["temperature"] = fit_temperature(raw, y[calib])
+    return exported
 
 
 def model_document(family: str, grade: dict[str, Any], features: Sequence[str],
@@ -215,19 +251,38 @@ def model_document(family: str, grade: dict[str, Any], features: Sequence[str],
 def fit_cohort_model(family: str, table: Mapping[str, np.ndarray],
                      params: Mapping[str, Any] | None = None, seed: int = 0,
                      info: Mapping[str, Any] | None = None,
-                     kind: str = FEATURE_KIND) -> dict[str, Any]:
+                     kind: str = FEATURE_KIND,
+                     features: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit the grade model on ``kind``'s input, its support bounds and the naive cuts on a
-    :func:`cohort_table`; the model file's content."""
+    :func:`cohort_table`; the model file's content.
+
+    A table with a ``weight`` column (simulated and real rated rows,
+    :func:`mmrqa_bids.cohorts.rated_sites.combine`) is fitted with those row weights; its
+    support bounds and naive cuts are read from the simulated rows only (``real`` False).
+    ``features``: the metrics the table's ``z`` / ``rel`` columns are over (default the
+    family's :data:`~mmrqa_bids.cohorts.relative.COHORT_FEATURES`)."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown cohort feature kind {kind!r} ({', '.join(FEATURE_KINDS)})")
+    features = tuple(features) if features is not None else family_features(family)
+    if np.asarray(table["z"]).shape[1] != len(features):
+        raise ValueError(f"the table has {np.asarray(table['z']).shape[1]} metric columns for "
+                         f"{len(features)} features")
     x = model_input(kind, table["z"], table["rel"])
-    grade = fit_grade(x, table["label"], table["cohort"], params, seed)
-    grade["monotonic"] = {c: 1 for c in input_names(kind, family_features(family))}
-    cuts = choose_naive_cuts(table["naive"], table["label"])
-    return model_document(family, grade, family_features(family), cuts,
+    weight = table.get("weight")
+    grade = fit_grade(x, table["label"], table["cohort"], params, seed,
+                      sample_weight=None if weight is None else np.asarray(weight, float))
+    grade["monotonic"] = {c: 1 for c in input_names(kind, features)}
+    sim = (~np.asarray(table["real"], bool) if "real" in table
+           else np.ones(len(table["label"]), bool))
+    naive, labels = np.asarray(table["naive"])[sim], np.asarray(table["label"])[sim]
+    cuts = choose_naive_cuts(naive, labels)
+    extra: dict[str, Any] = {}
+    if weight is not None:
+        extra["n_real_rows"] = int(np.sum(~sim))
+    return model_document(family, grade, features, cuts,
                           {**(info or {}), "params": {**DEFAULT_PARAMS, **(params or {})},
-                           "n_rows": int(len(table["label"]))}, kind=kind,
-                          support=support_bounds(table["naive"], table["label"]))
+                           "n_rows": int(len(table["label"])), **extra}, kind=kind,
+                          support=support_bounds(naive, labels))
 
 
 def save_model(doc: Mapping[str, Any], out_dir: Path) -> Path:
@@ -249,4 +304,30 @@ def load_pools(sources: Sequence[str], cache_dir: Path | None, n_jobs: int = 1,
     pools: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
     for r in records:
         pools[r["source"]].append(r)
+    return pools
+
+
+def read_pools(sources: Sequence[str], folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each source's pool read from measured records in ``folder`` (one
+    ``<run key>.json`` per run of :func:`~mmrqa_bids.cohorts.simulate.plan_pool`, as
+    :func:`~mmrqa_bids.cohorts.simulate.measure_run` caches them), in the order
+    :func:`load_pools` returns them, **without measuring anything**: a frozen copy of a pool
+    trains and benchmarks the same models whatever the current metrics code. FileNotFoundError
+    naming the first missing run; the caller checks the metrics codes
+    (:func:`~mmrqa_bids.cohorts.simulate.pool_metrics_codes`)."""
+    from mmrqa_bids.cohorts.simulate import plan_pool
+
+    folder = Path(folder)
+    pools: dict[str, list[dict[str, Any]]] = {}
+    for s in sources:
+        recs = []
+        for run in plan_pool(s):
+            path = folder / f"{run.key()}.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no measured record of {run} in {folder}")
+            rec = json.loads(path.read_text())
+            rec["metrics"] = {k: (float("nan") if v is None else float(v))
+                              for k, v in rec["metrics"].items()}
+            recs.append(rec)
+        pools[s] = recs
     return pools
