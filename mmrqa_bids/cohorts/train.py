@@ -189,40 +189,9 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": {}}
     for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
         y = np.where(np.isin(labels, positive), "yes", "no")
-        if sample_weight is None:
-            out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib,
-                                    [1] * x.shape[1])
-        else:
-            out[key] = _fit_weighted_ensemble(x, y, params, seed, calib,
-                                              np.asarray(sample_weight, float))
+        out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib, [1] * x.shape[1],
+                                sample_weight=sample_weight)
     return out
-
-
-def _fit_weighted_ensemble(x: np.ndarray, y_names: np.ndarray, params: Mapping[str, Any],
-                           seed: int, calib: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
-    """:func:`mmrqa_bids.train.metric_model.trees.fit_ensemble` (classes no/yes, monotonic
-    non-decreasing in every column) with per-row weights in the fit."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from mmrqa_bids.grading.classifier import TreeEnsemble
-    from mmrqa_bids.train.metric_model.sources import TrainingError
-    from mmrqa_bids.train.metric_model.trees import export_hgb, fit_temperature
-
-    y = (np.asarray(y_names) == "yes").astype(int)
-    if weight.shape != y.shape or not np.all(np.isfinite(weight)) or np.any(weight < 0):
-        raise ValueError("sample_weight needs one finite, non-negative weight per row")
-    hgb = HistGradientBoostingClassifier(
-        max_iter=params["max_iter"], learning_rate=params["learning_rate"],
-        max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
-        l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed,
-        monotonic_cst=[1] * x.shape[1])
-    hgb.fit(x[~calib], y[~calib], sample_weight=weight[~calib])
-    if list(hgb.classes_) != [0, 1]:
-        raise TrainingError("every class needs training examples")
-    exported = export_hgb(hgb, ("no", "yes"))
-    raw = TreeEnsemble.from_dict(exported).raw(x[calib])
-    exported["temperature"] = fit_temperature(raw, y[calib])
-    return exported
 
 
 def model_document(family: str, grade: dict[str, Any], features: Sequence[str],

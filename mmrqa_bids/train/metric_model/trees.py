@@ -62,21 +62,30 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
 
 def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
                  params: dict[str, Any], seed: int, calib: np.ndarray,
-                 monotonic_cst: Sequence[int] | None = None) -> dict[str, Any]:
-    """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``,
-    exported (:func:`export_hgb`) with the temperature fitted on the ``calib`` rows."""
+                 monotonic_cst: Sequence[int] | None = None,
+                 sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+    """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``
+    (weighted by ``sample_weight``, one finite non-negative weight per row, when given),
+    exported (:func:`export_hgb`) with the temperature fitted, unweighted, on the ``calib``
+    rows."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from mmrqa_bids.grading.classifier import TreeEnsemble
 
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in y_names])
+    weight = None
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, float)
+        if weight.shape != y.shape or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            raise ValueError("sample_weight needs one finite, non-negative weight per row")
+        weight = weight[~calib]
     hgb = HistGradientBoostingClassifier(
         max_iter=params["max_iter"], learning_rate=params["learning_rate"],
         max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
         l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed,
         monotonic_cst=None if monotonic_cst is None else list(monotonic_cst))
-    hgb.fit(x[~calib], y[~calib])
+    hgb.fit(x[~calib], y[~calib], sample_weight=weight)
     if list(hgb.classes_) != list(range(len(classes))):
         raise TrainingError(f"every class needs training examples; got {sorted(set(y_names))}")
     exported = export_hgb(hgb, classes)
