@@ -86,6 +86,37 @@ def auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y[ok], s[ok]))
 
 
+def rater_agreement(table, model_score: np.ndarray | None) -> list[tuple]:
+    """How well one expert's rating predicts another's exclusions within ABIDE's sites: for
+    each ordered pair of raters (target, other), the mean within-site ROC-AUC of -other's
+    rating (-1/0/1; ties count half) for target's excluded vs rest, over the sites with at
+    least :data:`MIN_PER_CLASS` of each class among the images both rated; beside it the
+    same AUC of ``model_score`` on exactly those images and sites. This is the ceiling that
+    a single expert's labels set: a score cannot be expected to agree with rater A better
+    than rater B does."""
+    rows = []
+    names = sorted(table.ratings)
+    for target in names:
+        for other in names:
+            if other == target:
+                continue
+            a, b = table.ratings[target], table.ratings[other]
+            human, model, images = [], [], 0
+            for site in np.unique(table.sites):
+                sel = (table.sites == site) & np.isfinite(a) & np.isfinite(b)
+                y = (a[sel] == -1).astype(int)
+                if y.sum() < MIN_PER_CLASS or (1 - y).sum() < MIN_PER_CLASS:
+                    continue
+                images += int(sel.sum())
+                human.append(auc(y, -b[sel]))
+                if model_score is not None:
+                    model.append(auc(y, model_score[sel]))
+            rows.append((target, other, len(human), images,
+                         float(np.mean(human)) if human else float("nan"),
+                         float(np.mean(model)) if model else float("nan")))
+    return rows
+
+
 def load_models(specs: list[str] | None) -> dict:
     """label -> CohortModel: the shipped anatomical model, or each ``LABEL=PATH`` of
     ``specs``; the shipped one is left out (said) when it is not installed or unreadable."""
@@ -241,6 +272,13 @@ def main(argv=None) -> int:
     print(f"{'site':<12}{'rated':>6}{'excl':>6}" + "".join(f"{k:>20}" for k in keys))
     for site, n, n_ex, vals in per_site_rows:
         print(f"{site:<12}{n:>6}{n_ex:>6}" + "".join(f"{v:>20.3f}" for v in vals))
+    model_key = next((k for k in keys if not k.startswith("naive")), None)
+    print("\n== ABIDE: another expert's rating as the score (agreement between raters) ==")
+    print(f"{'excluded by':<12}{'score':<10}{'sites':>6}{'images':>8}{'other rater':>13}"
+          f"{(model_key or 'model'):>20}")
+    for target, other, n_sites, n_img, human, model in rater_agreement(
+            table, scores[model_key] if model_key else None):
+        print(f"{target:<12}{'-' + other:<10}{n_sites:>6}{n_img:>8}{human:>13.3f}{model:>20.3f}")
 
     print("\n== DS030 (rater_1): excluded vs rest, each image against its own site ==")
     ds = read_rated_table(data / "ds030.tsv")
