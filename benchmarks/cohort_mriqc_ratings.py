@@ -91,9 +91,10 @@ def rater_agreement(table, model_score: np.ndarray | None) -> list[tuple]:
     each ordered pair of raters (target, other), the mean within-site ROC-AUC of -other's
     rating (-1/0/1; ties count half) for target's excluded vs rest, over the sites with at
     least :data:`MIN_PER_CLASS` of each class among the images both rated; beside it the
-    same AUC of ``model_score`` on exactly those images and sites. This is the ceiling that
-    a single expert's labels set: a score cannot be expected to agree with rater A better
-    than rater B does."""
+    same AUC of ``model_score`` on exactly those images and sites. This is agreement between
+    experts, not a strict ceiling: the other rater's score has 3 levels (ties count half), so
+    a continuous score can exceed it.
+    """
     rows = []
     names = sorted(table.ratings)
     for target in names:

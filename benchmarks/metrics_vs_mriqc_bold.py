@@ -32,7 +32,8 @@ Verdict (#20 item 2, after the bold fix): every comparable bold IQM agrees withi
 three series, ``tsnr``, ``dvars_nstd`` and ``fd_perc`` included (they now follow nipype's TSNR
 zero-SD rule, ComputeDVARS' median-1000 scaling and FunctionalQC's division by T). Two
 deliberate departures remain, both documented in ``mmrqa_bids/metrics/functional.py``:
-``gcor`` is taken after a quadratic detrend (MRIQC only demeans), and so it and ``aor`` are NaN
+``gcor`` and ``aor`` are taken after a quadratic detrend (MRIQC's ``@compute_gcor`` only
+demeans, its 3dToutcount call removes the median only), and so both are NaN
 on runs of 3 volumes or fewer (nothing is left after the trend: example4d's 2 volumes gave
 0.98 from rounding residue before); and the bold ``fber`` background is mmrqa's air mask.
 
@@ -79,8 +80,9 @@ PROBS = {"median": 0.5, "p05": 0.05, "p95": 0.95}
 #: since the bold fix (tsnr, dvars_nstd and fd_perc follow nipype / MRIQC).
 DISAGREEMENTS: dict[str, str] = {}
 NOT_COMPARABLE = {
-    "aor": "AFNI 3dToutcount (-fraction) in MRIQC; AFNI is not installed (mmrqa's aor is a "
-           "numpy re-implementation of its definition)",
+    "aor": "AFNI 3dToutcount (-fraction) in MRIQC; AFNI is not installed (mmrqa's aor "
+           "re-implements its outlier rule in numpy after a quadratic detrend, where MRIQC's "
+           "call removes the median only: a deliberate departure)",
     "aqi": "AFNI 3dTqual in MRIQC; mmrqa does not compute it",
     "fwhm_*": "AFNI 3dFWHMx -ACF in MRIQC; mmrqa's fwhm is its own Gaussian estimate",
     "fd_* realignment": "AFNI 3dvolreg in MRIQC; only the FD formula on mmrqa's parameters is "

@@ -167,7 +167,8 @@ def combine(sim: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray],
               "artifact", "naive"):
         a, b = np.asarray(sim[k]), np.asarray(real[k])
         if a.ndim == 2 or b.ndim == 2:
-            out[k] = np.vstack([a.reshape(n_sim, -1), b.reshape(n_real, -1)])
+            width = a.shape[1] if a.ndim == 2 else b.shape[1]  # -1 cannot size 0 rows
+            out[k] = np.vstack([a.reshape(n_sim, width), b.reshape(n_real, width)])
         else:
             dtype = object if a.dtype.kind in "OUS" or b.dtype.kind in "OUS" else None
             out[k] = np.concatenate([a.astype(dtype) if dtype else a,

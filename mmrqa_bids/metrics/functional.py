@@ -10,8 +10,10 @@ signal in the air: ghosts, wrap-around) and ``inu_med``/``inu_range`` (the bias 
 
 ``tsnr``, ``dvars_*`` and ``fd_*`` follow the code MRIQC runs for them (nipype's ``TSNR``,
 ``ComputeDVARS`` and ``FramewiseDisplacement``, MRIQC's ``FunctionalQC``), checked on real runs
-by ``benchmarks/metrics_vs_mriqc_bold.py``; ``gcor`` departs (quadratic detrend) and, with
-``aor``, is NaN on runs of 3 volumes or fewer.
+by ``benchmarks/metrics_vs_mriqc_bold.py``. ``gcor`` and ``aor`` depart: both remove a quadratic
+trend by least squares first (MRIQC's ``@compute_gcor`` only demeans; its 3dToutcount call keeps
+AFNI's default ``-polort 0``, which removes the median only), so both are NaN on runs of 3
+volumes or fewer, where MRIQC's values are defined.
 """
 from __future__ import annotations
 
@@ -135,7 +137,9 @@ def _residue_floor(ts: np.ndarray) -> np.ndarray:
 
 
 def aor(ts: np.ndarray, qthr: float = 0.001, detrended: np.ndarray | None = None) -> float:
-    """AFNI outlier ratio (3dToutcount -fraction; MRIQC ``aor``)::
+    """Outlier ratio after AFNI 3dToutcount -fraction (MRIQC ``aor``), with a departure: the
+    series is detrended by a quadratic Legendre fit (least squares) where MRIQC's call keeps
+    AFNI's default ``-polort 0`` (the median removed only)::
 
         r_v,t = x_v,t - quadratic Legendre trend of x_v       (detrend, order 2)
         MAD_v = median_t |r_v,t - median_t r_v|

@@ -94,6 +94,17 @@ def test_equal_total_weight():
     assert list(both["label"][:len(sim["label"])]) == list(sim["label"])
 
 
+def test_combine_with_no_real_rows_is_the_simulated_table():
+    sim = _sim_table(3)
+    X, sites, ratings = _rated()
+    real = rs.site_table(X, NAMES, sites, rs.rating_labels(ratings), FEATURES,
+                         exclude_sites=sorted(set(sites)))
+    assert len(real["label"]) == 0
+    both = rs.combine(sim, real)
+    np.testing.assert_array_equal(both["z"], sim["z"])
+    assert not both["real"].any() and np.all(both["weight"] == 1.0)
+
+
 def _sim_table(n_cohorts: int, seed: int = 0, rows: int = 30) -> dict[str, np.ndarray]:
     """A simulated-like table: clean rows near z 0 (Good), degraded ones with metric 0 off
     by 3-6 (Medium) or 8-10 (Bad) robust SD."""

@@ -92,6 +92,7 @@ def test_gcor_and_aor_are_nan_on_a_two_volume_run(example4d):
     _, m = example4d
     assert np.isnan(m.metrics["gcor"]) and np.isnan(m.metrics["aor"])
     assert np.isfinite([m.metrics[k] for k in ("tsnr", "fd_mean", "fd_perc", "gsr_y")]).all()
+    assert np.isnan([m.metrics[k] for k in ("dvars_std", "dvars_nstd", "dvars_vstd")]).all()
 
 
 def test_dvars_are_nipypes_compute_dvars_as_mriqc_calls_it(run):
