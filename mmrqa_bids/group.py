@@ -46,14 +46,8 @@ def group_level(output_dir: Path, modalities: tuple[str, ...], reports: bool = T
     order: the same rows the group tables hold with status ``unreadable``), so that the
     command line reports them without parsing every run JSON again."""
     layout = DerivativesLayout(output_dir)
-    every = collect_documents(layout)
-    docs = [d for d in every if d["bids_meta"]["suffix"] in modalities]
-    docs, outcomes = _dataset_grades(layout, docs, cohort_by, bids_dir, model_dir)
-    # every run JSON was read once above: only the ones that did not read as valid documents
-    # are parsed again (the rewritten ones stay valid documents)
-    unreadable = unreadable_outputs(layout, modalities, known=[d["_path"] for d in every])
-    tables = {s: rows for s, rows in group_tables(layout, docs, unreadable).items()
-              if s in modalities}
+    docs, outcomes, unreadable, tables = _grade_and_tabulate(layout, modalities, cohort_by,
+                                                             bids_dir, model_dir)
     if not tables:
         raise DatasetError(f"{output_dir}: no participant-level outputs found; "
                            "run the participant level first")
@@ -66,6 +60,39 @@ def group_level(output_dir: Path, modalities: tuple[str, ...], reports: bool = T
                 layout, suffix, rows, [d for d in docs if d["bids_meta"]["suffix"] == suffix],
                 [o for o in outcomes if o.cohort.suffix == suffix])
     return written, unreadable
+
+
+def join_grades(output_dir: Path, modalities: tuple[str, ...], reports: bool = True,
+                cohort_by: str = "protocol", bids_dir: Path | None = None,
+                model_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The participant level's join step, for an invocation that selected the whole dataset:
+    the same dataset grades as :func:`group_level` (:func:`dataset_grades`: run JSONs and
+    cohort references), and with ``reports`` the same update of each individual report;
+    no group TSV or report. Returns the run documents of the ``modalities`` as graded."""
+    layout = DerivativesLayout(output_dir)
+    docs, _, _, tables = _grade_and_tabulate(layout, modalities, cohort_by, bids_dir, model_dir)
+    if reports:
+        for suffix, rows in tables.items():
+            update_run_reports(layout, rows,
+                               [d for d in docs if d["bids_meta"]["suffix"] == suffix])
+    return docs
+
+
+def _grade_and_tabulate(layout: DerivativesLayout, modalities: tuple[str, ...], cohort_by: str,
+                        bids_dir: Path | None, model_dir: Path | None
+                        ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]],
+                                   dict[str, list[dict[str, Any]]]]:
+    """The run documents of ``modalities`` graded against their cohorts
+    (:func:`dataset_grades`), the outcomes, the unreadable rows and the group tables."""
+    every = collect_documents(layout)
+    docs = [d for d in every if d["bids_meta"]["suffix"] in modalities]
+    docs, outcomes = dataset_grades(layout, docs, cohort_by, bids_dir, model_dir)
+    # every run JSON was read once above: only the ones that did not read as valid documents
+    # are parsed again (the rewritten ones stay valid documents)
+    unreadable = unreadable_outputs(layout, modalities, known=[d["_path"] for d in every])
+    tables = {s: rows for s, rows in group_tables(layout, docs, unreadable).items()
+              if s in modalities}
+    return docs, outcomes, unreadable, tables
 
 
 def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None
@@ -97,7 +124,7 @@ def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None
     return CohortModels(models.models, models.sources, (*lines, *models.lines))
 
 
-def _dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort_by: str,
+def dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort_by: str,
                     bids_dir: Path | None, model_dir: Path | None = None
                     ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Cohorts, their references and the dataset grades: every run JSON rewritten (atomic)
@@ -168,18 +195,27 @@ def _write_reports(layout: DerivativesLayout, suffix: str, rows: list[dict[str, 
     """The group report, and the grade basis and dataset context injected into each
     individual report."""
     from mmrqa_bids.cohorts.dataset import cohort_summaries
+    from mmrqa_bids.reports.group import write_group_report
+
+    context = update_run_reports(layout, rows, docs)
+    return write_group_report(layout.group_report(suffix), suffix, rows, context,
+                              report_href=layout.report_href, cohorts=cohort_summaries(outcomes))
+
+
+def update_run_reports(layout: DerivativesLayout, rows: list[dict[str, Any]],
+                       docs: list[dict[str, Any]]) -> Any:
+    """The grade basis and dataset context (percentiles among ``rows``, one suffix's group
+    table) injected into the individual report of each run of ``docs``. Returns the context."""
     from mmrqa_bids.reports import stats
-    from mmrqa_bids.reports.group import NON_METRIC_COLUMNS, write_group_report
+    from mmrqa_bids.reports.group import NON_METRIC_COLUMNS
     from mmrqa_bids.reports.individual import inject_grade
 
     measured = [r for r in rows if r.get("status") != "failed"]
     context = stats.dataset_context(measured,
                                     stats.metric_names(measured, exclude=NON_METRIC_COLUMNS))
-    path = write_group_report(layout.group_report(suffix), suffix, rows, context,
-                              report_href=layout.report_href, cohorts=cohort_summaries(outcomes))
     for doc in docs:
         report = layout.run_report(doc["bids_meta"]["bids_name"])
         if not inject_grade(report, doc, context.get(doc["bids_meta"]["bids_name"], {})):
             logger.warning("WARNING %s: no individual report to update with the dataset grade and "
                            "percentiles (participant level run with --no-reports?)", report)
-    return path
+    return context

@@ -164,7 +164,49 @@ def run_participant(settings: Settings, interrupts: InterruptState | None = None
         from mmrqa_bids.reference_grades import apply_references
         n = apply_references(layout, runs, matched, ex.reports, cohort_models)
         logger.info(f"{n} run(s) graded against the stored cohort references")
+    elif code in (EXIT_OK, EXIT_RUNS_FAILED) and selects_whole_dataset(settings):
+        _join_grades(settings)
     return code
+
+
+def selects_whole_dataset(settings: Settings) -> bool:
+    """A participant invocation that measured every run of the dataset (of its modalities:
+    cohorts never mix suffixes) and waited for them: no participant, session, run, task or
+    BIDS-filter selection, no graph plugin (it returns before any run is written)."""
+    ex = settings.execution
+    return not (ex.participant_label or ex.session_id or ex.run_id or ex.task_id
+                or ex.bids_filters) and ex.plugin not in GRAPH_PLUGINS
+
+
+def _group_model_dir(settings: Settings) -> Path | None:
+    """The folder of cohort models the group level (and the join step) reads: only the
+    metric classifier's ``--model`` is one."""
+    from mmrqa_bids.cohorts.dataset import classifier_model_folder
+    folder = classifier_model_folder(settings.grading.grader, settings.grading.model)
+    return Path(folder) if folder else None
+
+
+def _join_grades(settings: Settings) -> None:
+    """The join step of a whole-dataset participant invocation: every run graded against its
+    cohort exactly as the group level does (run JSONs and individual reports; no group TSV
+    or report). A cohort error leaves the absolute grades, with one warning line."""
+    from mmrqa_bids.group import join_grades
+    from mmrqa_bids.cohorts.basis import BASIS_DATASET
+
+    ex = settings.execution
+    try:
+        docs = join_grades(ex.output_dir, ex.modalities, reports=ex.reports,
+                           cohort_by=settings.grading.cohort_by,
+                           bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
+                           model_dir=_group_model_dir(settings))
+    except DatasetError as exc:
+        logger.warning(f"WARNING join step: no dataset grades ({exc}); the runs keep the absolute "
+                       "model's grade until the group level runs")
+        return
+    n = sum(1 for d in docs if (d.get("grade") or {}).get("basis") == BASIS_DATASET)
+    logger.info(f"join step: {n} of {len(docs)} run(s) graded against their cohort in this "
+                "dataset (dataset grades); the group level regrades every run with the "
+                "dataset's runs at that time")
 
 
 def _waiting(lock: Path) -> None:
@@ -328,15 +370,12 @@ def _redact_crash_files(logs: Path, since: float) -> None:
 
 
 def run_group(settings: Settings) -> int:
-    from mmrqa_bids.cohorts.dataset import classifier_model_folder
     from mmrqa_bids.group import group_level
     ex = settings.execution
-    # only the metric classifier's --model is a folder of cohort models
-    folder = classifier_model_folder(settings.grading.grader, settings.grading.model)
     written, unreadable = group_level(ex.output_dir, ex.modalities, reports=ex.reports,
                                       cohort_by=settings.grading.cohort_by,
                                       bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
-                                      model_dir=Path(folder) if folder else None)
+                                      model_dir=_group_model_dir(settings))
     for key, path in sorted(written.items()):
         logger.info(f"group {key.split('.')[-1].upper()}: {path}")
     # the rows the group level tabulated with status "unreadable"; the exit code says so too

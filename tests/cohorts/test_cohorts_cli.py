@@ -35,21 +35,52 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort_cli")
     bids, out = root / "bids", root / "out"
     build_dataset(bids, _plans(), voxel_size=3.0, seed=5)
-    part = run_cli(bids, out, "participant", "--nprocs", "2", "-w", root / "work")
+    # per-subject selection (as a SLURM array would): no join step, the absolute grade
+    labels = [f"{i:02d}" for i in range(1, N_T1W + 1)]
+    part = run_cli(bids, out, "participant", "--participant-label", *labels, "--nprocs", "2",
+                   "-w", root / "work")
     assert part.returncode == 0, part.stdout + part.stderr
+    assert "join step" not in part.stdout
     after_participant = _json(out, "sub-01_T1w")
     group = run_cli(bids, out, "group")
     assert group.returncode == 0, group.stdout + group.stderr
     return root, bids, out, after_participant, group
 
-
 def test_participant_level_keeps_the_absolute_grade_and_says_so(study):
+    """A --participant-label invocation (per-subject jobs) has seen part of the dataset only."""
     doc = study[3]
     assert doc["grade"]["basis"] == "model"
     assert doc["grade"]["basis_reason"] == PARTICIPANT_REASON
     assert doc["grade"]["model_grade"]["label"] == doc["grade"]["label"]
     assert doc["bids_meta"]["protocol"]["suffix"] == "T1w"
     assert doc["bids_meta"]["protocol"]["voxel_size_mm"] == [3.0, 3.0, 3.0]
+
+
+def test_whole_dataset_participant_run_grades_against_cohorts_in_its_join_step(study):
+    """No selection: the participant level's join step writes the dataset grades the group
+    level would (run JSONs and individual reports, no group table); the group level after it
+    then changes no run JSON."""
+    root, bids, out, _, _ = study
+    whole = root / "whole_out"
+    part = run_cli(bids, whole, "participant", "--nprocs", "2", "-w", root / "work_whole")
+    assert part.returncode == 0, part.stdout + part.stderr
+    assert (f"join step: {N_T1W} of {N_T1W + 2} run(s) graded against their cohort in this "
+            "dataset") in part.stdout
+    docs = {f"sub-{i:02d}_T1w": _json(whole, f"sub-{i:02d}_T1w") for i in range(1, N_T1W + 1)}
+    for doc in docs.values():
+        assert doc["grade"]["basis"] == "dataset" and doc["grade"]["cohort"]["size"] == N_T1W
+    assert docs[DEGRADED]["grade"]["label"] != "Good"
+    assert _json(whole, "sub-01_T2w")["grade"]["basis"] == "model"  # cohort of 2: fallback
+    assert 'data-basis="dataset"' in (whole / f"{DEGRADED}.html").read_text()
+    assert not list(whole.glob("group_*"))  # the group table is the group level's
+    # the same grades as participant-then-group
+    for name, doc in docs.items():
+        assert doc["grade"] == _json(out, name)["grade"]
+    runs = sorted(whole.glob("sub-*/anat/*.json"))
+    before = {p: p.read_bytes() for p in runs}
+    group = run_cli(bids, whole, "group")
+    assert group.returncode == 0, group.stdout + group.stderr
+    assert [str(p.relative_to(whole)) for p in runs if p.read_bytes() != before[p]] == []
 
 
 def test_group_level_writes_dataset_grades_everywhere(study):
