@@ -17,7 +17,9 @@ PLANS = (RunPlan("01", "T1w"), RunPlan("02", "T1w"),
 def test_participant_then_group_reports(tmp_path):
     bids, out = tmp_path / "bids", tmp_path / "out"
     build_dataset(bids, PLANS, voxel_size=3.0, seed=2)
-    done = run_cli(bids, out, "participant", "-w", tmp_path / "work")
+    # per-subject selection, as an array job: no join step, the report waits for the group level
+    done = run_cli(bids, out, "participant", "-w", tmp_path / "work",
+                   "--participant-label", "01", "02", "03")
     assert done.returncode == 0, done.stdout + done.stderr
     report = out / "sub-03_T1w.html"
     html = report.read_text()

@@ -159,6 +159,11 @@ def test_slurm_graph_plugin(slurm, tmp_path):
             time.sleep(1.0)
         run_cli(bids, tmp_path / "multi_out", "participant", "--nprocs", "2",
                 "-w", tmp_path / "work_multi", env=env)
+        # SLURMGraph returns before the runs exist, so it has no join step (dataset grades);
+        # MultiProc's whole-dataset run has one: compare after the group level, as run
+        for out in ("graph_out", "multi_out"):
+            done = run_cli(bids, tmp_path / out, "group", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
         assert_same_derivatives(tmp_path / "graph_out", tmp_path / "multi_out")
     finally:
         # A private cluster: nothing else of ours is queued there.
