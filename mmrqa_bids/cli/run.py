@@ -203,10 +203,14 @@ def _join_grades(settings: Settings) -> None:
         logger.warning(f"WARNING join step: no dataset grades ({exc}); the runs keep the absolute "
                        "model's grade until the group level runs")
         return
-    n = sum(1 for d in docs if (d.get("grade") or {}).get("basis") == BASIS_DATASET)
+    grades = [d.get("grade") or {} for d in docs]
+    n = sum(1 for g in grades if g.get("basis") == BASIS_DATASET)
+    # the "done" line above counted the absolute grades: say what the runs carry now, alike
+    labels = Counter(g["label"] for g in grades if g.get("label"))
+    tally = ", ".join(f"{k}: {v}" for k, v in sorted(labels.items()))
     logger.info(f"join step: {n} of {len(docs)} run(s) graded against their cohort in this "
-                "dataset (dataset grades); the group level regrades every run with the "
-                "dataset's runs at that time")
+                f"dataset (dataset grades); grades now {tally}; the group level regrades every "
+                "run with the dataset's runs at that time")
 
 
 def _waiting(lock: Path) -> None:

@@ -69,6 +69,10 @@ def test_whole_dataset_participant_run_grades_against_cohorts_in_its_join_step(s
     docs = {f"sub-{i:02d}_T1w": _json(whole, f"sub-{i:02d}_T1w") for i in range(1, N_T1W + 1)}
     for doc in docs.values():
         assert doc["grade"]["basis"] == "dataset" and doc["grade"]["cohort"]["size"] == N_T1W
+    every = [doc["grade"]["label"] for doc in docs.values()] + [
+        _json(whole, f"sub-0{i}_T2w")["grade"]["label"] for i in (1, 2)]
+    tally = ", ".join(f"{k}: {every.count(k)}" for k in sorted(set(every)))
+    assert f"grades now {tally};" in part.stdout  # after the join, not the absolute tally
     assert docs[DEGRADED]["grade"]["label"] != "Good"
     assert _json(whole, "sub-01_T2w")["grade"]["basis"] == "model"  # cohort of 2: fallback
     assert 'data-basis="dataset"' in (whole / f"{DEGRADED}.html").read_text()
