@@ -166,23 +166,22 @@ def loso_real_models(abide, args) -> tuple[str, dict, object]:
 
     from mmrqa_bids.cohorts import rated_sites
     from mmrqa_bids.cohorts.relative import CohortModel, family_features
-    from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
-    from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, load_pools,
-                                          plan_cohorts, read_pools, save_model)
+    from mmrqa_bids.cohorts.simulate import SOURCES
+    from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, plan_cohorts,
+                                          save_model, single_code_pools)
 
     t0 = time.perf_counter()
     sources = [s.name for s in SOURCES if s.family == "anat"]
-    pools = (read_pools(sources, args.pool_dir) if args.pool_dir is not None
-             else load_pools(sources, args.cache, verbose=False))
-    codes = pool_metrics_codes([r for p in pools.values() for r in p])
-    if len(codes) != 1:
-        raise SystemExit(f"the pool mixes metrics codes {codes}")
+    try:
+        pools, code = single_code_pools(sources, args.cache, args.pool_dir, verbose=False)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     features = family_features("anat")
     sim = cohort_table(pools, plan_cohorts(sources, args.per_source, seed=args.seed), features)
     labels = rated_sites.rating_labels(abide.ratings, args.label_rule)
     real = rated_sites.site_table(abide.X, abide.names, abide.sites, labels, features)
     info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
-            "metrics_code": next(iter(codes))}
+            "metrics_code": code}
 
     def fit(part):
         return fit_cohort_model("anat", rated_sites.combine(sim, part, args.real_weight),
@@ -190,15 +189,12 @@ def loso_real_models(abide, args) -> tuple[str, dict, object]:
     by_site = {site: CohortModel.from_dict(fit(rated_sites.leave_site_out(real, site)))
                for site in np.unique(abide.sites)}
     doc = fit(real)
-    doc["training"]["real_ratings"] = {
-        "dataset": "abide", "label_rule": args.label_rule, "weight_rule": args.real_weight,
-        "row_weight": rated_sites.real_weights(len(sim["label"]), len(real["label"]),
-                                               args.real_weight),
-        **rated_sites.describe(real)}
+    doc["training"]["real_ratings"] = rated_sites.training_record(
+        "abide", args.label_rule, args.real_weight, len(sim["label"]), real)
     if args.out_model is not None:
         print(f"wrote {save_model(doc, args.out_model)} ({doc['model_id']})")
     label = "sim+ABIDE LOSO"
-    print(f"{label}: {len(sim['label'])} simulated rows (metrics code {next(iter(codes))}) + "
+    print(f"{label}: {len(sim['label'])} simulated rows (metrics code {code}) + "
           f"{len(real['label'])} ABIDE rows ({args.label_rule}: "
           f"{int(np.sum(real['label'] == 'Bad'))} Bad), weight rule {args.real_weight}; one fit "
           f"per held-out site ({len(by_site)}) and one on every site for DS030 "

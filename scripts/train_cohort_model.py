@@ -36,11 +36,11 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import family_features
-    from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
+    from mmrqa_bids.cohorts.simulate import SOURCES
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts import rated_sites
     from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, fit_cohort_model,
-                                          load_pools, plan_cohorts, read_pools, save_model)
+                                          plan_cohorts, save_model, single_code_pools)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -62,14 +62,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for family in args.family:
         sources = [s.name for s in SOURCES if s.family == family]
-        pools = (read_pools(sources, args.pool_dir) if args.pool_dir is not None
-                 else load_pools(sources, args.cache, n_jobs=args.jobs))
-        codes = pool_metrics_codes([r for p in pools.values() for r in p])
-        if len(codes) != 1:
-            print(f"[train-cohort] {family}: the pool mixes metrics codes {codes}; measure it "
-                  "again with one code", file=sys.stderr)
+        try:
+            pools, code = single_code_pools(sources, args.cache, args.pool_dir, args.jobs)
+        except ValueError as exc:
+            print(f"[train-cohort] {family}: {exc}", file=sys.stderr)
             return 1
-        code = next(iter(codes))
         draws = plan_cohorts(sources, args.per_source, seed=args.seed)
         table = cohort_table(pools, draws, family_features(family))
         info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
@@ -77,12 +74,9 @@ def main(argv=None) -> int:
         real_note = ""
         if args.real_ratings != "none" and family == "anat":
             real = rated_sites.abide_site_table(family_features(family), args.label_rule)
-            weight = rated_sites.real_weights(len(table["label"]), len(real["label"]),
-                                              args.real_weight)
-            info["real_ratings"] = {"dataset": args.real_ratings,
-                                    "label_rule": args.label_rule,
-                                    "weight_rule": args.real_weight, "row_weight": weight,
-                                    **rated_sites.describe(real)}
+            info["real_ratings"] = rated_sites.training_record(
+                args.real_ratings, args.label_rule, args.real_weight, len(table["label"]), real)
+            weight = info["real_ratings"]["row_weight"]
             table = rated_sites.combine(table, real, args.real_weight)
             real_note = (f" + {len(real['label'])} rated {args.real_ratings} rows of "
                          f"{len(set(real['site']))} sites (labels {args.label_rule}, weight "

@@ -180,6 +180,15 @@ def combine(sim: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray],
     return out
 
 
+def training_record(dataset: str, label_rule: str, weight_rule: str, n_sim: int,
+                    real: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The model file's ``training.real_ratings``: the rated dataset, the label and weight
+    rules, each real row's weight against ``n_sim`` simulated rows, and :func:`describe`."""
+    return {"dataset": dataset, "label_rule": label_rule, "weight_rule": weight_rule,
+            "row_weight": real_weights(n_sim, len(real["label"]), weight_rule),
+            **describe(real)}
+
+
 def describe(real: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """What the model file's ``training`` info records about the real rows."""
     labels = np.asarray(real["label"])

@@ -267,6 +267,15 @@ def pool_metrics_codes(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A pool record as :func:`measure_run` caches it, a null (not finite) metric read back
+    as NaN."""
+    record = json.loads(Path(path).read_text())
+    record["metrics"] = {k: (float("nan") if v is None else float(v))
+                         for k, v in record["metrics"].items()}
+    return record
+
+
 def measure_run(run: PoolRun, cache_dir: Path | None, metrics_code: str | None = None
                 ) -> dict[str, Any]:
     """``{"source", "replicate", "artifact", "severity", "metrics", "degradation", "label",
@@ -283,10 +292,8 @@ def measure_run(run: PoolRun, cache_dir: Path | None, metrics_code: str | None =
     if cache_dir is not None:
         cached = Path(cache_dir) / "cohort-pools" / pool_cache_key() / f"{run.key()}.json"
         if cached.is_file():
-            record = json.loads(cached.read_text())
+            record = read_record(cached)
             if record.get("metrics_code") == code:
-                record["metrics"] = {k: (float("nan") if v is None else float(v))
-                                     for k, v in record["metrics"].items()}
                 return record
     src = source_by_name(run.source)
     sim, vox = simulate_run(run, cache_dir)

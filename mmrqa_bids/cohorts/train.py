@@ -284,7 +284,7 @@ def read_pools(sources: Sequence[str], folder: Path) -> dict[str, list[dict[str,
     trains and benchmarks the same models whatever the current metrics code. FileNotFoundError
     naming the first missing run; the caller checks the metrics codes
     (:func:`~mmrqa_bids.cohorts.simulate.pool_metrics_codes`)."""
-    from mmrqa_bids.cohorts.simulate import plan_pool
+    from mmrqa_bids.cohorts.simulate import plan_pool, read_record
 
     folder = Path(folder)
     pools: dict[str, list[dict[str, Any]]] = {}
@@ -294,9 +294,22 @@ def read_pools(sources: Sequence[str], folder: Path) -> dict[str, list[dict[str,
             path = folder / f"{run.key()}.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no measured record of {run} in {folder}")
-            rec = json.loads(path.read_text())
-            rec["metrics"] = {k: (float("nan") if v is None else float(v))
-                              for k, v in rec["metrics"].items()}
-            recs.append(rec)
+            recs.append(read_record(path))
         pools[s] = recs
     return pools
+
+
+def single_code_pools(sources: Sequence[str], cache_dir: Path | None,
+                      pool_dir: Path | None = None, n_jobs: int = 1, verbose: bool = True
+                      ) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The sources' pools (:func:`read_pools` from ``pool_dir`` when given, else
+    :func:`load_pools`) and the one metrics code they were measured with; ValueError when
+    they mix codes (a model is trained on one)."""
+    from mmrqa_bids.cohorts.simulate import pool_metrics_codes
+
+    pools = (read_pools(sources, pool_dir) if pool_dir is not None
+             else load_pools(sources, cache_dir, n_jobs=n_jobs, verbose=verbose))
+    codes = pool_metrics_codes([r for p in pools.values() for r in p])
+    if len(codes) != 1:
+        raise ValueError(f"the pool mixes metrics codes {codes}; measure it again with one code")
+    return pools, next(iter(codes))
