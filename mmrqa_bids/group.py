@@ -11,6 +11,7 @@ from mmrqa_bids.bids import DatasetError
 from mmrqa_bids.derivatives import (DerivativesLayout, collect_documents, group_tables,
                                     to_tsv, unreadable_outputs)
 from mmrqa_bids.io import atomic_write_json, atomic_write_text
+from mmrqa_bids.output_lock import grading_lock
 
 if TYPE_CHECKING:  # the cohort modules load the metrics: imported where they are used
     from mmrqa_bids.cohorts.dataset import CohortModels
@@ -44,21 +45,27 @@ def group_level(output_dir: Path, modalities: tuple[str, ...], reports: bool = T
     """:func:`run_group`, and the rows of the ``modalities``' run JSONs and failure records
     that could not be read (:func:`~mmrqa_bids.derivatives.unreadable_outputs`, in its
     order: the same rows the group tables hold with status ``unreadable``), so that the
-    command line reports them without parsing every run JSON again."""
+    command line reports them without parsing every run JSON again.
+
+    Under the output folder's grading lock (:func:`~mmrqa_bids.output_lock.grading_lock`),
+    from reading the run JSONs to the last report: another group level or join step into
+    the same folder waits."""
     layout = DerivativesLayout(output_dir)
-    docs, outcomes, unreadable, tables = _grade_and_tabulate(layout, modalities, cohort_by,
-                                                             bids_dir, model_dir)
-    if not tables:
-        raise DatasetError(f"{output_dir}: no participant-level outputs found; "
-                           "run the participant level first")
-    written = {}
-    for suffix, rows in tables.items():
-        tsv = atomic_write_text(layout.group_table(suffix), to_tsv(rows))
-        written[f"{suffix}.tsv"] = tsv
-        if reports:
-            written[f"{suffix}.html"] = _write_reports(
-                layout, suffix, rows, [d for d in docs if d["bids_meta"]["suffix"] == suffix],
-                [o for o in outcomes if o.cohort.suffix == suffix])
+    with grading_lock(output_dir):
+        every, docs, outcomes = _grade(layout, modalities, cohort_by, bids_dir, model_dir)
+        unreadable, tables = _tabulate(layout, modalities, docs, every)
+        if not tables:
+            raise DatasetError(f"{output_dir}: no participant-level outputs found; "
+                               "run the participant level first")
+        written = {}
+        for suffix, rows in tables.items():
+            tsv = atomic_write_text(layout.group_table(suffix), to_tsv(rows))
+            written[f"{suffix}.tsv"] = tsv
+            if reports:
+                written[f"{suffix}.html"] = _write_reports(
+                    layout, suffix, rows,
+                    [d for d in docs if d["bids_meta"]["suffix"] == suffix],
+                    [o for o in outcomes if o.cohort.suffix == suffix])
     return written, unreadable
 
 
@@ -68,31 +75,42 @@ def join_grades(output_dir: Path, modalities: tuple[str, ...], reports: bool = T
     """The participant level's join step, for an invocation that selected the whole dataset:
     the same dataset grades as :func:`group_level` (:func:`dataset_grades`: run JSONs and
     cohort references), and with ``reports`` the same update of each individual report;
-    no group TSV or report. Returns the run documents of the ``modalities`` as graded."""
+    no group TSV or report. Returns the run documents of the ``modalities`` as graded.
+
+    The group tables serve only the reports' percentiles: without ``reports`` they are not
+    built (nor the unreadable outputs looked for). Under the output folder's grading lock,
+    as :func:`group_level`."""
     layout = DerivativesLayout(output_dir)
-    docs, _, _, tables = _grade_and_tabulate(layout, modalities, cohort_by, bids_dir, model_dir)
-    if reports:
-        for suffix, rows in tables.items():
-            update_run_reports(layout, rows,
-                               [d for d in docs if d["bids_meta"]["suffix"] == suffix])
+    with grading_lock(output_dir):
+        every, docs, _ = _grade(layout, modalities, cohort_by, bids_dir, model_dir)
+        if reports:
+            for suffix, rows in _tabulate(layout, modalities, docs, every)[1].items():
+                update_run_reports(layout, rows,
+                                   [d for d in docs if d["bids_meta"]["suffix"] == suffix])
     return docs
 
 
-def _grade_and_tabulate(layout: DerivativesLayout, modalities: tuple[str, ...], cohort_by: str,
-                        bids_dir: Path | None, model_dir: Path | None
-                        ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]],
-                                   dict[str, list[dict[str, Any]]]]:
-    """The run documents of ``modalities`` graded against their cohorts
-    (:func:`dataset_grades`), the outcomes, the unreadable rows and the group tables."""
+def _grade(layout: DerivativesLayout, modalities: tuple[str, ...], cohort_by: str,
+           bids_dir: Path | None, model_dir: Path | None
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
+    """Every valid run document as read, those of ``modalities`` graded against their
+    cohorts (:func:`dataset_grades`: written back) and the outcomes."""
     every = collect_documents(layout)
     docs = [d for d in every if d["bids_meta"]["suffix"] in modalities]
     docs, outcomes = dataset_grades(layout, docs, cohort_by, bids_dir, model_dir)
-    # every run JSON was read once above: only the ones that did not read as valid documents
-    # are parsed again (the rewritten ones stay valid documents)
+    return every, docs, outcomes
+
+
+def _tabulate(layout: DerivativesLayout, modalities: tuple[str, ...],
+              docs: list[dict[str, Any]], every: list[dict[str, Any]]
+              ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The unreadable rows of ``modalities`` and their group tables, of the graded ``docs``."""
+    # every run JSON was read once (``every``): only the ones that did not read as valid
+    # documents are parsed again (the rewritten ones stay valid documents)
     unreadable = unreadable_outputs(layout, modalities, known=[d["_path"] for d in every])
     tables = {s: rows for s, rows in group_tables(layout, docs, unreadable).items()
               if s in modalities}
-    return docs, outcomes, unreadable, tables
+    return unreadable, tables
 
 
 def group_cohort_models(docs: list[dict[str, Any]], model_dir: Path | None
@@ -171,15 +189,24 @@ def dataset_grades(layout: DerivativesLayout, docs: list[dict[str, Any]], cohort
 def write_json_files(items: list[tuple[Path, Any]], threads: int | None = None) -> None:
     """:func:`~mmrqa_bids.io.atomic_write_json` of every ``(path, content)``, ``threads``
     (default :data:`WRITE_THREADS`) at a time; each write stays atomic, and the first error
-    is raised once the others are done."""
+    is raised once the others are done. An interrupt (a ``BaseException`` such as
+    :class:`~mmrqa_bids.cli.interrupts.Interrupted`) is raised once the writes in progress
+    end; those not begun are dropped (their files keep their old content)."""
     threads = WRITE_THREADS if threads is None else threads
     if len(items) < 2 or threads < 2:
         for path, content in items:
             atomic_write_json(path, content)
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for future in [pool.submit(atomic_write_json, path, content) for path, content in items]:
-            future.result()
+        futures = [pool.submit(atomic_write_json, path, content) for path, content in items]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # an interrupt: the writes not begun are dropped
+                for future in futures:
+                    future.cancel()
+            raise
 
 
 def _read_json(path: Path) -> Any:

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("vocabulary", frozenset({"__about__", "__init__", "vocabulary"})),
     ("signal", frozenset({"metrics", "artifacts", "phantom"})),
     ("foundation", frozenset({"io", "settings", "resources", "bids", "records", "ratings",
-                              "ratings_queue", "redaction", "openai_endpoint"})),
+                              "ratings_queue", "redaction", "openai_endpoint", "output_lock"})),
     ("judgement", frozenset({"grading", "reports"})),
     ("application", frozenset({"derivatives", "group", "reference_grades", "cohorts",
                                "interfaces", "workflows", "evaluation", "mriqc", "qa", "train",

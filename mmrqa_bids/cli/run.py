@@ -189,7 +189,8 @@ def _group_model_dir(settings: Settings) -> Path | None:
 def _join_grades(settings: Settings) -> None:
     """The join step of a whole-dataset participant invocation: every run graded against its
     cohort exactly as the group level does (run JSONs and individual reports; no group TSV
-    or report). A cohort error leaves the absolute grades, with one warning line."""
+    or report). A cohort error leaves the absolute grades, with one warning line; an
+    interrupt (:class:`Interrupted`) is raised on after one line saying what the runs hold."""
     from mmrqa_bids.group import join_grades
     from mmrqa_bids.cohorts.basis import BASIS_DATASET
 
@@ -199,6 +200,9 @@ def _join_grades(settings: Settings) -> None:
                            cohort_by=settings.grading.cohort_by,
                            bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
                            model_dir=_group_model_dir(settings))
+    except Interrupted as exc:
+        logger.info(_interrupted_grading("join step", exc))
+        raise
     except DatasetError as exc:
         logger.warning(f"WARNING join step: no dataset grades ({exc}); the runs keep the absolute "
                        "model's grade until the group level runs")
@@ -373,13 +377,24 @@ def _redact_crash_files(logs: Path, since: float) -> None:
             continue
 
 
+def _interrupted_grading(step: str, exc: Interrupted) -> str:
+    """The line of a dataset grading (group level, join step) stopped by a signal."""
+    return (f"{step} interrupted ({exc}): no run JSON is half-written (each holds the grade it "
+            "had or its new dataset grade); run the group level to grade every run against "
+            "its cohort")
+
+
 def run_group(settings: Settings) -> int:
     from mmrqa_bids.group import group_level
     ex = settings.execution
-    written, unreadable = group_level(ex.output_dir, ex.modalities, reports=ex.reports,
-                                      cohort_by=settings.grading.cohort_by,
-                                      bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
-                                      model_dir=_group_model_dir(settings))
+    try:
+        written, unreadable = group_level(ex.output_dir, ex.modalities, reports=ex.reports,
+                                          cohort_by=settings.grading.cohort_by,
+                                          bids_dir=ex.bids_dir if ex.bids_dir.is_dir() else None,
+                                          model_dir=_group_model_dir(settings))
+    except Interrupted as exc:
+        logger.info(_interrupted_grading("group level", exc))
+        raise
     for key, path in sorted(written.items()):
         logger.info(f"group {key.split('.')[-1].upper()}: {path}")
     # the rows the group level tabulated with status "unreadable"; the exit code says so too
