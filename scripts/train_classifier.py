@@ -3,6 +3,7 @@
 
     python scripts/train_classifier.py [--out mmrqa_bids/data] [--jobs 2] [--cache DIR]
                                        [--family anat bold] [--recipe RECIPE.json]
+                                       [--pool-cache DIR]
 
 Deterministic for a given recipe, metrics code and library versions. Metrics are cached in
 ``--cache`` by example and by a hash of the metrics code, so re-running after an unrelated
@@ -29,6 +30,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "classifier-metrics")
+    parser.add_argument("--pool-cache", type=Path, default=REPO / ".cache" / "cohort-pools",
+                        help="cache of the cohort simulation's measured runs (real heads as "
+                             "acquired, recipe 11)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"), default=["anat", "bold"])
     parser.add_argument("--recipe", type=Path, default=None,
@@ -36,7 +40,8 @@ def main(argv=None) -> int:
                              "mmrqa_bids.train.metric_model.recipe.DEFAULT_RECIPE)")
     args = parser.parse_args(argv)
     recipe = json.loads(args.recipe.read_text()) if args.recipe else DEFAULT_RECIPE
-    train(args.out, recipe, families=args.family, cache_dir=args.cache, n_jobs=args.jobs)
+    train(args.out, recipe, families=args.family, cache_dir=args.cache, n_jobs=args.jobs,
+          pool_cache=args.pool_cache)
     return 0
 
 

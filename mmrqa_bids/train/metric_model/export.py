@@ -24,8 +24,14 @@ def save_model(doc: dict[str, Any], out_dir: Path) -> Path:
 
 def train(out_dir: Path, recipe: dict[str, Any] | None = None,
           families: Sequence[str] = ("anat", "bold"), cache_dir: Path | None = None,
-          n_jobs: int = 1, verbose: bool = True) -> dict[str, Path]:
-    """Build the training sets, fit, evaluate, save; returns the written model files."""
+          n_jobs: int = 1, verbose: bool = True, pool_cache: Path | None = None
+          ) -> dict[str, Path]:
+    """Build the training sets, fit, evaluate, save; returns the written model files.
+
+    A recipe family with ``real`` settings also trains on runs of real heads as acquired
+    (:mod:`.real_heads`), measured into (or read from) the cohort pools' cache ``pool_cache``."""
+    from mmrqa_bids.train.metric_model.real_heads import real_head_runs
+
     recipe = recipe or DEFAULT_RECIPE
     written = {}
     for family in families:
@@ -34,7 +40,14 @@ def train(out_dir: Path, recipe: dict[str, Any] | None = None,
             print(f"[train-classifier] {family}: {len(examples)} examples", flush=True)
         records = build_training_set(examples, cache_dir=cache_dir, n_jobs=n_jobs,
                                      verbose=verbose)
-        doc = fit_family(family, examples, records, recipe)
+        real = None
+        if recipe[family].get("real"):
+            real = real_head_runs(family, recipe[family]["real"], pool_cache, n_jobs=n_jobs,
+                                  verbose=verbose)
+            if verbose:
+                print(f"[train-classifier] {family}: {len(real)} runs of real heads as "
+                      f"acquired", flush=True)
+        doc = fit_family(family, examples, records, recipe, real=real)
         written[family] = save_model(doc, out_dir)
         if verbose:
             print(summary(doc), flush=True)
@@ -59,4 +72,12 @@ def summary(doc: dict[str, Any]) -> str:
         if split in ev:
             c = ev[split]["confusion"]
             lines.append(f"confusion {split} (rows truth G/M/B): {c}")
+    held = ev.get("real_held_out")
+    if held:
+        lines.append("real heads as acquired, each graded by a fit without its anatomy:")
+        for name, res in list(held["by_source"].items()) + [("pooled", held["pooled"])]:
+            c = res["clean_graded"]
+            lines.append(f"  {name:<18} runs {res['n']:>4}  accuracy {res['accuracy']:.3f}  "
+                         f"macro-F1 {res['macro_f1']:.3f}  ECE {res.get('ece', float('nan')):.3f}"
+                         f"  clean Good/Medium/Bad {c['Good']}/{c['Medium']}/{c['Bad']}")
     return "\n".join(lines)

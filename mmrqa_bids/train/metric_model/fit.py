@@ -119,7 +119,9 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
               recipe: dict[str, Any] | None = None,
               label_map: str = "none/mild -> Good, moderate -> Medium, severe -> Bad",
               calib: np.ndarray | None = None,
-              artifact_model: dict[str, Any] | None = None) -> dict[str, Any]:
+              artifact_model: dict[str, Any] | None = None,
+              sample_weight: Sequence[float] | None = None,
+              groups: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit and calibrate one family's model on metric rows; returns the model file's content.
 
     The generic entry point (the train level calls it with rated runs and their simulated copies):
@@ -132,7 +134,10 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     replaces the random calibration rows (the train level stratifies them by grade, so that a class
     of a few rated runs is never all in calibration); ``artifact_model`` (an exported ensemble over
     the same ``features``) is stored as the artifact model instead of fitting one (the train level
-    keeps the shipped one when the ratings carry no artifact labels).
+    keeps the shipped one when the ratings carry no artifact labels). ``sample_weight`` weighs
+    the rows in the tree fits; ``params["calibration"] == "source_out"`` fits every row (no
+    calibration rows) and calibrates on out-of-source logits, ``groups`` naming each row's
+    source (:func:`~mmrqa_bids.train.metric_model.trees.source_out_temperature`).
     """
     import sklearn
 
@@ -140,15 +145,28 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
     from mmrqa_bids.artifacts import ARTIFACTS
     from mmrqa_bids.grading.classifier import FORMAT, metric_matrix
 
-    params = {**DEFAULT_RECIPE["model"], **(params or {})}
+    # Source-out calibration only where the caller asks for it (a recipe's fit, with sources).
+    params = {**DEFAULT_RECIPE["model"], "calibration": "random", **(params or {})}
     features = list(features) if features is not None else recipe_features(family, rows)
     x = metric_matrix(rows, features)
+    source_out = params.get("calibration", "random") == "source_out"
+    if params.get("calibration", "random") not in ("random", "source_out"):
+        raise TrainingError(f"unknown calibration {params['calibration']!r} "
+                            "(random or source_out)")
+    if source_out and (groups is None or calib is not None):
+        raise TrainingError("source-out calibration needs each row's source (groups) and no "
+                            "calibration rows")
     if calib is None:
-        calib = np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"]
+        calib = (np.zeros(len(rows), bool) if source_out else
+                 np.random.default_rng(seed).random(len(rows)) < params["calibration_fraction"])
     calib = np.asarray(calib, dtype=bool)
-    grade = fit_grade_model(x, labels, artifact_labels, features, params, seed, calib)
+    weight = None if sample_weight is None else np.asarray(sample_weight, float)
+    by_source = list(groups) if source_out else None
+    grade = fit_grade_model(x, labels, artifact_labels, features, params, seed, calib,
+                            sample_weight=weight, groups=by_source)
     artifact = artifact_model if artifact_model is not None else fit_ensemble(
-        x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib)
+        x, artifact_labels, ("none",) + ARTIFACTS, params, seed, calib, sample_weight=weight,
+        groups=by_source)
     clean_rows = [r for r, c in zip(rows, clean) if c]
     if len(clean_rows) < 5:
         raise TrainingError(f"{family}: need at least 5 clean runs for the reference ranges, "
@@ -169,7 +187,10 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
                    "trainer": "mmrqa_bids.train.metric_model (scripts/train_classifier.py)",
                    "mmrqa_version": __version__, "sklearn_version": sklearn.__version__,
                    "metrics_code": metrics_code_hash(),
-                   "n_train": int((~calib).sum()), "n_calibration": int(calib.sum())},
+                   "n_train": int((~calib).sum()),
+                   "n_calibration": int(len(rows)) if source_out else int(calib.sum()),
+                   "calibration": ("out-of-source logits of every training row"
+                                   if source_out else "random held-out rows")},
     }
 
 
@@ -193,22 +214,52 @@ def evaluate_model(doc: dict[str, Any], rows: Sequence[dict[str, float]], labels
 
 
 def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[str, Any]],
-               recipe: dict[str, Any]) -> dict[str, Any]:
-    """Fit on the recipe's "train" examples, evaluate on "seen" and "unseen".
+               recipe: dict[str, Any],
+               real: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit on the recipe's "train" examples (and the ``real`` runs, when given), evaluate on
+    "seen" and "unseen", and each real head held out of training ("real_held_out").
 
     ``records``: :func:`~.measuring.measure_example` of each example (``{"metrics", "label"}``); a
-    record without a label falls back to the example's nominal one."""
+    record without a label falls back to the example's nominal one. ``real``: measured runs of
+    real heads as acquired (:func:`~.real_heads.real_head_runs`), weighted so that together
+    they carry the recipe family's ``real["share"]`` of the training weight."""
+    from mmrqa_bids.train.metric_model.real_heads import as_training_rows
+
     rows = [r["metrics"] for r in records]
     labels = [r.get("label") or ex.label for r, ex in zip(records, examples)]
     train = [i for i, ex in enumerate(examples) if ex.split == "train"]
-    features = recipe_features(family, [rows[i] for i in train], recipe)
+    fit_rows = [rows[i] for i in train]
+    fit_labels = [labels[i] for i in train]
+    fit_artifacts = [examples[i].artifact_label for i in train]
+    fit_clean = [examples[i].severity == "none" for i in train]
+    fit_sources = [f"rendered-{examples[i].anatomy}" for i in train]
+    weight = None
+    if real:
+        extra = as_training_rows(real)
+        share = float(recipe[family]["real"]["share"])
+        if not 0.0 < share < 1.0:
+            raise TrainingError(f"{family}: real share must lie in (0, 1), got {share}")
+        w_real = share / (1.0 - share) * len(fit_rows) / len(extra["rows"])
+        weight = [1.0] * len(fit_rows) + [w_real] * len(extra["rows"])
+        fit_rows += extra["rows"]
+        fit_labels += extra["labels"]
+        fit_artifacts += extra["artifact_labels"]
+        fit_clean += extra["clean"]
+        fit_sources += extra["sources"]
+    features = recipe_features(family, fit_rows, recipe)
     stored = {k: recipe[k] for k in ("version", "seed", family, "model", "randomize")
               if k in recipe}
-    doc = fit_model(family, [rows[i] for i in train], [labels[i] for i in train],
-                    [examples[i].artifact_label for i in train],
-                    [examples[i].severity == "none" for i in train],
-                    params=family_params(recipe, family), seed=recipe["seed"], recipe=stored,
-                    features=features, label_map=measured_label_map())
+    params = family_params(recipe, family)
+
+    def fit(keep: Sequence[int]) -> dict[str, Any]:
+        return fit_model(family, [fit_rows[i] for i in keep], [fit_labels[i] for i in keep],
+                         [fit_artifacts[i] for i in keep], [fit_clean[i] for i in keep],
+                         params=params, seed=recipe["seed"], recipe=stored, features=features,
+                         label_map=measured_label_map(),
+                         sample_weight=None if weight is None else [weight[i] for i in keep],
+                         groups=[fit_sources[i] for i in keep])
+
+    doc = fit(range(len(fit_rows)))
     evaluation = {}
     for split in ("seen", "unseen"):
         idx = [i for i, ex in enumerate(examples) if ex.split == split]
@@ -217,5 +268,50 @@ def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[
                                                [labels[i] for i in idx],
                                                [examples[i].artifact_label for i in idx])
             evaluation[split]["sources"] = sorted({examples[i].source for i in idx})
+    if real:
+        evaluation["real_held_out"] = real_held_out(fit, fit_sources, family, real)
+        doc["recipe"]["n_real"] = len(real)
     doc["evaluation"] = evaluation
     return doc
+
+
+def real_held_out(fit, fit_sources: Sequence[str], family: str,
+                  real: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each real head's runs graded by a model fitted without that head's anatomy (its runs as
+    acquired, and any rendering of the same anatomy: ROBEX's real T1w takes the rendered ROBEX
+    head out with it, the MNI template the MNI renderings), then all of them pooled."""
+    from mmrqa_bids.train.metric_model.real_heads import anatomy_of, as_training_rows
+
+    out: dict[str, Any] = {"by_source": {}}
+    pooled: dict[str, list] = {"rows": [], "labels": [], "artifacts": [], "p": [],
+                                "confidence": []}
+    for source in sorted({r["source"] for r in real}):
+        anatomy = anatomy_of(source)
+        keep = [i for i, s in enumerate(fit_sources) if anatomy_of(s) != anatomy]
+        held = as_training_rows([r for r in real if r["source"] == source])
+        doc = fit(keep)
+        res = evaluate_model(doc, held["rows"], held["labels"], held["artifact_labels"])
+        grades, confidence = _grades(doc, held["rows"])
+        clean = [g for g, c in zip(grades, held["clean"]) if c]
+        res["clean_graded"] = {lab: clean.count(lab) for lab in LABELS}
+        out["by_source"][source] = res
+        pooled["rows"] += held["rows"]
+        pooled["labels"] += held["labels"]
+        pooled["artifacts"] += held["artifact_labels"]
+        pooled["p"] += grades
+        pooled["confidence"] += confidence
+    from mmrqa_bids.evaluation import evaluate
+    out["pooled"] = evaluate(pooled["labels"], pooled["p"], pooled["confidence"])
+    out["pooled"]["clean_graded"] = {lab: sum(v["clean_graded"][lab]
+                                              for v in out["by_source"].values())
+                                     for lab in LABELS}
+    return out
+
+
+def _grades(doc: dict[str, Any], rows: Sequence[dict[str, float]]
+            ) -> tuple[list[str], list[float]]:
+    from mmrqa_bids.grading.classifier import MetricModel, metric_matrix
+
+    model = MetricModel.from_dict(doc)
+    p = model.grade.predict_proba(metric_matrix(rows, model.features))
+    return [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist()

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-RECIPE_VERSION = 10
+RECIPE_VERSION = 11
 GOOD_NONE_PER_DRAW = 3  # clean examples per source draw (Good also gets every mild one)
 
 #: The default training recipe. ``train``: sources whose examples are fitted (80%) and used
@@ -28,6 +28,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
         "unseen": [{"anatomy": "tpm", "contrast": c, "voxel_size": 3.0}
                    for c in ("T1w", "T2w", "FLAIR")]
         + [{"anatomy": "mni", "contrast": "FLAIR", "voxel_size": 3.5}],
+        # Recipe 11: real heads as acquired (issue #24 item 5), see REAL_HEADS.
+        "real": {"sources": ["robex-T1w-real", "mni152-T1w-real"], **{
+            "n_clean": 32, "per_artifact_severity": 3, "share": 1 / 3}},
     },
     "bold": {
         "draws": {"train": 8, "seen": 1, "unseen": 2},
@@ -48,6 +51,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
                   for a in ("mni", "mnihard", "robex") for v in (4.0, 5.0)],
         "unseen": [{"anatomy": "tpm", "contrast": "bold", "voxel_size": 4.0},
                    {"anatomy": "mni", "contrast": "bold", "voxel_size": 4.5}],
+        "real": {"sources": ["b0-bold-real", "epi-bold-real", "fsl-bold-real"], **{
+            "n_clean": 32, "per_artifact_severity": 3, "share": 1 / 3}},
     },
     # Domain randomisation of the "train" and "seen" draws (never of "unseen" sources), per family
     # (a family's "randomize" overrides this one), see :func:`~.rendering._render_clean`: each
@@ -59,9 +64,22 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # in a commit before it ran, and its figures) is the selection log in
     # docs/classifier_selection_history.md.
     "randomize": {"contrast": 0.0, "zoom": 0.0},
+    # Recipe 11: the softmax temperature fitted on out-of-source logits (every training row
+    # scored by a fit without its source) instead of a random 20% of the rows.
     "model": {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 12,
-              "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2},
+              "min_samples_leaf": 8, "l2_regularization": 1.0, "calibration_fraction": 0.2,
+              "calibration": "source_out"},
 }
+
+#: Recipe 11 (issue #24 item 5), declared before it ran: the runs of real heads as acquired
+#: that the cohort simulation makes (:mod:`mmrqa_bids.cohorts.simulate`: each real volume
+#: varied into subjects of one scanner, 32 clean and every artifact at every severity 3 times
+#: per source, labelled by measured degradation) join each family's fit, weighted to carry
+#: ``share`` (a third) of the training weight (:mod:`.real_heads`, :func:`~.fit.fit_family`).
+#: Judged on each real head graded by a fit without its anatomy ("real_held_out"): its clean
+#: runs graded Good, accuracy and macro-F1, beside the rendered "unseen" figures, which must not
+#: fall by more than 0.03.
+REAL_HEADS = {"anat": DEFAULT_RECIPE["anat"]["real"], "bold": DEFAULT_RECIPE["bold"]["real"]}
 
 
 @dataclass(frozen=True)

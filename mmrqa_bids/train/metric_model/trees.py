@@ -60,38 +60,86 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
-                 params: dict[str, Any], seed: int, calib: np.ndarray,
-                 monotonic_cst: Sequence[int] | None = None,
-                 sample_weight: np.ndarray | None = None) -> dict[str, Any]:
-    """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``
-    (weighted by ``sample_weight``, one finite non-negative weight per row, when given),
-    exported (:func:`export_hgb`) with the temperature fitted, unweighted, on the ``calib``
-    rows."""
+def _fit_hgb(x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int,
+             monotonic_cst: Sequence[int] | None, weight: np.ndarray | None):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from mmrqa_bids.grading.classifier import TreeEnsemble
-
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in y_names])
-    weight = None
-    if sample_weight is not None:
-        weight = np.asarray(sample_weight, float)
-        if weight.shape != y.shape or not np.all(np.isfinite(weight)) or np.any(weight < 0):
-            raise ValueError("sample_weight needs one finite, non-negative weight per row")
-        weight = weight[~calib]
     hgb = HistGradientBoostingClassifier(
         max_iter=params["max_iter"], learning_rate=params["learning_rate"],
         max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
         l2_regularization=params["l2_regularization"], early_stopping=False, random_state=seed,
         monotonic_cst=None if monotonic_cst is None else list(monotonic_cst))
-    hgb.fit(x[~calib], y[~calib], sample_weight=weight)
+    return hgb.fit(x, y, sample_weight=weight)
+
+
+def _checked_weight(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weight = np.asarray(sample_weight, float)
+    if weight.shape != (n,) or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError("sample_weight needs one finite, non-negative weight per row")
+    return weight
+
+
+def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
+                 params: dict[str, Any], seed: int, calib: np.ndarray,
+                 monotonic_cst: Sequence[int] | None = None,
+                 sample_weight: np.ndarray | None = None,
+                 groups: Sequence[str] | None = None) -> dict[str, Any]:
+    """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``
+    (weighted by ``sample_weight``, one finite non-negative weight per row, when given),
+    exported (:func:`export_hgb`) with a softmax temperature: fitted, unweighted, on the
+    ``calib`` rows; or, with ``groups`` (one source name per row), on every row's logits from
+    a fit that left its source out (:func:`source_out_temperature`), so that the confidence is
+    calibrated for a source the model has never seen."""
+    from mmrqa_bids.grading.classifier import TreeEnsemble
+
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in y_names])
+    weight = _checked_weight(sample_weight, len(y))
+    hgb = _fit_hgb(x[~calib], y[~calib], params, seed, monotonic_cst,
+                   None if weight is None else weight[~calib])
     if list(hgb.classes_) != list(range(len(classes))):
         raise TrainingError(f"every class needs training examples; got {sorted(set(y_names))}")
     exported = export_hgb(hgb, classes)
-    raw = TreeEnsemble.from_dict(exported).raw(x[calib])
-    exported["temperature"] = fit_temperature(raw, y[calib])
+    if groups is not None:
+        if np.any(calib):
+            raise TrainingError("calibration rows and source-out calibration are exclusive")
+        exported["temperature"] = source_out_temperature(x, y, len(classes), params, seed,
+                                                         groups, weight, monotonic_cst)
+    else:
+        raw = TreeEnsemble.from_dict(exported).raw(x[calib])
+        exported["temperature"] = fit_temperature(raw, y[calib])
     return exported
+
+
+def source_out_temperature(x: np.ndarray, y: np.ndarray, n_classes: int,
+                           params: dict[str, Any], seed: int, groups: Sequence[str],
+                           weight: np.ndarray | None = None,
+                           monotonic_cst: Sequence[int] | None = None) -> float:
+    """Temperature scaling on out-of-source logits: for every source g of ``groups``, the rows
+    of g are scored by a fit on the other sources (same settings and weights), and T minimises
+    the negative log-likelihood of all those scores (:func:`fit_temperature`). A source whose
+    absence leaves a class without examples is scored by nobody (it still trains the others);
+    TrainingError when fewer than two sources can be scored."""
+    from mmrqa_bids.grading.classifier import TreeEnsemble
+
+    groups = np.asarray(groups)
+    names = sorted(set(groups.tolist()))
+    raws, ys = [], []
+    for g in names:
+        held = groups == g
+        if len(set(y[~held].tolist())) < n_classes:
+            continue
+        hgb = _fit_hgb(x[~held], y[~held], params, seed, monotonic_cst,
+                       None if weight is None else weight[~held])
+        classes = [str(c) for c in range(n_classes)]
+        raws.append(TreeEnsemble.from_dict(export_hgb(hgb, classes)).raw(x[held]))
+        ys.append(y[held])
+    if len(raws) < 2:
+        raise TrainingError(f"source-out calibration needs two sources that can be left out; "
+                            f"got {names}")
+    return fit_temperature(np.concatenate(raws), np.concatenate(ys))
 
 
 #: |Spearman rho| from which an artifact is said to move a metric (:func:`monotonic_signs`).
@@ -153,19 +201,25 @@ def fit_ordinal(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence[
 
 def fit_grade_model(x: np.ndarray, labels: Sequence[str], artifact_labels: Sequence[str],
                     features: Sequence[str], params: dict[str, Any], seed: int,
-                    calib: np.ndarray) -> dict[str, Any]:
+                    calib: np.ndarray, sample_weight: np.ndarray | None = None,
+                    groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The grade model by ``params["grade_model"]``: "multiclass" (the default; with
     ``params["good_weight"]`` w != 1 its prior of Good shifted by w, stored as
-    ``class_weights``) or "ordinal" (:func:`fit_ordinal`)."""
+    ``class_weights``) or "ordinal" (:func:`fit_ordinal`, which takes neither
+    ``sample_weight`` nor ``groups``: see :func:`fit_ensemble` for those)."""
     kind = params.get("grade_model", "multiclass")
     good_weight = float(params.get("good_weight", 1.0))
     if kind not in ("multiclass", "ordinal"):
         raise TrainingError(f"unknown grade_model {kind!r} (multiclass or ordinal)")
     if kind == "ordinal":
+        if sample_weight is not None or groups is not None:
+            raise TrainingError("the ordinal grade model takes no sample weights and no "
+                                "source-out calibration")
         if good_weight != 1.0:
             raise TrainingError("good_weight applies to the multi-class grade model only")
         return fit_ordinal(x, labels, artifact_labels, features, params, seed, calib)
-    grade = fit_ensemble(x, labels, LABELS, params, seed, calib)
+    grade = fit_ensemble(x, labels, LABELS, params, seed, calib, sample_weight=sample_weight,
+                         groups=groups)
     if good_weight != 1.0:
         grade["class_weights"] = [good_weight if c == "Good" else 1.0 for c in LABELS]
     return grade
