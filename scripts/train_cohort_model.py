@@ -6,6 +6,7 @@
                                          [--kind split] [--pool-dir DIR]
                                          [--real-ratings abide] [--label-rule rater_1]
                                          [--real-weight equal_total]
+                                         [--floor-levels]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
 record per run, measured again when the metrics code changed; see
@@ -19,7 +20,11 @@ measures nothing. ``--real-ratings abide`` adds ABIDE's rated sites (PyPI ``mriq
 training cohorts of the anatomical model (:mod:`mmrqa_bids.cohorts.rated_sites`: each image
 against its own site, label from ``--label-rule``, the real rows together weighing as much as
 the simulated ones with ``--real-weight equal_total``); the model file's ``training`` info
-records it. Held-out figures come from ``benchmarks/cohort_grading.py``
+records it. ``--floor-levels`` (off by default) simulates one pool per source and noise-floor
+level (:data:`mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`, each subject's floor within a factor
+~1.5 of its level) and draws every cohort from one level's pool, as one protocol on one scanner
+gives its subjects about the same floor; the model file's ``training.floor_levels`` records
+the levels. Held-out figures come from ``benchmarks/cohort_grading.py``
 (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
@@ -39,8 +44,10 @@ def main(argv=None) -> int:
     from mmrqa_bids.cohorts.simulate import SOURCES
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts import rated_sites
-    from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, fit_cohort_model,
-                                          plan_cohorts, save_model, single_code_pools)
+    from mmrqa_bids.cohorts.simulate import FLOOR_SPREAD
+    from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, declared_floor_levels,
+                                          fit_cohort_model, plan_cohorts, save_model,
+                                          single_code_pools)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -59,18 +66,26 @@ def main(argv=None) -> int:
                         default=rated_sites.DEFAULT_LABEL_RULE)
     parser.add_argument("--real-weight", choices=rated_sites.WEIGHT_RULES,
                         default=rated_sites.DEFAULT_WEIGHT_RULE)
+    parser.add_argument("--floor-levels", action="store_true",
+                        help="one pool per source and noise-floor level; each cohort drawn "
+                             "from one level (default off: the per-run floor)")
     args = parser.parse_args(argv)
     for family in args.family:
         sources = [s.name for s in SOURCES if s.family == family]
+        levels = declared_floor_levels(sources) if args.floor_levels else None
         try:
-            pools, code = single_code_pools(sources, args.cache, args.pool_dir, args.jobs)
+            pools, code = single_code_pools(sources, args.cache, args.pool_dir, args.jobs,
+                                            floor_levels=levels)
         except ValueError as exc:
             print(f"[train-cohort] {family}: {exc}", file=sys.stderr)
             return 1
-        draws = plan_cohorts(sources, args.per_source, seed=args.seed)
+        draws = plan_cohorts(sources, args.per_source, seed=args.seed, floor_levels=levels)
         table = cohort_table(pools, draws, family_features(family))
         info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
                 "metrics_code": code}
+        if levels is not None:  # absent when off: the model file as before the option
+            info["floor_levels"] = {s: list(v) for s, v in levels.items()}
+            info["floor_spread"] = FLOOR_SPREAD
         real_note = ""
         if args.real_ratings != "none" and family == "anat":
             real = rated_sites.abide_site_table(family_features(family), args.label_rule)
@@ -87,7 +102,9 @@ def main(argv=None) -> int:
         path = save_model(doc, args.out)
         n_sim = int(len(table["label"]) - doc["training"].get("n_real_rows", 0))
         print(f"[train-cohort] {family}: {len(draws)} cohorts, {n_sim} rows "
-              f"from {', '.join(sources)}{real_note}; metrics code {code}; input {args.kind}")
+              f"from {', '.join(sources)}{real_note}; metrics code {code}; input {args.kind}"
+              + ("; floor levels " + ", ".join(f"{s} {'/'.join(f'{v:g}' for v in lv)}"
+                                               for s, lv in levels.items()) if levels else ""))
         print(f"[train-cohort] {family}: support (mean |z|) Good <= "
               f"{doc['support']['good_max']:.2f}, Medium <= {doc['support']['medium_max']:.2f}; "
               f"naive cuts (mean |z|) {doc['naive_cuts']}; "

@@ -76,6 +76,17 @@ ZOOM = 0.06
 CONTRAST_JITTER = 0.08
 SHADING_LOG_STD = 0.04
 REAL_NOISE = (0.0, 0.012)
+#: The floor-level option (``floor_level`` of :class:`PoolRun`, :func:`plan_pool`): one study
+#: on one scanner gives every subject about the same noise floor, so a pool of a source at a
+#: LEVEL draws each subject's floor as level x U(1 / FLOOR_SPREAD, FLOOR_SPREAD) (a factor
+#: FLOOR_SPREAD**2 ~ 1.5 between the quietest and the noisiest subject), instead of the
+#: per-run range (REAL_NOISE, or the artifacts module's BASE_NOISE for rendered heads), and a
+#: cohort is drawn from the runs of one level. FLOOR_LEVELS: the levels declared (session 11,
+#: before any pool of them was measured) per source kind, as sigma relative to the brightest
+#: tissue.
+FLOOR_SPREAD = 1.22
+FLOOR_LEVELS: dict[str, tuple[float, ...]] = {"real": (0.004, 0.007, 0.011),
+                                              "rendered": (0.007, 0.010, 0.014)}
 N_VOLUMES = 12  # volumes of a simulated bold run
 
 
@@ -94,32 +105,61 @@ def source_by_name(name: str) -> CohortSource:
 @dataclass(frozen=True)
 class PoolRun:
     """One simulated run of a source's pool: subject ``replicate`` of an artifact at a
-    severity ("none": a clean subject)."""
+    severity ("none": a clean subject). ``floor_level`` (None: off, the default) puts the
+    subject's noise floor at level x U(1 / :data:`FLOOR_SPREAD`, FLOOR_SPREAD) instead of the
+    per-run range; it enters the run's key only when set, so the keys (and cached records)
+    of runs without it are those of before the option existed."""
 
     source: str
     artifact: str  # "none" or one of ARTIFACTS
     severity: str  # none | mild | moderate | severe
     replicate: int
     seed: int
+    floor_level: float | None = None
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+        fields = asdict(self)
+        if fields["floor_level"] is None:
+            del fields["floor_level"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def plan_pool(source: str, n_clean: int = 32, per_artifact_severity: int = 1,
-              seed: int = 0) -> list[PoolRun]:
+              seed: int = 0, floor_level: float | None = None) -> list[PoolRun]:
     """``n_clean`` clean subjects, then every artifact at mild/moderate/severe
     ``per_artifact_severity`` times, each on a subject of its own. A run's seed depends on
-    its source, artifact, severity and replicate only, so a larger pool keeps every run of a
+    its source, artifact, severity and replicate only (and the floor level when one is
+    given: each level's pool has subjects of its own), so a larger pool keeps every run of a
     smaller one (and its cache)."""
+    if floor_level is not None and not floor_level > 0:
+        raise CohortSimulationError(f"a floor level must be > 0, got {floor_level}")
     combos = [("none", "none", j) for j in range(n_clean)] + [
         (a, s, j) for a in ARTIFACTS for s in ("mild", "moderate", "severe")
         for j in range(per_artifact_severity)]
+    level = "" if floor_level is None else f":floor{float(floor_level)!r}"
     out = []
     for artifact, severity, j in combos:
-        h = hashlib.sha256(f"{seed}:{source}:{artifact}:{severity}:{j}".encode()).hexdigest()
-        out.append(PoolRun(source, artifact, severity, j, int(h[:8], 16)))
+        h = hashlib.sha256(f"{seed}:{source}:{artifact}:{severity}:{j}{level}".encode()
+                           ).hexdigest()
+        out.append(PoolRun(source, artifact, severity, j, int(h[:8], 16),
+                           None if floor_level is None else float(floor_level)))
     return out
+
+
+def pool_name(source: str, floor_level: float | None = None) -> str:
+    """The name a pool of ``source`` at ``floor_level`` goes by in the training's pools
+    (the source's name when the level is None)."""
+    return source if floor_level is None else f"{source}@floor{float(floor_level):g}"
+
+
+def subject_floor(run: PoolRun, rng: np.random.Generator) -> float | None:
+    """The run's noise floor (sigma relative to the brightest tissue; None: the artifacts
+    module draws it from BASE_NOISE). Without a floor level: U(REAL_NOISE) for a real
+    source, None for a rendered one (the behaviour before the option). With one: level x
+    U(1 / FLOOR_SPREAD, FLOOR_SPREAD) for either kind."""
+    if run.floor_level is not None:
+        return float(run.floor_level * rng.uniform(1.0 / FLOOR_SPREAD, FLOOR_SPREAD))
+    return float(rng.uniform(*REAL_NOISE)) if source_by_name(run.source).kind == "real" else None
 
 
 # --------------------------------------------------------------------------- real volumes
@@ -233,7 +273,7 @@ def simulate_run(run: PoolRun, cache_dir: Path | None = None):
     src = source_by_name(run.source)
     rng = np.random.default_rng(run.seed)
     clean, vox = subject_clean(src, rng, cache_dir)
-    floor = float(rng.uniform(*REAL_NOISE)) if src.kind == "real" else None
+    floor = subject_floor(run, rng)
     pe_axis = int(rng.integers(0, 2))
     if src.family == "bold":
         sim = simulate_series(clean, run.artifact, run.severity, n_volumes=N_VOLUMES,
@@ -303,6 +343,9 @@ def measure_run(run: PoolRun, cache_dir: Path | None, metrics_code: str | None =
               "severity": run.severity,
               "metrics": {k: float(v) for k, v in metrics.items()},
               "degradation": sim.degradation, "label": sim.label, "metrics_code": code}
+    if run.floor_level is not None:  # absent when off: records as before the option
+        record["floor_level"] = run.floor_level
+        record["noise_sigma"] = float(sim.params.get("noise_sigma", float("nan")))
     if cached is not None:
         from mmrqa_bids.io import atomic_write_json
         stored = {**record, "metrics": {k: (v if np.isfinite(v) else None)

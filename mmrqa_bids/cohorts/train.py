@@ -26,6 +26,15 @@
    card.
 
 The naive score's cut points (:func:`choose_naive_cuts`) are chosen on the same cohorts.
+
+**Floor levels** (an option, off by default; ``floor_levels`` of :func:`load_pools`,
+:func:`read_pools`, :func:`single_code_pools` and :func:`plan_cohorts`): each source has one
+pool per noise-floor level (:data:`~mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`, subjects'
+floors within a factor ~1.5 of the level), named by
+:func:`~mmrqa_bids.cohorts.simulate.pool_name`, and every cohort is drawn from the pool of
+one level (the source's cohorts go round its levels in turn), as one protocol on one scanner
+gives its subjects about the same floor. Off, the pools, draws and tables are those of
+before the option.
 """
 from __future__ import annotations
 
@@ -63,30 +72,57 @@ class CohortDraw:
     size: int
     prevalence: float
     seed: int
+    floor_level: float | None = None  # None: the source's one pool (the option off)
+
+    @property
+    def pool(self) -> str:
+        """The name of the pool the cohort is drawn from."""
+        from mmrqa_bids.cohorts.simulate import pool_name
+        return pool_name(self.source, self.floor_level)
+
+
+def declared_floor_levels(sources: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Each source's declared floor levels (:data:`~mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`
+    of its kind)."""
+    from mmrqa_bids.cohorts.simulate import FLOOR_LEVELS, source_by_name
+    return {s: tuple(FLOOR_LEVELS[source_by_name(s).kind]) for s in sources}
 
 
 def plan_cohorts(sources: Sequence[str], per_source: int, seed: int = 0,
                  sizes: Sequence[int] | None = None,
-                 prevalences: Sequence[float] | None = None) -> list[CohortDraw]:
+                 prevalences: Sequence[float] | None = None,
+                 floor_levels: Mapping[str, Sequence[float]] | None = None
+                 ) -> list[CohortDraw]:
     """``per_source`` cohorts per source: sizes log-uniform in :data:`SIZE_RANGE` and
     prevalence uniform in :data:`PREVALENCE_RANGE`, or every (size, prevalence) pair of
-    ``sizes`` x ``prevalences`` ``per_source`` times when those are given."""
+    ``sizes`` x ``prevalences`` ``per_source`` times when those are given. With
+    ``floor_levels`` (source -> its levels), the source's cohorts take its levels in turn
+    (the k-th cohort the level k mod n), each drawn from that level's pool; sizes,
+    prevalences and seeds are the same as without."""
     out = []
     for s in sources:
         h = int(hashlib.sha256(f"{seed}:{s}".encode()).hexdigest()[:8], 16)
         rng = np.random.default_rng(h)
+        levels = None if floor_levels is None else [float(v) for v in floor_levels[s]]
+        if levels is not None and not levels:
+            raise ValueError(f"no floor level for source {s!r}")
+        plan: list[CohortDraw] = []
         if sizes is not None and prevalences is not None:
             for size in sizes:
                 for prev in prevalences:
                     for _ in range(per_source):
-                        out.append(CohortDraw(s, int(size), float(prev),
-                                              int(rng.integers(2 ** 31))))
-            continue
-        for _ in range(per_source):
-            size = int(round(np.exp(rng.uniform(np.log(SIZE_RANGE[0]),
-                                                np.log(SIZE_RANGE[1])))))
-            out.append(CohortDraw(s, size, float(rng.uniform(*PREVALENCE_RANGE)),
-                                  int(rng.integers(2 ** 31))))
+                        plan.append(CohortDraw(s, int(size), float(prev),
+                                               int(rng.integers(2 ** 31))))
+        else:
+            for _ in range(per_source):
+                size = int(round(np.exp(rng.uniform(np.log(SIZE_RANGE[0]),
+                                                    np.log(SIZE_RANGE[1])))))
+                plan.append(CohortDraw(s, size, float(rng.uniform(*PREVALENCE_RANGE)),
+                                       int(rng.integers(2 ** 31))))
+        if levels is not None:
+            plan = [CohortDraw(d.source, d.size, d.prevalence, d.seed, levels[k % len(levels)])
+                    for k, d in enumerate(plan)]
+        out += plan
     return out
 
 
@@ -103,7 +139,7 @@ def cohort_table(pools: Mapping[str, Sequence[dict[str, Any]]], draws: Sequence[
     parts: dict[str, list] = {k: [] for k in ("z", "rel", "label", "clean", "source", "cohort",
                                               "size", "prevalence", "artifact")}
     for c, draw in enumerate(draws):
-        pool = pools[draw.source]
+        pool = pools[draw.pool]
         rng = np.random.default_rng(draw.seed)
         members = draw_cohort(pool, draw.size, draw.prevalence, rng)
         rows = [pool[i]["metrics"] for i in members]
@@ -263,34 +299,56 @@ def save_model(doc: Mapping[str, Any], out_dir: Path) -> Path:
                               gzip.compress(text, compresslevel=9, mtime=0))
 
 
-def load_pools(sources: Sequence[str], cache_dir: Path | None, n_jobs: int = 1,
-               verbose: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Each source's measured pool (:func:`~mmrqa_bids.cohorts.simulate.measure_pool`)."""
-    from mmrqa_bids.cohorts.simulate import measure_pool, plan_pool
+def _planned(sources: Sequence[str], floor_levels: Mapping[str, Sequence[float]] | None
+             ) -> dict[str, list]:
+    """Pool name -> its runs (:func:`~mmrqa_bids.cohorts.simulate.plan_pool`): one pool per
+    source, or one per source and floor level."""
+    from mmrqa_bids.cohorts.simulate import plan_pool, pool_name
 
-    runs = [r for s in sources for r in plan_pool(s)]
+    if floor_levels is None:
+        return {s: plan_pool(s) for s in sources}
+    return {pool_name(s, v): plan_pool(s, floor_level=float(v))
+            for s in sources for v in floor_levels[s]}
+
+
+def load_pools(sources: Sequence[str], cache_dir: Path | None, n_jobs: int = 1,
+               verbose: bool = True,
+               floor_levels: Mapping[str, Sequence[float]] | None = None
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Each source's measured pool (:func:`~mmrqa_bids.cohorts.simulate.measure_pool`), or
+    with ``floor_levels`` (source -> levels) each (source, level)'s pool, named by
+    :func:`~mmrqa_bids.cohorts.simulate.pool_name`."""
+    from mmrqa_bids.cohorts.simulate import measure_pool
+
+    planned = _planned(sources, floor_levels)
+    runs = [r for rs in planned.values() for r in rs]
     records = measure_pool(runs, cache_dir, n_jobs=n_jobs, verbose=verbose)
-    pools: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
-    for r in records:
-        pools[r["source"]].append(r)
+    pools: dict[str, list[dict[str, Any]]] = {}
+    k = 0
+    for name, rs in planned.items():
+        pools[name] = records[k:k + len(rs)]
+        k += len(rs)
     return pools
 
 
-def read_pools(sources: Sequence[str], folder: Path) -> dict[str, list[dict[str, Any]]]:
+def read_pools(sources: Sequence[str], folder: Path,
+               floor_levels: Mapping[str, Sequence[float]] | None = None
+               ) -> dict[str, list[dict[str, Any]]]:
     """Each source's pool read from measured records in ``folder`` (one
     ``<run key>.json`` per run of :func:`~mmrqa_bids.cohorts.simulate.plan_pool`, as
     :func:`~mmrqa_bids.cohorts.simulate.measure_run` caches them), in the order
     :func:`load_pools` returns them, **without measuring anything**: a frozen copy of a pool
     trains and benchmarks the same models whatever the current metrics code. FileNotFoundError
     naming the first missing run; the caller checks the metrics codes
-    (:func:`~mmrqa_bids.cohorts.simulate.pool_metrics_codes`)."""
-    from mmrqa_bids.cohorts.simulate import plan_pool, read_record
+    (:func:`~mmrqa_bids.cohorts.simulate.pool_metrics_codes`). ``floor_levels``: as
+    :func:`load_pools`."""
+    from mmrqa_bids.cohorts.simulate import read_record
 
     folder = Path(folder)
     pools: dict[str, list[dict[str, Any]]] = {}
-    for s in sources:
+    for s, runs in _planned(sources, floor_levels).items():
         recs = []
-        for run in plan_pool(s):
+        for run in runs:
             path = folder / f"{run.key()}.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no measured record of {run} in {folder}")
@@ -300,15 +358,17 @@ def read_pools(sources: Sequence[str], folder: Path) -> dict[str, list[dict[str,
 
 
 def single_code_pools(sources: Sequence[str], cache_dir: Path | None,
-                      pool_dir: Path | None = None, n_jobs: int = 1, verbose: bool = True
+                      pool_dir: Path | None = None, n_jobs: int = 1, verbose: bool = True,
+                      floor_levels: Mapping[str, Sequence[float]] | None = None
                       ) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """The sources' pools (:func:`read_pools` from ``pool_dir`` when given, else
-    :func:`load_pools`) and the one metrics code they were measured with; ValueError when
-    they mix codes (a model is trained on one)."""
+    :func:`load_pools`; ``floor_levels`` as there) and the one metrics code they were
+    measured with; ValueError when they mix codes (a model is trained on one)."""
     from mmrqa_bids.cohorts.simulate import pool_metrics_codes
 
-    pools = (read_pools(sources, pool_dir) if pool_dir is not None
-             else load_pools(sources, cache_dir, n_jobs=n_jobs, verbose=verbose))
+    pools = (read_pools(sources, pool_dir, floor_levels) if pool_dir is not None
+             else load_pools(sources, cache_dir, n_jobs=n_jobs, verbose=verbose,
+                             floor_levels=floor_levels))
     codes = pool_metrics_codes([r for p in pools.values() for r in p])
     if len(codes) != 1:
         raise ValueError(f"the pool mixes metrics codes {codes}; measure it again with one code")
