@@ -458,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--reports", action="store_true", help="write the HTML reports too")
     ap.add_argument("--seed", type=int, default=24)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model folder passed to both levels as --model (classifier_*.json.gz "
+                         "and cohort_*.json.gz; default: the shipped models)")
     ap.add_argument("--t1w-noise", type=float, nargs=2, default=NOISE["T1w"],
                     metavar=("LOW", "HIGH"), help="added Rician sigma / P99.5 of clean T1w")
     ap.add_argument("--bold-noise", type=float, nargs=2, default=NOISE["bold"],
@@ -492,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = mmrqa_cmd() + [str(bids), str(out)]
     extra = ["--nprocs", str(args.nprocs)] + ([] if args.reports else ["--no-reports"])
+    extra += ["--model", str(args.model)] if args.model else []
     walls = {}
     env = dict(os.environ)
     for level in levels:

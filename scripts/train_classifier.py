@@ -30,9 +30,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "classifier-metrics")
-    parser.add_argument("--pool-cache", type=Path, default=REPO / ".cache" / "cohort-pools",
-                        help="cache of the cohort simulation's measured runs (real heads as "
-                             "acquired, recipe 11)")
+    parser.add_argument("--pool-cache", type=Path, default=REPO / ".cache",
+                        help="the cache folder of the cohort simulation (its measured runs "
+                             "lie under DIR/cohort-pools, as scripts/train_cohort_model.py's "
+                             "--cache): real heads as acquired, recipe 11")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--family", nargs="+", choices=("anat", "bold"), default=["anat", "bold"])
     parser.add_argument("--recipe", type=Path, default=None,

@@ -29,7 +29,8 @@ def train(out_dir: Path, recipe: dict[str, Any] | None = None,
     """Build the training sets, fit, evaluate, save; returns the written model files.
 
     A recipe family with ``real`` settings also trains on runs of real heads as acquired
-    (:mod:`.real_heads`), measured into (or read from) the cohort pools' cache ``pool_cache``."""
+    (:mod:`.real_heads`), measured into (or read from) the cohort simulation's cache folder
+    ``pool_cache`` (its ``cohort-pools``)."""
     from mmrqa_bids.train.metric_model.real_heads import real_head_runs
 
     recipe = recipe or DEFAULT_RECIPE
