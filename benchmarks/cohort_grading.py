@@ -8,8 +8,8 @@
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
 *other* sources (:mod:`mmrqa_bids.cohorts.train`) and graded on cohorts of the held-out one:
-``--per-cell`` cohorts for every size (8, 16, 32, 100) x prevalence (5%, 20%, 40%) cell, every
-member graded (leave-one-out z up to 64 runs, as the grader does). One model per input kind
+``--per-cell`` cohorts for every size (``--sizes``, default 8, 16, 32, 100) x prevalence
+(5%, 20%, 40%) cell, every member graded (leave-one-out z up to 64 runs, as the grader does). One model per input kind
 of ``--kinds`` (``directional``: departures above and below the cohort apart, per metric;
 ``split``: the same and aggregates of |z|; ``abs``: |z|, |relative change| and the aggregates,
 the earlier input), each with its support bounds; beside them, the
@@ -87,15 +87,16 @@ def row(name: str, r: dict, with_ci: bool = False) -> str:
         acc += f" [{ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}]"
         f1 += f" [{ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}]"
     return (f"{name:<26}{r['n']:>6}  {acc:<22}{f1:<22}{r['balanced_accuracy']:>6.3f}"
-            f"{r['clean_bad']:>5}/{r['n_clean']:<5}{r['ece']:>7.3f}")
+            f"{r['clean_bad']:>5}/{r['n_clean']:<5}{r['ece']:>7.3f}"
+            f"{r['clean_good']:>6}/{r['n_clean']:<5}")
 
 
 HEADER = (f"{'':<26}{'runs':>6}  {'accuracy [95% CI]':<22}{'macro-F1 [95% CI]':<22}"
-          f"{'bal.acc':>6} {'clean->Bad':>10}{'ECE':>7}")
+          f"{'bal.acc':>6} {'clean->Bad':>10}{'ECE':>7} {'clean->Good':>11}")
 
 
 def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
-         kinds: tuple[str, ...]) -> dict:
+         kinds: tuple[str, ...], sizes: tuple[int, ...] = SIZES) -> dict:
     """Leave-one-source-out predictions of one family (every held-out source's cells)."""
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import SOURCES
@@ -105,7 +106,7 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
     features = family_features(family)
     t0 = time.perf_counter()
     train_all = cohort_table(pools, plan_cohorts(sources, per_source, seed=seed), features)
-    tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 1, sizes=SIZES,
+    tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 1, sizes=sizes,
                                                  prevalences=PREVALENCES),
                              features, rows_per_cohort=None) for h in sources}
     # Real clean acquisitions: each real head in cohorts of its own augmented clean copies.
@@ -147,7 +148,7 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
     return {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in out.items()}
 
 
-def print_family(name: str, res: dict, keys: list[str]) -> None:
+def print_family(name: str, res: dict, keys: list[str], sizes: tuple[int, ...] = SIZES) -> None:
     clean = res["clean"].astype(bool)
     print(f"\n== {name}: held-out sources (leave-one-source-out) ==")
     print(HEADER)
@@ -160,7 +161,7 @@ def print_family(name: str, res: dict, keys: list[str]) -> None:
         for key in keys:
             print(row(f"{h} {key}"[:26], figures(res["truth"][sel], res[key][sel],
                                               res[f"{key}_conf"][sel], clean[sel])))
-    for what, values, fmt in (("cohort size", SIZES, "{}"), ("prevalence", PREVALENCES,
+    for what, values, fmt in (("cohort size", sizes, "{}"), ("prevalence", PREVALENCES,
                                                               "{:.0%}")):
         print(f"\n-- by {what} --")
         print(HEADER)
@@ -220,6 +221,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--kinds", nargs="+", choices=FEATURE_KINDS,
                         default=["directional", "split", "abs"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                        help="held-out cohort sizes (default 8 16 32 100; sizes below the "
+                             "grader's MIN_COHORT_SIZE evaluate where it could be set)")
     args = parser.parse_args(argv)
     keys = list(args.kinds) + ["naive"]
     results = {}
@@ -230,8 +234,8 @@ def main(argv=None) -> int:
         print(f"[{family}] pool of {sum(codes.values())} runs, metrics code "
               f"{', '.join(f'{c} ({n} runs)' for c, n in codes.items())}", flush=True)
         results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed,
-                               tuple(args.kinds))
-        print_family(family, results[family], keys)
+                               tuple(args.kinds), tuple(args.sizes))
+        print_family(family, results[family], keys, tuple(args.sizes))
     if len(results) > 1:
         both = {k: np.concatenate([r[k] for r in results.values()])
                 for k in ["truth", "clean"] + keys + [f"{k}_conf" for k in keys]}

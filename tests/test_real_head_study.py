@@ -26,7 +26,8 @@ def test_single_layout_is_shaped_like_hidden_set_1():
     layout = bench.SINGLE_LAYOUT
     assert sum(c + b for _, _, c, b in layout) == 38
     assert {s for s, *_ in layout} == {"T1w", "T2w", "bold"}
-    assert all(c + b <= MIN_COHORT_SIZE for _, _, c, b in layout)
+    assert all(7 <= c + b <= 8 for _, _, c, b in layout)  # small cohorts, as in the hidden set
+    assert all(c + b >= MIN_COHORT_SIZE for _, _, c, b in layout)  # each gets dataset grades
     assert len({(s, k) for s, k, *_ in layout}) == len(layout)  # one cohort per head
     pairs = [p for cohort in bench.degraded_cycle(layout, per_cohort=False) for p in cohort]
     assert len(pairs) == sum(b for *_, b in layout)
