@@ -4,6 +4,8 @@
     python benchmarks/cohort_grading.py [--cache .cache] [--per-source 40] [--per-cell 2]
                                         [--family anat bold] [--jobs 1]
                                         [--kinds directional split abs]
+                                        [--sizes 8 16 32 100]
+                                        [--train-floor-levels] [--test-floor-levels]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
@@ -15,10 +17,14 @@ of ``--kinds`` (``directional``: departures above and below the cohort apart, pe
 the earlier input), each with its support bounds; beside them, the
 naive score (mean |z|, nothing fitted but its two cut points, chosen on the same training
 cohorts). Every pool record must come from one metrics code (printed).
+``--train-floor-levels`` / ``--test-floor-levels`` draw the training / held-out cohorts from
+the floor-level pools (one pool per source and noise-floor level, every cohort at one level:
+:data:`mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`) instead of the pools whose subjects each
+draw their own floor.
 
 Printed: held-out accuracy, macro-F1 (95% bootstrap intervals over runs, which understate the
 uncertainty: runs of one cohort and one source are not independent), balanced accuracy,
-clean runs graded Bad, ECE; per held-out source; by cohort size; by prevalence; real clean
+clean runs graded Bad, ECE, clean runs graded Good; per held-out source; by cohort size; by prevalence; real clean
 acquisitions (each real head in cohorts of its own augmented clean copies) graded Good;
 outliers (every metric 10 robust SD off, random directions, 500 draws per fold) graded Good;
 and the group level's speed on 1,000 synthetic rows. Targets (issue #24): accuracy >= 0.90,
@@ -96,8 +102,12 @@ HEADER = (f"{'':<26}{'runs':>6}  {'accuracy [95% CI]':<22}{'macro-F1 [95% CI]':<
 
 
 def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
-         kinds: tuple[str, ...], sizes: tuple[int, ...] = SIZES) -> dict:
-    """Leave-one-source-out predictions of one family (every held-out source's cells)."""
+         kinds: tuple[str, ...], sizes: tuple[int, ...] = SIZES,
+         train_levels: dict | None = None, test_levels: dict | None = None) -> dict:
+    """Leave-one-source-out predictions of one family (every held-out source's cells).
+    ``train_levels`` / ``test_levels`` (source -> noise-floor levels, or None: the per-run
+    floor) draw the training / test cohorts from the floor-level pools
+    (:func:`~mmrqa_bids.cohorts.train.plan_cohorts`)."""
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import SOURCES
     from mmrqa_bids.cohorts.train import cohort_table, fit_cohort_model, plan_cohorts, subset
@@ -105,14 +115,17 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
     sources = [s.name for s in SOURCES if s.family == family]
     features = family_features(family)
     t0 = time.perf_counter()
-    train_all = cohort_table(pools, plan_cohorts(sources, per_source, seed=seed), features)
+    train_all = cohort_table(pools, plan_cohorts(sources, per_source, seed=seed,
+                                                 floor_levels=train_levels), features)
     tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 1, sizes=sizes,
-                                                 prevalences=PREVALENCES),
+                                                 prevalences=PREVALENCES,
+                                                 floor_levels=test_levels),
                              features, rows_per_cohort=None) for h in sources}
     # Real clean acquisitions: each real head in cohorts of its own augmented clean copies.
     reals = [s.name for s in SOURCES if s.family == family and s.kind == "real"]
     clean_tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 2,
-                                                       sizes=(8, 16, 32), prevalences=(0.0,)),
+                                                       sizes=(8, 16, 32), prevalences=(0.0,),
+                                                       floor_levels=test_levels),
                                    features, rows_per_cohort=None) for h in reals}
     print(f"[{family}] relative features of {len(train_all['label'])} training and "
           f"{sum(len(t['label']) for t in tests.values())} test rows in "
@@ -209,7 +222,7 @@ def speed(n_rows: int = 1000) -> None:
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
-    from mmrqa_bids.cohorts.train import load_pools
+    from mmrqa_bids.cohorts.train import declared_floor_levels, load_pools
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=REPO / ".cache")
@@ -224,17 +237,34 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
                         help="held-out cohort sizes (default 8 16 32 100; sizes below the "
                              "grader's MIN_COHORT_SIZE evaluate where it could be set)")
+    parser.add_argument("--train-floor-levels", action="store_true",
+                        help="training cohorts from the floor-level pools (each cohort at one "
+                             "noise-floor level; mmrqa_bids.cohorts.simulate.FLOOR_LEVELS)")
+    parser.add_argument("--test-floor-levels", action="store_true",
+                        help="held-out cohorts from the floor-level pools")
     args = parser.parse_args(argv)
     keys = list(args.kinds) + ["naive"]
     results = {}
     for family in args.family:
         names = [s.name for s in SOURCES if s.family == family]
-        pools = load_pools(names, args.cache, n_jobs=args.jobs, verbose=False)
+        levels = declared_floor_levels(names)
+        pools = {}
+        if not (args.train_floor_levels and args.test_floor_levels):
+            pools.update(load_pools(names, args.cache, n_jobs=args.jobs, verbose=False))
+        if args.train_floor_levels or args.test_floor_levels:
+            pools.update(load_pools(names, args.cache, n_jobs=args.jobs, verbose=False,
+                                    floor_levels=levels))
+        print(f"[{family}] training cohorts: "
+              f"{'floor levels' if args.train_floor_levels else 'per-run floor'}; held-out "
+              f"cohorts: {'floor levels' if args.test_floor_levels else 'per-run floor'}",
+              flush=True)
         codes = pool_metrics_codes([r for p in pools.values() for r in p])
         print(f"[{family}] pool of {sum(codes.values())} runs, metrics code "
               f"{', '.join(f'{c} ({n} runs)' for c, n in codes.items())}", flush=True)
         results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed,
-                               tuple(args.kinds), tuple(args.sizes))
+                               tuple(args.kinds), tuple(args.sizes),
+                               levels if args.train_floor_levels else None,
+                               levels if args.test_floor_levels else None)
         print_family(family, results[family], keys, tuple(args.sizes))
     if len(results) > 1:
         both = {k: np.concatenate([r[k] for r in results.values()])
