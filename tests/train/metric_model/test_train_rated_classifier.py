@@ -267,5 +267,6 @@ def test_rated_cohort_family_needs_a_cohort_and_enough_ratings():
     assert doc is not None and record["trained"] and record["n_train"] == 14
     assert record["held_out"]["n"] == record["held_out_shipped"]["n"] == 6
     # fewer rated runs of a suffix than a cohort needs: no relative features, base kept
-    doc, record = fit_rated_cohort_family("anat", entries[:6], base)
+    from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
+    doc, record = fit_rated_cohort_family("anat", entries[:MIN_COHORT_SIZE - 1], base)
     assert doc is None and not record["trained"] and "fewer than" in record["reason"]
