@@ -43,7 +43,8 @@ Layouts (``--layout``):
     spin-echo EPI b=0 image: T2-weighted contrast, 4 x 4 x 5 mm; no real turbo-spin-echo T2w
     ships with any package used here), bold of nibabel's and fslpy's EPIs; each cohort 7 or 8
     runs, so the participant level's join step gives dataset grades only to cohorts of at
-    least ``MIN_COHORT_SIZE`` (8) and the absolute model grades the rest. Degraded runs cycle
+    least ``MIN_COHORT_SIZE`` (6 since 2026-12-03, 8 before: then the cohorts of 7 kept the
+    absolute grade) and the absolute model grades the rest. Degraded runs cycle
     through the 15 artifact x severity pairs across the whole set.
 
 ``--cohort SUFFIX:HEAD:CLEAN:DEGRADED`` (repeatable; HEAD among robex, mni, b0, epi, fsl)
