@@ -66,6 +66,14 @@ SOURCES: tuple[CohortSource, ...] = (
     CohortSource("tpm-bold", "bold", "rendered", "tpm", "bold", 4.0),
     CohortSource("robex-bold", "bold", "rendered", "robex", "bold", 4.0),
 )
+#: Real T1w heads on their own grids (ROBEX's 1.5 mm, the MNI152 image's 1 mm), as a new
+#: user's T1w runs are: only the absolute classifier's training reads them (recipe 12's
+#: anatomical candidate); the cohort model's training and benchmarks iterate over
+#: :data:`SOURCES` alone. A 1 mm run costs about 20 s to simulate and measure.
+NATIVE_T1W_SOURCES: tuple[CohortSource, ...] = (
+    CohortSource("robex-T1w-native", "anat", "real", "robex", "T1w", 0.0),
+    CohortSource("mni152-T1w-native", "anat", "real", "mni", "T1w", 0.0),
+)
 
 #: Subject variation (:func:`subject_clean`): largest elastic displacement (mm), head-size
 #: zoom half-range, tissue-contrast jitter (log), receive-field shading (std of the log field),
@@ -95,11 +103,11 @@ class CohortSimulationError(RuntimeError):
 
 
 def source_by_name(name: str) -> CohortSource:
-    for src in SOURCES:
+    for src in SOURCES + NATIVE_T1W_SOURCES:
         if src.name == name:
             return src
     raise CohortSimulationError(f"unknown cohort source {name!r} "
-                                f"({', '.join(s.name for s in SOURCES)})")
+                                f"({', '.join(s.name for s in SOURCES + NATIVE_T1W_SOURCES)})")
 
 
 @dataclass(frozen=True)
