@@ -159,6 +159,40 @@ def scores_within_sites(table, models, keys, per_site=None) -> dict[str, np.ndar
     return scores
 
 
+def supervised_scores(table, loso: bool) -> np.ndarray:
+    """P(Bad) of mmrqa's supervised IQM model (``mriqc_t1w_model.json``) for each image of
+    ``table``: leave-one-site-out on ABIDE (``loso``: each site scored by the model's chosen
+    candidate refitted on the other sites, with its prior step, labels as it was trained), else
+    the shipped model (DS030, which it never saw)."""
+    from mmrqa_bids.mriqc.model import IqmModel
+    from mmrqa_bids.mriqc.train import (abide_labels, adapt_priors, chosen_candidate, columns,
+                                        loso_predictions)
+
+    model = IqmModel.load()
+    x = columns(table, list(model.features))
+    if not loso:
+        return model.predict_proba(x, list(table.sites))[:, 0]
+    cand, _rule, prior = chosen_candidate(model)
+    y = abide_labels(table, int(model.card.get("seed", 0)))
+    proba, priors = loso_predictions(x, y, table.sites, cand)
+    if prior == "em":
+        proba = adapt_priors(proba, priors, table.sites)
+    return proba[:, 0]
+
+
+def rank_mean_within_sites(sites: np.ndarray, *scores: np.ndarray) -> np.ndarray:
+    """The mean of the scores' within-site ranks (rank / n, ties averaged); NaN where any
+    score is NaN."""
+    from scipy.stats import rankdata
+
+    out = np.full(len(sites), np.nan)
+    for site in np.unique(sites):
+        sel = (sites == site) & np.all([np.isfinite(s) for s in scores], axis=0)
+        if sel.any():
+            out[sel] = np.mean([rankdata(s[sel]) / sel.sum() for s in scores], axis=0)
+    return out
+
+
 def loso_real_models(abide, args) -> tuple[str, dict, object]:
     """(label, {ABIDE site: model fitted on the simulated cohorts and the other sites' rated
     rows}, the model fitted on the simulated cohorts and every site's rows)."""
@@ -222,6 +256,9 @@ def main(argv=None) -> int:
     parser.add_argument("--label-rule", default="rater_1")
     parser.add_argument("--real-weight", default="equal_total")
     parser.add_argument("--out-model", type=Path, default=None)
+    parser.add_argument("--combine-supervised", action="store_true",
+                        help="also score the supervised IQM model (leave-one-site-out on "
+                             "ABIDE) and the within-site rank mean of it and the cohort model")
     args = parser.parse_args(argv)
     models = load_models(args.model)
     data = mriqc_learn_datasets()
@@ -234,6 +271,9 @@ def main(argv=None) -> int:
     else:
         models_ds = models
     keys = ["naive median/MAD", "naive robust"] + list(models) + list(per_site)
+    combine = next(iter(models), None) if args.combine_supervised else None
+    if combine is not None:
+        keys += ["IQM model (LOSO)", "rank mean"]
     for label, model in models.items():
         shared = [f for f in model.features if f in abide.names]
         support = ("none" if model.support is None
@@ -246,6 +286,10 @@ def main(argv=None) -> int:
           "each) ==")
     table = abide
     scores = scores_within_sites(table, models, keys, per_site)
+    if combine is not None:
+        scores["IQM model (LOSO)"] = supervised_scores(table, loso=True)
+        scores["rank mean"] = rank_mean_within_sites(table.sites, scores[combine],
+                                                     scores["IQM model (LOSO)"])
     print(f"{'rater':<10}{'sites':>6}" + "".join(f"{k:>20}" for k in keys))
     per_site_rows = []
     for rater in ("rater_1", "rater_2", "rater_3"):
@@ -281,6 +325,10 @@ def main(argv=None) -> int:
     ds = read_rated_table(data / "ds030.tsv")
     r = ds.ratings["rater_1"]
     scores = scores_within_sites(ds, models_ds, keys)
+    if combine is not None:
+        scores["IQM model (LOSO)"] = supervised_scores(ds, loso=False)  # never fitted on DS030
+        scores["rank mean"] = rank_mean_within_sites(ds.sites, scores[combine],
+                                                     scores["IQM model (LOSO)"])
     print(f"{'site':<12}{'rated':>6}{'excl':>6}" + "".join(f"{k:>20}" for k in keys))
     for site in list(np.unique(ds.sites)) + ["both"]:
         sel = np.isfinite(r) & ((ds.sites == site) if site != "both" else True)
