@@ -105,3 +105,13 @@ def test_a_cached_record_of_another_metrics_code_is_measured_again(tmp_path, mon
     # the default code is the current metrics package's
     rec = S.measure_pool([run], tmp_path, verbose=False)[0]
     assert len(calls) == 2 and rec["metrics_code"] != "current-code"
+
+
+def test_native_t1w_sources_are_found_but_stay_out_of_the_cohort_sources():
+    from mmrqa_bids.cohorts.simulate import NATIVE_T1W_SOURCES, SOURCES, source_by_name
+
+    for src in NATIVE_T1W_SOURCES:
+        assert source_by_name(src.name) is src
+        assert src.kind == "real" and src.family == "anat" and src.voxel_size == 0.0
+        assert src not in SOURCES  # the cohort model's training and benchmarks never read them
+    assert {s.anatomy for s in NATIVE_T1W_SOURCES} == {"robex", "mni"}
