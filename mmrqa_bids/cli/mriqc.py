@@ -29,11 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SUFFIX", help=f"suffixes to grade, among {', '.join(SUFFIXES)}")
     parser.add_argument("--model", type=Path, metavar="MODEL.json",
                         help="IQM model (default: the one shipped with mmrqa)")
-    parser.add_argument("--cohort-by", default="protocol", metavar="{protocol,suffix,FILE.tsv}",
+    parser.add_argument("--cohort-by", default="protocol",
+                        metavar="{protocol,suffix,FILE.tsv,none}",
                         help="cohorts whose runs grade each other: protocol (suffix, acq- and "
                              "other entities, MRIQC's spacing and size), suffix, or a TSV with "
                              "the columns bids_name and cohort (e.g. one cohort per site); "
-                             "cohorts smaller than the minimum keep the IQM model's grade")
+                             "cohorts smaller than the minimum keep the IQM model's grade; "
+                             "none: every run keeps the IQM model's grade (on ABIDE's and "
+                             "DS030's ratings it ranks a site's excluded runs better)")
     parser.add_argument("--no-reports", action="store_true", help="skip the HTML report")
     parser.add_argument("--version", action="version", version=f"mmrqa {__version__}")
     return parser

@@ -68,3 +68,15 @@ def apply_dataset_grades(records: Sequence[IqmRecord], rows: list[dict[str, Any]
                         "drivers": "; ".join(f"{d.metric}={d.value:.4g} (z {d.z:+.1f})"
                                              for d in rel.deviations) or "none"})
     return [by_name[r["bids_name"]] for r in rows], summary_lines(outcomes)
+
+
+def keep_model_grades(rows: list[dict[str, Any]], suffix: str
+                      ) -> tuple[list[dict[str, Any]], list[str]]:
+    """``--cohort-by none``: every row keeps the IQM model's grade, with
+    :data:`COHORT_COLUMNS` (basis ``model``, no cohort) and one console line. On ABIDE's and
+    DS030's ratings the IQM model ranks a site's excluded runs better than the dataset grade
+    does (``benchmarks/cohort_mriqc_ratings.py --combine-supervised``)."""
+    out = [{**r, "basis": "model", "cohort": "", "cohort_size": "", "model_grade": r["grade"]}
+           for r in rows]
+    return out, [f"{suffix}: --cohort-by none: {len(out)} run(s) keep the IQM model's grade "
+                 "(no dataset grades)"]

@@ -21,7 +21,7 @@ from mmrqa_bids import vocabulary
 from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.cohorts.grouping import CohortError, parse_cohort_by
 from mmrqa_bids.io import atomic_write_text
-from mmrqa_bids.mriqc.cohorts import apply_dataset_grades
+from mmrqa_bids.mriqc.cohorts import apply_dataset_grades, keep_model_grades
 from mmrqa_bids.mriqc.grade import grade_records, to_tsv
 from mmrqa_bids.mriqc.iqms import MriqcError, available_suffixes, collect_mriqc
 from mmrqa_bids.mriqc.model import IqmModel
@@ -39,7 +39,7 @@ def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
     of its cohort (:mod:`mmrqa_bids.mriqc.cohorts`); write the group TSV (and report) per
     suffix. Returns the exit code; raises MriqcError when nothing can be graded."""
     try:
-        by = parse_cohort_by(cohort_by)
+        by = None if str(cohort_by) == "none" else parse_cohort_by(cohort_by)
     except CohortError as exc:
         raise MriqcError(str(exc)) from exc
     model = IqmModel.load(model_path)
@@ -60,7 +60,8 @@ def run(mriqc_dir: Path, output_dir: Path, modalities: Sequence[str],
             logger.warning(f"WARNING {error}; skipped")
         table = grade_records(records, model, suffix, str(mriqc_dir), errors)
         try:
-            table.rows, lines = apply_dataset_grades(records, table.rows, suffix, by)
+            table.rows, lines = (keep_model_grades(table.rows, suffix) if by is None
+                                 else apply_dataset_grades(records, table.rows, suffix, by))
         except CohortError as exc:
             raise MriqcError(str(exc)) from exc
         for line in lines:

@@ -65,3 +65,22 @@ def test_cohort_file_splits_sites_and_small_ones_keep_the_model_grade(tmp_path):
     assert {r["basis"] for r in a} == {"dataset"}
     sites.write_text("bids_name\tcohort\nsub-01_T1w\tsiteA\n")
     assert main([str(mriqc), str(out), "--cohort-by", str(sites)]) == 2
+
+
+def test_cohort_by_none_keeps_the_iqm_model_grade(tmp_path, capsys):
+    mriqc, out = tmp_path / "mriqc", tmp_path / "out"
+    write_site(mriqc, MIN_COHORT_SIZE + 4)
+    _one_grid(mriqc)
+    assert main([str(mriqc), str(out / "rel")]) == 0
+    relative = _rows(out / "rel" / "group_T1w.tsv")
+    assert main([str(mriqc), str(out / "abs"), "--cohort-by", "none"]) == 0
+    rows = _rows(out / "abs" / "group_T1w.tsv")
+    assert set(rows) == set(relative)
+    assert {r["basis"] for r in rows.values()} == {"model"}
+    assert {r["cohort"] for r in rows.values()} == {""}
+    # the IQM model's grade, which the dataset-graded table keeps as model_grade
+    assert {n: r["grade"] for n, r in rows.items()} == \
+        {n: r["model_grade"] for n, r in relative.items()}
+    assert all(r["grade"] == r["model_grade"] for r in rows.values())
+    assert f"--cohort-by none: {MIN_COHORT_SIZE + 4} run(s) keep the IQM model's grade" \
+        in capsys.readouterr().out
