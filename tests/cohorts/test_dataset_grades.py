@@ -16,28 +16,9 @@ from mmrqa_bids.cohorts.reference import CohortReference
 from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, Deviation, RelativeGrade, family_features
 from mmrqa_bids.derivatives import DerivativesLayout
 from mmrqa_bids.group import run_group
+from mmrqa_bids.testing.synthetic_runs import run_doc as _doc
 
 FEATURES = family_features("anat")
-
-
-def _doc(name: str, metrics: dict, label: str = "Good", suffix: str = "T1w",
-         zooms=(1.0, 1.0, 1.0)) -> dict:
-    probs = {"Good": 0.1, "Medium": 0.1, "Bad": 0.1}
-    probs[label] = 0.8
-    return {
-        "bids_meta": {"bids_name": name, "suffix": suffix, "datatype": "anat",
-                      "subject": name.split("_")[0][4:], "source": f"/nowhere/{name}.nii.gz",
-                      "shape": [176, 256, 256], "voxel_size_mm": list(zooms),
-                      "protocol": {"suffix": suffix, "voxel_size_mm": list(zooms),
-                                   "matrix": [176, 256, 256], "RepetitionTime": 2.3}},
-        "metrics": metrics,
-        "grade": {"label": label, "probabilities": probs, "confidence": 0.8,
-                  "outside_training": []},
-        "artifacts": [{"type": "noise", "likelihood": 0.6}],
-        "narrative": {"classification": f"Grade: {label} from the metric model.",
-                      "artifact": "model artifact text", "analysis": "model analysis text"},
-        "provenance": {"backend": "classifier", "model_id": "absolute-model"},
-    }
 
 
 def _metrics(rng, shift: float = 0.0) -> dict:
