@@ -197,20 +197,28 @@ def fit_model(family: str, rows: Sequence[dict[str, float]], labels: Sequence[st
 def evaluate_model(doc: dict[str, Any], rows: Sequence[dict[str, float]], labels: Sequence[str],
                    artifact_labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Grade metric rows with a model file's content and compare with the labels."""
+    return _graded_evaluation(doc, rows, labels, artifact_labels)[0]
+
+
+def _graded_evaluation(doc: dict[str, Any], rows: Sequence[dict[str, float]],
+                       labels: Sequence[str], artifact_labels: Sequence[str] | None = None
+                       ) -> tuple[dict[str, Any], list[str], list[float]]:
+    """:func:`evaluate_model`'s result, and each row's grade and confidence."""
     from mmrqa_bids.evaluation import evaluate
     from mmrqa_bids.grading.classifier import MetricModel, metric_matrix
 
     model = MetricModel.from_dict(doc)
     x = metric_matrix(rows, model.features)
     p = model.grade.predict_proba(x)
-    res = evaluate(list(labels), [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist())
+    grades, confidence = [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist()
+    res = evaluate(list(labels), grades, confidence)
     if artifact_labels is not None:
         pa = model.artifact.predict_proba(x)
         degraded = [j for j, lab in enumerate(labels) if lab != "Good"]
         res["artifact_accuracy_degraded"] = float(np.mean(
             [model.artifact.classes[pa[j].argmax()] == artifact_labels[j] for j in degraded])) \
             if degraded else None
-    return res
+    return res, grades, confidence
 
 
 def fit_family(family: str, examples: Sequence[Example], records: Sequence[dict[str, Any]],
@@ -280,38 +288,26 @@ def real_held_out(fit, fit_sources: Sequence[str], family: str,
     """Each real head's runs graded by a model fitted without that head's anatomy (its runs as
     acquired, and any rendering of the same anatomy: ROBEX's real T1w takes the rendered ROBEX
     head out with it, the MNI template the MNI renderings), then all of them pooled."""
+    from mmrqa_bids.evaluation import evaluate
     from mmrqa_bids.train.metric_model.real_heads import anatomy_of, as_training_rows
 
     out: dict[str, Any] = {"by_source": {}}
-    pooled: dict[str, list] = {"rows": [], "labels": [], "artifacts": [], "p": [],
-                                "confidence": []}
+    pooled: dict[str, list] = {"labels": [], "p": [], "confidence": []}
     for source in sorted({r["source"] for r in real}):
         anatomy = anatomy_of(source)
         keep = [i for i, s in enumerate(fit_sources) if anatomy_of(s) != anatomy]
         held = as_training_rows([r for r in real if r["source"] == source])
-        doc = fit(keep)
-        res = evaluate_model(doc, held["rows"], held["labels"], held["artifact_labels"])
-        grades, confidence = _grades(doc, held["rows"])
+        res, grades, confidence = _graded_evaluation(fit(keep), held["rows"], held["labels"],
+                                                     held["artifact_labels"])
         clean = [g for g, c in zip(grades, held["clean"]) if c]
         res["clean_graded"] = {lab: clean.count(lab) for lab in LABELS}
         out["by_source"][source] = res
-        pooled["rows"] += held["rows"]
         pooled["labels"] += held["labels"]
-        pooled["artifacts"] += held["artifact_labels"]
         pooled["p"] += grades
         pooled["confidence"] += confidence
-    from mmrqa_bids.evaluation import evaluate
     out["pooled"] = evaluate(pooled["labels"], pooled["p"], pooled["confidence"])
     out["pooled"]["clean_graded"] = {lab: sum(v["clean_graded"][lab]
                                               for v in out["by_source"].values())
                                      for lab in LABELS}
     return out
 
-
-def _grades(doc: dict[str, Any], rows: Sequence[dict[str, float]]
-            ) -> tuple[list[str], list[float]]:
-    from mmrqa_bids.grading.classifier import MetricModel, metric_matrix
-
-    model = MetricModel.from_dict(doc)
-    p = model.grade.predict_proba(metric_matrix(rows, model.features))
-    return [LABELS[k] for k in p.argmax(axis=1)], p.max(axis=1).tolist()
