@@ -1,6 +1,7 @@
 """Shared fixtures: small BIDS datasets generated from the MNI152 head (never committed)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,6 +10,21 @@ import pytest
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset  # noqa: E402
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: the script benchmarks/<name>.py as a module (the benchmarks
+    are scripts, not a package), for tests of their own pieces."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(autouse=True)

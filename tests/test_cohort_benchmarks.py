@@ -3,24 +3,12 @@ benchmarks/cohort_mriqc_ratings.py (--combine-supervised) and the options of
 benchmarks/cohort_grading.py (--sizes, --train-floor-levels, --test-floor-levels)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_rank_mean_ranks_within_each_site_only():
-    bench = _load("cohort_mriqc_ratings")
+def test_rank_mean_ranks_within_each_site_only(load_benchmark):
+    bench = load_benchmark("cohort_mriqc_ratings")
     sites = np.array(["A", "A", "A", "B", "B"])
     a = np.array([0.1, 0.9, 0.5, 100.0, 200.0])  # site B's scale is irrelevant
     b = np.array([0.3, 0.2, 0.1, 5.0, 1.0])
@@ -33,8 +21,8 @@ def test_rank_mean_ranks_within_each_site_only():
     assert np.argsort(bench.rank_mean_within_sites(sites, a)[:3]).tolist() == [0, 2, 1]
 
 
-def test_rank_mean_leaves_an_image_without_both_scores_out():
-    bench = _load("cohort_mriqc_ratings")
+def test_rank_mean_leaves_an_image_without_both_scores_out(load_benchmark):
+    bench = load_benchmark("cohort_mriqc_ratings")
     sites = np.array(["A", "A", "A"])
     out = bench.rank_mean_within_sites(sites, np.array([1.0, np.nan, 3.0]),
                                        np.array([1.0, 2.0, 3.0]))
@@ -42,8 +30,8 @@ def test_rank_mean_leaves_an_image_without_both_scores_out():
     assert out[[0, 2]] == pytest.approx([0.5, 1.0])  # ranked among the two scored images
 
 
-def test_cohort_grading_takes_sizes_and_floor_level_options(capsys):
-    bench = _load("cohort_grading")
+def test_cohort_grading_takes_sizes_and_floor_level_options(capsys, load_benchmark):
+    bench = load_benchmark("cohort_grading")
     from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
 
     assert bench.SIZES == (8, 16, 32, 100)

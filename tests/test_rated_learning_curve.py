@@ -4,27 +4,15 @@ batches of 20, each ranked by the model recalibrated on the full batches before 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "rated_learning_curve", REPO / "benchmarks" / "rated_learning_curve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_rate_next_for_k_is_the_prefix_of_its_ranking_for_a_larger_k():
+def test_rate_next_for_k_is_the_prefix_of_its_ranking_for_a_larger_k(load_benchmark):
     from mmrqa_bids.resources import data_dir
 
-    bench = _benchmark()
+    bench = load_benchmark("rated_learning_curve")
     doc = json.loads(gzip.decompress((data_dir() / "cohort_anat.json.gz").read_bytes()))
     rng = np.random.default_rng(7)
     n, m = 48, len(doc["features"])

@@ -2,27 +2,18 @@
 project's measured label of a TorchIO run, and the figures against the truth."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("real_head_study")
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "real_head_study", REPO / "benchmarks" / "real_head_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_single_layout_is_shaped_like_hidden_set_1():
+def test_single_layout_is_shaped_like_hidden_set_1(bench):
     from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
 
-    bench = _benchmark()
     layout = bench.SINGLE_LAYOUT
     assert sum(c + b for _, _, c, b in layout) == 38
     assert {s for s, *_ in layout} == {"T1w", "T2w", "bold"}
@@ -34,16 +25,14 @@ def test_single_layout_is_shaped_like_hidden_set_1():
     assert set(pairs) == {(a, s) for a in bench.ARTIFACTS for s in bench.SEVERITIES}
 
 
-def test_the_study_layout_cycles_within_each_cohort():
-    bench = _benchmark()
+def test_the_study_layout_cycles_within_each_cohort(bench):
     cycle = bench.degraded_cycle([("T1w", "robex", 16, 6), ("bold", "epi", 8, 2)],
                                  per_cohort=True)
     assert cycle[0][:3] == [("motion", "mild"), ("ghosting", "moderate"), ("spike", "severe")]
     assert cycle[1] == [("motion", "mild"), ("ghosting", "moderate")]
 
 
-def test_severity_truth_is_the_hidden_sets_labels():
-    bench = _benchmark()
+def test_severity_truth_is_the_hidden_sets_labels(bench):
     assert [bench.severity_label(s) for s in ("none", "mild", "moderate", "severe")] == [
         "Good", "Good", "Medium", "Bad"]
 
@@ -54,10 +43,9 @@ def _ball(n: int = 32) -> np.ndarray:
     return (np.clip(12 - r, 0, 1) * (0.6 + 0.4 * (x > 0))).astype(np.float32)
 
 
-def test_measured_label_is_the_projects_degradation_and_grade():
+def test_measured_label_is_the_projects_degradation_and_grade(bench):
     from mmrqa_bids.artifacts import GRADE_CUTS, degradation
 
-    bench = _benchmark()
     clean = _ball()
     assert bench.measured_label(clean, clean) == (0.0, "Good")
     blurred = [bench.torchio_degrade(clean, (2.0, 2.0, 2.0), "blur", sev, 5)
@@ -70,11 +58,10 @@ def test_measured_label_is_the_projects_degradation_and_grade():
                    else "Bad")
 
 
-def test_a_seed_gives_the_same_draw_whatever_the_image():
+def test_a_seed_gives_the_same_draw_whatever_the_image(bench):
     """The measured label degrades the noise-free origin with the run's seed: the draw must
     not depend on the content (blur is linear, so blur(a + b) = blur(a) + blur(b) for one
     draw), and a 4-D series draws once per volume."""
-    bench = _benchmark()
     a = _ball()
     b = np.random.default_rng(0).random(a.shape).astype(np.float32) * 0.1
     z = (2.0, 2.0, 2.0)
@@ -88,8 +75,7 @@ def test_a_seed_gives_the_same_draw_whatever_the_image():
     assert series.shape == a.shape + (2,)
 
 
-def test_figures_are_against_the_severity_truth():
-    bench = _benchmark()
+def test_figures_are_against_the_severity_truth(bench):
     rows = [{"truth_label": t, "grade": g, "model_grade": m} for t, g, m in [
         ("Good", "Good", "Medium"), ("Good", "Good", "Medium"), ("Medium", "Good", "Medium"),
         ("Bad", "Bad", "Bad"), ("Bad", None, "Bad")]]
@@ -102,8 +88,7 @@ def test_figures_are_against_the_severity_truth():
     assert "G[ 2  0  0] M[ 1  0  0] B[ 0  0  1]" in bench.figures_line("final", final)
 
 
-def test_bias_log_std_ignores_a_global_gain():
-    bench = _benchmark()
+def test_bias_log_std_ignores_a_global_gain(bench):
     clean = _ball() + 0.05
     assert bench.bias_log_std(1.7 * clean, clean) == pytest.approx(0.0, abs=1e-6)
     x = np.linspace(-1, 1, clean.shape[0])[:, None, None]
@@ -111,8 +96,7 @@ def test_bias_log_std_ignores_a_global_gain():
     assert 0.05 < bench.bias_log_std(1.3 * field * clean, clean) < 0.2
 
 
-def test_auc_ranks_at_the_group_tsv_precision():
-    bench = _benchmark()
+def test_auc_ranks_at_the_group_tsv_precision(bench):
     clean = [bench.score(p) for p in (1.0, 0.99999999998)]
     assert bench.auc([bench.score(0.9999995)], clean) == 0.5  # the TSV's 1: a tie
     assert bench.auc([bench.score(0.99)], clean) == 1.0

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from cohort_study import DEGRADED, N_T1W, per_subject_study
+
 from mmrqa_bids.cohorts.basis import PARTICIPANT_REASON
-from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
 from mmrqa_bids.testing.cli import run_cli
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
 
 pytestmark = pytest.mark.slow
-N_T1W = MIN_COHORT_SIZE + 1
-DEGRADED = "sub-05_T1w"
-
-
-def _plans() -> list[RunPlan]:
-    plans = [RunPlan(f"{i:02d}", "T1w", noise=0.010 + 0.002 * (i % 3), gain=900.0 + 30 * i)
-             for i in range(1, N_T1W + 1)]
-    plans[4] = RunPlan("05", "T1w", artifact="motion", severity=1.0, noise=0.05)
-    return plans + [RunPlan("01", "T2w"), RunPlan("02", "T2w")]
 
 
 def _json(out: Path, name: str) -> dict:
@@ -33,13 +25,8 @@ def _json(out: Path, name: str) -> dict:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort_cli")
-    bids, out = root / "bids", root / "out"
-    build_dataset(bids, _plans(), voxel_size=3.0, seed=5)
     # per-subject selection (as a SLURM array would): no join step, the absolute grade
-    labels = [f"{i:02d}" for i in range(1, N_T1W + 1)]
-    part = run_cli(bids, out, "participant", "--participant-label", *labels, "--nprocs", "2",
-                   "-w", root / "work")
-    assert part.returncode == 0, part.stdout + part.stderr
+    bids, out, part = per_subject_study(root, "out")
     assert "join step" not in part.stdout
     after_participant = _json(out, "sub-01_T1w")
     group = run_cli(bids, out, "group")

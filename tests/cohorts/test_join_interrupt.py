@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
+from cohort_study import N_T1W, per_subject_study
+
 from mmrqa_bids.testing.cli import REPO, run_cli
-from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
 from mmrqa_bids.testing.faults import output_problems
 
 pytestmark = pytest.mark.slow
-N_T1W = MIN_COHORT_SIZE + 1
 #: ``python -c DRIVER ARGS``: ``mmrqa ARGS`` with every rewrite of the dataset grading slowed
 #: down and announced ("[test] rewriting <file>"), 4 writes at a time.
 DRIVER = """\
@@ -42,13 +41,6 @@ group.atomic_write_json = slow_write
 group.WRITE_THREADS = 4
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def _plans() -> list[RunPlan]:
-    plans = [RunPlan(f"{i:02d}", "T1w", noise=0.010 + 0.002 * (i % 3), gain=900.0 + 30 * i)
-             for i in range(1, N_T1W + 1)]
-    plans[4] = RunPlan("05", "T1w", artifact="motion", severity=1.0, noise=0.05)
-    return plans + [RunPlan("01", "T2w"), RunPlan("02", "T2w")]
 
 
 def _run_jsons(out: Path) -> dict[str, Path]:
@@ -96,12 +88,7 @@ def _group_completes_then_changes_nothing(bids: Path, out: Path) -> dict[str, di
 def study(tmp_path_factory):
     """The dataset, and its outputs after a per-subject participant run (absolute grades)."""
     root = tmp_path_factory.mktemp("join_interrupt")
-    bids, out = root / "bids", root / "absolute"
-    build_dataset(bids, _plans(), voxel_size=3.0, seed=5)
-    labels = [f"{i:02d}" for i in range(1, N_T1W + 1)]
-    part = run_cli(bids, out, "participant", "--participant-label", *labels, "--nprocs", "2",
-                   "-w", root / "work")
-    assert part.returncode == 0, part.stdout + part.stderr
+    bids, out, _ = per_subject_study(root, "absolute")
     return root, bids, out
 
 
