@@ -36,3 +36,14 @@ def per_subject_study(root: Path, out_name: str
                    "-w", root / "work")
     assert part.returncode == 0, part.stdout + part.stderr
     return bids, out, part
+
+
+def assert_group_rerun_changes_nothing(bids: Path, out: Path) -> None:
+    """A group level run again on ``out`` exits 0 and rewrites none of the run JSONs, group
+    tables, cohort references or reports (the group level is idempotent)."""
+    watched = sorted(out.glob("sub-*/anat/*.json")) + sorted(out.glob("group_*.tsv")) + \
+        sorted(out.glob("cohorts/*.json")) + sorted(out.glob("sub-*.html"))
+    before = {p: p.read_bytes() for p in watched}
+    again = run_cli(bids, out, "group")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [str(p.relative_to(out)) for p in watched if p.read_bytes() != before[p]] == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cohort_study import N_T1W, per_subject_study
+from cohort_study import N_T1W, assert_group_rerun_changes_nothing, per_subject_study
 
 from mmrqa_bids.testing.cli import REPO, run_cli
 from mmrqa_bids.testing.faults import output_problems
@@ -74,12 +74,7 @@ def _group_completes_then_changes_nothing(bids: Path, out: Path) -> dict[str, di
     the run JSONs as the group level leaves them."""
     group = run_cli(bids, out, "group")
     assert group.returncode == 0, group.stdout + group.stderr
-    watched = sorted(out.glob("sub-*/anat/*.json")) + sorted(out.glob("group_*.tsv")) + \
-        sorted(out.glob("cohorts/*.json")) + sorted(out.glob("sub-*.html"))
-    before = {p: p.read_bytes() for p in watched}
-    again = run_cli(bids, out, "group")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert [str(p.relative_to(out)) for p in watched if p.read_bytes() != before[p]] == []
+    assert_group_rerun_changes_nothing(bids, out)
     assert output_problems(out) == []
     return {name: json.loads(p.read_text()) for name, p in _run_jsons(out).items()}
 
