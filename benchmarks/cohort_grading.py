@@ -6,6 +6,7 @@
                                         [--kinds directional split abs]
                                         [--sizes 8 16 32 100]
                                         [--train-floor-levels] [--test-floor-levels]
+                                        [--native-t1w] [--calibration source_out]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
@@ -20,7 +21,13 @@ cohorts). Every pool record must come from one metrics code (printed).
 ``--train-floor-levels`` / ``--test-floor-levels`` draw the training / held-out cohorts from
 the floor-level pools (one pool per source and noise-floor level, every cohort at one level:
 :data:`mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`) instead of the pools whose subjects each
-draw their own floor.
+draw their own floor. ``--native-t1w`` adds the real T1w heads on their own grids
+(:data:`~mmrqa_bids.cohorts.simulate.NATIVE_T1W_SOURCES`) to the anatomical sources, and a
+held-out real head's twin on the other grid leaves the training with it
+(:func:`~mmrqa_bids.cohorts.simulate.real_twins`); the held-out figures over the sources of
+:data:`~mmrqa_bids.cohorts.simulate.SOURCES` alone are printed too, to compare with a run
+without the option. ``--calibration source_out`` fits each fold's temperatures on
+out-of-source logits of its training sources (:func:`mmrqa_bids.cohorts.train.fit_grade`).
 
 Printed: held-out accuracy, macro-F1 (95% bootstrap intervals over runs, which understate the
 uncertainty: runs of one cohort and one source are not independent), balanced accuracy,
@@ -54,25 +61,27 @@ PREVALENCES = (0.05, 0.2, 0.4)
 def predict(doc, table):
     """(labels, confidence) of a test table by a model document (with its support bounds),
     and the same by its naive cut points."""
-    from mmrqa_bids.cohorts.relative import CohortModel, naive_probabilities
+    from mmrqa_bids.cohorts.relative import CohortModel, naive_probabilities, ordinal_labels
     from mmrqa_bids.grading.base import LABELS
 
     model = CohortModel.from_dict(doc)
     p = model.predict_proba(table["z"], table["rel"])
     q = naive_probabilities(table["naive"], doc["naive_cuts"])
     lab = np.array(LABELS)
-    return lab[p.argmax(1)], p.max(1), lab[q.argmax(1)], q.max(1)
+    k, kq = ordinal_labels(p), ordinal_labels(q)
+    rows = np.arange(len(k))
+    return lab[k], p[rows, k], lab[kq], q[rows, kq]
 
 
 def outliers_good(doc, n: int = 500, seed: int = 0) -> int:
     """How many of ``n`` runs 10 robust SD off in every metric (random directions; relative
     change 0.3 in the same direction) a model document grades Good."""
-    from mmrqa_bids.cohorts.relative import CohortModel
+    from mmrqa_bids.cohorts.relative import CohortModel, ordinal_labels
 
     model = CohortModel.from_dict(doc)
     signs = np.random.default_rng(seed).choice([-1.0, 1.0], (n, len(model.features)))
     p = model.predict_proba(10.0 * signs, 0.3 * signs)
-    return int(np.sum(p.argmax(1) == 0))
+    return int(np.sum(ordinal_labels(p) == 0))
 
 
 def figures(truth, pred, conf, clean) -> dict:
@@ -103,16 +112,20 @@ HEADER = (f"{'':<26}{'runs':>6}  {'accuracy [95% CI]':<22}{'macro-F1 [95% CI]':<
 
 def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
          kinds: tuple[str, ...], sizes: tuple[int, ...] = SIZES,
-         train_levels: dict | None = None, test_levels: dict | None = None) -> dict:
-    """Leave-one-source-out predictions of one family (every held-out source's cells).
-    ``train_levels`` / ``test_levels`` (source -> noise-floor levels, or None: the per-run
-    floor) draw the training / test cohorts from the floor-level pools
-    (:func:`~mmrqa_bids.cohorts.train.plan_cohorts`)."""
+         train_levels: dict | None = None, test_levels: dict | None = None,
+         sources: list[str] | None = None, params: dict | None = None) -> dict:
+    """Leave-one-source-out predictions of one family (every held-out source's cells; a
+    real source's twins on other grids, :func:`~mmrqa_bids.cohorts.simulate.real_twins`,
+    leave the training with it). ``train_levels`` / ``test_levels`` (source -> noise-floor
+    levels, or None: the per-run floor) draw the training / test cohorts from the
+    floor-level pools (:func:`~mmrqa_bids.cohorts.train.plan_cohorts`). ``sources``: the
+    family's sources (default: those of :data:`~mmrqa_bids.cohorts.simulate.SOURCES`);
+    ``params``: the grade model's fit settings (:func:`~mmrqa_bids.cohorts.train.fit_grade`)."""
     from mmrqa_bids.cohorts.relative import family_features
-    from mmrqa_bids.cohorts.simulate import SOURCES
+    from mmrqa_bids.cohorts.simulate import family_sources, real_twins, source_by_name
     from mmrqa_bids.cohorts.train import cohort_table, fit_cohort_model, plan_cohorts, subset
 
-    sources = [s.name for s in SOURCES if s.family == family]
+    sources = sources or family_sources(family)
     features = family_features(family)
     t0 = time.perf_counter()
     train_all = cohort_table(pools, plan_cohorts(sources, per_source, seed=seed,
@@ -122,7 +135,7 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
                                                  floor_levels=test_levels),
                              features, rows_per_cohort=None) for h in sources}
     # Real clean acquisitions: each real head in cohorts of its own augmented clean copies.
-    reals = [s.name for s in SOURCES if s.family == family and s.kind == "real"]
+    reals = [h for h in sources if source_by_name(h).kind == "real"]
     clean_tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 2,
                                                        sizes=(8, 16, 32), prevalences=(0.0,),
                                                        floor_levels=test_levels),
@@ -136,9 +149,9 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
                  "outliers_n": 0, **{k: [] for k in keys}, **{f"{k}_conf": [] for k in keys}}
     for h in sources:
         t = tests[h]
-        train = subset(train_all, train_all["source"] != h)
+        train = subset(train_all, ~np.isin(train_all["source"], [h] + real_twins(h, sources)))
         for i, kind in enumerate(kinds):
-            doc = fit_cohort_model(family, train, seed=seed, kind=kind)
+            doc = fit_cohort_model(family, train, params, seed=seed, kind=kind)
             m, mc, n, nc = predict(doc, t)
             out[kind] += m.tolist()
             out[f"{kind}_conf"] += mc.tolist()
@@ -162,11 +175,19 @@ def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
 
 
 def print_family(name: str, res: dict, keys: list[str], sizes: tuple[int, ...] = SIZES) -> None:
+    from mmrqa_bids.cohorts.simulate import SOURCES
+
     clean = res["clean"].astype(bool)
     print(f"\n== {name}: held-out sources (leave-one-source-out) ==")
     print(HEADER)
     for key in keys:
         print(row(f"{key}", figures(res["truth"], res[key], res[f"{key}_conf"], clean), True))
+    base = np.isin(res["source"], [s.name for s in SOURCES])
+    if not base.all():
+        print("-- the held-out sources of SOURCES alone (as without --native-t1w) --")
+        for key in keys:
+            print(row(f"{key}", figures(res["truth"][base], res[key][base],
+                                        res[f"{key}_conf"][base], clean[base]), True))
     print(f"\n-- per held-out source ({' | '.join(keys)}) --")
     print(HEADER)
     for h in dict.fromkeys(res["source"].tolist()):
@@ -221,7 +242,7 @@ def speed(n_rows: int = 1000) -> None:
 
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
-    from mmrqa_bids.cohorts.simulate import SOURCES, pool_metrics_codes
+    from mmrqa_bids.cohorts.simulate import family_sources, pool_metrics_codes
     from mmrqa_bids.cohorts.train import declared_floor_levels, load_pools
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -242,11 +263,17 @@ def main(argv=None) -> int:
                              "noise-floor level; mmrqa_bids.cohorts.simulate.FLOOR_LEVELS)")
     parser.add_argument("--test-floor-levels", action="store_true",
                         help="held-out cohorts from the floor-level pools")
+    parser.add_argument("--native-t1w", action="store_true",
+                        help="add the real T1w heads on their own grids to the anat sources")
+    parser.add_argument("--calibration", choices=("random", "source_out"), default="random",
+                        help="temperatures on a random fifth of the cohorts (default) or on "
+                             "out-of-source logits")
     args = parser.parse_args(argv)
+    params = None if args.calibration == "random" else {"calibration": args.calibration}
     keys = list(args.kinds) + ["naive"]
     results = {}
     for family in args.family:
-        names = [s.name for s in SOURCES if s.family == family]
+        names = family_sources(family, native_t1w=args.native_t1w)
         levels = declared_floor_levels(names)
         pools = {}
         if not (args.train_floor_levels and args.test_floor_levels):
@@ -264,7 +291,7 @@ def main(argv=None) -> int:
         results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed,
                                tuple(args.kinds), tuple(args.sizes),
                                levels if args.train_floor_levels else None,
-                               levels if args.test_floor_levels else None)
+                               levels if args.test_floor_levels else None, names, params)
         print_family(family, results[family], keys, tuple(args.sizes))
     if len(results) > 1:
         both = {k: np.concatenate([r[k] for r in results.values()])

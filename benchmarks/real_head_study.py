@@ -462,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None,
                     help="model folder passed to both levels as --model (classifier_*.json.gz "
                          "and cohort_*.json.gz; default: the shipped models)")
+    ap.add_argument("--reuse-dataset", action="store_true",
+                    help="with --out: grade the dataset an earlier run of the same arguments "
+                         "built there (OUT/bids, OUT/truth.json) instead of building it again "
+                         "(to compare models on the same runs)")
     ap.add_argument("--t1w-noise", type=float, nargs=2, default=NOISE["T1w"],
                     metavar=("LOW", "HIGH"), help="added Rician sigma / P99.5 of clean T1w")
     ap.add_argument("--bold-noise", type=float, nargs=2, default=NOISE["bold"],
@@ -472,21 +476,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     levels = (args.levels or ("participant" if args.layout == "single"
                               else "participant+group")).split("+")
 
+    if args.reuse_dataset and args.out is None:
+        ap.error("--reuse-dataset needs --out (the folder of the earlier run)")
     work = args.out or Path(tempfile.mkdtemp(prefix="mmrqa_real_head_study_"))
     bids, out = work / "bids", work / "out"
-    for p in (bids, out):
-        if p.exists():
-            shutil.rmtree(p)
+    # the arguments that shape the dataset: a reused one must have been built with the same
+    shape = {"cohorts": [list(c) for c in cohorts], "volumes": args.volumes, "seed": args.seed,
+             "noise": {k: list(v) for k, v in NOISE.items()}, "layout": args.layout}
     t0 = time.perf_counter()
-    truth = build(bids, cohorts, args.volumes, args.seed,
-                  per_cohort_cycle=args.layout == "study" and not args.cohort)
-    with open(work / "truth.tsv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(truth[0]), delimiter="\t")
-        w.writeheader()
-        w.writerows(truth)
+    reuse = args.reuse_dataset and (work / "truth.json").is_file() and bids.is_dir()
+    if reuse:
+        saved = json.loads((work / "truth.json").read_text())
+        if saved.get("shape") != shape:
+            print(f"{work / 'truth.json'}: built with other arguments ({saved.get('shape')}); "
+                  "run without --reuse-dataset", file=sys.stderr)
+            return 2
+        truth = saved["runs"]
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        for p in (bids, out):
+            if p.exists():
+                shutil.rmtree(p)
+        truth = build(bids, cohorts, args.volumes, args.seed,
+                      per_cohort_cycle=args.layout == "study" and not args.cohort)
+        with open(work / "truth.tsv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(truth[0]), delimiter="\t")
+            w.writeheader()
+            w.writerows(truth)
+        (work / "truth.json").write_text(json.dumps({"shape": shape, "runs": truth}))
     t_build = time.perf_counter() - t0
-    print(f"dataset: {bids} ({len(truth)} runs, built in {t_build:.1f} s); truth: "
-          f"{work / 'truth.tsv'}")
+    print(f"dataset: {bids} ({len(truth)} runs, "
+          + ("reused from an earlier run" if reuse else f"built in {t_build:.1f} s")
+          + f"); truth: {work / 'truth.tsv'}")
     print(f"layout {args.layout}: " + ", ".join(f"{s} {k} {c}+{b}" for s, k, c, b in cohorts)
           + " (clean+degraded)")
     print("clean variation: added Rician sigma / P99.5 " + " ".join(

@@ -6,7 +6,9 @@
                                          [--kind split] [--pool-dir DIR]
                                          [--real-ratings abide] [--label-rule rater_1]
                                          [--real-weight equal_total]
-                                         [--floor-levels]
+                                         [--floor-levels] [--native-t1w]
+                                         [--drop-source NAME ...]
+                                         [--calibration random|source_out]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
 record per run, measured again when the metrics code changed; see
@@ -24,7 +26,12 @@ records it. ``--floor-levels`` (off by default) simulates one pool per source an
 level (:data:`mmrqa_bids.cohorts.simulate.FLOOR_LEVELS`, each subject's floor within a factor
 ~1.5 of its level) and draws every cohort from one level's pool, as one protocol on one scanner
 gives its subjects about the same floor; the model file's ``training.floor_levels`` records
-the levels. Held-out figures come from ``benchmarks/cohort_grading.py``
+the levels. ``--native-t1w`` adds the real T1w heads on their own grids
+(:data:`mmrqa_bids.cohorts.simulate.NATIVE_T1W_SOURCES`: ROBEX's 1.5 mm, the MNI152 image's
+1 mm) to the anatomical sources; ``--drop-source NAME`` leaves a source out (a held-out
+model for ``benchmarks/real_head_study.py --model``). ``--calibration source_out`` fits the
+temperatures on out-of-source logits instead of a random fifth of the cohorts
+(:func:`mmrqa_bids.cohorts.train.fit_grade`). Held-out figures come from ``benchmarks/cohort_grading.py``
 (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
@@ -41,13 +48,12 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import family_features
-    from mmrqa_bids.cohorts.simulate import SOURCES
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts import rated_sites
-    from mmrqa_bids.cohorts.simulate import FLOOR_SPREAD
-    from mmrqa_bids.cohorts.train import (FEATURE_KIND, cohort_table, declared_floor_levels,
-                                          fit_cohort_model, plan_cohorts, save_model,
-                                          single_code_pools)
+    from mmrqa_bids.cohorts.simulate import FLOOR_SPREAD, family_sources
+    from mmrqa_bids.cohorts.train import (CALIBRATIONS, FEATURE_KIND, cohort_table,
+                                          declared_floor_levels, fit_cohort_model,
+                                          plan_cohorts, save_model, single_code_pools)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "mmrqa_bids" / "data")
@@ -69,9 +75,22 @@ def main(argv=None) -> int:
     parser.add_argument("--floor-levels", action="store_true",
                         help="one pool per source and noise-floor level; each cohort drawn "
                              "from one level (default off: the per-run floor)")
+    parser.add_argument("--native-t1w", action="store_true",
+                        help="add the real T1w heads on their own grids to the anat sources")
+    parser.add_argument("--drop-source", action="append", default=[], metavar="NAME",
+                        help="leave this source out of the training (repeatable)")
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="random",
+                        help="temperatures on a random fifth of the cohorts (default) or on "
+                             "out-of-source logits")
     args = parser.parse_args(argv)
+    params = None if args.calibration == "random" else {"calibration": args.calibration}
     for family in args.family:
-        sources = [s.name for s in SOURCES if s.family == family]
+        try:
+            sources = family_sources(family, native_t1w=args.native_t1w,
+                                     drop=args.drop_source)
+        except ValueError as exc:
+            print(f"[train-cohort] {exc}", file=sys.stderr)
+            return 1
         levels = declared_floor_levels(sources) if args.floor_levels else None
         try:
             pools, code = single_code_pools(sources, args.cache, args.pool_dir, args.jobs,
@@ -98,7 +117,7 @@ def main(argv=None) -> int:
                          f"{weight:.2f} each, {args.real_weight})")
         elif args.real_ratings != "none":
             real_note = f" ({args.real_ratings} rates T1w only: no rated rows for {family})"
-        doc = fit_cohort_model(family, table, seed=args.seed, kind=args.kind, info=info)
+        doc = fit_cohort_model(family, table, params, seed=args.seed, kind=args.kind, info=info)
         path = save_model(doc, args.out)
         n_sim = int(len(table["label"]) - doc["training"].get("n_real_rows", 0))
         print(f"[train-cohort] {family}: {len(draws)} cohorts, {n_sim} rows "

@@ -241,6 +241,17 @@ def out_of_support(p: np.ndarray, score: np.ndarray, support: Sequence[float]) -
     return np.column_stack([1.0 - a, a - b, b])
 
 
+def ordinal_labels(p: np.ndarray) -> np.ndarray:
+    """The grade index (0 Good, 1 Medium, 2 Bad) of each row of Good/Medium/Bad
+    probabilities: the median class, Bad when P(Bad) >= 0.5, else Medium when P(>= Medium) >=
+    0.5, else Good. The two cumulative models (:class:`~mmrqa_bids.grading.classifier.
+    OrdinalEnsemble`) each say which side of one cut a run lies, and the median reads exactly
+    that, so a temperature (which rescales each model's logit, never its sign) moves the
+    confidence and not the grade; the argmax of (1 - a, a - b, b) would move with it."""
+    p = np.atleast_2d(np.asarray(p, float))
+    return np.where(p[:, 2] >= 0.5, 2, np.where(p[:, 1] + p[:, 2] >= 0.5, 1, 0))
+
+
 def naive_score(z: np.ndarray) -> np.ndarray:
     """The unfitted score: mean over finite metrics of |z| (clipped at Z_CLIP)."""
     a = np.abs(np.atleast_2d(z))
@@ -379,9 +390,10 @@ def _grades(model: CohortModel, x: np.ndarray, z: np.ndarray, centre: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = (x - centre) / spread  # unclipped, for the narrative
     out = []
+    ks = ordinal_labels(p)
     for i in range(len(z)):
         probs = {lab: float(v) for lab, v in zip(LABELS, p[i])}
-        k = int(np.argmax(p[i]))
+        k = int(ks[i])
         out.append(RelativeGrade(label=LABELS[k], probabilities=probs,
                                  confidence=float(p[i][k]),
                                  deviations=deviations(model.features, x[i], raw[i],

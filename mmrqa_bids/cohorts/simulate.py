@@ -102,6 +102,33 @@ class CohortSimulationError(RuntimeError):
     """A pool or cohort cannot be built (unknown source, missing package data...)."""
 
 
+def family_sources(family: str, *, native_t1w: bool = False,
+                   drop: Sequence[str] = ()) -> list[str]:
+    """The names of a family's training sources: :data:`SOURCES`, then (anat, when
+    ``native_t1w``) :data:`NATIVE_T1W_SOURCES`, less ``drop``. ValueError naming a dropped
+    name that is not among them, or when nothing is left."""
+    pool = SOURCES + (NATIVE_T1W_SOURCES if native_t1w else ())
+    names = [s.name for s in pool if s.family == family]
+    unknown = sorted(set(drop) - set(names))
+    if unknown:
+        raise ValueError(f"cannot drop {', '.join(unknown)}: not a {family} source here "
+                         f"({', '.join(names)})")
+    names = [n for n in names if n not in set(drop)]
+    if not names:
+        raise ValueError(f"no {family} source left to train on")
+    return names
+
+
+def real_twins(name: str, names: Sequence[str]) -> list[str]:
+    """The other real sources among ``names`` with the same anatomy as source ``name`` (the
+    same head on another grid): held out with it, so that a held-out head is never seen."""
+    src = source_by_name(name)
+    if src.kind != "real":
+        return []
+    return [n for n in names if n != name and source_by_name(n).kind == "real"
+            and source_by_name(n).anatomy == src.anatomy]
+
+
 def source_by_name(name: str) -> CohortSource:
     for src in SOURCES + NATIVE_T1W_SOURCES:
         if src.name == name:

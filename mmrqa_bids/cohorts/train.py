@@ -204,29 +204,47 @@ def support_bounds(naive: np.ndarray, labels: Sequence[str]) -> tuple[float, flo
     return float(s[good].max()), float(s[fair].max())
 
 
+#: How the grade model's temperatures are fitted (``params["calibration"]``, :func:`fit_grade`).
+CALIBRATIONS = ("random", "source_out")
+
+
 def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
               params: Mapping[str, Any] | None = None, seed: int = 0,
-              sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+              sample_weight: np.ndarray | None = None,
+              sources: np.ndarray | None = None) -> dict[str, Any]:
     """The ordinal grade model (:class:`~mmrqa_bids.grading.classifier.OrdinalEnsemble`):
     P(>= Medium) and P(Bad), each gradient-boosted trees monotonic non-decreasing in every
     feature (all are distances from the cohort), calibrated by a temperature on the rows of
-    a random ``calibration_fraction`` of the ``groups`` (cohorts). ``sample_weight`` (one per
+    a random ``calibration_fraction`` of the ``groups`` (cohorts); with ``params["calibration"]
+    == "source_out"`` every row trains the trees and the temperature is fitted on each row's
+    logits from a fit that left its source out (``sources``, one name per row;
+    :func:`~mmrqa_bids.train.metric_model.trees.source_out_temperature`), so that the
+    confidence is calibrated for a scanner the model has not seen. ``sample_weight`` (one per
     row; None: all 1, the simulated-only recipe, unchanged) weighs the rows of the fit (real
     rated rows, :mod:`mmrqa_bids.cohorts.rated_sites`); the temperature is fitted
     unweighted."""
     from mmrqa_bids.train.metric_model.trees import fit_ensemble
 
     params = {**DEFAULT_PARAMS, **(params or {})}
-    rng = np.random.default_rng(seed)
-    uniq = np.unique(groups)
-    calib_groups = uniq[rng.random(uniq.size) < params["calibration_fraction"]]
-    calib = np.isin(groups, calib_groups)
+    calibration = params.get("calibration", "random")
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {calibration!r} ({', '.join(CALIBRATIONS)})")
+    source_out = calibration == "source_out"
+    if source_out and sources is None:
+        raise ValueError("source-out calibration needs each row's source")
+    if source_out:
+        calib = np.zeros(len(labels), bool)
+    else:
+        rng = np.random.default_rng(seed)
+        uniq = np.unique(groups)
+        calib = np.isin(groups, uniq[rng.random(uniq.size) < params["calibration_fraction"]])
     labels = np.asarray(labels)
     out: dict[str, Any] = {"kind": "ordinal", "classes": list(LABELS), "monotonic": {}}
     for key, positive in (("at_least_medium", ("Medium", "Bad")), ("bad", ("Bad",))):
         y = np.where(np.isin(labels, positive), "yes", "no")
         out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib, [1] * x.shape[1],
-                                sample_weight=sample_weight)
+                                sample_weight=sample_weight,
+                                groups=list(sources) if source_out else None)
     return out
 
 
@@ -275,7 +293,8 @@ def fit_cohort_model(family: str, table: Mapping[str, np.ndarray],
     x = model_input(kind, table["z"], table["rel"])
     weight = table.get("weight")
     grade = fit_grade(x, table["label"], table["cohort"], params, seed,
-                      sample_weight=None if weight is None else np.asarray(weight, float))
+                      sample_weight=None if weight is None else np.asarray(weight, float),
+                      sources=np.asarray(table["source"]))
     grade["monotonic"] = {c: 1 for c in input_names(kind, features)}
     sim = (~np.asarray(table["real"], bool) if "real" in table
            else np.ones(len(table["label"]), bool))

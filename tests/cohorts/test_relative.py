@@ -178,7 +178,7 @@ def test_the_shipped_model_never_grades_a_further_run_better(family):
         assert np.all(q[:, 2] >= p[:, 2] - 1e-9)
     for sign in (1.0, -1.0):
         far = model.predict_proba(np.full((1, m), sign * 10.0), np.full((1, m), sign * 0.3))
-        assert relative.LABELS[int(far.argmax())] == "Bad"
+        assert relative.LABELS[int(relative.ordinal_labels(far)[0])] == "Bad"
 
 
 def test_split_features_keep_each_direction_apart():
@@ -251,8 +251,7 @@ def test_the_shipped_model_never_grades_an_outlier_good(family):
     rng = np.random.default_rng(1)
     signs = rng.choice([-1.0, 1.0], (1000, m))
     p = model.predict_proba(10.0 * signs, 0.3 * signs)
-    assert not np.any(p.argmax(1) == 0)
-    rank = np.array([0, 1, 2])
+    assert not np.any(relative.ordinal_labels(p) == 0)
     direction = rng.normal(size=(300, m))
     direction /= np.abs(direction).max(1, keepdims=True)
     scale = rng.uniform(0.001, 0.05, (1, m))
@@ -263,5 +262,15 @@ def test_the_shipped_model_never_grades_an_outlier_good(family):
         if prev is not None:
             assert np.all(q[:, 1] + q[:, 2] >= prev[:, 1] + prev[:, 2] - 1e-9)
             assert np.all(q[:, 2] >= prev[:, 2] - 1e-9)
-            assert np.all(rank[q.argmax(1)] >= rank[prev.argmax(1)])
+            # the median class follows a and b, so the grade never improves either
+            assert np.all(relative.ordinal_labels(q) >= relative.ordinal_labels(prev))
         prev = q
+
+
+def test_the_grade_is_the_median_class_of_the_ordinal_probabilities():
+    p = np.array([[0.6, 0.3, 0.1],     # P(>= Medium) 0.4: Good
+                  [0.45, 0.3, 0.25],   # P(>= Medium) 0.55, P(Bad) 0.25: Medium, not argmax
+                  [0.4, 0.1, 0.5],     # P(Bad) 0.5: Bad
+                  [0.1, 0.8, 0.1]])
+    np.testing.assert_array_equal(relative.ordinal_labels(p), [0, 1, 2, 1])
+    assert relative.ordinal_labels(np.array([0.2, 0.2, 0.6])).tolist() == [2]
