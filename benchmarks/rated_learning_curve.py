@@ -121,7 +121,7 @@ RATERS = {"simulated": None, "strict": (0.015, 0.22), "lenient": (0.2, 0.36)}
 
 def run_family(family: str, args, rng: np.random.Generator) -> None:
     from mmrqa_bids.artifacts import GRADE_CUTS
-    from mmrqa_bids.cohorts.relative import CohortModel, family_features
+    from mmrqa_bids.cohorts.relative import CohortModel, family_features, ordinal_labels
     from mmrqa_bids.cohorts.simulate import SOURCES
     from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, load_pools,
                                           plan_cohorts, subset)
@@ -151,7 +151,7 @@ def run_family(family: str, args, rng: np.random.Generator) -> None:
                                                 features, seed_of(args.seed, family, h, d), cuts)
             n_test.append(int(test.sum()))
             n_pool.append(int((~test).sum()))
-            base = lab[default.predict_proba(z[test], rel[test]).argmax(1)]
+            base = lab[ordinal_labels(default.predict_proba(z[test], rel[test]))]
             res.setdefault(("default", 0), {"acc": [], "f1": []})
             for key, v in zip(("acc", "f1"), scores(labels[test], base)):
                 res[("default", 0)][key].append(v)
@@ -174,7 +174,7 @@ def run_family(family: str, args, rng: np.random.Generator) -> None:
                     rated = pool_idx[local]
                     user = CohortModel.from_dict(recalibrate_cohort_model(doc, z[rated], rel[rated],
                                                                        labels[rated]))
-                    pred = lab[user.predict_proba(z[test], rel[test]).argmax(1)]
+                    pred = lab[ordinal_labels(user.predict_proba(z[test], rel[test]))]
                     cell = res.setdefault((strategy, k), {"acc": [], "f1": []})
                     for key, v in zip(("acc", "f1"), scores(labels[test], pred)):
                         cell[key].append(v)
