@@ -2,6 +2,8 @@
 project's measured label of a TorchIO run, and the figures against the truth."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,14 @@ def test_auc_ranks_at_the_group_tsv_precision(bench):
     clean = [bench.score(p) for p in (1.0, 0.99999999998)]
     assert bench.auc([bench.score(0.9999995)], clean) == 0.5  # the TSV's 1: a tie
     assert bench.auc([bench.score(0.99)], clean) == 1.0
+
+
+def test_reuse_dataset_refuses_one_built_with_other_arguments(bench, tmp_path, capsys):
+    """--reuse-dataset grades only a dataset built with the same arguments (its truth.json
+    records them); anything else is a one-line refusal, nothing is built or run."""
+    (tmp_path / "bids").mkdir()
+    (tmp_path / "truth.json").write_text(json.dumps({"shape": {"seed": 1}, "runs": []}))
+    assert bench.main(["--out", str(tmp_path), "--reuse-dataset", "--seed", "24"]) == 2
+    assert "built with other arguments" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--reuse-dataset"])  # needs --out
