@@ -6,7 +6,7 @@
                                         [--kinds directional split abs]
                                         [--sizes 8 16 32 100]
                                         [--train-floor-levels] [--test-floor-levels]
-                                        [--native-t1w] [--calibration source_out]
+                                        [--native-t1w] [--calibration random]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
@@ -26,8 +26,9 @@ draw their own floor. ``--native-t1w`` adds the real T1w heads on their own grid
 held-out real head's twin on the other grid leaves the training with it
 (:func:`~mmrqa_bids.cohorts.simulate.real_twins`); the held-out figures over the sources of
 :data:`~mmrqa_bids.cohorts.simulate.SOURCES` alone are printed too, to compare with a run
-without the option. ``--calibration source_out`` fits each fold's temperatures on
-out-of-source logits of its training sources (:func:`mmrqa_bids.cohorts.train.fit_grade`).
+without the option. Each fold's temperatures are fitted on out-of-source logits of its
+training sources, as the shipped files' are; ``--calibration random`` fits them on a random
+fifth of the cohorts, as before 2026-12-03 (:func:`mmrqa_bids.cohorts.train.fit_grade`).
 
 Printed: held-out accuracy, macro-F1 (95% bootstrap intervals over runs, which understate the
 uncertainty: runs of one cohort and one source are not independent), balanced accuracy,
@@ -265,9 +266,10 @@ def main(argv=None) -> int:
                         help="held-out cohorts from the floor-level pools")
     parser.add_argument("--native-t1w", action="store_true",
                         help="add the real T1w heads on their own grids to the anat sources")
-    parser.add_argument("--calibration", choices=("random", "source_out"), default="random",
-                        help="temperatures on a random fifth of the cohorts (default) or on "
-                             "out-of-source logits")
+    parser.add_argument("--calibration", choices=("source_out", "random"),
+                        default="source_out",
+                        help="temperatures on out-of-source logits (default, the shipped "
+                             "recipe) or on a random fifth of the cohorts (before 2026-12-03)")
     args = parser.parse_args(argv)
     params = None if args.calibration == "random" else {"calibration": args.calibration}
     keys = list(args.kinds) + ["naive"]

@@ -8,7 +8,7 @@
                                          [--real-weight equal_total]
                                          [--floor-levels] [--native-t1w]
                                          [--drop-source NAME ...]
-                                         [--calibration random|source_out]
+                                         [--calibration source_out|random]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
 record per run, measured again when the metrics code changed; see
@@ -29,8 +29,9 @@ gives its subjects about the same floor; the model file's ``training.floor_level
 the levels. ``--native-t1w`` adds the real T1w heads on their own grids
 (:data:`mmrqa_bids.cohorts.simulate.NATIVE_T1W_SOURCES`: ROBEX's 1.5 mm, the MNI152 image's
 1 mm) to the anatomical sources; ``--drop-source NAME`` leaves a source out (a held-out
-model for ``benchmarks/real_head_study.py --model``). ``--calibration source_out`` fits the
-temperatures on out-of-source logits instead of a random fifth of the cohorts
+model for ``benchmarks/real_head_study.py --model``). ``--calibration source_out`` (the
+default, the shipped files' recipe) fits the temperatures on out-of-source logits;
+``random`` on a random fifth of the cohorts, as before 2026-12-03
 (:func:`mmrqa_bids.cohorts.train.fit_grade`). Held-out figures come from ``benchmarks/cohort_grading.py``
 (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
@@ -79,9 +80,9 @@ def main(argv=None) -> int:
                         help="add the real T1w heads on their own grids to the anat sources")
     parser.add_argument("--drop-source", action="append", default=[], metavar="NAME",
                         help="leave this source out of the training (repeatable)")
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default="random",
-                        help="temperatures on a random fifth of the cohorts (default) or on "
-                             "out-of-source logits")
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="source_out",
+                        help="temperatures on out-of-source logits (default, the shipped "
+                             "recipe) or on a random fifth of the cohorts (before 2026-12-03)")
     args = parser.parse_args(argv)
     params = None if args.calibration == "random" else {"calibration": args.calibration}
     for family in args.family:

@@ -1,6 +1,7 @@
 """The cohort benchmarks' own pieces: the within-site rank mean of
 benchmarks/cohort_mriqc_ratings.py (--combine-supervised) and the options of
-benchmarks/cohort_grading.py (--sizes, --train-floor-levels, --test-floor-levels)."""
+benchmarks/cohort_grading.py (--sizes, --train-floor-levels, --test-floor-levels,
+--native-t1w, --calibration)."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,5 +41,7 @@ def test_cohort_grading_takes_sizes_and_floor_level_options(capsys, load_benchma
         bench.main(["--help"])
     assert stop.value.code == 0
     usage = capsys.readouterr().out
-    for option in ("--sizes", "--train-floor-levels", "--test-floor-levels"):
+    for option in ("--sizes", "--train-floor-levels", "--test-floor-levels", "--native-t1w",
+                   "--calibration"):
         assert option in usage
+    assert "out-of-source logits (default" in " ".join(usage.split())  # the shipped recipe
