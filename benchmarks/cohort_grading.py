@@ -266,7 +266,7 @@ def main(argv=None) -> int:
                         help="held-out cohorts from the floor-level pools")
     parser.add_argument("--native-t1w", action="store_true",
                         help="add the real T1w heads on their own grids to the anat sources")
-    parser.add_argument("--calibration", choices=("source_out", "random"),
+    parser.add_argument("--calibration", choices=("source_out", "random", "real_source_out"),
                         default="source_out",
                         help="temperatures on out-of-source logits (default, the shipped "
                              "recipe) or on a random fifth of the cohorts (before 2026-12-03)")

@@ -205,7 +205,7 @@ def support_bounds(naive: np.ndarray, labels: Sequence[str]) -> tuple[float, flo
 
 
 #: How the grade model's temperatures are fitted (``params["calibration"]``, :func:`fit_grade`).
-CALIBRATIONS = ("random", "source_out")
+CALIBRATIONS = ("random", "source_out", "real_source_out")
 
 
 def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
@@ -219,7 +219,10 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     == "source_out"`` every row trains the trees and the temperature is fitted on each row's
     logits from a fit that left its source out (``sources``, one name per row;
     :func:`~mmrqa_bids.train.metric_model.trees.source_out_temperature`), so that the
-    confidence is calibrated for a scanner the model has not seen. ``sample_weight`` (one per
+    confidence is calibrated for a scanner the model has not seen; ``"real_source_out"`` fits
+    it on the out-of-source logits of the real-head sources' rows only (kind ``real`` in
+    :mod:`~mmrqa_bids.cohorts.simulate`; the rendered sources still train every fit), the
+    domain the grades are for. ``sample_weight`` (one per
     row; None: all 1, the simulated-only recipe, unchanged) weighs the rows of the fit (real
     rated rows, :mod:`mmrqa_bids.cohorts.rated_sites`); the temperature is fitted
     unweighted."""
@@ -229,9 +232,10 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
     calibration = params.get("calibration", "random")
     if calibration not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {calibration!r} ({', '.join(CALIBRATIONS)})")
-    source_out = calibration == "source_out"
+    source_out = calibration in ("source_out", "real_source_out")
     if source_out and sources is None:
         raise ValueError("source-out calibration needs each row's source")
+    scored = real_head_sources(sources) if calibration == "real_source_out" else None
     if source_out:
         calib = np.zeros(len(labels), bool)
     else:
@@ -244,7 +248,23 @@ def fit_grade(x: np.ndarray, labels: Sequence[str], groups: np.ndarray,
         y = np.where(np.isin(labels, positive), "yes", "no")
         out[key] = fit_ensemble(x, y, ("no", "yes"), params, seed, calib, [1] * x.shape[1],
                                 sample_weight=sample_weight,
-                                groups=list(sources) if source_out else None)
+                                groups=list(sources) if source_out else None,
+                                scored_groups=scored)
+    return out
+
+
+def real_head_sources(sources: Sequence[str]) -> list[str]:
+    """The names among ``sources`` of real heads as acquired (kind ``real``); names that
+    are not simulation sources (rated sites' rows) are not among them."""
+    from mmrqa_bids.cohorts.simulate import CohortSimulationError, source_by_name
+
+    out = []
+    for name in dict.fromkeys(str(s) for s in sources):
+        try:
+            if source_by_name(name).kind == "real":
+                out.append(name)
+        except CohortSimulationError:
+            continue
     return out
 
 

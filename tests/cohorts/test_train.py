@@ -85,3 +85,24 @@ def test_a_real_head_is_held_out_with_its_twin_on_another_grid():
     assert real_twins("mni152-T1w-native", names) == ["mni152-T1w-real"]
     assert real_twins("robex-T2w", names) == []  # rendered from ROBEX's tissues, not the head
     assert real_twins("robex-T1w-real", family_sources("anat")) == []
+
+
+def test_real_source_out_scores_only_the_real_heads():
+    """``real_source_out`` fits the temperature on the out-of-source logits of the real-head
+    sources' rows: a table whose real source is scored alone gets another temperature than
+    one where every source is scored, from the same trees."""
+    from mmrqa_bids.cohorts.train import real_head_sources
+
+    table = _table()
+    real = [s.name for s in SOURCES if s.kind == "real"][:1]
+    rendered = [s.name for s in SOURCES if s.kind == "rendered"][:2]
+    table["source"] = np.repeat(real + rendered, len(table["label"]) // 3)
+    assert real_head_sources(list(table["source"]) + ["abide:NYU"]) == real
+    every = fit_cohort_model("anat", table, params={**FAST, "calibration": "source_out"},
+                             features=FEATURES)
+    only = fit_cohort_model("anat", table, params={**FAST, "calibration": "real_source_out"},
+                            features=FEATURES)
+    for key in ("at_least_medium", "bad"):
+        assert only["grade"][key]["temperature"] != every["grade"][key]["temperature"]
+        assert {k: v for k, v in only["grade"][key].items() if k != "temperature"} == \
+            {k: v for k, v in every["grade"][key].items() if k != "temperature"}

@@ -85,13 +85,15 @@ def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
                  params: dict[str, Any], seed: int, calib: np.ndarray,
                  monotonic_cst: Sequence[int] | None = None,
                  sample_weight: np.ndarray | None = None,
-                 groups: Sequence[str] | None = None) -> dict[str, Any]:
+                 groups: Sequence[str] | None = None,
+                 scored_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """One gradient-boosted classifier of ``classes`` fitted on the rows outside ``calib``
     (weighted by ``sample_weight``, one finite non-negative weight per row, when given),
     exported (:func:`export_hgb`) with a softmax temperature: fitted, unweighted, on the
     ``calib`` rows; or, with ``groups`` (one source name per row), on every row's logits from
-    a fit that left its source out (:func:`source_out_temperature`), so that the confidence is
-    calibrated for a source the model has never seen."""
+    a fit that left its source out (:func:`source_out_temperature`; only the rows of
+    ``scored_groups`` when given), so that the confidence is calibrated for a source the
+    model has never seen."""
     from mmrqa_bids.grading.classifier import TreeEnsemble
 
     index = {c: i for i, c in enumerate(classes)}
@@ -106,7 +108,8 @@ def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
         if np.any(calib):
             raise TrainingError("calibration rows and source-out calibration are exclusive")
         exported["temperature"] = source_out_temperature(x, y, len(classes), params, seed,
-                                                         groups, weight, monotonic_cst)
+                                                         groups, weight, monotonic_cst,
+                                                         scored_groups)
     else:
         raw = TreeEnsemble.from_dict(exported).raw(x[calib])
         exported["temperature"] = fit_temperature(raw, y[calib])
@@ -116,16 +119,21 @@ def fit_ensemble(x: np.ndarray, y_names: Sequence[str], classes: Sequence[str],
 def source_out_temperature(x: np.ndarray, y: np.ndarray, n_classes: int,
                            params: dict[str, Any], seed: int, groups: Sequence[str],
                            weight: np.ndarray | None = None,
-                           monotonic_cst: Sequence[int] | None = None) -> float:
-    """Temperature scaling on out-of-source logits: for every source g of ``groups``, the rows
-    of g are scored by a fit on the other sources (same settings and weights), and T minimises
-    the negative log-likelihood of all those scores (:func:`fit_temperature`). A source whose
-    absence leaves a class without examples is scored by nobody (it still trains the others);
-    TrainingError when fewer than two sources can be scored."""
+                           monotonic_cst: Sequence[int] | None = None,
+                           scored_groups: Sequence[str] | None = None) -> float:
+    """Temperature scaling on out-of-source logits: for every source g of ``groups`` (of
+    ``scored_groups`` when given: the others only train), the rows of g are scored by a fit on
+    the other sources (same settings and weights), and T minimises the negative
+    log-likelihood of all those scores (:func:`fit_temperature`). A source whose absence
+    leaves a class without examples is scored by nobody (it still trains the others);
+    TrainingError when fewer than two sources can be scored (than one, with
+    ``scored_groups``: they are chosen as the target domain, however few)."""
     from mmrqa_bids.grading.classifier import TreeEnsemble
 
     groups = np.asarray(groups)
     names = sorted(set(groups.tolist()))
+    if scored_groups is not None:
+        names = [g for g in names if g in set(scored_groups)]
     raws, ys = [], []
     for g in names:
         held = groups == g
@@ -136,9 +144,10 @@ def source_out_temperature(x: np.ndarray, y: np.ndarray, n_classes: int,
         classes = [str(c) for c in range(n_classes)]
         raws.append(TreeEnsemble.from_dict(export_hgb(hgb, classes)).raw(x[held]))
         ys.append(y[held])
-    if len(raws) < 2:
-        raise TrainingError(f"source-out calibration needs two sources that can be left out; "
-                            f"got {names}")
+    if len(raws) < (1 if scored_groups is not None else 2):
+        raise TrainingError(f"source-out calibration needs "
+                            f"{'a scored source' if scored_groups is not None else 'two sources'}"
+                            f" that can be left out; got {names}")
     return fit_temperature(np.concatenate(raws), np.concatenate(ys))
 
 
