@@ -1,5 +1,5 @@
-"""The generated study of the cohort command-line tests: a T1w cohort one run larger than
-``MIN_COHORT_SIZE`` (``sub-05`` degraded by motion) and two T2w runs, graded first by a
+"""The generated study of the cohort command-line tests: a T1w cohort of 7 runs (more than
+``MIN_COHORT_SIZE``; ``sub-05`` degraded by motion) and two T2w runs, graded first by a
 per-subject participant run, as a SLURM array would (absolute grades, no join step).
 
 Test modules import it (no conftest.py here: a second module named ``conftest`` would
@@ -13,7 +13,8 @@ from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
 from mmrqa_bids.testing.cli import run_cli
 from mmrqa_bids.testing.demo_dataset import RunPlan, build_dataset
 
-N_T1W = MIN_COHORT_SIZE + 1
+N_T1W = max(MIN_COHORT_SIZE + 1, 7)
+assert 2 < MIN_COHORT_SIZE  # the two T2w runs stay a cohort too small
 DEGRADED = "sub-05_T1w"
 
 

@@ -19,6 +19,8 @@ from mmrqa_bids.group import run_group
 from mmrqa_bids.testing.synthetic_runs import run_doc as _doc
 
 FEATURES = family_features("anat")
+#: T2w runs of the fixture: a cohort one run too small for a dataset grade
+N_T2W = MIN_COHORT_SIZE - 1
 
 
 def _metrics(rng, shift: float = 0.0) -> dict:
@@ -41,14 +43,14 @@ def _read(out: Path, name: str) -> dict:
 @pytest.fixture()
 def study(tmp_path) -> Path:
     """12 T1w runs of one protocol (2 degraded, graded Bad by the absolute model too, and 3
-    clean ones the absolute model calls Bad) and 3 T2w runs (a cohort too small)."""
+    clean ones the absolute model calls Bad) and N_T2W T2w runs (a cohort too small)."""
     rng = np.random.default_rng(0)
     docs = []
     for i in range(12):
         degraded = i in (3, 7)
         label = "Bad" if degraded or i in (0, 1, 2) else "Good"
         docs.append(_doc(f"sub-{i:02d}_T1w", _metrics(rng, 15.0 if degraded else 0.0), label))
-    docs += [_doc(f"sub-{i:02d}_T2w", _metrics(rng), "Medium", suffix="T2w") for i in range(3)]
+    docs += [_doc(f"sub-{i:02d}_T2w", _metrics(rng), "Medium", suffix="T2w") for i in range(N_T2W)]
     out = tmp_path / "out"
     _write_outputs(out, docs)
     return out
@@ -79,7 +81,7 @@ def test_group_level_grades_against_the_cohort(study, capsys):
     assert "Most likely artifact (artifact model): noise" in degraded["narrative"]["artifact"]
     # the cohort is printed with its members, and the small cohort's fallback is flagged
     assert "12 runs compared with each other: sub-00_T1w" in console
-    assert f"3 run(s), fewer than {MIN_COHORT_SIZE}: no dataset grade" in console
+    assert f"{N_T2W} run(s), fewer than {MIN_COHORT_SIZE}: no dataset grade" in console
 
 
 def test_small_cohort_keeps_the_model_grade_flagged(study):
@@ -87,13 +89,14 @@ def test_small_cohort_keeps_the_model_grade_flagged(study):
     doc = _read(study, "sub-01_T2w")
     grade = doc["grade"]
     assert grade["basis"] == "model" and grade["label"] == "Medium"
-    assert grade["basis_reason"] == f"its cohort has 3 runs, fewer than the {MIN_COHORT_SIZE} a dataset grade needs"
-    assert grade["cohort"]["size"] == 3
+    assert grade["basis_reason"] == (f"its cohort has {N_T2W} runs, fewer than the "
+                                     f"{MIN_COHORT_SIZE} a dataset grade needs")
+    assert grade["cohort"]["size"] == N_T2W
     assert doc["narrative"]["classification"].startswith(
-        "Basis: the absolute metric model, not the dataset (its cohort has 3 runs")
+        f"Basis: the absolute metric model, not the dataset (its cohort has {N_T2W} runs")
     assert doc["narrative"]["artifact"] == "model artifact text"
     rows = list(csv.DictReader((study / "group_T2w.tsv").open(), delimiter="\t"))
-    assert {(r["basis"], r["cohort_size"], r["model_grade"]) for r in rows} == {("model", "3", "Medium")}
+    assert {(r["basis"], r["cohort_size"], r["model_grade"]) for r in rows} == {("model", str(N_T2W), "Medium")}
 
 
 def test_group_tsv_has_basis_and_cohort_columns(study):
@@ -133,12 +136,12 @@ def test_cohort_by_suffix_and_by_file(study, tmp_path):
     assert _read(study, "sub-00_T1w")["grade"]["cohort"]["protocol"] == {"suffix": "T1w"}
     tsv = tmp_path / "cohorts.tsv"
     tsv.write_text("bids_name\tcohort\n" + "".join(
-        f"sub-{i:02d}_T1w\t{'a' if i < 9 else 'b'}\n" for i in range(12))
-        + "".join(f"sub-{i:02d}_T2w\ta\n" for i in range(3)))
+        f"sub-{i:02d}_T1w\t{'a' if i < 12 - N_T2W else 'b'}\n" for i in range(12))
+        + "".join(f"sub-{i:02d}_T2w\ta\n" for i in range(N_T2W)))
     run_group(study, ("T1w", "T2w"), reports=False, cohort_by=str(tsv))
     assert _read(study, "sub-00_T1w")["grade"]["basis"] == "dataset"
-    assert _read(study, "sub-00_T1w")["grade"]["cohort"]["size"] == 9
-    assert _read(study, "sub-10_T1w")["grade"]["basis"] == "model"  # cohort 'b': 3 runs
+    assert _read(study, "sub-00_T1w")["grade"]["cohort"]["size"] == 12 - N_T2W
+    assert _read(study, "sub-11_T1w")["grade"]["basis"] == "model"  # cohort 'b': too small
 
 
 def test_guard_rail_warning_on_a_bimodal_cohort(tmp_path, capsys):

@@ -4,6 +4,7 @@ references are byte for byte those of the join step with reports."""
 from __future__ import annotations
 
 import mmrqa_bids.group as group
+from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE
 from mmrqa_bids.testing.synthetic_runs import synthetic_outputs
 
 MODALITIES = ("T1w", "T2w")
@@ -18,7 +19,7 @@ def test_join_without_reports_builds_no_table_and_writes_the_same_outputs(tmp_pa
                                                                           monkeypatch):
     with_reports, without = tmp_path / "with", tmp_path / "without"
     for out in (with_reports, without):
-        synthetic_outputs(out, n_t1w=12, n_t2w=3)
+        synthetic_outputs(out, n_t1w=12, n_t2w=MIN_COHORT_SIZE - 1)
     calls: list[str] = []
 
     def counted(name):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mmrqa_bids.cohorts.dataset import SHIPPED, cohort_models, model_folder_of_runs
-from mmrqa_bids.cohorts.relative import MODEL_FILES, load_cohort_model
+from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, MODEL_FILES, load_cohort_model
 from mmrqa_bids.resources import data_dir
 from mmrqa_bids.testing.cli import run_cli
 from test_dataset_grades import _doc, _metrics, _read, _write_outputs
@@ -187,7 +187,9 @@ def test_cohort_summaries_name_the_cohort_model(tmp_path):
     [shipped] = cohort_summaries(grade_cohorts(cohorts))
     assert shipped["model_id"] == load_cohort_model("anat").model_id
     assert shipped["model"] == SHIPPED
-    [small] = cohort_summaries(grade_cohorts(assign_cohorts(docs[:3], parse_cohort_by("protocol"))))
+    small_docs = docs[:MIN_COHORT_SIZE - 1]
+    [small] = cohort_summaries(grade_cohorts(assign_cohorts(small_docs,
+                                                            parse_cohort_by("protocol"))))
     assert small["model_id"] is None and small["model"] is None
 
 
