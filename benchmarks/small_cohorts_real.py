@@ -4,6 +4,7 @@ model it replaces, on the same runs.
 
     python benchmarks/small_cohorts_real.py STUDY_DIR [STUDY_DIR ...] [--sizes 3 4 5 6 8]
                                             [--draws 200] [--seed 0]
+                                            [--model FAMILY=PATH] [--only TEXT]
 
 A STUDY_DIR is the ``--out`` folder of ``benchmarks/real_head_study.py`` after its
 participant level (``truth.json`` and ``out/`` with every run's JSON: its metrics and the
@@ -14,6 +15,9 @@ drawn: n runs without replacement, half of the draws all clean and half with one
 does for cohorts of up to 64 runs) by the shipped cohort model, **whatever n** (the grader
 itself only gives dataset grades from ``MIN_COHORT_SIZE`` runs up), and beside it the
 absolute model's grade of the same run (what the grader keeps below the minimum).
+``--model anat=PATH`` grades a family's cohorts with another cohort model file (a model
+trained without a head, ``scripts/train_cohort_model.py --drop-source``, to hold that head
+out); ``--only TEXT`` keeps the pools whose name (``folder:suffix:head``) contains TEXT.
 
 Printed per n, pooled over pools and draws (graded runs, so a run counts once per draw it is
 in): clean runs graded Good and Bad; accuracy and macro-F1 against the project's measured
@@ -75,13 +79,15 @@ def draw(pool: Sequence[dict[str, Any]], n: int, with_degraded: bool,
     return picks
 
 
-def dataset_grades(rows: Sequence[dict[str, Any]], family: str) -> list[str]:
-    """Each member's grade against the others by the shipped cohort model, at any size >= 3."""
+def dataset_grades(rows: Sequence[dict[str, Any]], family: str, model: Any = None
+                   ) -> list[str]:
+    """Each member's grade against the others by ``model`` (default: the shipped cohort
+    model of the family), at any size >= 3."""
     from mmrqa_bids.cohorts.reference import metric_columns
     from mmrqa_bids.cohorts.relative import (cohort_z, load_cohort_model, ordinal_labels,
                                              relative_change)
 
-    model = load_cohort_model(family)
+    model = model or load_cohort_model(family)
     metrics = [r["metrics"] for r in rows]
     z, centre, _ = cohort_z(metrics, model.features)
     x = metric_columns(metrics, model.features)
@@ -103,7 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 5, 6, 8])
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", action="append", default=[], metavar="FAMILY=PATH",
+                    help="a cohort model file for a family instead of the shipped one")
+    ap.add_argument("--only", default="", help="keep the pools whose name contains this")
     args = ap.parse_args(argv)
+    from mmrqa_bids.cohorts.relative import read_model_file
+
+    models = {}
+    for spec in args.model:
+        family, _, path = spec.partition("=")
+        if family not in ("anat", "bold") or not path:
+            ap.error(f"--model {spec!r}: expected anat=PATH or bold=PATH")
+        models[family] = read_model_file(path)
     if min(args.sizes) < 3:
         ap.error("a cohort needs at least 3 runs (each member against 2 others)")
     pools: dict[str, list[dict[str, Any]]] = {}
@@ -112,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{folder}: no truth.json (run benchmarks/real_head_study.py --out {folder})",
                   file=sys.stderr)
             return 2
-        pools.update(study_pools(folder))
+        pools.update({k: v for k, v in study_pools(folder).items() if args.only in k})
     for name, runs in pools.items():
         print(f"pool {name}: {sum(r['clean'] for r in runs)} clean, "
               f"{sum(not r['clean'] for r in runs)} degraded runs")
@@ -131,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows = draw(pool, n, d % 2 == 1, rng)
                 if rows is None:
                     continue
-                out["dataset"] += dataset_grades(rows, family)
+                out["dataset"] += dataset_grades(rows, family, models.get(family))
                 out["absolute"] += [r["absolute"] for r in rows]
                 rows_all += rows
         clean = np.array([r["clean"] for r in rows_all])
