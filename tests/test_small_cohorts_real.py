@@ -42,3 +42,8 @@ def test_dataset_grades_grade_every_member_of_a_small_cohort(bench):
 def test_cohorts_below_three_runs_are_refused(bench):
     with pytest.raises(SystemExit):
         bench.main(["somewhere", "--sizes", "2"])
+
+
+def test_a_model_option_names_a_family(bench):
+    with pytest.raises(SystemExit):
+        bench.main(["somewhere", "--model", "T1w=/some/file.json.gz"])
