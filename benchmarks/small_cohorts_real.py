@@ -96,11 +96,10 @@ def dataset_grades(rows: Sequence[dict[str, Any]], family: str, model: Any = Non
 
 
 def scores(truth: Sequence[str], pred: Sequence[str]) -> tuple[float, float]:
-    from sklearn.metrics import f1_score
+    """Accuracy and macro-F1 over the three grades (an absent one counts 0)."""
+    from mmrqa_bids.evaluation import accuracy, confusion, macro_f1
 
-    t, p = np.asarray(truth), np.asarray(pred)
-    return float(np.mean(t == p)), float(f1_score(t, p, labels=list(LABELS), average="macro",
-                                                  zero_division=0))
+    return accuracy(list(truth), list(pred)), macro_f1(confusion(truth, pred), over=LABELS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
