@@ -41,7 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
-LABELS = ("Good", "Medium", "Bad")
 FAMILY = {"T1w": "anat", "T2w": "anat", "FLAIR": "anat", "bold": "bold"}
 
 
@@ -82,22 +81,17 @@ def draw(pool: Sequence[dict[str, Any]], n: int, with_degraded: bool,
 def dataset_grades(rows: Sequence[dict[str, Any]], family: str, model: Any = None
                    ) -> list[str]:
     """Each member's grade against the others by ``model`` (default: the shipped cohort
-    model of the family), at any size >= 3."""
-    from mmrqa_bids.cohorts.reference import metric_columns
-    from mmrqa_bids.cohorts.relative import (cohort_z, load_cohort_model, ordinal_labels,
-                                             relative_change)
+    model of the family), at any size >= 3 (the grader's own path without its size check)."""
+    from mmrqa_bids.cohorts.relative import load_cohort_model, member_grades
 
     model = model or load_cohort_model(family)
-    metrics = [r["metrics"] for r in rows]
-    z, centre, _ = cohort_z(metrics, model.features)
-    x = metric_columns(metrics, model.features)
-    p = model.predict_proba(z, relative_change(x, centre))
-    return [LABELS[k] for k in ordinal_labels(p)]
+    return [g.label for g in member_grades(model, [r["metrics"] for r in rows])]
 
 
 def scores(truth: Sequence[str], pred: Sequence[str]) -> tuple[float, float]:
     """Accuracy and macro-F1 over the three grades (an absent one counts 0)."""
     from mmrqa_bids.evaluation import accuracy, confusion, macro_f1
+    from mmrqa_bids.grading.base import LABELS
 
     return accuracy(list(truth), list(pred)), macro_f1(confusion(truth, pred), over=LABELS)
 

@@ -418,6 +418,14 @@ def grade_cohort(ref: CohortReference, rows: Sequence[Mapping[str, float]], fami
     if len(rows) < MIN_COHORT_SIZE:
         raise CohortGradeError(f"cohort {ref.cohort_id!r} has {len(rows)} runs; a dataset "
                                f"grade needs at least {MIN_COHORT_SIZE}")
+    return member_grades(model, rows, ref)
+
+
+def member_grades(model: CohortModel, rows: Sequence[Mapping[str, float]],
+                  ref: CohortReference | None = None) -> list[RelativeGrade]:
+    """Each row's grade against the other rows (:func:`cohort_z`), without the size check of
+    :func:`grade_cohort` (which calls it): benchmarks grade cohorts below the minimum with it
+    to choose :data:`MIN_COHORT_SIZE`."""
     z, centre, spread = cohort_z(rows, model.features, ref)
     return _grades(model, metric_columns(rows, model.features), z, centre, spread)
 
