@@ -7,6 +7,7 @@
                                         [--sizes 8 16 32 100]
                                         [--train-floor-levels] [--test-floor-levels]
                                         [--native-t1w] [--calibration random]
+                                        [--train-replicates N] [--test-replicates N]
 
 For each family (anat, bold) and each of its sources (:data:`mmrqa_bids.cohorts.simulate.
 SOURCES`, real heads as acquired among them), the cohort model is fitted on cohorts of the
@@ -29,6 +30,10 @@ held-out real head's twin on the other grid leaves the training with it
 without the option. Each fold's temperatures are fitted on out-of-source logits of its
 training sources, as the shipped files' are; ``--calibration random`` fits them on a random
 fifth of the cohorts, as before 2026-12-03 (:func:`mmrqa_bids.cohorts.train.fit_grade`).
+``--train-replicates`` / ``--test-replicates`` (default
+:data:`mmrqa_bids.cohorts.train.DEGRADED_REPLICATES`): subjects per artifact x severity in the
+pools the training / held-out cohorts are drawn from (two settings of the training compared
+on one held-out set: give both the same ``--test-replicates``).
 
 Printed: held-out accuracy, macro-F1 (95% bootstrap intervals over runs, which understate the
 uncertainty: runs of one cohort and one source are not independent), balanced accuracy,
@@ -114,22 +119,30 @@ HEADER = (f"{'':<26}{'runs':>6}  {'accuracy [95% CI]':<22}{'macro-F1 [95% CI]':<
 def loso(family: str, pools: dict, per_source: int, per_cell: int, seed: int,
          kinds: tuple[str, ...], sizes: tuple[int, ...] = SIZES,
          train_levels: dict | None = None, test_levels: dict | None = None,
-         sources: list[str] | None = None, params: dict | None = None) -> dict:
+         sources: list[str] | None = None, params: dict | None = None,
+         train_replicates: int | None = None, test_replicates: int | None = None) -> dict:
     """Leave-one-source-out predictions of one family (every held-out source's cells; a
     real source's twins on other grids, :func:`~mmrqa_bids.cohorts.simulate.real_twins`,
     leave the training with it). ``train_levels`` / ``test_levels`` (source -> noise-floor
     levels, or None: the per-run floor) draw the training / test cohorts from the
     floor-level pools (:func:`~mmrqa_bids.cohorts.train.plan_cohorts`). ``sources``: the
     family's sources (default: those of :data:`~mmrqa_bids.cohorts.simulate.SOURCES`);
-    ``params``: the grade model's fit settings (:func:`~mmrqa_bids.cohorts.train.fit_grade`)."""
+    ``params``: the grade model's fit settings (:func:`~mmrqa_bids.cohorts.train.fit_grade`);
+    ``train_replicates`` / ``test_replicates``: draw the training / held-out cohorts from
+    the pools cut to that many subjects per artifact x severity (None: the pools as given;
+    :func:`~mmrqa_bids.cohorts.train.limit_replicates`)."""
     from mmrqa_bids.cohorts.relative import family_features
     from mmrqa_bids.cohorts.simulate import family_sources, real_twins, source_by_name
-    from mmrqa_bids.cohorts.train import cohort_table, fit_cohort_model, plan_cohorts, subset
+    from mmrqa_bids.cohorts.train import (cohort_table, fit_cohort_model, limit_replicates,
+                                          plan_cohorts, subset)
 
     sources = sources or family_sources(family)
     features = family_features(family)
     t0 = time.perf_counter()
-    train_all = cohort_table(pools, plan_cohorts(sources, per_source, seed=seed,
+    train_pools = pools if train_replicates is None else limit_replicates(pools,
+                                                                          train_replicates)
+    pools = pools if test_replicates is None else limit_replicates(pools, test_replicates)
+    train_all = cohort_table(train_pools, plan_cohorts(sources, per_source, seed=seed,
                                                  floor_levels=train_levels), features)
     tests = {h: cohort_table(pools, plan_cohorts([h], per_cell, seed=seed + 1, sizes=sizes,
                                                  prevalences=PREVALENCES,
@@ -244,7 +257,7 @@ def speed(n_rows: int = 1000) -> None:
 def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts.simulate import family_sources, pool_metrics_codes
-    from mmrqa_bids.cohorts.train import declared_floor_levels, load_pools
+    from mmrqa_bids.cohorts.train import DEGRADED_REPLICATES, declared_floor_levels, load_pools
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=REPO / ".cache")
@@ -270,7 +283,15 @@ def main(argv=None) -> int:
                         default="source_out",
                         help="temperatures on out-of-source logits (default, the shipped "
                              "recipe) or on a random fifth of the cohorts (before 2026-12-03)")
+    parser.add_argument("--train-replicates", type=int, default=DEGRADED_REPLICATES,
+                        help="subjects per artifact x severity in the training cohorts' "
+                             f"pools (default {DEGRADED_REPLICATES})")
+    parser.add_argument("--test-replicates", type=int, default=DEGRADED_REPLICATES,
+                        help="the same for the held-out cohorts' pools")
     args = parser.parse_args(argv)
+    if min(args.train_replicates, args.test_replicates) < 1:
+        parser.error("--train-replicates and --test-replicates must be >= 1")
+    replicates = max(args.train_replicates, args.test_replicates)
     params = None if args.calibration == "random" else {"calibration": args.calibration}
     keys = list(args.kinds) + ["naive"]
     results = {}
@@ -279,21 +300,24 @@ def main(argv=None) -> int:
         levels = declared_floor_levels(names)
         pools = {}
         if not (args.train_floor_levels and args.test_floor_levels):
-            pools.update(load_pools(names, args.cache, n_jobs=args.jobs, verbose=False))
+            pools.update(load_pools(names, args.cache, n_jobs=args.jobs, verbose=False,
+                                    replicates=replicates))
         if args.train_floor_levels or args.test_floor_levels:
             pools.update(load_pools(names, args.cache, n_jobs=args.jobs, verbose=False,
-                                    floor_levels=levels))
+                                    floor_levels=levels, replicates=replicates))
         print(f"[{family}] training cohorts: "
-              f"{'floor levels' if args.train_floor_levels else 'per-run floor'}; held-out "
-              f"cohorts: {'floor levels' if args.test_floor_levels else 'per-run floor'}",
-              flush=True)
+              f"{'floor levels' if args.train_floor_levels else 'per-run floor'}, "
+              f"{args.train_replicates} subject(s) per artifact x severity; held-out "
+              f"cohorts: {'floor levels' if args.test_floor_levels else 'per-run floor'}, "
+              f"{args.test_replicates}", flush=True)
         codes = pool_metrics_codes([r for p in pools.values() for r in p])
         print(f"[{family}] pool of {sum(codes.values())} runs, metrics code "
               f"{', '.join(f'{c} ({n} runs)' for c, n in codes.items())}", flush=True)
         results[family] = loso(family, pools, args.per_source, args.per_cell, args.seed,
                                tuple(args.kinds), tuple(args.sizes),
                                levels if args.train_floor_levels else None,
-                               levels if args.test_floor_levels else None, names, params)
+                               levels if args.test_floor_levels else None, names, params,
+                               args.train_replicates, args.test_replicates)
         print_family(family, results[family], keys, tuple(args.sizes))
     if len(results) > 1:
         both = {k: np.concatenate([r[k] for r in results.values()])

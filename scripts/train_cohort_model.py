@@ -9,6 +9,7 @@
                                          [--floor-levels] [--native-t1w]
                                          [--drop-source NAME ...]
                                          [--calibration source_out|random]
+                                         [--replicates 1]
 
 Simulates and measures each source's pool once (cached under ``--cache/cohort-pools``, one
 record per run, measured again when the metrics code changed; see
@@ -32,7 +33,10 @@ the levels. ``--native-t1w`` adds the real T1w heads on their own grids
 model for ``benchmarks/real_head_study.py --model``). ``--calibration source_out`` (the
 default, the shipped files' recipe) fits the temperatures on out-of-source logits;
 ``random`` on a random fifth of the cohorts, as before 2026-12-03
-(:func:`mmrqa_bids.cohorts.train.fit_grade`). Held-out figures come from ``benchmarks/cohort_grading.py``
+(:func:`mmrqa_bids.cohorts.train.fit_grade`). ``--replicates N`` simulates N subjects per
+artifact x severity in each source's pool (default
+:data:`mmrqa_bids.cohorts.train.DEGRADED_REPLICATES`); the model file's
+``training.degraded_replicates`` records it when it is not 1. Held-out figures come from ``benchmarks/cohort_grading.py``
 (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
@@ -52,8 +56,9 @@ def main(argv=None) -> int:
     from mmrqa_bids.cohorts.relative import FEATURE_KINDS
     from mmrqa_bids.cohorts import rated_sites
     from mmrqa_bids.cohorts.simulate import FLOOR_SPREAD, family_sources
-    from mmrqa_bids.cohorts.train import (CALIBRATIONS, FEATURE_KIND, cohort_table,
-                                          declared_floor_levels, fit_cohort_model,
+    from mmrqa_bids.cohorts.train import (CALIBRATIONS, DEGRADED_REPLICATES, FEATURE_KIND,
+                                          cohort_table, declared_floor_levels,
+                                          fit_cohort_model,
                                           plan_cohorts, save_model, single_code_pools)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,7 +88,12 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="source_out",
                         help="temperatures on out-of-source logits (default, the shipped "
                              "recipe) or on a random fifth of the cohorts (before 2026-12-03)")
+    parser.add_argument("--replicates", type=int, default=DEGRADED_REPLICATES,
+                        help="subjects per artifact x severity in each source's pool "
+                             f"(default {DEGRADED_REPLICATES})")
     args = parser.parse_args(argv)
+    if args.replicates < 1:
+        parser.error(f"--replicates must be >= 1, got {args.replicates}")
     params = None if args.calibration == "random" else {"calibration": args.calibration}
     for family in args.family:
         try:
@@ -95,7 +105,7 @@ def main(argv=None) -> int:
         levels = declared_floor_levels(sources) if args.floor_levels else None
         try:
             pools, code = single_code_pools(sources, args.cache, args.pool_dir, args.jobs,
-                                            floor_levels=levels)
+                                            floor_levels=levels, replicates=args.replicates)
         except ValueError as exc:
             print(f"[train-cohort] {family}: {exc}", file=sys.stderr)
             return 1
@@ -103,6 +113,8 @@ def main(argv=None) -> int:
         table = cohort_table(pools, draws, family_features(family))
         info = {"sources": sources, "cohorts_per_source": args.per_source, "seed": args.seed,
                 "metrics_code": code}
+        if args.replicates != 1:  # absent at 1: the model file as before the option
+            info["degraded_replicates"] = args.replicates
         if levels is not None:  # absent when off: the model file as before the option
             info["floor_levels"] = {s: list(v) for s, v in levels.items()}
             info["floor_spread"] = FLOOR_SPREAD

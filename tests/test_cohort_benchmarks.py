@@ -42,6 +42,6 @@ def test_cohort_grading_takes_sizes_and_floor_level_options(capsys, load_benchma
     assert stop.value.code == 0
     usage = capsys.readouterr().out
     for option in ("--sizes", "--train-floor-levels", "--test-floor-levels", "--native-t1w",
-                   "--calibration"):
+                   "--calibration", "--train-replicates", "--test-replicates"):
         assert option in usage
     assert "out-of-source logits (default" in " ".join(usage.split())  # the shipped recipe

@@ -57,6 +57,9 @@ from mmrqa_bids.grading.base import LABELS
 SIZE_RANGE = (8, 200)
 PREVALENCE_RANGE = (0.05, 0.5)
 ROWS_PER_COHORT = 32
+#: Subjects per artifact x severity in each source's pool (``per_artifact_severity`` of
+#: :func:`~mmrqa_bids.cohorts.simulate.plan_pool`): 1 gives 21 degraded runs per source.
+DEGRADED_REPLICATES = 1
 #: The shipped model's input (:data:`~mmrqa_bids.cohorts.relative.FEATURE_KINDS`):
 #: ``directional`` (each metric's departures above and below the cohort apart, no |z|
 #: aggregates; model card, "How the input was chosen").
@@ -338,28 +341,42 @@ def save_model(doc: Mapping[str, Any], out_dir: Path) -> Path:
                               gzip.compress(text, compresslevel=9, mtime=0))
 
 
-def _planned(sources: Sequence[str], floor_levels: Mapping[str, Sequence[float]] | None
-             ) -> dict[str, list]:
-    """Pool name -> its runs (:func:`~mmrqa_bids.cohorts.simulate.plan_pool`): one pool per
-    source, or one per source and floor level."""
+def _planned(sources: Sequence[str], floor_levels: Mapping[str, Sequence[float]] | None,
+             replicates: int = DEGRADED_REPLICATES) -> dict[str, list]:
+    """Pool name -> its runs (:func:`~mmrqa_bids.cohorts.simulate.plan_pool`, ``replicates``
+    subjects per artifact x severity): one pool per source, or one per source and floor
+    level."""
     from mmrqa_bids.cohorts.simulate import plan_pool, pool_name
 
     if floor_levels is None:
-        return {s: plan_pool(s) for s in sources}
-    return {pool_name(s, v): plan_pool(s, floor_level=float(v))
+        return {s: plan_pool(s, per_artifact_severity=replicates) for s in sources}
+    return {pool_name(s, v): plan_pool(s, per_artifact_severity=replicates,
+                                       floor_level=float(v))
             for s in sources for v in floor_levels[s]}
+
+
+def limit_replicates(pools: Mapping[str, Sequence[dict[str, Any]]], replicates: int
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """The pools with every clean run and the degraded runs of the first ``replicates``
+    subjects per artifact x severity: the smaller pool :func:`load_pools` would give with
+    ``replicates`` (a larger pool keeps every run of a smaller one)."""
+    if replicates < 1:
+        raise ValueError(f"replicates must be >= 1, got {replicates}")
+    return {name: [r for r in runs if r["severity"] == "none" or r["replicate"] < replicates]
+            for name, runs in pools.items()}
 
 
 def load_pools(sources: Sequence[str], cache_dir: Path | None, n_jobs: int = 1,
                verbose: bool = True,
-               floor_levels: Mapping[str, Sequence[float]] | None = None
-               ) -> dict[str, list[dict[str, Any]]]:
+               floor_levels: Mapping[str, Sequence[float]] | None = None,
+               replicates: int = DEGRADED_REPLICATES) -> dict[str, list[dict[str, Any]]]:
     """Each source's measured pool (:func:`~mmrqa_bids.cohorts.simulate.measure_pool`), or
     with ``floor_levels`` (source -> levels) each (source, level)'s pool, named by
-    :func:`~mmrqa_bids.cohorts.simulate.pool_name`."""
+    :func:`~mmrqa_bids.cohorts.simulate.pool_name`; ``replicates`` subjects per artifact x
+    severity."""
     from mmrqa_bids.cohorts.simulate import measure_pool
 
-    planned = _planned(sources, floor_levels)
+    planned = _planned(sources, floor_levels, replicates)
     runs = [r for rs in planned.values() for r in rs]
     records = measure_pool(runs, cache_dir, n_jobs=n_jobs, verbose=verbose)
     pools: dict[str, list[dict[str, Any]]] = {}
@@ -371,8 +388,8 @@ def load_pools(sources: Sequence[str], cache_dir: Path | None, n_jobs: int = 1,
 
 
 def read_pools(sources: Sequence[str], folder: Path,
-               floor_levels: Mapping[str, Sequence[float]] | None = None
-               ) -> dict[str, list[dict[str, Any]]]:
+               floor_levels: Mapping[str, Sequence[float]] | None = None,
+               replicates: int = DEGRADED_REPLICATES) -> dict[str, list[dict[str, Any]]]:
     """Each source's pool read from measured records in ``folder`` (one
     ``<run key>.json`` per run of :func:`~mmrqa_bids.cohorts.simulate.plan_pool`, as
     :func:`~mmrqa_bids.cohorts.simulate.measure_run` caches them), in the order
@@ -380,12 +397,12 @@ def read_pools(sources: Sequence[str], folder: Path,
     trains and benchmarks the same models whatever the current metrics code. FileNotFoundError
     naming the first missing run; the caller checks the metrics codes
     (:func:`~mmrqa_bids.cohorts.simulate.pool_metrics_codes`). ``floor_levels``: as
-    :func:`load_pools`."""
+    :func:`load_pools`, and ``replicates``."""
     from mmrqa_bids.cohorts.simulate import read_record
 
     folder = Path(folder)
     pools: dict[str, list[dict[str, Any]]] = {}
-    for s, runs in _planned(sources, floor_levels).items():
+    for s, runs in _planned(sources, floor_levels, replicates).items():
         recs = []
         for run in runs:
             path = folder / f"{run.key()}.json"
@@ -398,16 +415,18 @@ def read_pools(sources: Sequence[str], folder: Path,
 
 def single_code_pools(sources: Sequence[str], cache_dir: Path | None,
                       pool_dir: Path | None = None, n_jobs: int = 1, verbose: bool = True,
-                      floor_levels: Mapping[str, Sequence[float]] | None = None
+                      floor_levels: Mapping[str, Sequence[float]] | None = None,
+                      replicates: int = DEGRADED_REPLICATES
                       ) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """The sources' pools (:func:`read_pools` from ``pool_dir`` when given, else
-    :func:`load_pools`; ``floor_levels`` as there) and the one metrics code they were
-    measured with; ValueError when they mix codes (a model is trained on one)."""
+    :func:`load_pools`; ``floor_levels`` and ``replicates`` as there) and the one metrics
+    code they were measured with; ValueError when they mix codes (a model is trained on
+    one)."""
     from mmrqa_bids.cohorts.simulate import pool_metrics_codes
 
-    pools = (read_pools(sources, pool_dir, floor_levels) if pool_dir is not None
+    pools = (read_pools(sources, pool_dir, floor_levels, replicates) if pool_dir is not None
              else load_pools(sources, cache_dir, n_jobs=n_jobs, verbose=verbose,
-                             floor_levels=floor_levels))
+                             floor_levels=floor_levels, replicates=replicates))
     codes = pool_metrics_codes([r for p in pools.values() for r in p])
     if len(codes) != 1:
         raise ValueError(f"the pool mixes metrics codes {codes}; measure it again with one code")

@@ -7,7 +7,8 @@ import pytest
 from mmrqa_bids.cohorts.relative import CohortModel, ordinal_labels
 from mmrqa_bids.cohorts.simulate import (NATIVE_T1W_SOURCES, SOURCES, family_sources,
                                          real_twins)
-from mmrqa_bids.cohorts.train import fit_cohort_model, fit_grade
+from mmrqa_bids.cohorts.train import (DEGRADED_REPLICATES, fit_cohort_model, fit_grade,
+                                      limit_replicates)
 
 FEATURES = ("efc", "cjv", "snr_total")
 FAST = {"max_iter": 30}
@@ -106,3 +107,22 @@ def test_real_source_out_scores_only_the_real_heads():
         assert only["grade"][key]["temperature"] != every["grade"][key]["temperature"]
         assert {k: v for k, v in only["grade"][key].items() if k != "temperature"} == \
             {k: v for k, v in every["grade"][key].items() if k != "temperature"}
+
+
+def test_a_larger_pool_keeps_the_smaller_one_and_limit_replicates_cuts_it_back():
+    """Three subjects per artifact x severity: the one-subject pool's runs (same keys, so the
+    same cached records) plus two more per cell; :func:`limit_replicates` gives the smaller
+    pool back, every clean subject kept."""
+    from mmrqa_bids.cohorts.simulate import ARTIFACTS, plan_pool
+
+    one, three = plan_pool("tpm-T1w"), plan_pool("tpm-T1w", per_artifact_severity=3)
+    assert DEGRADED_REPLICATES >= 1
+    assert len(one) == 32 + 3 * len(ARTIFACTS) and len(three) == 32 + 9 * len(ARTIFACTS)
+    assert {r.key() for r in one} < {r.key() for r in three}
+    records = {"tpm-T1w": [{"severity": r.severity, "replicate": r.replicate, "key": r.key()}
+                           for r in three]}
+    cut = limit_replicates(records, 1)["tpm-T1w"]
+    assert [r["key"] for r in cut] == [r.key() for r in one]
+    assert len(limit_replicates(records, 2)["tpm-T1w"]) == 32 + 6 * len(ARTIFACTS)
+    with pytest.raises(ValueError, match="replicates must be >= 1"):
+        limit_replicates(records, 0)
