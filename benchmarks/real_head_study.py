@@ -439,6 +439,23 @@ def layout_cohorts(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
             ("bold", args.bold_source, args.bold, args.bold_degraded)]
 
 
+
+#: The grade columns of ``results.tsv``, after the truth's own (:func:`write_results`).
+GRADE_COLUMNS = ("grade", "p_good", "model_grade", "model_p_good", "basis", "cohort_id",
+                 "cohort_size", "grade_model_id", "absolute_model_id", "top_deviations")
+
+
+def write_results(path: Path, truth: list[dict]) -> None:
+    """One row per run: the truth's fields, then :data:`GRADE_COLUMNS` once each (a reused
+    dataset's truth records already hold an earlier run's grade fields)."""
+    fields = [k for k in truth[0] if k not in ("metrics", "deviations", *GRADE_COLUMNS)]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields + list(GRADE_COLUMNS), delimiter="\t",
+                           extrasaction="ignore")
+        w.writeheader()
+        for t in truth:
+            w.writerow({**t, "top_deviations": deviation_text(t.get("deviations") or [])})
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp one, "
@@ -639,14 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "measured_agrees": [agree, len(deg)],
                    "models": [[a, c, n] for (a, c), n in sorted(ids.items())]})
 
-    fields = [k for k in truth[0] if k not in ("metrics", "deviations")] + [
-        "grade", "p_good", "model_grade", "model_p_good", "basis", "cohort_id", "cohort_size",
-        "grade_model_id", "absolute_model_id", "top_deviations"]
-    with open(work / "results.tsv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, delimiter="\t", extrasaction="ignore")
-        w.writeheader()
-        for t in truth:
-            w.writerow({**t, "top_deviations": deviation_text(t.get("deviations") or [])})
+    write_results(work / "results.tsv", truth)
     walls_text = ", ".join(f"{lev} {walls[lev]:.1f} s" for lev in levels)
     total = time.perf_counter() - t0
     print(f"\nwall: build {t_build:.1f} s, {walls_text}, total {total:.1f} s")

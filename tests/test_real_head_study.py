@@ -113,3 +113,18 @@ def test_reuse_dataset_refuses_one_built_with_other_arguments(bench, tmp_path, c
     assert "built with other arguments" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--reuse-dataset"])  # needs --out
+
+
+def test_results_have_each_grade_column_once(bench, tmp_path):
+    """A reused dataset's truth records carry the earlier run's grades: results.tsv still has
+    one column per field, holding this run's values."""
+    truth = [{"participant_id": "sub-01", "truth": "clean", "metrics": {"efc": 0.5},
+              "grade": "Good", "p_good": 0.9, "basis": "dataset", "deviations": []}]
+    bench.write_results(tmp_path / "results.tsv", truth)
+    head, row = (tmp_path / "results.tsv").read_text().splitlines()
+    names = head.split("\t")
+    assert len(names) == len(set(names))
+    assert names[:2] == ["participant_id", "truth"] and "metrics" not in names
+    values = dict(zip(names, row.split("\t")))
+    assert values["grade"] == "Good" and values["basis"] == "dataset"
+    assert list(bench.GRADE_COLUMNS) == names[-len(bench.GRADE_COLUMNS):]
