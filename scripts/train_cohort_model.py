@@ -37,7 +37,8 @@ default, the shipped files' recipe) fits the temperatures on out-of-source logit
 artifact x severity in each source's pool (default
 :data:`mmrqa_bids.cohorts.train.DEGRADED_REPLICATES`); the model file's
 ``training.degraded_replicates`` records it when it is not 1. Held-out figures come from
-``benchmarks/cohort_grading.py`` (leave-one-source-out) and ``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
+``benchmarks/cohort_grading.py`` (leave-one-source-out) and
+``benchmarks/cohort_mriqc_ratings.py`` (real expert ratings).
 """
 from __future__ import annotations
 
