@@ -11,7 +11,7 @@ import pytest
 
 from mmrqa_bids.cohorts.basis import (PARTICIPANT_REASON, model_grade, with_dataset_basis,
                                       with_model_basis)
-from mmrqa_bids.cohorts.narrative import render_dataset_narrative
+from mmrqa_bids.cohorts.narrative import PROVISIONAL, render_dataset_narrative
 from mmrqa_bids.cohorts.reference import CohortReference
 from mmrqa_bids.cohorts.relative import MIN_COHORT_SIZE, Deviation, RelativeGrade, family_features
 from mmrqa_bids.derivatives import DerivativesLayout
@@ -178,7 +178,9 @@ def test_basis_is_applied_from_the_kept_model_grade():
     assert back["grade"]["label"] == "Bad"
     assert back["narrative"]["classification"] == (
         "Basis: the absolute metric model, not the dataset (its cohort has 3 runs). "
-        "Grade: Bad from the metric model.")
+        f"{PROVISIONAL.format(others=MIN_COHORT_SIZE - 1)} Grade: Bad from the metric model.")
+    assert "compared with at least 2 other runs of its protocol" in \
+        back["narrative"]["classification"]
 
 
 def test_narrative_names_the_metric_and_the_cohort_range():
