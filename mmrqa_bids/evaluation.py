@@ -15,7 +15,9 @@ Definitions (K classes, n runs, C the confusion matrix with rows = truth, column
 * ECE (expected calibration error; Naeini et al., AAAI 2015; Guo et al., ICML 2017):
   sum_b |B_b|/n * |acc(B_b) - conf(B_b)| over M equal-width bins of the top-class confidence.
 * 95% intervals of accuracy and macro-F1: percentile bootstrap over runs (B resamples of
-  the n (truth, prediction) pairs with replacement; Efron & Tibshirani 1993), seeded.
+  the n (truth, prediction) pairs with replacement; Efron & Tibshirani 1993), seeded; of the
+  difference between two graders on the same runs: the paired bootstrap (each resample
+  scores both on the same draw of runs).
 """
 from __future__ import annotations
 
@@ -111,18 +113,60 @@ def bootstrap_intervals(c: np.ndarray, n_boot: int = 2000, level: float = 0.95,
     n = codes.size
     if n == 0:
         return {"accuracy": [math.nan, math.nan], "macro_f1": [math.nan, math.nan]}
-    draws = codes[np.random.default_rng(seed).integers(0, n, size=(n_boot, n))]
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    acc, macro = _resampled_scores(codes, draws, k)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {"accuracy": np.percentile(acc, q).tolist(), "macro_f1": np.percentile(macro, q).tolist()}
+
+
+def paired_bootstrap_difference(truth: Sequence[str], pred_a: Sequence[str],
+                                pred_b: Sequence[str], n_boot: int = 2000,
+                                level: float = 0.95, seed: int = 0,
+                                labels: Sequence[str] = LABELS) -> dict[str, list[float]]:
+    """Percentile-bootstrap intervals of B's accuracy and macro-F1 minus A's, both graded on
+    the same runs: each resample draws runs (with replacement) and scores both predictions
+    on it, so the run-to-run variation the two share cancels. ``{"accuracy": [d, lo, hi],
+    "macro_f1": [d, lo, hi]}`` (d on all runs). Runs are resampled as independent, as in
+    :func:`bootstrap_intervals`."""
+    if not len(truth) == len(pred_a) == len(pred_b):
+        raise EvaluationError(f"{len(truth)} labels, {len(pred_a)} and {len(pred_b)} "
+                              "predictions: paired predictions need the same runs")
+    index = {label: i for i, label in enumerate(labels)}
+    k = len(labels)
+    try:
+        t = np.array([index[x] for x in truth], dtype=np.int64)
+        a = t * k + np.array([index[x] for x in pred_a], dtype=np.int64)
+        b = t * k + np.array([index[x] for x in pred_b], dtype=np.int64)
+    except KeyError as exc:
+        raise EvaluationError(f"unknown grade {exc.args[0]!r} (expected one of "
+                              f"{', '.join(labels)})") from None
+    n = t.size
+    if n == 0:
+        return {"accuracy": [math.nan] * 3, "macro_f1": [math.nan] * 3}
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    whole = np.arange(n)[None, :]
+    acc_a, f1_a = _resampled_scores(a, draws, k)
+    acc_b, f1_b = _resampled_scores(b, draws, k)
+    (acc0_a,), (f10_a,) = _resampled_scores(a, whole, k)
+    (acc0_b,), (f10_b,) = _resampled_scores(b, whole, k)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {"accuracy": [float(acc0_b - acc0_a), *np.percentile(acc_b - acc_a, q).tolist()],
+            "macro_f1": [float(f10_b - f10_a), *np.percentile(f1_b - f1_a, q).tolist()]}
+
+
+def _resampled_scores(codes: np.ndarray, draws: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 of each row of ``draws`` (indices into ``codes``, one
+    truth * K + prediction code per run), from one bincount of all the rows' confusions."""
+    n_boot, n = draws.shape
     offsets = (np.arange(n_boot) * k * k)[:, None]
-    boot = np.bincount((draws + offsets).ravel(), minlength=n_boot * k * k)
+    boot = np.bincount((codes[draws] + offsets).ravel(), minlength=n_boot * k * k)
     boot = boot.reshape(n_boot, k, k).astype(float)
     tp = np.einsum("bkk->bk", boot)
     counted = boot.sum(axis=1) + boot.sum(axis=2)  # predicted + actual, per class
     present = counted > 0
     f1 = 2 * tp / np.where(present, counted, 1.0)  # 2PR/(P+R) = 2TP/(predicted + actual)
-    macro = f1.sum(axis=1) / present.sum(axis=1)
-    acc = tp.sum(axis=1) / n
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    return {"accuracy": np.percentile(acc, q).tolist(), "macro_f1": np.percentile(macro, q).tolist()}
+    return tp.sum(axis=1) / n, f1.sum(axis=1) / present.sum(axis=1)
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,32 @@ def test_one_macro_f1_for_the_train_level_too():
     assert classification_scores(truth, pred)["macro_f1"] == pytest.approx(expected)
     only_good = classification_scores(["Good", "Good"], ["Good", "Good"])["macro_f1"]
     assert only_good == pytest.approx(1 / 3)  # Medium and Bad absent: 0 each, as sklearn's
+
+
+def test_paired_bootstrap_difference_scores_both_graders_on_the_same_draws():
+    from mmrqa_bids.evaluation import accuracy, paired_bootstrap_difference
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["Good", "Medium", "Bad"], 120).tolist()
+    a = [t if rng.random() < 0.6 else "Good" for t in truth]
+    b = [t if rng.random() < 0.8 else "Good" for t in truth]
+    out = paired_bootstrap_difference(truth, a, b, n_boot=500)
+    d_acc, lo, hi = out["accuracy"]
+    assert d_acc == pytest.approx(accuracy(truth, b) - accuracy(truth, a))
+    assert out["macro_f1"][0] == pytest.approx(
+        macro_f1(confusion(truth, b)) - macro_f1(confusion(truth, a)))
+    assert lo <= d_acc <= hi and out["macro_f1"][1] <= out["macro_f1"][0] <= out["macro_f1"][2]
+    same = paired_bootstrap_difference(truth, a, a, n_boot=200)
+    assert same["accuracy"] == [0.0, 0.0, 0.0] and same["macro_f1"] == [0.0, 0.0, 0.0]
+    # one grader right everywhere, the other nowhere: the interval excludes 0
+    wrong = [{"Good": "Bad", "Medium": "Good", "Bad": "Medium"}[t] for t in truth]
+    assert paired_bootstrap_difference(truth, wrong, truth, n_boot=200)["accuracy"][1] > 0.9
+
+
+def test_paired_bootstrap_difference_needs_the_same_runs_and_known_grades():
+    from mmrqa_bids.evaluation import EvaluationError, paired_bootstrap_difference
+
+    with pytest.raises(EvaluationError, match="same runs"):
+        paired_bootstrap_difference(["Good"], ["Good"], [])
+    with pytest.raises(EvaluationError, match="unknown grade 'Fair'"):
+        paired_bootstrap_difference(["Good"], ["Fair"], ["Good"])
