@@ -60,9 +60,9 @@ def compare(a: dict, b: dict, n_boot: int = 2000) -> list[str]:
         truth = [a[k][column] or empty for k in keys]
         diff = paired_bootstrap_difference(truth, ga, gb, n_boot=n_boot)
         lines.append(f"{name}:")
-        for metric, score in (("accuracy", accuracy), ("macro_f1", macro_f1)):
-            fa = score(truth, ga) if metric == "accuracy" else score(confusion(truth, ga))
-            fb = score(truth, gb) if metric == "accuracy" else score(confusion(truth, gb))
+        for metric, score in (("accuracy", accuracy),
+                              ("macro_f1", lambda t, g: macro_f1(confusion(t, g)))):
+            fa, fb = score(truth, ga), score(truth, gb)
             d, lo, hi = diff[metric]
             lines.append(f"  {metric:<9} A {fa:.3f}  B {fb:.3f}  B - A {d:+.3f} "
                          f"[{lo:+.3f}, {hi:+.3f}]")

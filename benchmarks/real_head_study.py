@@ -439,7 +439,6 @@ def layout_cohorts(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
             ("bold", args.bold_source, args.bold, args.bold_degraded)]
 
 
-
 #: The grade columns of ``results.tsv``, after the truth's own (:func:`write_results`).
 GRADE_COLUMNS = ("grade", "p_good", "model_grade", "model_p_good", "basis", "cohort_id",
                  "cohort_size", "grade_model_id", "absolute_model_id", "top_deviations")
@@ -455,6 +454,7 @@ def write_results(path: Path, truth: list[dict]) -> None:
         w.writeheader()
         for t in truth:
             w.writerow({**t, "top_deviations": deviation_text(t.get("deviations") or [])})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
